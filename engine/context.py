@@ -1,0 +1,128 @@
+"""Context variables only: the current flow run, task run and tags."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from engine.exceptions import MissingContextError
+
+if TYPE_CHECKING:
+    from engine.records import FlowRun, TaskRun
+    from engine.scheduler import RunGroup
+    from engine.spec import FlowSpec, TaskSpec
+    from engine.store import Store
+
+
+class RunContext:
+    """Base of the run contexts; ``get()`` returns the current one or None."""
+
+    __slots__ = ()
+    _var: ClassVar[ContextVar[Any]]
+
+    @classmethod
+    def get(cls) -> Self | None:
+        """The current context of this kind, or None outside such a run."""
+        ctx: Self | None = cls._var.get()
+        return ctx
+
+
+class FlowRunContext(RunContext):
+    """What is known inside a flow run: the flow, its run record, its parameters."""
+
+    __slots__ = (
+        "deployment",
+        "flow",
+        "flow_run",
+        "group",
+        "log_prints",
+        "loop",
+        "parameters",
+        "spec",
+        "store",
+        "task_counters",
+    )
+    _var: ClassVar[ContextVar[FlowRunContext | None]] = ContextVar("flow_run_ctx", default=None)
+
+    def __init__(
+        self,
+        *,
+        spec: FlowSpec,
+        flow_run: FlowRun,
+        parameters: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        group: RunGroup,
+        store: Store,
+        deployment: Any = None,
+    ) -> None:
+        self.spec = spec
+        self.flow = spec.owner
+        self.flow_run = flow_run
+        self.parameters = parameters
+        self.loop = loop
+        self.group = group
+        self.store = store
+        self.log_prints = bool(spec.log_prints)
+        self.deployment = deployment
+        # Call index per task key: (task key, index) identifies a task run inside its flow run,
+        # which is what durable recovery matches on.
+        # itertools.count: next() is atomic, so threads submitting concurrently get distinct keys.
+        self.task_counters: dict[str, itertools.count[int]] = {}
+
+    def next_dynamic_key(self, task_key: str) -> str:
+        """The next call index of ``task_key`` in this flow run."""
+        counter = self.task_counters.get(task_key)
+        if counter is None:
+            counter = self.task_counters.setdefault(task_key, itertools.count())
+        return str(next(counter))
+
+
+class TaskRunContext(RunContext):
+    """What is known inside a task run: the task, its run record, its parameters."""
+
+    __slots__ = ("log_prints", "parameters", "spec", "task", "task_run")
+    _var: ClassVar[ContextVar[TaskRunContext | None]] = ContextVar("task_run_ctx", default=None)
+
+    def __init__(
+        self, *, spec: TaskSpec, task_run: TaskRun, parameters: dict[str, Any], log_prints: bool
+    ) -> None:
+        self.spec = spec
+        self.task = spec.owner
+        self.task_run = task_run
+        self.parameters = parameters
+        self.log_prints = log_prints
+
+
+flow_run_var = FlowRunContext._var
+task_run_var = TaskRunContext._var
+tags_var: ContextVar[frozenset[str]] = ContextVar("tags", default=frozenset())
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """The task run context inside a task, else the flow run context; raises outside runs."""
+    task_ctx = task_run_var.get()
+    if task_ctx is not None:
+        return task_ctx
+    flow_ctx = flow_run_var.get()
+    if flow_ctx is not None:
+        return flow_ctx
+    raise MissingContextError("No run context available. You are not in a flow or task run context.")
+
+
+@contextlib.contextmanager
+def tags(*new_tags: str) -> Iterator[set[str]]:
+    """Add tags to every flow and task run created inside the block (nests additively)."""
+    for tag in new_tags:
+        if not isinstance(tag, str):
+            raise TypeError(f"Tags must be strings, got {tag!r}")
+    current = tags_var.get()
+    merged = current | frozenset(new_tags)
+    token = tags_var.set(merged)
+    try:
+        yield set(merged)
+    finally:
+        tags_var.reset(token)

@@ -1,0 +1,220 @@
+"""Where a run body executes: inline coroutine, the calling thread, a worker thread or a pool.
+
+Also the portal: the one per-process engine loop thread that sync callers hand orchestration to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import ctypes
+import queue
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Executor(Protocol):
+    """Runs a sync callable somewhere that is not an event loop and awaits its result."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    # The orchestration may have stopped waiting (a timeout): drop the late outcome.
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+class CallerThread:
+    """Runs sync bodies on the thread that made a sync call, while it waits for the outcome.
+
+    The orchestration coroutine runs on an event loop elsewhere; each ``run`` posts work back
+    to the waiting caller, so a sync flow or task body runs on its caller's thread (the main
+    thread for a script) exactly as if it had been called directly.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put((contextvars.copy_context(), fn, args, fut, loop))
+        return await fut
+
+    def serve(self, outcome: concurrent.futures.Future[T]) -> T:
+        """Run posted work on this thread until ``outcome`` resolves; return its result."""
+        outcome.add_done_callback(lambda _: self._queue.put(None))
+        get = self._queue.get
+        while True:
+            item = get()
+            if item is None:
+                return outcome.result()
+            ctx, fn, args, fut, loop = item
+            try:
+                value = ctx.run(fn, *args)
+            except BaseException as exc:
+                ok, value = False, exc
+            else:
+                ok = True
+            try:
+                loop.call_soon_threadsafe(_settle, fut, ok, value)
+            except RuntimeError:  # the loop closed under us: nothing waits for this anymore
+                pass
+
+
+class PoolExecutor:
+    """Runs sync bodies on a ``concurrent.futures`` thread pool (the task runner's)."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool: concurrent.futures.Executor) -> None:
+        self.pool = pool
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(self.pool, ctx.run, fn, *args)  # type: ignore[arg-type]
+
+
+class AbandonableThread:
+    """Runs a sync body on a fresh daemon thread, so a timeout can stop waiting for it.
+
+    When the waiting coroutine is cancelled (its timeout expired), the exception type given
+    is raised asynchronously inside the thread; pure-Python code stops at its next bytecode,
+    a blocking C call (``time.sleep``) first finishes.
+    """
+
+    __slots__ = ("interrupt",)
+
+    def __init__(self, interrupt: type[BaseException]) -> None:
+        self.interrupt = interrupt
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        ctx = contextvars.copy_context()
+
+        def target() -> None:
+            try:
+                value = ctx.run(fn, *args)
+            except BaseException as exc:
+                ok, value = False, exc
+            else:
+                ok = True
+            try:
+                loop.call_soon_threadsafe(_settle, fut, ok, value)
+            except RuntimeError:
+                pass
+
+        thread = threading.Thread(target=target, name="millstream-timeout-body", daemon=True)
+        thread.start()
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if thread.ident is not None and thread.is_alive():
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread.ident), ctypes.py_object(self.interrupt)
+                )
+            raise
+
+
+class Portal:
+    """The per-process engine loop thread: sync callers run orchestration coroutines on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(
+            target=self._main, args=(started,), name="millstream-engine", daemon=True
+        )
+        self.thread.start()
+        started.wait()
+
+    def _main(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(started.set)
+        self.loop.run_forever()
+
+    def call(self, make: Callable[[CallerThread], Coroutine[Any, Any, T]]) -> T:
+        """Run ``make(caller)`` on the engine loop; sync bodies it posts run on this thread.
+
+        Blocks the calling thread until the coroutine finishes. Contextvars of the caller are
+        visible to the coroutine.
+        """
+        caller = CallerThread()
+        ctx = contextvars.copy_context()
+        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+        if threading.current_thread() is self.thread:
+            # Called from code running on the engine loop itself (an async task body calling a
+            # sync flow): blocking this loop would deadlock, so orchestrate on a private loop.
+            def private() -> None:
+                try:
+                    outcome.set_result(ctx.run(asyncio.run, make(caller)))
+                except BaseException as exc:
+                    outcome.set_exception(exc)
+
+            threading.Thread(target=private, name="millstream-nested", daemon=True).start()
+            return caller.serve(outcome)
+
+        def start() -> None:
+            task = self.loop.create_task(make(caller), context=ctx)
+            task.add_done_callback(lambda t: _transfer(t, outcome))
+
+        self.loop.call_soon_threadsafe(start)
+        return caller.serve(outcome)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule a coroutine on the engine loop (contextvars copied) without waiting."""
+        ctx = contextvars.copy_context()
+        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def start() -> None:
+            task = self.loop.create_task(coro, context=ctx)
+            task.add_done_callback(lambda t: _transfer(t, outcome))
+
+        self.loop.call_soon_threadsafe(start)
+        return outcome
+
+
+def _transfer(task: asyncio.Task[T], outcome: concurrent.futures.Future[T]) -> None:
+    if task.cancelled():
+        outcome.set_exception(concurrent.futures.CancelledError())
+    elif (exc := task.exception()) is not None:
+        outcome.set_exception(exc)
+    else:
+        outcome.set_result(task.result())
+
+
+_portal: Portal | None = None
+_portal_lock = threading.Lock()
+
+
+def get_portal() -> Portal:
+    """The engine loop thread, started on first use."""
+    global _portal
+    portal = _portal
+    if portal is None:
+        with _portal_lock:
+            if _portal is None:
+                _portal = Portal()
+            portal = _portal
+    return portal
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

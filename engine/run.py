@@ -1,0 +1,599 @@
+"""The run coroutines: bind → Pending → Running → body → retry → final state → persist → hooks.
+
+Both sync and async callers end up here: async callers await these coroutines on their own loop,
+sync callers reach them through the portal (``engine.executors.Portal``) with an executor that
+runs the sync body back on the calling thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import logging
+import os
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine import context as ctxmod
+from engine.exceptions import (
+    FlowRunTimeoutError,
+    ParameterTypeError,
+    TaskRunTimeoutError,
+    UpstreamTaskError,
+)
+from engine.executors import AbandonableThread, Executor
+from engine.ids import new_id
+from engine.records import FlowRun, TaskRun
+from engine.scheduler import (
+    EngineFuture,
+    RunGroup,
+    Upstream,
+    has_futures,
+    resolve_inputs,
+)
+from engine.spec import FlowSpec, Hook, TaskSpec
+from engine.task_runners import default_task_runner
+from engine.states import (
+    AwaitingRetry,
+    Completed,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    StateType,
+    crashed_from_exception,
+    failed_from_exception,
+    now,
+    retry_delay,
+    state_result,
+    timed_out,
+)
+from engine.store import HOSTNAME, Store, get_store
+
+logger = logging.getLogger("millstream.engine")
+
+_PID = os.getpid()
+
+# Enum members looked up once: attribute access on an Enum class is slow on the hot path.
+_PENDING = StateType.PENDING
+_RUNNING = StateType.RUNNING
+_COMPLETED = StateType.COMPLETED
+_FAILED = StateType.FAILED
+_CRASHED = StateType.CRASHED
+# Argument types that can hold neither futures nor annotations: no need to look inside.
+_PLAIN_TYPES = frozenset({int, float, str, bool, bytes, type(None)})
+
+
+def _is_engine_future(value: Any) -> EngineFuture | None:
+    engine_future = getattr(value, "_engine_future", None)
+    if isinstance(engine_future, EngineFuture):
+        return engine_future
+    return value if isinstance(value, EngineFuture) else None
+
+
+def _is_future(value: Any) -> bool:
+    return _is_engine_future(value) is not None
+
+
+def render_run_name(template: str | Callable[[], str] | None, parameters: Mapping[str, Any]) -> str | None:
+    """A run name from a template string over the parameters, or from a callable."""
+    if template is None:
+        return None
+    if callable(template):
+        name = template()
+        if not isinstance(name, str):
+            raise TypeError(
+                f"Callable {template!r} for a run name must return a string, got {name!r}"
+            )
+        return name
+    try:
+        return template.format(**parameters)
+    except (KeyError, IndexError) as exc:
+        raise ValueError(
+            f"Run name template {template!r} refers to {exc} which is not a parameter "
+            f"(parameters: {sorted(parameters)})"
+        ) from None
+
+
+# -- hooks ------------------------------------------------------------------------------------
+async def run_hooks(
+    hooks: tuple[Hook, ...], args: tuple[Any, ...], executor: Executor | None, kind: str
+) -> None:
+    """Run state hooks in order; an exception is logged and never changes the state."""
+    for hook in hooks:
+        name = getattr(hook, "__name__", repr(hook))
+        try:
+            if inspect.iscoroutinefunction(hook):
+                await hook(*args)
+            elif executor is not None:
+                result = await executor.run(hook, *args)
+                if inspect.isawaitable(result):
+                    await result
+            else:
+                result = await asyncio.to_thread(hook, *args)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception:
+            logger.exception("An error was encountered while running %s hook %r", kind, name)
+
+
+# -- task runs --------------------------------------------------------------------------------
+def new_task_run(
+    spec: TaskSpec,
+    parameters: dict[str, Any],
+    flow_ctx: ctxmod.FlowRunContext | None,
+    task_run_id: uuid.UUID | None = None,
+) -> TaskRun:
+    """A new TaskRun record for a call of ``spec`` (its call index taken from the flow run)."""
+    if flow_ctx is not None:
+        dynamic_key = flow_ctx.next_dynamic_key(spec.task_key)
+        flow_run_id: uuid.UUID | None = flow_ctx.flow_run.id
+    else:
+        dynamic_key = uuid.uuid4().hex[:8]
+        flow_run_id = None
+    tags = spec.tags | ctxmod.tags_var.get()
+    name = render_run_name(spec.task_run_name, parameters) or f"{spec.name}-{dynamic_key}"
+    return TaskRun(
+        id=task_run_id or new_id(),
+        name=name,
+        task_key=spec.task_key,
+        task_name=spec.name,
+        dynamic_key=dynamic_key,
+        flow_run_id=flow_run_id,
+        task_version=spec.version,
+        parameters=parameters,
+        tags=sorted(tags) if tags else [],
+        created=now(),
+    )
+
+
+def _store_for_tasks(flow_ctx: ctxmod.FlowRunContext | None) -> Store:
+    if flow_ctx is not None:
+        return flow_ctx.store
+    from engine.settings import get_current_settings
+
+    return get_store(get_current_settings().database_path)
+
+
+async def run_task(
+    spec: TaskSpec,
+    parameters: dict[str, Any],
+    *,
+    executor: Executor | None,
+    task_run: TaskRun | None = None,
+    wait_for: list[Any] | None = None,
+) -> State:
+    """Orchestrate one task run to its final state (never raises for the body's errors)."""
+    flow_ctx = ctxmod.flow_run_var.get()
+    store = _store_for_tasks(flow_ctx)
+    if task_run is None:
+        task_run = new_task_run(spec, parameters, flow_ctx)
+    put = store.put_task_run_state
+
+    upstream: Upstream | None = None
+    plain = _PLAIN_TYPES
+    if wait_for or any(type(v) not in plain for v in parameters.values()):
+        if wait_for or any(has_futures(v, _is_future) for v in parameters.values()):
+            upstream = Upstream()
+            if wait_for:
+                await resolve_inputs(list(wait_for), _is_engine_future, upstream)
+            parameters = {
+                k: await resolve_inputs(v, _is_engine_future, upstream)
+                for k, v in parameters.items()
+            }
+            task_run.parameters = parameters
+        else:
+            # Annotations (unmapped/quote/allow_failure) around plain values are unwrapped here.
+            parameters = {k: _unwrap(v) for k, v in parameters.items()}
+
+    state = State(type=_PENDING, name="Pending")
+    task_run.state = state
+    put(task_run, state)
+    if upstream is not None and upstream.failed:
+        ids = ", ".join(repr(str(i)) for i in upstream.failed)
+        state = Pending(
+            name="NotReady",
+            message=f"Upstream task run {ids} did not reach a 'COMPLETED' state.",
+            data=UpstreamTaskError(f"Upstream task run {ids} did not reach a 'COMPLETED' state."),
+        )
+        task_run.state = state
+        put(task_run, state)
+        return state
+
+    log_prints = spec.log_prints
+    if log_prints is None:
+        log_prints = flow_ctx.log_prints if flow_ctx is not None else False
+    task_ctx = ctxmod.TaskRunContext(
+        spec=spec, task_run=task_run, parameters=parameters, log_prints=log_prints
+    )
+    retries = spec.retries
+    while True:
+        task_run.run_count += 1
+        running = State(type=_RUNNING, name="Running" if task_run.run_count == 1 else "Retrying")
+        if task_run.start_time is None:
+            task_run.start_time = running.timestamp
+        task_run.state = running
+        put(task_run, running)
+        if spec.on_running:
+            await run_hooks(spec.on_running, (spec.owner, task_run, running), executor, "on_running")
+
+        token = ctxmod.task_run_var.set(task_ctx)
+        try:
+            state = await _call_task_body(spec, parameters, executor)
+        finally:
+            ctxmod.task_run_var.reset(token)
+        state.state_details.task_run_id = task_run.id
+
+        if (
+            state.type is _FAILED
+            and task_run.run_count <= retries
+            and await _retry_allowed(spec, task_run, state, executor)
+        ):
+            delay = retry_delay(spec.retry_delays, task_run.run_count, spec.retry_jitter_factor)
+            waiting = AwaitingRetry(
+                scheduled_time=now() + dt.timedelta(seconds=delay), message=state.message
+            )
+            waiting.state_details.task_run_id = task_run.id
+            task_run.state = waiting
+            put(task_run, waiting)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            continue
+        break
+
+    task_run.end_time = state.timestamp
+    task_run.state = state
+    put(task_run, state)
+    if state.type is _COMPLETED:
+        if spec.on_completion:
+            await run_hooks(spec.on_completion, (spec.owner, task_run, state), executor, "on_completion")
+    elif state.type is _FAILED or state.type is _CRASHED:
+        if spec.on_failure:
+            await run_hooks(spec.on_failure, (spec.owner, task_run, state), executor, "on_failure")
+    return state
+
+
+def _unwrap(value: Any) -> Any:
+    from engine.scheduler import BaseAnnotation
+
+    return value.value if isinstance(value, BaseAnnotation) else value
+
+
+async def _retry_allowed(
+    spec: TaskSpec, task_run: TaskRun, state: State, executor: Executor | None
+) -> bool:
+    fn = spec.retry_condition_fn
+    if fn is None:
+        return True
+    try:
+        if inspect.iscoroutinefunction(fn):
+            return bool(await fn(spec.owner, task_run, state))
+        if executor is not None:
+            return bool(await executor.run(fn, spec.owner, task_run, state))
+        return bool(fn(spec.owner, task_run, state))
+    except Exception:
+        logger.exception("retry_condition_fn %r raised; not retrying", fn)
+        return False
+
+
+async def _call_task_body(
+    spec: TaskSpec, parameters: dict[str, Any], executor: Executor | None
+) -> State:
+    args, kwargs = spec.binder.call_args(parameters)
+    timeout = spec.timeout_seconds
+    try:
+        if spec.is_async:
+            if timeout is None:
+                value = await spec.fn(*args, **kwargs)
+            else:
+                value = await _with_timeout(spec.fn(*args, **kwargs), timeout, TaskRunTimeoutError)
+        elif timeout is None:
+            assert executor is not None
+            value = await executor.run(spec.fn, *args, **kwargs) if kwargs else await executor.run(spec.fn, *args)
+        else:
+            body = AbandonableThread(TaskRunTimeoutError)
+            value = await _with_timeout(
+                body.run(_call_kw, spec.fn, args, kwargs), timeout, TaskRunTimeoutError
+            )
+    except TaskRunTimeoutError as exc:
+        return timed_out("Task run", timeout or 0, exc)
+    except Exception as exc:
+        return failed_from_exception(exc, "Task run")
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return crashed_from_exception(exc, "Task run")
+    return _value_to_state(value)
+
+
+def _call_kw(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
+
+
+async def _with_timeout(
+    awaitable: Any, seconds: float, error: type[TaskRunTimeoutError] | type[FlowRunTimeoutError]
+) -> Any:
+    try:
+        async with asyncio.timeout(seconds) as scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise error(f"{seconds:g} second(s)") from None
+        raise
+
+
+def _value_to_state(value: Any) -> State:
+    if isinstance(value, State):
+        return value
+    return State(type=_COMPLETED, name="Completed", data=value)
+
+
+# -- flow runs --------------------------------------------------------------------------------
+_ADJECTIVES = (
+    "amber", "brisk", "calm", "daring", "eager", "fancy", "gentle", "hasty", "icy", "jolly",
+    "keen", "lively", "mellow", "nimble", "olive", "proud", "quiet", "rapid", "steady", "tidy",
+    "upbeat", "vivid", "witty", "young", "zesty", "bold", "clever", "dapper", "earnest", "fuzzy",
+)
+_NOUNS = (
+    "otter", "heron", "badger", "falcon", "marmot", "lynx", "salmon", "beaver", "crane", "wren",
+    "newt", "ibis", "gecko", "moose", "panda", "quokka", "raven", "stoat", "tapir", "vole",
+    "walrus", "yak", "zebu", "alpaca", "bison", "coyote", "dingo", "egret", "ferret", "gibbon",
+)
+
+
+def random_run_name() -> str:
+    """A readable random flow run name like ``brisk-otter``."""
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}"
+
+
+def final_state_from_return(value: Any) -> State:
+    """A flow's final state from what its body returned (Prefect's rules)."""
+    if isinstance(value, State):
+        return value
+    engine_future = _is_engine_future(value)
+    if engine_future is not None:
+        return _states_to_final([engine_future.state], single=True)
+    if isinstance(value, list | tuple | set) and value:
+        items = list(value)
+        if all(isinstance(v, State) or _is_future(v) for v in items):
+            states = [v if isinstance(v, State) else _is_engine_future(v).state for v in items]  # type: ignore[union-attr]
+            return _states_to_final(states, single=False)
+    return Completed(data=value)
+
+
+def _states_to_final(states: list[State], single: bool) -> State:
+    data: Any = states[0] if single else states
+    bad = [s for s in states if s.type is not StateType.COMPLETED]
+    if not bad:
+        return Completed(data=data)
+    kinds = {s.type for s in bad}
+    message = f"{len(bad)}/{len(states)} states failed."
+    if kinds <= {StateType.CANCELLED}:
+        from engine.states import Cancelled
+
+        return Cancelled(message=f"{len(bad)}/{len(states)} states cancelled.", data=data)
+    if StateType.CRASHED in kinds and len(kinds) == 1:
+        from engine.states import Crashed
+
+        return Crashed(message=f"{len(bad)}/{len(states)} states crashed.", data=data)
+    if all(s.is_final() for s in bad):
+        return Failed(message=message, data=data)
+    return Failed(message=f"{len(bad)}/{len(states)} states are not final.", data=data)
+
+
+def new_flow_run(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    store: Store,
+    *,
+    parent_flow_ctx: ctxmod.FlowRunContext | None,
+    flow_run_id: uuid.UUID | None = None,
+) -> FlowRun:
+    """A new FlowRun record for a call of ``spec``."""
+    parent_task = ctxmod.task_run_var.get()
+    tags = ctxmod.tags_var.get()
+    parent_id = parent_flow_ctx.flow_run.id if parent_flow_ctx is not None else None
+    root_id = (
+        (parent_flow_ctx.flow_run.root_flow_run_id or parent_id)
+        if parent_flow_ctx is not None
+        else None
+    )
+    run_id = flow_run_id or new_id()
+    return FlowRun(
+        id=run_id,
+        name=render_run_name(spec.flow_run_name, parameters) or random_run_name(),
+        flow_id=store.flow_id(spec.name),
+        flow_name=spec.name,
+        flow_version=spec.version,
+        parameters=parameters,
+        tags=sorted(tags) if tags else [],
+        parent_task_run_id=parent_task.task_run.id if parent_task is not None else None,
+        parent_flow_run_id=parent_id,
+        root_flow_run_id=root_id or run_id,
+        entrypoint=spec.entrypoint,
+        created=now(),
+        pid=_PID,
+        hostname=HOSTNAME,
+    )
+
+
+async def run_flow(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    *,
+    executor: Executor | None,
+    flow_run_id: uuid.UUID | None = None,
+) -> State:
+    """Orchestrate one flow run to its final state.
+
+    Raises only for what must reach the caller before anything runs (bad parameters, an
+    unusable database) and for cancellation and crashes, after recording them.
+    """
+    from engine.settings import get_current_settings
+
+    parent_ctx = ctxmod.flow_run_var.get()
+    if parent_ctx is not None:
+        store = parent_ctx.store
+    else:
+        store = get_store(get_current_settings().database_path)
+        await store.ensure_open()
+
+    flow_run = new_flow_run(
+        spec, parameters, store, parent_flow_ctx=parent_ctx, flow_run_id=flow_run_id
+    )
+    put = store.put_flow_run_state
+
+    if spec.validate_parameters:
+        from engine.validation import validate_parameters
+
+        try:
+            parameters = validate_parameters(spec.fn, parameters)
+        except ParameterTypeError as exc:
+            failed = Failed(message=f"Validation of flow parameters failed with error: {exc}", data=exc)
+            failed.state_details.flow_run_id = flow_run.id
+            flow_run.state = failed
+            put(flow_run, failed)
+            if parent_ctx is None:
+                await store.flush()
+            raise
+        flow_run.parameters = parameters
+
+    pending = Pending()
+    pending.state_details.flow_run_id = flow_run.id
+    flow_run.state = pending
+    put(flow_run, pending)
+
+    loop = asyncio.get_running_loop()
+    runner = spec.task_runner or default_task_runner()
+    pool = runner.acquire()
+    group = RunGroup(loop, pool, runner.max_concurrency())
+    flow_ctx = ctxmod.FlowRunContext(
+        spec=spec, flow_run=flow_run, parameters=parameters, loop=loop, group=group, store=store
+    )
+    try:
+        state = await _flow_attempts(spec, flow_run, flow_ctx, executor, put)
+    except asyncio.CancelledError as exc:
+        # Cancelled from outside (the awaiting task was cancelled): record it, then propagate.
+        group.cancel_all()
+        state = crashed_from_exception(exc, "Flow run")
+        state.state_details.flow_run_id = flow_run.id
+        flow_run.end_time = state.timestamp
+        flow_run.state = state
+        put(flow_run, state)
+        if spec.on_crashed:
+            await asyncio.shield(run_hooks(spec.on_crashed, (spec.owner, flow_run, state), executor, "on_crashed"))
+        if parent_ctx is None:
+            await asyncio.shield(store.flush())
+        raise
+    finally:
+        runner.release(pool)
+    if parent_ctx is None:
+        # Flush point: a top-level flow run's terminal state is durable before the call returns.
+        await store.flush()
+    return state
+
+
+async def _flow_attempts(
+    spec: FlowSpec,
+    flow_run: FlowRun,
+    flow_ctx: ctxmod.FlowRunContext,
+    executor: Executor | None,
+    put: Callable[[FlowRun, State], None],
+) -> State:
+    args, kwargs = spec.binder.call_args(flow_ctx.parameters)
+    while True:
+        flow_run.run_count += 1
+        running = Running() if flow_run.run_count == 1 else Retrying()
+        running.state_details.flow_run_id = flow_run.id
+        if flow_run.start_time is None:
+            flow_run.start_time = running.timestamp
+        flow_run.state = running
+        put(flow_run, running)
+        if spec.on_running:
+            await run_hooks(spec.on_running, (spec.owner, flow_run, running), executor, "on_running")
+
+        flow_ctx.task_counters.clear()
+        token = ctxmod.flow_run_var.set(flow_ctx)
+        task_token = ctxmod.task_run_var.set(None)
+        try:
+            state = await _call_flow_body(spec, args, kwargs, executor, flow_ctx.group)
+        finally:
+            ctxmod.task_run_var.reset(task_token)
+            ctxmod.flow_run_var.reset(token)
+        state.state_details.flow_run_id = flow_run.id
+
+        if state.type is StateType.FAILED and flow_run.run_count <= spec.retries:
+            delay = retry_delay(spec.retry_delays, flow_run.run_count, None)
+            waiting = AwaitingRetry(
+                scheduled_time=now() + dt.timedelta(seconds=delay), message=state.message
+            )
+            waiting.state_details.flow_run_id = flow_run.id
+            flow_run.state = waiting
+            put(flow_run, waiting)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            continue
+        break
+
+    flow_run.end_time = state.timestamp
+    flow_run.state = state
+    put(flow_run, state)
+    hooks: tuple[Hook, ...] = ()
+    if state.type is StateType.COMPLETED:
+        hooks = spec.on_completion
+    elif state.type is StateType.FAILED:
+        hooks = spec.on_failure
+    elif state.type is StateType.CRASHED:
+        hooks = spec.on_crashed
+    # A body that returns Cancelled() does not fire on_cancellation (as in Prefect); the
+    # engine's own cancellation path runs those hooks.
+    if hooks:
+        await run_hooks(hooks, (spec.owner, flow_run, state), executor, "state")
+    return state
+
+
+async def _call_flow_body(
+    spec: FlowSpec,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    executor: Executor | None,
+    group: RunGroup,
+) -> State:
+    timeout = spec.timeout_seconds
+    try:
+        try:
+            if spec.is_async:
+                body = spec.fn(*args, **kwargs)
+                value = await (body if timeout is None else _with_timeout(body, timeout, FlowRunTimeoutError))
+            elif timeout is None:
+                assert executor is not None
+                value = await executor.run(_call_kw, spec.fn, args, kwargs)
+            else:
+                thread = AbandonableThread(FlowRunTimeoutError)
+                value = await _with_timeout(
+                    thread.run(_call_kw, spec.fn, args, kwargs), timeout, FlowRunTimeoutError
+                )
+        finally:
+            # Submitted task runs finish before the flow does, returned or not.
+            await group.wait_all()
+    except FlowRunTimeoutError as exc:
+        group.cancel_all()
+        return timed_out("Flow run", timeout or 0, exc)
+    except Exception as exc:
+        return failed_from_exception(exc, "Flow run")
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        # KeyboardInterrupt, SystemExit: the run crashed. Returned (not raised) so that the
+        # loop orchestrating it survives; the caller re-raises it from the Crashed state.
+        return crashed_from_exception(exc, "Flow run")
+    return final_state_from_return(value)
+
+
+def flow_result(state: State, raise_on_failure: bool = True) -> Any:
+    """What a flow call returns for its final state (raising its exception if it failed)."""
+    return state_result(state, raise_on_failure)

@@ -1,0 +1,161 @@
+-- Millstream's SQLite schema and named queries; the store is their only reader.
+-- A run's state history is kept in its own row as JSON lines (one per state, appended by the
+-- upsert), so recording a state costs one row write however many states a batch holds.
+-- Sections start with "-- migration: N" (applied in order, tracked in PRAGMA user_version)
+-- or "-- name: NAME" (a query the store runs by name).
+
+-- migration: 1
+CREATE TABLE flow (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL
+);
+
+CREATE TABLE flow_run (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    flow_name TEXT NOT NULL,
+    flow_version TEXT,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    parent_task_run_id TEXT,
+    parent_flow_run_id TEXT,
+    root_flow_run_id TEXT,
+    deployment_id TEXT,
+    idempotency_key TEXT UNIQUE,
+    entrypoint TEXT,
+    run_count INTEGER NOT NULL DEFAULT 0,
+    state_id TEXT,
+    state_type TEXT,
+    state_name TEXT,
+    state_message TEXT,
+    state_timestamp TEXT,
+    state_details TEXT,
+    start_time TEXT,
+    end_time TEXT,
+    expected_start_time TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    pid INTEGER,
+    hostname TEXT,
+    history TEXT NOT NULL DEFAULT '',
+    result BLOB
+);
+CREATE INDEX ix_flow_run_state_created ON flow_run (state_type, created DESC);
+CREATE INDEX ix_flow_run_created ON flow_run (created DESC);
+CREATE INDEX ix_flow_run_flow_name ON flow_run (flow_name, created DESC);
+CREATE INDEX ix_flow_run_start_time ON flow_run (start_time);
+CREATE INDEX ix_flow_run_parent ON flow_run (parent_flow_run_id);
+
+CREATE TABLE task_run (
+    id TEXT PRIMARY KEY,
+    flow_run_id TEXT,
+    name TEXT NOT NULL,
+    task_key TEXT NOT NULL,
+    task_name TEXT NOT NULL,
+    dynamic_key TEXT NOT NULL,
+    task_version TEXT,
+    cache_key TEXT,
+    cache_expiration TEXT,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    run_count INTEGER NOT NULL DEFAULT 0,
+    state_id TEXT,
+    state_type TEXT,
+    state_name TEXT,
+    state_message TEXT,
+    state_timestamp TEXT,
+    state_details TEXT,
+    start_time TEXT,
+    end_time TEXT,
+    expected_start_time TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    history TEXT NOT NULL DEFAULT '',
+    result BLOB
+);
+CREATE INDEX ix_task_run_flow_run ON task_run (flow_run_id, task_key, dynamic_key);
+
+CREATE TABLE log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow_run_id TEXT,
+    task_run_id TEXT,
+    level INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    message TEXT NOT NULL,
+    timestamp TEXT NOT NULL
+);
+CREATE INDEX ix_log_flow_run ON log (flow_run_id, id);
+CREATE INDEX ix_log_task_run ON log (task_run_id, id);
+
+CREATE TABLE variable (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]',
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+
+-- name: upsert_flow
+INSERT INTO flow (id, name, created) VALUES (?, ?, ?)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: upsert_flow_run
+INSERT INTO flow_run (
+    id, name, flow_id, flow_name, flow_version, parameters, tags, parent_task_run_id,
+    parent_flow_run_id, root_flow_run_id, deployment_id, idempotency_key, entrypoint, run_count,
+    state_id, state_type, state_name, state_message, state_timestamp, state_details,
+    start_time, end_time, expected_start_time, created, updated, pid, hostname, history, result
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    name = excluded.name, parameters = excluded.parameters, tags = excluded.tags,
+    run_count = excluded.run_count, state_id = excluded.state_id,
+    state_type = excluded.state_type, state_name = excluded.state_name,
+    state_message = excluded.state_message, state_timestamp = excluded.state_timestamp,
+    state_details = excluded.state_details, start_time = excluded.start_time,
+    end_time = excluded.end_time, updated = excluded.updated, pid = excluded.pid,
+    hostname = excluded.hostname, history = flow_run.history || excluded.history,
+    result = coalesce(excluded.result, flow_run.result);
+
+-- name: upsert_task_run
+INSERT INTO task_run (
+    id, flow_run_id, name, task_key, task_name, dynamic_key, task_version, cache_key,
+    cache_expiration, parameters, tags, run_count, state_id, state_type, state_name,
+    state_message, state_timestamp, state_details, start_time, end_time, expected_start_time,
+    created, updated, history, result
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    name = excluded.name, cache_key = excluded.cache_key,
+    cache_expiration = excluded.cache_expiration, run_count = excluded.run_count,
+    state_id = excluded.state_id, state_type = excluded.state_type,
+    state_name = excluded.state_name, state_message = excluded.state_message,
+    state_timestamp = excluded.state_timestamp, state_details = excluded.state_details,
+    start_time = excluded.start_time, end_time = excluded.end_time, updated = excluded.updated,
+    history = task_run.history || excluded.history,
+    result = coalesce(excluded.result, task_run.result);
+
+-- name: insert_log
+INSERT INTO log (flow_run_id, task_run_id, level, name, message, timestamp)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: select_flow_run
+SELECT * FROM flow_run WHERE id = ?;
+
+-- name: select_task_run
+SELECT * FROM task_run WHERE id = ?;
+
+-- name: select_task_runs_of_flow_run
+SELECT * FROM task_run WHERE flow_run_id = ? ORDER BY created, rowid;
+
+-- name: select_flow_run_history
+SELECT history FROM flow_run WHERE id = ?;
+
+-- name: select_task_run_history
+SELECT history FROM task_run WHERE id = ?;
+
+-- name: select_flow
+SELECT * FROM flow WHERE id = ?;
+
+-- name: select_flow_by_name
+SELECT * FROM flow WHERE name = ?;

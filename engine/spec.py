@@ -1,0 +1,137 @@
+"""Frozen task and flow specifications built at decoration time, and fast argument binding."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.exceptions import ParameterBindError
+
+Hook = Callable[..., Any]
+
+
+class Binder:
+    """Binds call arguments to a function's parameters; fast for plain positional calls."""
+
+    __slots__ = ("_fast_names", "_fn_name", "signature")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.signature = inspect.signature(fn)
+        self._fn_name = getattr(fn, "__name__", repr(fn))
+        params = list(self.signature.parameters.values())
+        simple = all(
+            p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY) and p.default is p.empty
+            for p in params
+        )
+        # When every parameter is plain and required, binding is a zip: the common case of
+        # small tasks called in tight loops skips inspect's general (and slower) binder.
+        self._fast_names: tuple[str, ...] | None = (
+            tuple(p.name for p in params) if simple else None
+        )
+
+    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the parameters (defaults applied) or raise ``ParameterBindError``."""
+        names = self._fast_names
+        if names is not None and not kwargs and len(args) == len(names):
+            return dict(zip(names, args, strict=True))
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ParameterBindError.from_bind_failure(
+                self._fn_name, exc, args, dict(kwargs)
+            ) from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def call_args(self, parameters: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Split bound parameters back into ``(args, kwargs)`` for calling the function."""
+        names = self._fast_names
+        if names is not None:
+            return tuple(parameters[n] for n in names), {}
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for name, param in self.signature.parameters.items():
+            if name not in parameters:
+                continue
+            value = parameters[name]
+            if param.kind is param.VAR_POSITIONAL:
+                args.extend(value)
+            elif param.kind is param.VAR_KEYWORD:
+                kwargs.update(value)
+            elif param.kind is param.KEYWORD_ONLY:
+                kwargs[name] = value
+            elif kwargs:
+                kwargs[name] = value
+            else:
+                args.append(value)
+        return tuple(args), kwargs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec:
+    """Everything the engine needs to run a task, fixed when the task is defined."""
+
+    fn: Callable[..., Any]
+    name: str
+    task_key: str
+    is_async: bool
+    binder: Binder
+    owner: Any = None
+    description: str | None = None
+    version: str | None = None
+    tags: frozenset[str] = frozenset()
+    task_run_name: str | Callable[[], str] | None = None
+    retries: int = 0
+    retry_delays: float | list[float] = 0.0
+    retry_jitter_factor: float | None = None
+    retry_condition_fn: Callable[..., bool] | None = None
+    timeout_seconds: float | None = None
+    log_prints: bool | None = None
+    cache_policy: Any = None
+    cache_key_fn: Callable[..., str | None] | None = None
+    cache_expiration: dt.timedelta | None = None
+    refresh_cache: bool | None = None
+    persist_result: bool | None = None
+    result_storage: Any = None
+    result_serializer: Any = None
+    result_storage_key: str | None = None
+    cache_result_in_memory: bool = True
+    on_completion: tuple[Hook, ...] = ()
+    on_failure: tuple[Hook, ...] = ()
+    on_running: tuple[Hook, ...] = ()
+    on_commit: tuple[Hook, ...] = ()
+    on_rollback: tuple[Hook, ...] = ()
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlowSpec:
+    """Everything the engine needs to run a flow, fixed when the flow is defined."""
+
+    fn: Callable[..., Any]
+    name: str
+    is_async: bool
+    binder: Binder
+    owner: Any = None
+    description: str | None = None
+    version: str | None = None
+    flow_run_name: str | Callable[[], str] | None = None
+    task_runner: Any = None
+    timeout_seconds: float | None = None
+    validate_parameters: bool = True
+    retries: int = 0
+    retry_delays: float | list[float] = 0.0
+    persist_result: bool | None = None
+    result_storage: Any = None
+    result_serializer: Any = None
+    cache_result_in_memory: bool = True
+    log_prints: bool | None = None
+    entrypoint: str | None = None
+    on_completion: tuple[Hook, ...] = ()
+    on_failure: tuple[Hook, ...] = ()
+    on_cancellation: tuple[Hook, ...] = ()
+    on_crashed: tuple[Hook, ...] = ()
+    on_running: tuple[Hook, ...] = ()

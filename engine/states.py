@@ -1,0 +1,442 @@
+"""The pure state machine: the State record, its constructors, and every transition decision."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import random
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from engine.ids import new_id
+
+from engine.exceptions import (
+    CancelledRun,
+    CrashedRun,
+    FailedRun,
+    PausedRun,
+    UnfinishedRun,
+)
+
+
+def now() -> dt.datetime:
+    """The current time, timezone-aware in UTC (every recorded timestamp uses it)."""
+    return dt.datetime.now(dt.UTC)
+
+
+class StateType(str, enum.Enum):
+    """The type of a state; named states (Cached, Retrying, …) share one of these."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_DEFAULT_NAMES = {t: t.value.capitalize() for t in StateType}
+
+TERMINAL_TYPES = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+)
+
+
+class StateDetails(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Facts attached to a state: which run it belongs to, when it is scheduled, its cache key."""
+
+    flow_run_id: uuid.UUID | None = None
+    task_run_id: uuid.UUID | None = None
+    child_flow_run_id: uuid.UUID | None = None
+    scheduled_time: dt.datetime | None = None
+    cache_key: str | None = None
+    cache_expiration: dt.datetime | None = None
+    retriable: bool | None = None
+    refresh_cache: bool | None = None
+    pause_timeout: dt.datetime | None = None
+    pause_key: str | None = None
+    run_input_keyset: dict[str, str] | None = None
+    untrackable_result: bool = False
+
+
+class State(msgspec.Struct, kw_only=True):
+    """One state of a flow or task run.
+
+    ``data`` holds the live result while the run is in memory (the return value, or the
+    exception for a failed run); a state read back from the database holds a result reference
+    that ``result()`` decodes.
+    """
+
+    type: StateType
+    name: str | None = None
+    message: str | None = None
+    timestamp: dt.datetime = msgspec.field(default_factory=now)
+    data: Any = None
+    state_details: StateDetails = msgspec.field(default_factory=StateDetails)
+    id: uuid.UUID = msgspec.field(default_factory=new_id)
+
+    def __post_init__(self) -> None:
+        if type(self.type) is not StateType:
+            self.type = StateType(self.type)
+        if self.name is None:
+            self.name = _DEFAULT_NAMES[self.type]
+
+    # -- predicates ---------------------------------------------------------------------------
+    def is_scheduled(self) -> bool:
+        return self.type is StateType.SCHEDULED
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_cancelling(self) -> bool:
+        return self.type is StateType.CANCELLING
+
+    def is_paused(self) -> bool:
+        return self.type is StateType.PAUSED
+
+    def is_final(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    # -- results ------------------------------------------------------------------------------
+    def result(self, raise_on_failure: bool = True, fetch: bool = True) -> Any:
+        """The state's result; raises the stored exception for a failed state.
+
+        Called from inside a running event loop it returns a coroutine to ``await``, as
+        Prefect 3 does; ``aresult()`` is the explicit async form.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return state_result(self, raise_on_failure)
+        return self.aresult(raise_on_failure=raise_on_failure)
+
+    async def aresult(self, raise_on_failure: bool = True, fetch: bool = True) -> Any:
+        """The state's result, in async code."""
+        return state_result(self, raise_on_failure)
+
+    def copy(self, **updates: Any) -> State:
+        """A copy of this state with a new id and the given fields replaced."""
+        fields = {f: getattr(self, f) for f in self.__struct_fields__ if f != "id"}
+        fields.update(updates)
+        return State(**fields)
+
+    def __repr__(self) -> str:
+        shown = _short_repr(self.data)
+        return f"{self.name}(message={self.message!r}, type={self.type.value}, result={shown})"
+
+    __str__ = __repr__
+
+
+def _short_repr(data: Any) -> str:
+    text = repr(data)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class ResultLoader:
+    """Loads a persisted result on demand; states read back from the database hold one."""
+
+    def load(self) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _resolve_data(data: Any) -> Any:
+    if isinstance(data, ResultLoader):
+        return data.load()
+    return data
+
+
+def state_result(state: State, raise_on_failure: bool = True) -> Any:
+    """The value of ``state``, or its exception (raised, or returned when not raising)."""
+    if state.type is StateType.COMPLETED:
+        return _resolve_data(state.data)
+    if state.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
+        exc = get_state_exception(state)
+        if raise_on_failure:
+            raise exc
+        return exc
+    if state.type is StateType.PAUSED:
+        exc2: BaseException = PausedRun(f"Run is paused: {state.message or ''}".strip())
+    else:
+        exc2 = UnfinishedRun(
+            f"Run is in {state.type.value} state, its result is not available."
+        )
+    if raise_on_failure:
+        raise exc2
+    return exc2
+
+
+def get_state_exception(state: State) -> BaseException:
+    """The exception a failed, crashed or cancelled state stands for."""
+    data = _resolve_data(state.data)
+    if isinstance(data, BaseException):
+        return data
+    if isinstance(data, State):
+        return get_state_exception(data)
+    if isinstance(data, list | tuple) and data and all(isinstance(s, State) for s in data):
+        for inner in data:
+            if inner.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
+                return get_state_exception(inner)
+    default = {
+        StateType.FAILED: FailedRun,
+        StateType.CRASHED: CrashedRun,
+        StateType.CANCELLED: CancelledRun,
+    }.get(state.type)
+    if default is None:
+        raise ValueError(f"State of type {state.type.value} has no exception")
+    word = {StateType.FAILED: "failed", StateType.CRASHED: "crashed"}.get(state.type, "cancelled")
+    return default(state.message or f"Run {word}.")
+
+
+def raise_state_exception(state: State) -> None:
+    """Raise the exception of a failed, crashed or cancelled state; do nothing otherwise."""
+    if state.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
+        raise get_state_exception(state)
+
+
+# -- constructors -----------------------------------------------------------------------------
+def _make(type_: StateType, default_name: str | None, cls_kwargs: dict[str, Any]) -> State:
+    if default_name is not None and cls_kwargs.get("name") is None:
+        cls_kwargs["name"] = default_name
+    details = cls_kwargs.pop("state_details", None)
+    if isinstance(details, dict):
+        details = StateDetails(**details)
+    return State(type=type_, state_details=details or StateDetails(), **cls_kwargs)
+
+
+def Completed(**kwargs: Any) -> State:  # noqa: N802 - Prefect's constructor names
+    """A Completed state."""
+    return _make(StateType.COMPLETED, None, kwargs)
+
+
+def Running(**kwargs: Any) -> State:  # noqa: N802
+    """A Running state."""
+    return _make(StateType.RUNNING, None, kwargs)
+
+
+def Failed(**kwargs: Any) -> State:  # noqa: N802
+    """A Failed state."""
+    return _make(StateType.FAILED, None, kwargs)
+
+
+def Crashed(**kwargs: Any) -> State:  # noqa: N802
+    """A Crashed state."""
+    return _make(StateType.CRASHED, None, kwargs)
+
+
+def Cancelled(**kwargs: Any) -> State:  # noqa: N802
+    """A Cancelled state."""
+    return _make(StateType.CANCELLED, None, kwargs)
+
+
+def Cancelling(**kwargs: Any) -> State:  # noqa: N802
+    """A Cancelling state."""
+    return _make(StateType.CANCELLING, None, kwargs)
+
+
+def Pending(**kwargs: Any) -> State:  # noqa: N802
+    """A Pending state."""
+    return _make(StateType.PENDING, None, kwargs)
+
+
+def Paused(
+    timeout_seconds: float | None = None,
+    pause_expiration_time: dt.datetime | None = None,
+    pause_key: str | None = None,
+    **kwargs: Any,
+) -> State:  # noqa: N802
+    """A Paused state, optionally with the time it stops waiting."""
+    state = _make(StateType.PAUSED, None, kwargs)
+    if timeout_seconds is not None and pause_expiration_time is not None:
+        raise ValueError("Give at most one of timeout_seconds and pause_expiration_time")
+    if timeout_seconds is not None:
+        pause_expiration_time = now() + dt.timedelta(seconds=timeout_seconds)
+    if pause_expiration_time is not None:
+        state.state_details.pause_timeout = pause_expiration_time
+    if pause_key is not None:
+        state.state_details.pause_key = pause_key
+    return state
+
+
+def Suspended(**kwargs: Any) -> State:  # noqa: N802
+    """A Suspended state (a Paused state that releases its process)."""
+    kwargs.setdefault("name", "Suspended")
+    return Paused(**kwargs)
+
+
+def Scheduled(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:  # noqa: N802
+    """A Scheduled state for ``scheduled_time`` (now if not given)."""
+    state = _make(StateType.SCHEDULED, None, kwargs)
+    if scheduled_time is not None and scheduled_time.tzinfo is None:
+        raise ValueError(f"scheduled_time must be timezone-aware, got {scheduled_time!r}")
+    state.state_details.scheduled_time = scheduled_time or state.state_details.scheduled_time or now()
+    return state
+
+
+def AwaitingRetry(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:  # noqa: N802
+    """A Scheduled state named AwaitingRetry: the run waits for its retry delay."""
+    kwargs.setdefault("name", "AwaitingRetry")
+    return Scheduled(scheduled_time=scheduled_time, **kwargs)
+
+
+def AwaitingConcurrencySlot(  # noqa: N802
+    scheduled_time: dt.datetime | None = None, **kwargs: Any
+) -> State:
+    """A Scheduled state named AwaitingConcurrencySlot."""
+    kwargs.setdefault("name", "AwaitingConcurrencySlot")
+    return Scheduled(scheduled_time=scheduled_time, **kwargs)
+
+
+def Late(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:  # noqa: N802
+    """A Scheduled state named Late: its scheduled time has passed."""
+    kwargs.setdefault("name", "Late")
+    return Scheduled(scheduled_time=scheduled_time, **kwargs)
+
+
+def Retrying(**kwargs: Any) -> State:  # noqa: N802
+    """A Running state named Retrying."""
+    kwargs.setdefault("name", "Retrying")
+    return Running(**kwargs)
+
+
+# -- transition decisions ----------------------------------------------------------------------
+_ALLOWED: dict[StateType, frozenset[StateType]] = {
+    StateType.SCHEDULED: frozenset(StateType) - {StateType.CANCELLING},
+    StateType.PENDING: frozenset(StateType),
+    StateType.RUNNING: frozenset(StateType) - {StateType.PENDING},
+    StateType.PAUSED: frozenset(StateType),
+    StateType.CANCELLING: frozenset(
+        {StateType.CANCELLED, StateType.CRASHED, StateType.FAILED, StateType.COMPLETED}
+    ),
+    # A terminal state only leaves for a new attempt (flow retries, recovery, rerun).
+    StateType.COMPLETED: frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}),
+    StateType.FAILED: frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}),
+    StateType.CRASHED: frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}),
+    StateType.CANCELLED: frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}),
+}
+
+
+def is_legal_transition(from_type: StateType | None, to_type: StateType) -> bool:
+    """Whether a run in ``from_type`` may move to ``to_type`` (None: a new run)."""
+    if from_type is None:
+        return True
+    return to_type in _ALLOWED[from_type]
+
+
+RetryDelay = float | Sequence[float] | Callable[[int], Any] | None
+
+
+def resolve_retry_delays(retry_delay_seconds: Any, retries: int) -> float | list[float]:
+    """Normalise ``retry_delay_seconds``: a callable is called with ``retries`` once."""
+    value = retry_delay_seconds(retries) if callable(retry_delay_seconds) else retry_delay_seconds
+    if value is None:
+        return 0.0
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"retry_delay_seconds must be >= 0, got {value!r}")
+        return float(value)
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        delays = [float(v) for v in value]
+        if any(d < 0 for d in delays):
+            raise ValueError(f"retry_delay_seconds must be >= 0, got {value!r}")
+        if len(delays) > 50:
+            raise ValueError("Can not configure more than 50 retry delays per task.")
+        return delays
+    raise TypeError(
+        f"retry_delay_seconds must be a number, a list of numbers or a callable, got {value!r}"
+    )
+
+
+def retry_delay(delays: float | list[float], attempt: int, jitter_factor: float | None) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based), jitter included."""
+    if isinstance(delays, list):
+        if not delays:
+            base = 0.0
+        else:
+            base = delays[min(attempt, len(delays)) - 1]
+    else:
+        base = delays
+    if jitter_factor:
+        # Spread around the configured delay, never below zero, at most (1 + factor) times it.
+        base = random.uniform(max(0.0, base * (1 - jitter_factor)), base * (1 + jitter_factor))
+    return base
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """A ``retry_delay_seconds`` callable: ``retries -> [f, 2f, 4f, …]``."""
+    if backoff_factor < 0:
+        raise ValueError(f"backoff_factor must be >= 0, got {backoff_factor!r}")
+
+    def retry_backoff_callable(retries: int) -> list[float]:
+        # Prefect caps the list at 50 entries; so do we, to keep delays bounded.
+        return [backoff_factor * 2**r for r in range(min(retries, 50))]
+
+    return retry_backoff_callable
+
+
+def failed_from_exception(exc: BaseException, kind: str) -> State:
+    """The state a run body's exception turns into (``kind`` is "Task run" or "Flow run")."""
+    if isinstance(exc, TimeoutError) and getattr(exc, "_millstream_timeout", False):
+        return Failed(name="TimedOut", message=f"{kind} exceeded timeout of {exc}", data=exc)
+    if not isinstance(exc, Exception):
+        return crashed_from_exception(exc, kind)
+    if kind == "Task run":
+        message = f"Task run encountered an exception {type(exc).__name__}: {exc}"
+    else:
+        message = f"Flow run encountered an exception: {type(exc).__name__}: {exc}"
+    return Failed(message=message, data=exc)
+
+
+def crashed_from_exception(exc: BaseException, kind: str) -> State:
+    """The state a BaseException (KeyboardInterrupt, SystemExit, a signal) turns into."""
+    if isinstance(exc, asyncio.CancelledError):
+        message = f"{kind} was cancelled by the runtime environment."
+    else:
+        message = f"{kind} crashed: {type(exc).__name__}: {exc}".rstrip(": ")
+    return Crashed(message=message, data=exc)
+
+
+def timed_out(kind: str, seconds: float, exc: BaseException) -> State:
+    """A Failed state named TimedOut for a run that exceeded ``seconds``."""
+    return Failed(
+        name="TimedOut", message=f"{kind} exceeded timeout of {seconds:g} second(s)", data=exc
+    )
+
+
+def cached(source: State) -> State:
+    """The state a cache hit becomes: Completed named Cached with the cached data."""
+    return Completed(
+        name="Cached",
+        message=source.message,
+        data=source.data,
+        state_details=msgspec.structs.replace(source.state_details),
+    )
+
+
+def should_retry(run_count: int, retries: int) -> bool:
+    """Whether an attempt that just failed may be retried (run_count counts attempts so far)."""
+    return run_count <= retries

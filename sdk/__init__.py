@@ -1,0 +1,26 @@
+"""Millstream's public API: Prefect 3's SDK names, run by an embedded engine on one SQLite file.
+
+Change ``from prefect import flow, task`` to ``from sdk import flow, task``.
+"""
+
+from engine.context import tags
+from engine.scheduler import allow_failure, quote, unmapped
+from engine.states import State
+from sdk.flows import Flow, flow
+from sdk.futures import PrefectFuture, as_completed, wait
+from sdk.tasks import Task, task
+
+__all__ = [
+    "Flow",
+    "PrefectFuture",
+    "State",
+    "Task",
+    "allow_failure",
+    "as_completed",
+    "flow",
+    "quote",
+    "tags",
+    "task",
+    "unmapped",
+    "wait",
+]

@@ -1,0 +1,465 @@
+"""The ``@task`` decorator and ``Task`` objects: call, ``submit``, ``map``, ``with_options``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import inspect
+import os
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
+
+from engine import context as ctxmod
+from engine import run as engine_run
+from engine.exceptions import MappingLengthMismatch, MappingMissingIterable
+from engine.executors import PoolExecutor
+from engine.scheduler import EngineFuture, quote, unmapped
+from engine.spec import Binder, Hook, TaskSpec
+from engine.states import State, exponential_backoff, resolve_retry_delays, state_result
+from sdk._options import NotSet, check_hooks, check_timeout, merge
+from sdk._sync import run_sync
+from sdk.futures import PrefectFuture, PrefectFutureList
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+def _task_key(fn: Callable[..., Any]) -> str:
+    # Stable across processes and runs of the same file: recovery matches task runs on it.
+    try:
+        source_file = os.path.abspath(inspect.getfile(fn))
+    except TypeError:
+        source_file = getattr(fn, "__module__", "") or ""
+    digest = hashlib.sha1(f"{source_file}:{fn.__qualname__}".encode()).hexdigest()[:8]
+    return f"{fn.__qualname__}-{digest}"
+
+
+_OPTION_NAMES = (
+    "name", "description", "tags", "version", "cache_policy", "cache_key_fn", "cache_expiration",
+    "task_run_name", "retries", "retry_delay_seconds", "retry_jitter_factor", "persist_result",
+    "result_storage", "result_serializer", "result_storage_key", "cache_result_in_memory",
+    "timeout_seconds", "log_prints", "refresh_cache", "on_completion", "on_failure",
+    "on_running", "on_commit", "on_rollback", "retry_condition_fn",
+)
+
+
+class Task(Generic[P, R]):
+    """A function whose calls are recorded as task runs, with retries, caching and timeouts."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        version: str | None = None,
+        cache_policy: Any = NotSet,
+        cache_key_fn: Callable[..., str | None] | None = None,
+        cache_expiration: dt.timedelta | None = None,
+        task_run_name: str | Callable[[], str] | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+        retry_jitter_factor: float | None = None,
+        persist_result: bool | None = None,
+        result_storage: Any = None,
+        result_serializer: Any = None,
+        result_storage_key: str | None = None,
+        cache_result_in_memory: bool = True,
+        timeout_seconds: float | None = None,
+        log_prints: bool | None = None,
+        refresh_cache: bool | None = None,
+        on_completion: list[Hook] | None = None,
+        on_failure: list[Hook] | None = None,
+        on_running: list[Hook] | None = None,
+        on_commit: list[Hook] | None = None,
+        on_rollback: list[Hook] | None = None,
+        retry_condition_fn: Callable[..., bool] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, got {fn!r}")
+        from engine.settings import get_current_settings
+
+        settings = get_current_settings()
+        self.fn = fn
+        self.name = name or fn.__name__
+        if not isinstance(self.name, str):
+            raise TypeError(f"Task name must be a string, got {self.name!r}")
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.version = version
+        if isinstance(tags, str):
+            raise TypeError(f"tags must be an iterable of strings, not the string {tags!r}")
+        self.tags: set[str] = set(tags or ())
+        self.isasync = inspect.iscoroutinefunction(fn)
+        self.task_run_name = task_run_name
+        if task_run_name is not None and not (isinstance(task_run_name, str) or callable(task_run_name)):
+            raise TypeError(f"task_run_name must be a string or a callable, got {task_run_name!r}")
+        if retries is None:
+            retries = settings.tasks.default_retries
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        self.retries = retries
+        if retry_delay_seconds is None:
+            retry_delay_seconds = settings.tasks.default_retry_delay_seconds
+        self.retry_delay_seconds = retry_delay_seconds
+        self._retry_delays = resolve_retry_delays(retry_delay_seconds, retries)
+        if retry_jitter_factor is not None and retry_jitter_factor < 0:
+            raise ValueError(f"retry_jitter_factor must be >= 0, got {retry_jitter_factor!r}")
+        self.retry_jitter_factor = retry_jitter_factor
+        self.retry_condition_fn = retry_condition_fn
+        if retry_condition_fn is not None and not callable(retry_condition_fn):
+            raise TypeError(f"retry_condition_fn must be callable, got {retry_condition_fn!r}")
+        self.timeout_seconds = check_timeout(timeout_seconds)
+        self.log_prints = log_prints
+        self.cache_policy = cache_policy
+        self.cache_key_fn = cache_key_fn
+        self.cache_expiration = cache_expiration
+        if cache_expiration is not None and not isinstance(cache_expiration, dt.timedelta):
+            raise TypeError(f"cache_expiration must be a datetime.timedelta, got {cache_expiration!r}")
+        self.refresh_cache = refresh_cache
+        self.persist_result = persist_result
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.result_storage_key = result_storage_key
+        self.cache_result_in_memory = cache_result_in_memory
+        self.on_completion_hooks = check_hooks("on_completion", on_completion)
+        self.on_failure_hooks = check_hooks("on_failure", on_failure)
+        self.on_running_hooks = check_hooks("on_running", on_running)
+        self.on_commit_hooks = check_hooks("on_commit", on_commit)
+        self.on_rollback_hooks = check_hooks("on_rollback", on_rollback)
+        self.task_key = _task_key(fn)
+        self._binder = Binder(fn)
+        self._options = {
+            "name": name, "description": description, "tags": tags, "version": version,
+            "cache_policy": cache_policy, "cache_key_fn": cache_key_fn,
+            "cache_expiration": cache_expiration, "task_run_name": task_run_name,
+            "retries": retries, "retry_delay_seconds": retry_delay_seconds,
+            "retry_jitter_factor": retry_jitter_factor, "persist_result": persist_result,
+            "result_storage": result_storage, "result_serializer": result_serializer,
+            "result_storage_key": result_storage_key,
+            "cache_result_in_memory": cache_result_in_memory, "timeout_seconds": timeout_seconds,
+            "log_prints": log_prints, "refresh_cache": refresh_cache,
+            "on_completion": on_completion, "on_failure": on_failure, "on_running": on_running,
+            "on_commit": on_commit, "on_rollback": on_rollback,
+            "retry_condition_fn": retry_condition_fn,
+        }
+        self._spec_cache: TaskSpec | None = None
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.name)
+        self.__qualname__ = getattr(fn, "__qualname__", self.name)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__wrapped__ = fn
+
+    # -- the engine's view ----------------------------------------------------------------------
+    @property
+    def spec(self) -> TaskSpec:
+        """The frozen spec the engine runs (rebuilt after a hook decorator adds a hook)."""
+        spec = self._spec_cache
+        if spec is None:
+            spec = self._spec_cache = TaskSpec(
+                fn=self.fn,
+                name=self.name,
+                task_key=self.task_key,
+                is_async=self.isasync,
+                binder=self._binder,
+                owner=self,
+                description=self.description,
+                version=self.version,
+                tags=frozenset(self.tags),
+                task_run_name=self.task_run_name,
+                retries=self.retries,
+                retry_delays=self._retry_delays,
+                retry_jitter_factor=self.retry_jitter_factor,
+                retry_condition_fn=self.retry_condition_fn,
+                timeout_seconds=self.timeout_seconds,
+                log_prints=self.log_prints,
+                cache_policy=self.cache_policy,
+                cache_key_fn=self.cache_key_fn,
+                cache_expiration=self.cache_expiration,
+                refresh_cache=self.refresh_cache,
+                persist_result=self.persist_result,
+                result_storage=self.result_storage,
+                result_serializer=self.result_serializer,
+                result_storage_key=self.result_storage_key,
+                cache_result_in_memory=self.cache_result_in_memory,
+                on_completion=tuple(self.on_completion_hooks),
+                on_failure=tuple(self.on_failure_hooks),
+                on_running=tuple(self.on_running_hooks),
+                on_commit=tuple(self.on_commit_hooks),
+                on_rollback=tuple(self.on_rollback_hooks),
+            )
+        return spec
+
+    # -- calling --------------------------------------------------------------------------------
+    @overload
+    def __call__(self: Task[P, NoReturn], *args: P.args, **kwargs: P.kwargs) -> None: ...
+
+    @overload
+    def __call__(self: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task now and return its result (a coroutine to await for an async task).
+
+        ``return_state=True`` returns the final State instead of raising; ``wait_for`` lists
+        futures to wait for first.
+        """
+        return_state = kwargs.pop("return_state", False)
+        wait_for = kwargs.pop("wait_for", None)
+        spec = self.spec
+        parameters = spec.binder.bind(args, kwargs)
+        if spec.is_async:
+            return self._acall(spec, parameters, return_state, wait_for)
+        state = run_sync(
+            lambda caller: engine_run.run_task(spec, parameters, executor=caller, wait_for=wait_for)
+        )
+        return state if return_state else state_result(state)
+
+    async def _acall(
+        self,
+        spec: TaskSpec,
+        parameters: dict[str, Any],
+        return_state: bool,
+        wait_for: list[Any] | None,
+    ) -> Any:
+        state = await engine_run.run_task(spec, parameters, executor=None, wait_for=wait_for)
+        return state if return_state else state_result(state)
+
+    @overload
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> PrefectFuture[T]: ...
+
+    @overload
+    def submit(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> PrefectFuture[T]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        """Start a run of the task concurrently in the current flow run; return its future.
+
+        ``return_state=True`` returns the final State (waiting for it); ``wait_for`` lists
+        futures that must finish first.
+        """
+        return_state = kwargs.pop("return_state", False)
+        wait_for = kwargs.pop("wait_for", None)
+        flow_ctx = ctxmod.flow_run_var.get()
+        if flow_ctx is None:
+            raise RuntimeError(
+                f"Unable to submit task {self.name!r} outside of a flow run: .submit() and "
+                ".map() need a flow run to schedule into; call the task directly instead."
+            )
+        future = self._submit(self.spec, self.spec.binder.bind(args, kwargs), wait_for, flow_ctx)
+        if return_state:
+            future.wait()
+            return future.state
+        return future
+
+    def _submit(
+        self,
+        spec: TaskSpec,
+        parameters: dict[str, Any],
+        wait_for: list[Any] | None,
+        flow_ctx: ctxmod.FlowRunContext,
+    ) -> PrefectFuture[Any]:
+        group = flow_ctx.group
+        task_run = engine_run.new_task_run(spec, parameters, flow_ctx)
+        engine_future = EngineFuture(task_run, group.loop)
+        future: PrefectFuture[Any] = PrefectFuture(engine_future)
+        executor = None if spec.is_async else PoolExecutor(group.pool) if group.pool else None
+
+        def make() -> Coroutine[Any, Any, State]:
+            return engine_run.run_task(
+                spec, parameters, executor=executor, task_run=task_run, wait_for=wait_for
+            )
+
+        group.submit(engine_future, make, future)
+        return future
+
+    def map(self, *args: Any, **kwargs: Any) -> PrefectFutureList[Any]:
+        """Submit one run per element of the iterable arguments (zipped; others broadcast).
+
+        Wrap an iterable in ``unmapped(...)`` to pass it whole to every run.
+        """
+        return_state = kwargs.pop("return_state", False)
+        wait_for = kwargs.pop("wait_for", None)
+        flow_ctx = ctxmod.flow_run_var.get()
+        if flow_ctx is None:
+            raise RuntimeError(
+                f"Unable to map task {self.name!r} outside of a flow run: .map() needs a flow "
+                "run to schedule into."
+            )
+        spec = self.spec
+        parameters = spec.binder.bind(args, kwargs)
+        iterables: dict[str, list[Any]] = {}
+        static: dict[str, Any] = {}
+        for key, value in parameters.items():
+            if isinstance(value, unmapped | quote):
+                static[key] = value
+            elif isinstance(value, PrefectFuture):
+                static[key] = value
+            elif _is_mappable(value):
+                iterables[key] = list(value)
+            else:
+                static[key] = value
+        if not iterables:
+            raise MappingMissingIterable(
+                f"No iterable parameters were received for {self.name!r}.map(): got "
+                f"{ {k: type(v).__name__ for k, v in parameters.items()} }"
+            )
+        lengths = {k: len(v) for k, v in iterables.items()}
+        if len(set(lengths.values())) > 1:
+            raise MappingLengthMismatch(
+                f"Received iterable parameters with different lengths for {self.name!r}.map(): "
+                f"{lengths}"
+            )
+        count = next(iter(lengths.values()))
+        futures: PrefectFutureList[Any] = PrefectFutureList()
+        for i in range(count):
+            call = dict(static)
+            for key, values in iterables.items():
+                call[key] = values[i]
+            futures.append(self._submit(spec, call, wait_for, flow_ctx))
+        if return_state:
+            futures.wait()
+            return cast(PrefectFutureList[Any], [f.state for f in futures])
+        return futures
+
+    # -- options and hooks ----------------------------------------------------------------------
+    def with_options(self, **options: Any) -> Task[P, R]:
+        """A copy of this task with some options replaced; this task is unchanged."""
+        unknown = set(options) - set(_OPTION_NAMES)
+        if unknown:
+            raise TypeError(f"Task.with_options() got unknown option(s): {sorted(unknown)}")
+        merged = merge(self._options, options)
+        merged["on_completion"] = options.get("on_completion", self.on_completion_hooks)
+        merged["on_failure"] = options.get("on_failure", self.on_failure_hooks)
+        merged["on_running"] = options.get("on_running", self.on_running_hooks)
+        merged["on_commit"] = options.get("on_commit", self.on_commit_hooks)
+        merged["on_rollback"] = options.get("on_rollback", self.on_rollback_hooks)
+        if "name" not in options:
+            merged["name"] = self.name
+        if "tags" not in options:
+            merged["tags"] = set(self.tags)
+        return Task(self.fn, **merged)
+
+    def _add_hook(self, hooks: list[Hook], fn: Hook) -> Hook:
+        hooks.append(check_hooks("hook", [fn])[0])
+        self._spec_cache = None
+        return fn
+
+    def on_completion(self, fn: Hook) -> Hook:
+        """Decorator: add an ``on_completion`` hook ``fn(task, task_run, state)``."""
+        return self._add_hook(self.on_completion_hooks, fn)
+
+    def on_failure(self, fn: Hook) -> Hook:
+        """Decorator: add an ``on_failure`` hook ``fn(task, task_run, state)``."""
+        return self._add_hook(self.on_failure_hooks, fn)
+
+    def on_running(self, fn: Hook) -> Hook:
+        """Decorator: add an ``on_running`` hook ``fn(task, task_run, state)``."""
+        return self._add_hook(self.on_running_hooks, fn)
+
+    def on_commit(self, fn: Hook) -> Hook:
+        """Decorator: add an ``on_commit`` hook ``fn(transaction)``."""
+        return self._add_hook(self.on_commit_hooks, fn)
+
+    def on_rollback(self, fn: Hook) -> Hook:
+        """Decorator: add an ``on_rollback`` hook ``fn(transaction)``."""
+        return self._add_hook(self.on_rollback_hooks, fn)
+
+    # -- Prefect APIs that need a server ---------------------------------------------------------
+    def delay(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available: background task workers need Prefect's server."""
+        from engine.exceptions import NotSupportedError
+
+        raise NotSupportedError(
+            "Task.delay() sends work to background task workers through Prefect's server; "
+            "Millstream is embedded: use .submit() inside a flow instead."
+        )
+
+    apply_async = delay
+
+    def serve(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available: serving tasks to background workers needs Prefect's server."""
+        from engine.exceptions import NotSupportedError
+
+        raise NotSupportedError(
+            "Task.serve() runs a background task worker fed by Prefect's server; Millstream is "
+            "embedded: serve flows with flow.serve() / sdk.serve() instead."
+        )
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r}, fn={self.fn.__qualname__})"
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        # Decorated methods: bind the instance as the first argument, like a function would.
+        if instance is None:
+            return self
+        bound = self.with_options()
+        bound.fn = self.fn.__get__(instance, owner)  # type: ignore[attr-defined]
+        bound._binder = Binder(bound.fn)
+        bound._spec_cache = None
+        return bound
+
+
+def _is_mappable(value: Any) -> bool:
+    if isinstance(value, str | bytes | bytearray | dict):
+        return False
+    return isinstance(value, Iterable)
+
+
+@overload
+def task(__fn: Callable[P, R]) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+    version: str | None = None,
+    cache_policy: Any = NotSet,
+    cache_key_fn: Callable[..., str | None] | None = None,
+    cache_expiration: dt.timedelta | None = None,
+    task_run_name: str | Callable[[], str] | None = None,
+    retries: int | None = None,
+    retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+    retry_jitter_factor: float | None = None,
+    persist_result: bool | None = None,
+    result_storage: Any = None,
+    result_serializer: Any = None,
+    result_storage_key: str | None = None,
+    cache_result_in_memory: bool = True,
+    timeout_seconds: float | None = None,
+    log_prints: bool | None = None,
+    refresh_cache: bool | None = None,
+    on_completion: list[Hook] | None = None,
+    on_failure: list[Hook] | None = None,
+    on_running: list[Hook] | None = None,
+    on_commit: list[Hook] | None = None,
+    on_rollback: list[Hook] | None = None,
+    retry_condition_fn: Callable[..., bool] | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(__fn: Any = None, **options: Any) -> Any:
+    """Turn a function into a ``Task``: bare ``@task`` or ``@task(retries=2, ...)``."""
+    unknown = set(options) - set(_OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"task() got unexpected keyword argument(s): {sorted(unknown)}")
+    if __fn is not None:
+        return Task(__fn, **options)
+
+    def decorator(fn: Callable[P, R]) -> Task[P, R]:
+        return Task(fn, **options)
+
+    return decorator
+
+
+def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
+    """A cache key from the task and its inputs (use as ``cache_key_fn``)."""
+    from engine.cache_policies import task_input_hash as engine_task_input_hash
+
+    return engine_task_input_hash(context, arguments)
+
+
+__all__ = ["Task", "exponential_backoff", "task", "task_input_hash"]

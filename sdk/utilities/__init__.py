@@ -1,0 +1,1 @@
+"""Utility modules under Prefect's names."""
