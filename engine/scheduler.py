@@ -353,7 +353,6 @@ def as_completed_sync(
 ) -> Iterator[EngineFuture]:
     """Yield futures as they finish (blocking); ``TimeoutError`` when ``timeout`` passes."""
     pending = list(dict.fromkeys(futures))
-    finished: concurrent.futures.Future[None]
     done_queue: list[EngineFuture] = []
     cond = threading.Condition()
 
@@ -366,7 +365,6 @@ def as_completed_sync(
         fut.add_done_callback(lambda _o, f=fut: on_done(f), None)
     deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
-    del finished
     while yielded < len(pending):
         with cond:
             while not done_queue:

@@ -145,6 +145,7 @@ class Store:
         self._open_future: concurrent.futures.Future[None] | None = None
         self._known_flows: dict[str, uuid.UUID] = {}
         self._closed = False
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> concurrent.futures.Future[None]:
@@ -160,6 +161,7 @@ class Store:
                     target=self._thread_main, args=(ready,), name="millstream-store", daemon=True
                 )
                 thread.start()
+                self._thread = thread
                 ready.wait()
             return self._open_future
 
@@ -365,6 +367,8 @@ class Store:
             self._put(_Flush())
         except RuntimeError:
             pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     # -- reads --------------------------------------------------------------------------------
     async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
@@ -391,6 +395,16 @@ class Store:
 
         async def run(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
             async with conn.execute(Q[query], params) as cursor:
+                rows: list[sqlite3.Row] = list(await cursor.fetchall())  # type: ignore[arg-type]
+            return rows
+
+        return await self.read(run)
+
+    async def fetchall_sql(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """All rows of an ad-hoc read-only query (for filters built at run time)."""
+
+        async def run(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
+            async with conn.execute(sql, params) as cursor:
                 rows: list[sqlite3.Row] = list(await cursor.fetchall())  # type: ignore[arg-type]
             return rows
 
@@ -780,12 +794,16 @@ def get_store(path: Path) -> Store:
     return store
 
 
-def _close_all() -> None:
-    for store in list(_stores.values()):
+def close_all() -> None:
+    """Flush and stop every store of this process (at exit, and between tests)."""
+    with _stores_lock:
+        stores = list(_stores.values())
+        _stores.clear()
+    for store in stores:
         store.close()
 
 
-atexit.register(_close_all)
+atexit.register(close_all)
 
 
 HOSTNAME = _HOSTNAME
