@@ -110,7 +110,9 @@ def get_run_context() -> TaskRunContext | FlowRunContext:
     flow_ctx = flow_run_var.get()
     if flow_ctx is not None:
         return flow_ctx
-    raise MissingContextError("No run context available. You are not in a flow or task run context.")
+    raise MissingContextError(
+        "No run context available. You are not in a flow or task run context."
+    )
 
 
 @contextlib.contextmanager

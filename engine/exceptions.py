@@ -13,7 +13,7 @@
             ├── MappingMissingIterable (ValueError)
             ├── ObjectNotFound (KeyError-like lookup miss, named id)
             ├── ObjectAlreadyExists
-            ├── NotSupportedError (NotImplementedError)  server/Cloud-only API in an embedded engine
+            ├── NotSupportedError (NotImplementedError)  a server/Cloud-only API
             ├── ConfigurationError (ValueError)       a bad setting, naming the key and the value
             ├── StoreError                           the SQLite file cannot be used, naming the path
             ├── SerializationError (TypeError)       a value no serializer can encode, naming its type

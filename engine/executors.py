@@ -84,7 +84,7 @@ class PoolExecutor:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
-        return await loop.run_in_executor(self.pool, ctx.run, fn, *args)  # type: ignore[arg-type]
+        return await loop.run_in_executor(self.pool, ctx.run, fn, *args)
 
 
 class AbandonableThread:
@@ -106,6 +106,7 @@ class AbandonableThread:
         ctx = contextvars.copy_context()
 
         def target() -> None:
+            value: Any
             try:
                 value = ctx.run(fn, *args)
             except BaseException as exc:

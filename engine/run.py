@@ -35,7 +35,6 @@ from engine.scheduler import (
     resolve_inputs,
 )
 from engine.spec import FlowSpec, Hook, TaskSpec
-from engine.task_runners import default_task_runner
 from engine.states import (
     AwaitingRetry,
     Completed,
@@ -53,6 +52,7 @@ from engine.states import (
     timed_out,
 )
 from engine.store import HOSTNAME, Store, get_store
+from engine.task_runners import default_task_runner
 
 logger = logging.getLogger("millstream.engine")
 
@@ -79,7 +79,9 @@ def _is_future(value: Any) -> bool:
     return _is_engine_future(value) is not None
 
 
-def render_run_name(template: str | Callable[[], str] | None, parameters: Mapping[str, Any]) -> str | None:
+def render_run_name(
+    template: str | Callable[[], str] | None, parameters: Mapping[str, Any]
+) -> str | None:
     """A run name from a template string over the parameters, or from a callable."""
     if template is None:
         return None
@@ -219,7 +221,9 @@ async def run_task(
         task_run.state = running
         put(task_run, running)
         if spec.on_running:
-            await run_hooks(spec.on_running, (spec.owner, task_run, running), executor, "on_running")
+            await run_hooks(
+                spec.on_running, (spec.owner, task_run, running), executor, "on_running"
+            )
 
         token = ctxmod.task_run_var.set(task_ctx)
         try:
@@ -250,7 +254,9 @@ async def run_task(
     put(task_run, state)
     if state.type is _COMPLETED:
         if spec.on_completion:
-            await run_hooks(spec.on_completion, (spec.owner, task_run, state), executor, "on_completion")
+            await run_hooks(
+                spec.on_completion, (spec.owner, task_run, state), executor, "on_completion"
+            )
     elif state.type is _FAILED or state.type is _CRASHED:
         if spec.on_failure:
             await run_hooks(spec.on_failure, (spec.owner, task_run, state), executor, "on_failure")
@@ -293,7 +299,11 @@ async def _call_task_body(
                 value = await _with_timeout(spec.fn(*args, **kwargs), timeout, TaskRunTimeoutError)
         elif timeout is None:
             assert executor is not None
-            value = await executor.run(spec.fn, *args, **kwargs) if kwargs else await executor.run(spec.fn, *args)
+            value = (
+                await executor.run(spec.fn, *args, **kwargs)
+                if kwargs
+                else await executor.run(spec.fn, *args)
+            )
         else:
             body = AbandonableThread(TaskRunTimeoutError)
             value = await _with_timeout(
@@ -334,14 +344,68 @@ def _value_to_state(value: Any) -> State:
 
 # -- flow runs --------------------------------------------------------------------------------
 _ADJECTIVES = (
-    "amber", "brisk", "calm", "daring", "eager", "fancy", "gentle", "hasty", "icy", "jolly",
-    "keen", "lively", "mellow", "nimble", "olive", "proud", "quiet", "rapid", "steady", "tidy",
-    "upbeat", "vivid", "witty", "young", "zesty", "bold", "clever", "dapper", "earnest", "fuzzy",
+    "amber",
+    "brisk",
+    "calm",
+    "daring",
+    "eager",
+    "fancy",
+    "gentle",
+    "hasty",
+    "icy",
+    "jolly",
+    "keen",
+    "lively",
+    "mellow",
+    "nimble",
+    "olive",
+    "proud",
+    "quiet",
+    "rapid",
+    "steady",
+    "tidy",
+    "upbeat",
+    "vivid",
+    "witty",
+    "young",
+    "zesty",
+    "bold",
+    "clever",
+    "dapper",
+    "earnest",
+    "fuzzy",
 )
 _NOUNS = (
-    "otter", "heron", "badger", "falcon", "marmot", "lynx", "salmon", "beaver", "crane", "wren",
-    "newt", "ibis", "gecko", "moose", "panda", "quokka", "raven", "stoat", "tapir", "vole",
-    "walrus", "yak", "zebu", "alpaca", "bison", "coyote", "dingo", "egret", "ferret", "gibbon",
+    "otter",
+    "heron",
+    "badger",
+    "falcon",
+    "marmot",
+    "lynx",
+    "salmon",
+    "beaver",
+    "crane",
+    "wren",
+    "newt",
+    "ibis",
+    "gecko",
+    "moose",
+    "panda",
+    "quokka",
+    "raven",
+    "stoat",
+    "tapir",
+    "vole",
+    "walrus",
+    "yak",
+    "zebu",
+    "alpaca",
+    "bison",
+    "coyote",
+    "dingo",
+    "egret",
+    "ferret",
+    "gibbon",
 )
 
 
@@ -360,9 +424,17 @@ def final_state_from_return(value: Any) -> State:
     if isinstance(value, list | tuple | set) and value:
         items = list(value)
         if all(isinstance(v, State) or _is_future(v) for v in items):
-            states = [v if isinstance(v, State) else _is_engine_future(v).state for v in items]  # type: ignore[union-attr]
+            states = [_state_of(v) for v in items]
             return _states_to_final(states, single=False)
     return Completed(data=value)
+
+
+def _state_of(value: Any) -> State:
+    if isinstance(value, State):
+        return value
+    engine_future = _is_engine_future(value)
+    assert engine_future is not None
+    return engine_future.state
 
 
 def _states_to_final(states: list[State], single: bool) -> State:
@@ -453,7 +525,9 @@ async def run_flow(
         try:
             parameters = validate_parameters(spec.fn, parameters)
         except ParameterTypeError as exc:
-            failed = Failed(message=f"Validation of flow parameters failed with error: {exc}", data=exc)
+            failed = Failed(
+                message=f"Validation of flow parameters failed with error: {exc}", data=exc
+            )
             failed.state_details.flow_run_id = flow_run.id
             flow_run.state = failed
             put(flow_run, failed)
@@ -485,7 +559,9 @@ async def run_flow(
         flow_run.state = state
         put(flow_run, state)
         if spec.on_crashed:
-            await asyncio.shield(run_hooks(spec.on_crashed, (spec.owner, flow_run, state), executor, "on_crashed"))
+            await asyncio.shield(
+                run_hooks(spec.on_crashed, (spec.owner, flow_run, state), executor, "on_crashed")
+            )
         if parent_ctx is None:
             await asyncio.shield(store.flush())
         raise
@@ -514,7 +590,9 @@ async def _flow_attempts(
         flow_run.state = running
         put(flow_run, running)
         if spec.on_running:
-            await run_hooks(spec.on_running, (spec.owner, flow_run, running), executor, "on_running")
+            await run_hooks(
+                spec.on_running, (spec.owner, flow_run, running), executor, "on_running"
+            )
 
         flow_ctx.task_counters.clear()
         token = ctxmod.flow_run_var.set(flow_ctx)
@@ -568,7 +646,9 @@ async def _call_flow_body(
         try:
             if spec.is_async:
                 body = spec.fn(*args, **kwargs)
-                value = await (body if timeout is None else _with_timeout(body, timeout, FlowRunTimeoutError))
+                value = await (
+                    body if timeout is None else _with_timeout(body, timeout, FlowRunTimeoutError)
+                )
             elif timeout is None:
                 assert executor is not None
                 value = await executor.run(_call_kw, spec.fn, args, kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
 import time
 import uuid
@@ -30,7 +31,9 @@ class BaseAnnotation(Generic[T]):
         return self.value
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.value == other.value  # type: ignore[attr-defined]
+        return isinstance(other, BaseAnnotation) and type(self) is type(other) and (
+            self.value == other.value
+        )
 
     def __hash__(self) -> int:
         return hash((type(self), id(self.value)))
@@ -39,19 +42,19 @@ class BaseAnnotation(Generic[T]):
         return f"{type(self).__name__}({self.value!r})"
 
 
-class unmapped(BaseAnnotation[T]):  # noqa: N801 - Prefect's name
+class unmapped(BaseAnnotation[T]):
     """A ``Task.map`` argument passed whole to every mapped run instead of being iterated."""
 
     def __getitem__(self, _: object) -> T:
         return self.value
 
 
-class allow_failure(BaseAnnotation[T]):  # noqa: N801 - Prefect's name
+class allow_failure(BaseAnnotation[T]):
     """An upstream future whose failure does not block the downstream task; the task
     receives the upstream exception in place of its result."""
 
 
-class quote(BaseAnnotation[T]):  # noqa: N801 - Prefect's name
+class quote(BaseAnnotation[T]):
     """An argument passed as is: not inspected for futures, not iterated by ``map``."""
 
 
@@ -78,7 +81,7 @@ class EngineFuture:
         self._task: asyncio.Task[State] | None = None
         self._lock = threading.Lock()
         self._event: threading.Event | None = None
-        self._callbacks: list[Callable[[Any], None]] | None = None
+        self._callbacks: list[Callable[[Any], object]] | None = None
         self._waiters: list[asyncio.Future[State]] | None = None
 
     # -- completion (always on the owning loop's thread) ---------------------------------------
@@ -159,10 +162,12 @@ class EngineFuture:
                 self._waiters.append(waiter)
             coro = waiter
         if timeout is None:
-            return await coro  # type: ignore[no-any-return]
-        return await asyncio.wait_for(coro, timeout)  # type: ignore[no-any-return]
+            state: State = await coro
+            return state
+        state = await asyncio.wait_for(coro, timeout)
+        return state
 
-    def add_done_callback(self, fn: Callable[[Any], None], owner: Any) -> None:
+    def add_done_callback(self, fn: Callable[[Any], object], owner: Any) -> None:
         """Call ``fn(owner)`` once done (at once if already done)."""
         with self._lock:
             if self._state is None:
@@ -318,9 +323,7 @@ async def resolve_inputs(
     if isinstance(value, set | frozenset):
         return type(value)([await resolve_inputs(v, to_engine, upstream, allow) for v in value])
     if isinstance(value, dict):
-        return {
-            k: await resolve_inputs(v, to_engine, upstream, allow) for k, v in value.items()
-        }
+        return {k: await resolve_inputs(v, to_engine, upstream, allow) for k, v in value.items()}
     return value
 
 
@@ -348,6 +351,10 @@ def wait_many(
     return done, {f for f in futures if not f.done()}
 
 
+def _ignore_owner(fn: Callable[[EngineFuture], None], fut: EngineFuture, _owner: Any) -> None:
+    fn(fut)
+
+
 def as_completed_sync(
     futures: Iterable[EngineFuture], timeout: float | None = None
 ) -> Iterator[EngineFuture]:
@@ -362,7 +369,7 @@ def as_completed_sync(
             cond.notify_all()
 
     for fut in pending:
-        fut.add_done_callback(lambda _o, f=fut: on_done(f), None)
+        fut.add_done_callback(functools.partial(_ignore_owner, on_done, fut), None)
     deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
     while yielded < len(pending):

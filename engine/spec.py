@@ -28,9 +28,7 @@ class Binder:
         )
         # When every parameter is plain and required, binding is a zip: the common case of
         # small tasks called in tight loops skips inspect's general (and slower) binder.
-        self._fast_names: tuple[str, ...] | None = (
-            tuple(p.name for p in params) if simple else None
-        )
+        self._fast_names: tuple[str, ...] | None = tuple(p.name for p in params) if simple else None
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Return the parameters (defaults applied) or raise ``ParameterBindError``."""

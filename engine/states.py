@@ -12,8 +12,6 @@ from typing import Any
 
 import msgspec
 
-from engine.ids import new_id
-
 from engine.exceptions import (
     CancelledRun,
     CrashedRun,
@@ -21,6 +19,7 @@ from engine.exceptions import (
     PausedRun,
     UnfinishedRun,
 )
+from engine.ids import new_id
 
 
 def now() -> dt.datetime:
@@ -28,7 +27,7 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class StateType(str, enum.Enum):
+class StateType(enum.StrEnum):
     """The type of a state; named states (Cached, Retrying, …) share one of these."""
 
     SCHEDULED = "SCHEDULED"
@@ -182,9 +181,7 @@ def state_result(state: State, raise_on_failure: bool = True) -> Any:
     if state.type is StateType.PAUSED:
         exc2: BaseException = PausedRun(f"Run is paused: {state.message or ''}".strip())
     else:
-        exc2 = UnfinishedRun(
-            f"Run is in {state.type.value} state, its result is not available."
-        )
+        exc2 = UnfinishedRun(f"Run is in {state.type.value} state, its result is not available.")
     if raise_on_failure:
         raise exc2
     return exc2
@@ -228,37 +225,37 @@ def _make(type_: StateType, default_name: str | None, cls_kwargs: dict[str, Any]
     return State(type=type_, state_details=details or StateDetails(), **cls_kwargs)
 
 
-def Completed(**kwargs: Any) -> State:  # noqa: N802 - Prefect's constructor names
+def Completed(**kwargs: Any) -> State:
     """A Completed state."""
     return _make(StateType.COMPLETED, None, kwargs)
 
 
-def Running(**kwargs: Any) -> State:  # noqa: N802
+def Running(**kwargs: Any) -> State:
     """A Running state."""
     return _make(StateType.RUNNING, None, kwargs)
 
 
-def Failed(**kwargs: Any) -> State:  # noqa: N802
+def Failed(**kwargs: Any) -> State:
     """A Failed state."""
     return _make(StateType.FAILED, None, kwargs)
 
 
-def Crashed(**kwargs: Any) -> State:  # noqa: N802
+def Crashed(**kwargs: Any) -> State:
     """A Crashed state."""
     return _make(StateType.CRASHED, None, kwargs)
 
 
-def Cancelled(**kwargs: Any) -> State:  # noqa: N802
+def Cancelled(**kwargs: Any) -> State:
     """A Cancelled state."""
     return _make(StateType.CANCELLED, None, kwargs)
 
 
-def Cancelling(**kwargs: Any) -> State:  # noqa: N802
+def Cancelling(**kwargs: Any) -> State:
     """A Cancelling state."""
     return _make(StateType.CANCELLING, None, kwargs)
 
 
-def Pending(**kwargs: Any) -> State:  # noqa: N802
+def Pending(**kwargs: Any) -> State:
     """A Pending state."""
     return _make(StateType.PENDING, None, kwargs)
 
@@ -268,7 +265,7 @@ def Paused(
     pause_expiration_time: dt.datetime | None = None,
     pause_key: str | None = None,
     **kwargs: Any,
-) -> State:  # noqa: N802
+) -> State:
     """A Paused state, optionally with the time it stops waiting."""
     state = _make(StateType.PAUSED, None, kwargs)
     if timeout_seconds is not None and pause_expiration_time is not None:
@@ -282,42 +279,42 @@ def Paused(
     return state
 
 
-def Suspended(**kwargs: Any) -> State:  # noqa: N802
+def Suspended(**kwargs: Any) -> State:
     """A Suspended state (a Paused state that releases its process)."""
     kwargs.setdefault("name", "Suspended")
     return Paused(**kwargs)
 
 
-def Scheduled(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:  # noqa: N802
+def Scheduled(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:
     """A Scheduled state for ``scheduled_time`` (now if not given)."""
     state = _make(StateType.SCHEDULED, None, kwargs)
     if scheduled_time is not None and scheduled_time.tzinfo is None:
         raise ValueError(f"scheduled_time must be timezone-aware, got {scheduled_time!r}")
-    state.state_details.scheduled_time = scheduled_time or state.state_details.scheduled_time or now()
+    state.state_details.scheduled_time = (
+        scheduled_time or state.state_details.scheduled_time or now()
+    )
     return state
 
 
-def AwaitingRetry(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:  # noqa: N802
+def AwaitingRetry(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:
     """A Scheduled state named AwaitingRetry: the run waits for its retry delay."""
     kwargs.setdefault("name", "AwaitingRetry")
     return Scheduled(scheduled_time=scheduled_time, **kwargs)
 
 
-def AwaitingConcurrencySlot(  # noqa: N802
-    scheduled_time: dt.datetime | None = None, **kwargs: Any
-) -> State:
+def AwaitingConcurrencySlot(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:
     """A Scheduled state named AwaitingConcurrencySlot."""
     kwargs.setdefault("name", "AwaitingConcurrencySlot")
     return Scheduled(scheduled_time=scheduled_time, **kwargs)
 
 
-def Late(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:  # noqa: N802
+def Late(scheduled_time: dt.datetime | None = None, **kwargs: Any) -> State:
     """A Scheduled state named Late: its scheduled time has passed."""
     kwargs.setdefault("name", "Late")
     return Scheduled(scheduled_time=scheduled_time, **kwargs)
 
 
-def Retrying(**kwargs: Any) -> State:  # noqa: N802
+def Retrying(**kwargs: Any) -> State:
     """A Running state named Retrying."""
     kwargs.setdefault("name", "Retrying")
     return Running(**kwargs)

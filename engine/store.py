@@ -16,7 +16,6 @@ import os
 import socket
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
@@ -41,9 +40,11 @@ def _load_sql() -> tuple[list[tuple[int, str]], dict[str, str]]:
     text = resources.files("engine").joinpath("schema.sql").read_text(encoding="utf-8")
     migrations: list[tuple[int, str]] = []
     queries: dict[str, str] = {}
-    kind, key, body = None, "", []  # type: ignore[var-annotated]
+    kind: str | None = None
+    key = ""
+    body: list[str] = []
     for line in [*text.splitlines(), "-- name: __end__"]:
-        if line.startswith("-- migration:") or line.startswith("-- name:"):
+        if line.startswith(("-- migration:", "-- name:")):
             if kind == "migration":
                 migrations.append((int(key), "\n".join(body)))
             elif kind == "name":
@@ -385,7 +386,7 @@ class Store:
 
         async def run(conn: aiosqlite.Connection) -> sqlite3.Row | None:
             async with conn.execute(Q[query], params) as cursor:
-                row: sqlite3.Row | None = await cursor.fetchone()  # type: ignore[assignment]
+                row: sqlite3.Row | None = await cursor.fetchone()
             return row
 
         return await self.read(run)
@@ -395,7 +396,7 @@ class Store:
 
         async def run(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
             async with conn.execute(Q[query], params) as cursor:
-                rows: list[sqlite3.Row] = list(await cursor.fetchall())  # type: ignore[arg-type]
+                rows: list[sqlite3.Row] = list(await cursor.fetchall())
             return rows
 
         return await self.read(run)
@@ -405,7 +406,7 @@ class Store:
 
         async def run(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
             async with conn.execute(sql, params) as cursor:
-                rows: list[sqlite3.Row] = list(await cursor.fetchall())  # type: ignore[arg-type]
+                rows: list[sqlite3.Row] = list(await cursor.fetchall())
             return rows
 
         return await self.read(run)
@@ -513,9 +514,7 @@ def _multi_row_sql(name: str, rows: int, width: int) -> str:
     return sql
 
 
-async def _insert_many(
-    conn: aiosqlite.Connection, name: str, rows: list[tuple[Any, ...]]
-) -> None:
+async def _insert_many(conn: aiosqlite.Connection, name: str, rows: list[tuple[Any, ...]]) -> None:
     width = len(rows[0])
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from engine.settings import get_current_settings
+
 from engine.store import get_store
 from sdk import flow, task
 
@@ -57,26 +58,26 @@ def etl(n: int = 5) -> int:
 
 def main() -> None:
     """Run the demo flow and show what was recorded."""
-    state = etl(5, return_state=True)
-    total = state.result()
-    flow_run_id = state.state_details.flow_run_id
-    settings = get_current_settings()
-    store = get_store(settings.database_path)
+    total = etl(5)
+    database = get_current_settings().database_path
+    store = get_store(database)
 
     async def read_back() -> None:
-        run = await store.read_flow_run(flow_run_id)  # type: ignore[arg-type]
-        tasks = await store.read_task_runs_of(run.id)
+        newest = await store.fetchall_sql(
+            "SELECT id FROM flow_run WHERE flow_name = 'demo-etl' ORDER BY created DESC LIMIT 1"
+        )
+        run = await store.read_flow_run(newest[0]["id"])
         states = await store.read_flow_run_states(run.id)
         print(f"flow run {run.name!r} ({run.id}) -> {run.state_name}, result {total}")
         print("  states: " + " -> ".join(s.name or "" for s in states))
-        for task_run in tasks:
+        for task_run in await store.read_task_runs_of(run.id):
             print(
-                f"  task run {task_run.name:<16} {task_run.state_name:<10} "
+                f"  task run {task_run.name:<16} {task_run.state_name or '':<10} "
                 f"run_count={task_run.run_count}"
             )
 
     asyncio.run(read_back())
-    print(f"Runs recorded in {settings.database_path}")
+    print(f"Runs recorded in {database}")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,25 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _OPTION_NAMES = (
-    "name", "version", "retries", "retry_delay_seconds", "description", "flow_run_name",
-    "task_runner", "timeout_seconds", "validate_parameters", "persist_result", "result_storage",
-    "result_serializer", "cache_result_in_memory", "log_prints", "on_completion", "on_failure",
-    "on_cancellation", "on_crashed", "on_running",
+    "name",
+    "version",
+    "retries",
+    "retry_delay_seconds",
+    "description",
+    "flow_run_name",
+    "task_runner",
+    "timeout_seconds",
+    "validate_parameters",
+    "persist_result",
+    "result_storage",
+    "result_serializer",
+    "cache_result_in_memory",
+    "log_prints",
+    "on_completion",
+    "on_failure",
+    "on_cancellation",
+    "on_crashed",
+    "on_running",
 )
 
 
@@ -79,10 +94,14 @@ class Flow(Generic[P, R]):
             raise TypeError(f"Flow name must be a non-empty string, got {self.name!r}")
         for bad in ("/", "%", "&", ">", "<"):
             if bad in self.name:
-                raise ValueError(f"Flow name {self.name!r} contains the forbidden character {bad!r}")
+                raise ValueError(
+                    f"Flow name {self.name!r} contains the forbidden character {bad!r}"
+                )
         self.version = version
         self.description = description if description is not None else inspect.getdoc(fn)
-        if flow_run_name is not None and not (isinstance(flow_run_name, str) or callable(flow_run_name)):
+        if flow_run_name is not None and not (
+            isinstance(flow_run_name, str) or callable(flow_run_name)
+        ):
             raise TypeError(f"flow_run_name must be a string or a callable, got {flow_run_name!r}")
         self.flow_run_name = flow_run_name
         if task_runner is not None and not isinstance(task_runner, TaskRunner):
@@ -115,13 +134,20 @@ class Flow(Generic[P, R]):
         self.isasync = inspect.iscoroutinefunction(fn)
         self._binder = Binder(fn)
         self._options = {
-            "name": name, "version": version, "flow_run_name": flow_run_name,
-            "retries": retries, "retry_delay_seconds": retry_delay_seconds,
-            "task_runner": task_runner, "description": description,
-            "timeout_seconds": timeout_seconds, "validate_parameters": validate_parameters,
-            "persist_result": persist_result, "result_storage": result_storage,
+            "name": name,
+            "version": version,
+            "flow_run_name": flow_run_name,
+            "retries": retries,
+            "retry_delay_seconds": retry_delay_seconds,
+            "task_runner": task_runner,
+            "description": description,
+            "timeout_seconds": timeout_seconds,
+            "validate_parameters": validate_parameters,
+            "persist_result": persist_result,
+            "result_storage": result_storage,
             "result_serializer": result_serializer,
-            "cache_result_in_memory": cache_result_in_memory, "log_prints": log_prints,
+            "cache_result_in_memory": cache_result_in_memory,
+            "log_prints": log_prints,
         }
         self._spec_cache: FlowSpec | None = None
         self.__doc__ = fn.__doc__
@@ -199,9 +225,7 @@ class Flow(Generic[P, R]):
         return_state: bool,
         flow_run_id: uuid.UUID | None,
     ) -> Any:
-        state = await engine_run.run_flow(
-            spec, parameters, executor=None, flow_run_id=flow_run_id
-        )
+        state = await engine_run.run_flow(spec, parameters, executor=None, flow_run_id=flow_run_id)
         return state if return_state else engine_run.flow_result(state)
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:

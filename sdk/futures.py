@@ -1,4 +1,4 @@
-"""Futures of submitted task runs: ``PrefectFuture``, ``PrefectFutureList``, ``wait``, ``as_completed``."""
+"""Futures of submitted task runs: ``PrefectFuture``, lists of them, ``wait``, ``as_completed``."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class PrefectFutureList(list[PrefectFuture[R]]):
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
         """The results of every future, in order; raises the first failure (unless told not to)."""
-        done, not_done = wait(self, timeout)
+        _, not_done = wait(self, timeout)
         if not_done:
             raise TimeoutError(f"{len(not_done)} of {len(self)} futures did not finish in time")
         return [f.result(raise_on_failure=raise_on_failure) for f in self]

@@ -36,11 +36,31 @@ def _task_key(fn: Callable[..., Any]) -> str:
 
 
 _OPTION_NAMES = (
-    "name", "description", "tags", "version", "cache_policy", "cache_key_fn", "cache_expiration",
-    "task_run_name", "retries", "retry_delay_seconds", "retry_jitter_factor", "persist_result",
-    "result_storage", "result_serializer", "result_storage_key", "cache_result_in_memory",
-    "timeout_seconds", "log_prints", "refresh_cache", "on_completion", "on_failure",
-    "on_running", "on_commit", "on_rollback", "retry_condition_fn",
+    "name",
+    "description",
+    "tags",
+    "version",
+    "cache_policy",
+    "cache_key_fn",
+    "cache_expiration",
+    "task_run_name",
+    "retries",
+    "retry_delay_seconds",
+    "retry_jitter_factor",
+    "persist_result",
+    "result_storage",
+    "result_serializer",
+    "result_storage_key",
+    "cache_result_in_memory",
+    "timeout_seconds",
+    "log_prints",
+    "refresh_cache",
+    "on_completion",
+    "on_failure",
+    "on_running",
+    "on_commit",
+    "on_rollback",
+    "retry_condition_fn",
 )
 
 
@@ -92,7 +112,9 @@ class Task(Generic[P, R]):
         self.tags: set[str] = set(tags or ())
         self.isasync = inspect.iscoroutinefunction(fn)
         self.task_run_name = task_run_name
-        if task_run_name is not None and not (isinstance(task_run_name, str) or callable(task_run_name)):
+        if task_run_name is not None and not (
+            isinstance(task_run_name, str) or callable(task_run_name)
+        ):
             raise TypeError(f"task_run_name must be a string or a callable, got {task_run_name!r}")
         if retries is None:
             retries = settings.tasks.default_retries
@@ -115,7 +137,9 @@ class Task(Generic[P, R]):
         self.cache_key_fn = cache_key_fn
         self.cache_expiration = cache_expiration
         if cache_expiration is not None and not isinstance(cache_expiration, dt.timedelta):
-            raise TypeError(f"cache_expiration must be a datetime.timedelta, got {cache_expiration!r}")
+            raise TypeError(
+                f"cache_expiration must be a datetime.timedelta, got {cache_expiration!r}"
+            )
         self.refresh_cache = refresh_cache
         self.persist_result = persist_result
         self.result_storage = result_storage
@@ -130,17 +154,30 @@ class Task(Generic[P, R]):
         self.task_key = _task_key(fn)
         self._binder = Binder(fn)
         self._options = {
-            "name": name, "description": description, "tags": tags, "version": version,
-            "cache_policy": cache_policy, "cache_key_fn": cache_key_fn,
-            "cache_expiration": cache_expiration, "task_run_name": task_run_name,
-            "retries": retries, "retry_delay_seconds": retry_delay_seconds,
-            "retry_jitter_factor": retry_jitter_factor, "persist_result": persist_result,
-            "result_storage": result_storage, "result_serializer": result_serializer,
+            "name": name,
+            "description": description,
+            "tags": tags,
+            "version": version,
+            "cache_policy": cache_policy,
+            "cache_key_fn": cache_key_fn,
+            "cache_expiration": cache_expiration,
+            "task_run_name": task_run_name,
+            "retries": retries,
+            "retry_delay_seconds": retry_delay_seconds,
+            "retry_jitter_factor": retry_jitter_factor,
+            "persist_result": persist_result,
+            "result_storage": result_storage,
+            "result_serializer": result_serializer,
             "result_storage_key": result_storage_key,
-            "cache_result_in_memory": cache_result_in_memory, "timeout_seconds": timeout_seconds,
-            "log_prints": log_prints, "refresh_cache": refresh_cache,
-            "on_completion": on_completion, "on_failure": on_failure, "on_running": on_running,
-            "on_commit": on_commit, "on_rollback": on_rollback,
+            "cache_result_in_memory": cache_result_in_memory,
+            "timeout_seconds": timeout_seconds,
+            "log_prints": log_prints,
+            "refresh_cache": refresh_cache,
+            "on_completion": on_completion,
+            "on_failure": on_failure,
+            "on_running": on_running,
+            "on_commit": on_commit,
+            "on_rollback": on_rollback,
             "retry_condition_fn": retry_condition_fn,
         }
         self._spec_cache: TaskSpec | None = None
@@ -394,7 +431,7 @@ class Task(Generic[P, R]):
         if instance is None:
             return self
         bound = self.with_options()
-        bound.fn = self.fn.__get__(instance, owner)  # type: ignore[attr-defined]
+        bound.fn = self.fn.__get__(instance, owner)
         bound._binder = Binder(bound.fn)
         bound._spec_cache = None
         return bound

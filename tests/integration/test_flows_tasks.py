@@ -184,9 +184,7 @@ def test_subflow_has_its_own_run_and_parent_link(db_path):
     store = get_store(db_path)
 
     async def find_child():
-        rows = await store.fetchall_sql(
-            "SELECT id FROM flow_run WHERE flow_name = 'child'", ()
-        )
+        rows = await store.fetchall_sql("SELECT id FROM flow_run WHERE flow_name = 'child'", ())
         return await store.read_flow_run(rows[0][0])
 
     child_run = asyncio.run(find_child())

@@ -34,7 +34,12 @@ def test_task_retries_until_success_and_records_retry_states(db_path):
     assert len(calls) == 3
     names = [s.name for s in task_states(db_path, state.state_details.task_run_id)]
     assert names == [
-        "Pending", "Running", "AwaitingRetry", "Retrying", "AwaitingRetry", "Retrying",
+        "Pending",
+        "Running",
+        "AwaitingRetry",
+        "Retrying",
+        "AwaitingRetry",
+        "Retrying",
         "Completed",
     ]
     run = asyncio.run(get_store(db_path).read_task_run(state.state_details.task_run_id))
@@ -44,7 +49,11 @@ def test_task_retries_until_success_and_records_retry_states(db_path):
 def test_on_failure_fires_once_after_the_last_retry():
     failures = []
 
-    @task(retries=2, retry_delay_seconds=[0, 0], on_failure=[lambda t, r, s: failures.append(r.run_count)])
+    @task(
+        retries=2,
+        retry_delay_seconds=[0, 0],
+        on_failure=[lambda t, r, s: failures.append(r.run_count)],
+    )
     def always_bad() -> None:
         raise ValueError("x")
 

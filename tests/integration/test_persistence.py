@@ -1,0 +1,239 @@
+"""The SQLite store: durability at flush points, threads and processes at once, bad paths."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine import store as store_module
+from engine.store import get_store
+from sdk import flow, task
+from sdk.exceptions import StoreError
+from sdk.states import StateType
+
+
+def count(db: Path, sql: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+
+@flow
+def squares(n: int) -> int:
+    return sum(square(i) for i in range(n))
+
+
+def test_terminal_state_is_durable_when_the_call_returns(db_path):
+    state = squares(3, return_state=True)
+    # A plain sqlite3 connection (not the store's) sees the final state at once.
+    with sqlite3.connect(db_path) as conn:
+        row = conn.execute(
+            "SELECT state_type, run_count, start_time, end_time FROM flow_run WHERE id = ?",
+            (state.state_details.flow_run_id.hex,),
+        ).fetchone()
+    assert row[0] == "COMPLETED"
+    assert row[1] == 1
+    assert row[2] <= row[3]
+
+
+def test_full_state_history_of_flow_and_task_runs(db_path):
+    state = squares(1, return_state=True)
+    store = get_store(db_path)
+    flow_states = asyncio.run(store.read_flow_run_states(state.state_details.flow_run_id))
+    assert [s.type for s in flow_states] == [
+        StateType.PENDING,
+        StateType.RUNNING,
+        StateType.COMPLETED,
+    ]
+    assert all(a.timestamp <= b.timestamp for a, b in itertools.pairwise(flow_states))
+    task_run = asyncio.run(store.read_task_runs_of(state.state_details.flow_run_id))[0]
+    task_states = asyncio.run(store.read_task_run_states(task_run.id))
+    assert [s.name for s in task_states] == ["Pending", "Running", "Completed"]
+
+
+def test_schema_is_versioned(db_path):
+    squares(1)
+    with sqlite3.connect(db_path) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert version == store_module.SCHEMA_VERSION
+    assert mode == "wal"
+
+
+def test_many_threads_running_flows_at_once_never_lock(db_path):
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(5):
+                assert squares(5) == 30
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert count(db_path, "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'") == 40
+    assert count(db_path, "SELECT count(*) FROM task_run") == 200
+
+
+def test_concurrent_async_flows_in_one_loop_are_all_recorded(db_path):
+    @task
+    async def hop(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    @flow
+    async def hopper(n: int) -> int:
+        return sum([await hop(i) for i in range(n)])
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(hopper(10) for _ in range(20)))
+
+    assert asyncio.run(main()) == [45] * 20
+    assert count(db_path, "SELECT count(*) FROM task_run WHERE state_type = 'COMPLETED'") == 200
+
+
+WRITER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from sdk import flow, task
+
+    @task
+    def step(i: int) -> int:
+        return i
+
+    @flow(name=f"proc-{sys.argv[1]}")
+    def many(n: int) -> int:
+        return sum(step(i) for i in range(n))
+
+    for _ in range(int(sys.argv[2])):
+        assert many(20) == 190
+    print("done", sys.argv[1])
+    """
+)
+
+
+def test_two_processes_write_the_same_file_at_once(db_path, tmp_path, millstream_home):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER_SCRIPT)
+    env = {**os.environ, "MILLSTREAM_HOME": str(millstream_home)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(i), "15"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert "database is locked" not in err
+    assert count(db_path, "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'") == 30
+    assert count(db_path, "SELECT count(*) FROM flow_run WHERE flow_name = 'proc-0'") == 15
+    assert count(db_path, "SELECT count(*) FROM flow_run WHERE flow_name = 'proc-1'") == 15
+    assert count(db_path, "SELECT count(*) FROM task_run") == 600
+
+
+def test_a_run_finished_in_another_process_is_readable_at_once(db_path, tmp_path, millstream_home):
+    script = tmp_path / "one.py"
+    script.write_text(WRITER_SCRIPT)
+    env = {**os.environ, "MILLSTREAM_HOME": str(millstream_home)}
+    subprocess.run([sys.executable, str(script), "x", "1"], env=env, check=True, timeout=60)
+    rows = asyncio.run(
+        get_store(db_path).fetchall_sql("SELECT id FROM flow_run WHERE flow_name = 'proc-x'")
+    )
+    run = asyncio.run(get_store(db_path).read_flow_run(rows[0][0]))
+    assert run.state_type is StateType.COMPLETED
+
+
+def test_missing_directory_is_a_clear_error_naming_the_path(monkeypatch, tmp_path):
+    missing = tmp_path / "nope" / "deeper" / "runs.db"
+    monkeypatch.setenv("MILLSTREAM_DATABASE_PATH", str(missing))
+    with pytest.raises(StoreError, match="nope"):
+        squares(1)
+    assert not missing.parent.exists()
+
+
+def test_read_only_directory_is_a_clear_error(monkeypatch, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root can write to read-only directories")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    monkeypatch.setenv("MILLSTREAM_DATABASE_PATH", str(ro / "runs.db"))
+    try:
+        with pytest.raises(StoreError, match="not writable"):
+            squares(1)
+    finally:
+        ro.chmod(0o755)
+
+
+def test_read_only_database_file_is_a_clear_error(monkeypatch, tmp_path):
+    db = tmp_path / "locked.db"
+    db.write_bytes(b"")
+    db.chmod(0o444)
+    monkeypatch.setenv("MILLSTREAM_DATABASE_PATH", str(db))
+    if os.geteuid() == 0:
+        # root ignores file modes; use an immutable-looking path instead: a directory
+        db.chmod(0o644)
+        db.unlink()
+        db.mkdir()
+        with pytest.raises(StoreError, match="not a regular file"):
+            squares(1)
+        return
+    with pytest.raises(StoreError, match="not writable"):
+        squares(1)
+
+
+def test_a_file_that_is_not_sqlite_is_a_clear_error_and_is_left_untouched(monkeypatch, tmp_path):
+    bogus = tmp_path / "notes.txt"
+    content = b"these are my notes, not a database\n" * 100
+    bogus.write_bytes(content)
+    monkeypatch.setenv("MILLSTREAM_DATABASE_PATH", str(bogus))
+    with pytest.raises(StoreError, match=r"notes\.txt"):
+        squares(1)
+    assert bogus.read_bytes() == content
+
+
+def test_a_foreign_sqlite_database_is_refused_and_left_untouched(monkeypatch, tmp_path):
+    foreign = tmp_path / "app.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+    monkeypatch.setenv("MILLSTREAM_DATABASE_PATH", str(foreign))
+    with pytest.raises(StoreError, match="not a Millstream database"):
+        squares(1)
+    with sqlite3.connect(foreign) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"users"}
+
+
+def test_process_exit_flushes_runs_of_tasks_called_outside_flows(
+    db_path, tmp_path, millstream_home
+):
+    script = tmp_path / "tasks_only.py"
+    script.write_text(
+        "from sdk import task\n@task\ndef t(x):\n    return x\nfor i in range(50):\n    t(i)\n"
+    )
+    env = {**os.environ, "MILLSTREAM_HOME": str(millstream_home)}
+    subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=60)
+    assert count(db_path, "SELECT count(*) FROM task_run WHERE state_type = 'COMPLETED'") == 50
