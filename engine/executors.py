@@ -1,6 +1,9 @@
 """Where a run body executes: inline coroutine, the calling thread, a worker thread or a pool.
 
-Also the portal: the one per-process engine loop thread that sync callers hand orchestration to.
+Also how sync callers reach the (async) orchestration: on a thread with no event loop of its
+own the orchestration coroutine is driven right there, on a loop private to that thread, and
+the sync body runs inline with no loop marked as running; a caller that is itself on an event
+loop goes through the portal, the per-process engine loop thread, and its body is posted back.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextvars
 import ctypes
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
@@ -71,6 +75,76 @@ class CallerThread:
                 loop.call_soon_threadsafe(_settle, fut, ok, value)
             except RuntimeError:  # the loop closed under us: nothing waits for this anymore
                 pass
+
+
+class Inline:
+    """Runs sync bodies inline on the thread driving the orchestration's private loop.
+
+    While the body runs no event loop is marked as running in this thread, so to the body it
+    is plain sync code (nested sync calls drive their own private loop; ``State.result()``
+    returns values, not coroutines).
+    """
+
+    __slots__ = ()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        running = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(None)
+        try:
+            return fn(*args)
+        finally:
+            asyncio.events._set_running_loop(running)
+
+
+INLINE = Inline()
+
+
+class _CallerLoops(threading.local):
+    """Per-thread event loops, one per nesting depth of sync calls (a loop is not re-entrant)."""
+
+    def __init__(self) -> None:
+        self.loops: list[asyncio.AbstractEventLoop] = []
+        self.depth = 0
+
+
+_caller_loops = _CallerLoops()
+private_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    if not loop.is_closed() and not loop.is_running():
+        loop.close()
+
+
+def run_here(make: Callable[[Inline], Coroutine[Any, Any, T]]) -> T:
+    """Drive ``make(INLINE)`` to completion on this thread (which must not run a loop)."""
+    local = _caller_loops
+    depth = local.depth
+    if len(local.loops) <= depth:
+        loop = asyncio.new_event_loop()
+        private_loops.add(loop)
+        # Close the thread's loops when the thread object goes away (no unclosed-loop leaks).
+        weakref.finalize(threading.current_thread(), _close_loop, loop)
+        local.loops.append(loop)
+    loop = local.loops[depth]
+    local.depth = depth + 1
+    try:
+        return loop.run_until_complete(make(INLINE))
+    except BaseException:
+        if loop.is_closed() or any(not t.done() for t in asyncio.all_tasks(loop)):
+            # Interrupted between steps (Ctrl-C): this loop holds half-run tasks; replace it.
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            local.loops[depth] = asyncio.new_event_loop()
+            private_loops.add(local.loops[depth])
+        raise
+    finally:
+        local.depth = depth
+
+
+def is_private_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is a caller thread's private orchestration loop."""
+    return loop in private_loops
 
 
 class PoolExecutor:
@@ -141,6 +215,8 @@ class Portal:
         )
         self.thread.start()
         started.wait()
+        assert self.thread.ident is not None
+        self.thread_id: int = self.thread.ident
 
     def _main(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)

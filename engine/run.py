@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import random
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,7 +25,7 @@ from engine.exceptions import (
     TaskRunTimeoutError,
     UpstreamTaskError,
 )
-from engine.executors import AbandonableThread, Executor
+from engine.executors import AbandonableThread, Executor, get_portal, is_private_loop
 from engine.ids import new_id
 from engine.records import FlowRun, TaskRun
 from engine.scheduler import (
@@ -542,9 +543,16 @@ async def run_flow(
     put(flow_run, pending)
 
     loop = asyncio.get_running_loop()
+    if is_private_loop(loop):
+        # This loop stops while the sync body runs inline: submitted task runs go to the
+        # engine loop thread, which keeps running them meanwhile.
+        portal = get_portal()
+        group_loop, group_thread = portal.loop, portal.thread_id
+    else:
+        group_loop, group_thread = loop, threading.get_ident()
     runner = spec.task_runner or default_task_runner()
     pool = runner.acquire()
-    group = RunGroup(loop, pool, runner.max_concurrency())
+    group = RunGroup(group_loop, group_thread, pool, runner.max_concurrency())
     flow_ctx = ctxmod.FlowRunContext(
         spec=spec, flow_run=flow_run, parameters=parameters, loop=loop, group=group, store=store
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import threading
 import time
@@ -31,8 +32,10 @@ class BaseAnnotation(Generic[T]):
         return self.value
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, BaseAnnotation) and type(self) is type(other) and (
-            self.value == other.value
+        return (
+            isinstance(other, BaseAnnotation)
+            and type(self) is type(other)
+            and (self.value == other.value)
         )
 
     def __hash__(self) -> int:
@@ -199,11 +202,6 @@ def _loop_thread_id(loop: asyncio.AbstractEventLoop) -> int | None:
     return _loop_threads.get(id(loop))
 
 
-def register_loop_thread(loop: asyncio.AbstractEventLoop) -> None:
-    """Remember which thread runs ``loop`` (so blocking waits on it can be refused)."""
-    _loop_threads[id(loop)] = threading.get_ident()
-
-
 class RunGroup:
     """The submitted task runs of one flow run, on the loop that orchestrates the flow."""
 
@@ -212,12 +210,13 @@ class RunGroup:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
+        thread_id: int,
         pool: concurrent.futures.Executor | None,
         max_concurrency: int | None,
     ) -> None:
         self.loop = loop
-        self.thread_id = threading.get_ident()
-        register_loop_thread(loop)
+        self.thread_id = thread_id
+        _loop_threads[id(loop)] = thread_id
         self.pool = pool
         self.limiter = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._pending: set[asyncio.Task[State]] = set()
@@ -232,8 +231,6 @@ class RunGroup:
         if threading.get_ident() == self.thread_id:
             self._start(future, make, owner)
         else:
-            import contextvars
-
             ctx = contextvars.copy_context()
             self.loop.call_soon_threadsafe(ctx.run, self._start, future, make, owner)
 
@@ -265,12 +262,21 @@ class RunGroup:
         return state
 
     async def wait_all(self) -> None:
-        """Wait until every task submitted so far (and those they submit) has finished."""
+        """Wait, from any loop, until every submitted task (and what they submit) finished."""
+        if asyncio.get_running_loop() is self.loop:
+            await self._wait_all()
+        else:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._wait_all(), self.loop))
+
+    async def _wait_all(self) -> None:
         while self._pending:
             await asyncio.wait(list(self._pending))
 
     def cancel_all(self) -> None:
         """Cancel every task still running (the flow run is ending abnormally)."""
+        if threading.get_ident() != self.thread_id:
+            self.loop.call_soon_threadsafe(self.cancel_all)
+            return
         for task in list(self._pending):
             task.cancel()
 

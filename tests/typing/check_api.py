@@ -1,0 +1,57 @@
+"""Checked by mypy (tests/unit/test_static.py): Flow[P, R] and Task[P, R] keep signatures."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any, assert_type
+
+from sdk import Flow, Task, flow, task
+from sdk.futures import PrefectFuture, PrefectFutureList
+
+
+@task
+def add(x: int, y: int = 1) -> int:
+    return x + y
+
+
+@task(retries=2)
+async def fetch(url: str) -> bytes:
+    return url.encode()
+
+
+@flow
+def pipeline(n: int) -> list[int]:
+    return [add(i) for i in range(n)]
+
+
+@flow(name="async-pipeline")
+async def apipeline(url: str) -> bytes:
+    return await fetch(url)
+
+
+# The decorated objects are Task/Flow generics over the function's parameters and return type.
+task_object: Task[..., int] = add
+async_task_object: Task[..., Coroutine[Any, Any, bytes]] = fetch
+flow_object: Flow[..., list[int]] = pipeline
+async_flow_object: Flow[..., Coroutine[Any, Any, bytes]] = apipeline
+
+assert_type(add(1), int)
+assert_type(add(1, y=2), int)
+assert_type(pipeline(3), list[int])
+
+
+async def in_async_code() -> None:
+    assert_type(await apipeline("u"), bytes)
+    assert_type(await fetch("u"), bytes)
+
+
+def futures_inside_a_flow() -> None:
+    assert_type(add.submit(1), PrefectFuture[int])
+    assert_type(fetch.submit("u"), PrefectFuture[bytes])
+    assert_type(add.submit(1).result(), int)
+    assert_type(add.map([1, 2]), PrefectFutureList[Any])
+
+
+def wrong_calls_are_rejected() -> None:
+    add("x")  # type: ignore[arg-type]
+    pipeline()  # type: ignore[call-arg]
