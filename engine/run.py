@@ -138,7 +138,8 @@ def new_task_run(
     else:
         dynamic_key = uuid.uuid4().hex[:8]
         flow_run_id = None
-    tags = spec.tags | ctxmod.tags_var.get()
+    context_tags = ctxmod.tags_var.get()
+    tags = spec.tags | context_tags if context_tags else spec.tags
     name = render_run_name(spec.task_run_name, parameters) or f"{spec.name}-{dynamic_key}"
     return TaskRun(
         id=task_run_id or new_id(),
@@ -150,7 +151,6 @@ def new_task_run(
         task_version=spec.version,
         parameters=parameters,
         tags=sorted(tags) if tags else [],
-        created=now(),
     )
 
 
@@ -194,6 +194,7 @@ async def run_task(
             parameters = {k: _unwrap(v) for k, v in parameters.items()}
 
     state = State(type=_PENDING, name="Pending")
+    task_run.created = state.timestamp
     task_run.state = state
     put(task_run, state)
     if upstream is not None and upstream.failed:
@@ -261,6 +262,10 @@ async def run_task(
     elif state.type is _FAILED or state.type is _CRASHED:
         if spec.on_failure:
             await run_hooks(spec.on_failure, (spec.owner, task_run, state), executor, "on_failure")
+    if flow_ctx is None and ctxmod.task_run_var.get() is None:
+        # A top-level task run (called outside any flow) is durable when the call returns,
+        # like a top-level flow run.
+        await store.flush()
     return state
 
 

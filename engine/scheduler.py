@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from engine.records import TaskRun
-from engine.states import Pending, State, StateType, state_result
+from engine.states import Pending, State, StateType, crashed_from_exception, state_result
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -240,7 +240,6 @@ class RunGroup:
         task = self.loop.create_task(self._drive(future, make, owner))
         future._task = task
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     async def _drive(
         self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
@@ -253,11 +252,14 @@ class RunGroup:
                 async with limiter:
                     state = await make()
         except BaseException as exc:
-            from engine.states import crashed_from_exception
-
             state = crashed_from_exception(exc, "Task run")
             future._finish(state, owner)
             raise
+        finally:
+            # Discarded here rather than by a done callback: one less loop callback per run.
+            task = future._task
+            if task is not None:
+                self._pending.discard(task)
         future._finish(state, owner)
         return state
 
@@ -343,6 +345,31 @@ def _state_value(state: State, run_id: uuid.UUID | None, upstream: Upstream, all
 
 
 # -- waiting on many --------------------------------------------------------------------------
+async def wait_all_async(futures: Iterable[EngineFuture]) -> None:
+    """Wait, from any event loop, until every future is done (one wake-up, not one per run)."""
+    pending = [f for f in futures if f._state is None]
+    if not pending:
+        return
+    loop = asyncio.get_running_loop()
+    all_done: asyncio.Future[None] = loop.create_future()
+    remaining = [len(pending)]
+
+    def settle() -> None:
+        remaining[0] -= 1
+        if remaining[0] == 0 and not all_done.done():
+            all_done.set_result(None)
+
+    def on_done(_owner: Any, fut_loop: asyncio.AbstractEventLoop) -> None:
+        if fut_loop is loop:
+            settle()
+        else:
+            loop.call_soon_threadsafe(settle)
+
+    for fut in pending:
+        fut.add_done_callback(functools.partial(on_done, fut_loop=fut._loop), None)
+    await all_done
+
+
 def wait_many(
     futures: Iterable[EngineFuture], timeout: float | None = None
 ) -> tuple[set[EngineFuture], set[EngineFuture]]:

@@ -32,6 +32,8 @@ from engine.states import State, StateDetails, StateType
 T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS = 30_000
+# How long queued writes may wait for company before the writer commits them (seconds).
+_GROUP_COMMIT_DELAY = 0.005
 _MAX_BATCH = 5_000
 _HOSTNAME = socket.gethostname()
 
@@ -188,19 +190,29 @@ class Store:
         self.start().result()
 
     # -- the hot path: queue writes from any thread -------------------------------------------
-    def _put(self, item: Any) -> None:
+    def _put(self, item: Any, urgent: bool = False) -> None:
         self._queue.append(item)
-        if not self._wake_pending:
+        if urgent or not self._wake_pending:
             self._wake_pending = True
             loop = self._loop
             if loop is None:
                 self.start()
                 loop = self._loop
-            assert loop is not None and self._wake is not None
+            assert loop is not None
             try:
-                loop.call_soon_threadsafe(self._wake.set)
+                # Group commit: a plain write wakes the writer after a short delay so the
+                # states of many runs share one transaction; a flush wakes it at once.
+                loop.call_soon_threadsafe(self._wake_now if urgent else self._wake_soon)
             except RuntimeError:  # the writer loop is gone (interpreter shutdown)
                 pass
+
+    def _wake_soon(self) -> None:
+        assert self._loop is not None and self._wake is not None
+        self._loop.call_later(_GROUP_COMMIT_DELAY, self._wake.set)
+
+    def _wake_now(self) -> None:
+        assert self._wake is not None
+        self._wake.set()
 
     # Queue items are plain tuples (cheapest to build): (kind, run, state, result) for a state
     # change, (fn, future) for a call; markers and records are their own types.
@@ -222,7 +234,7 @@ class Store:
     ) -> concurrent.futures.Future[Any]:
         """Queue a function run inside the writer's next transaction; its result is returned."""
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._put((fn, fut))
+        self._put((fn, fut), urgent=True)
         return fut
 
     def flow_id(self, name: str) -> uuid.UUID:
@@ -237,7 +249,7 @@ class Store:
     def flush_future(self) -> concurrent.futures.Future[None]:
         """A future resolved once everything queued so far is durable."""
         marker = _Flush()
-        self._put(marker)
+        self._put(marker, urgent=True)
         return marker.future
 
     async def flush(self) -> None:
@@ -365,7 +377,7 @@ class Store:
             pass
         self._closed = True
         try:
-            self._put(_Flush())
+            self._put(_Flush(), urgent=True)
         except RuntimeError:
             pass
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -455,6 +467,16 @@ async def _write_batch(
 ) -> list[Any]:
     """Write one batch in one transaction."""
     results: list[Any] = []
+    if not calls and not flows and not logs and len(flow_runs) + len(task_runs) <= _CHUNK and (
+        not flow_runs or not task_runs
+    ):
+        # One statement: autocommit makes it atomic on its own, saving two round trips to
+        # the database thread (this is the common flush of a small top-level flow).
+        if flow_runs:
+            await _insert_many(conn, "upsert_flow_run", flow_runs)
+        elif task_runs:
+            await _insert_many(conn, "upsert_task_run", task_runs)
+        return results
     await conn.execute("BEGIN IMMEDIATE")
     try:
         if flows:

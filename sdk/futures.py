@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from engine.scheduler import EngineFuture, as_completed_sync, wait_many
+from engine.scheduler import EngineFuture, as_completed_sync, wait_all_async, wait_many
 from engine.states import State, state_result
 
 R = TypeVar("R")
@@ -91,8 +91,8 @@ class PrefectFutureList(list[PrefectFuture[R]]):
 
     async def aresult(self, raise_on_failure: bool = True) -> list[R]:
         """The results of every future, awaited without blocking the event loop."""
-        states = await asyncio.gather(*(f._engine_future.wait_async() for f in self))
-        return [state_result(s, raise_on_failure) for s in states]
+        await wait_all_async(f._engine_future for f in self)
+        return [state_result(f._engine_future.state, raise_on_failure) for f in self]
 
     def __await__(self) -> Generator[Any, None, list[R]]:
         return self.aresult().__await__()

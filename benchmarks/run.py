@@ -1,0 +1,257 @@
+"""Speed and memory of the engine next to the same work done bare: ``python benchmarks/run.py``.
+
+Each scenario runs the Millstream version and a bare version (plain asyncio coroutines, or
+plain function calls / threads for sync) in the same process, alternating, and prints the
+median of the repetitions, the per-task overhead and the ratio. Every run is persisted to a
+fresh SQLite file in a temporary MILLSTREAM_HOME.
+
+Targets (issue 2): S1 <= 25 us/task overhead, S2 <= 30 us/task and <= 2 KB/task peak memory
+growth, S3 <= 150 us/task, S4 <= 1 ms/flow run, S5 import <= 150 ms and first call <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _median_time(fn: Callable[[], object], reps: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def _line(name: str, n: int, ms_time: float, bare_time: float, target_us: float) -> dict:
+    overhead_us = (ms_time - bare_time) / n * 1e6
+    ratio = ms_time / bare_time if bare_time > 0 else float("inf")
+    verdict = "ok" if overhead_us <= target_us else f"MISSED by {overhead_us - target_us:.1f} us"
+    print(
+        f"{name:<4} millstream {ms_time * 1e3:8.2f} ms | bare {bare_time * 1e3:8.2f} ms | "
+        f"overhead {overhead_us:7.1f} us/unit (target <= {target_us:g}) | "
+        f"ratio {ratio:7.1f}x | {verdict}"
+    )
+    return {"scenario": name, "overhead_us": overhead_us, "ratio": ratio, "target_us": target_us}
+
+
+def scenarios(reps: int) -> list[dict]:
+    """S1-S4 in this process."""
+    from sdk import flow, task
+
+    @task
+    async def anoop(x: int) -> int:
+        return x
+
+    @flow
+    async def s1(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await anoop(i)
+        return total
+
+    async def s1_bare(n: int) -> int:
+        async def noop(x: int) -> int:
+            return x
+
+        total = 0
+        for i in range(n):
+            total += await noop(i)
+        return total
+
+    @flow
+    async def s2(n: int) -> int:
+        return len(await anoop.map(range(n)))
+
+    async def s2_bare(n: int) -> int:
+        async def noop(x: int) -> int:
+            return x
+
+        return len(await asyncio.gather(*(asyncio.ensure_future(noop(i)) for i in range(n))))
+
+    @task
+    def snoop(x: int) -> int:
+        return x
+
+    @flow
+    def s3(n: int) -> int:
+        return sum(snoop(i) for i in range(n))
+
+    def s3_bare(n: int) -> int:
+        def noop(x: int) -> int:
+            return x
+
+        total = 0
+        for i in range(n):
+            box: list[int] = []
+            thread = threading.Thread(target=lambda i=i: box.append(noop(i)))
+            thread.start()
+            thread.join()
+            total += box[0]
+        return total
+
+    @flow
+    def trivial() -> int:
+        return 1
+
+    def s4(n: int) -> None:
+        for _ in range(n):
+            trivial()
+
+    def s4_bare(n: int) -> None:
+        def plain() -> int:
+            return 1
+
+        for _ in range(n):
+            plain()
+
+    # Warm up every path once (imports, store thread, first flow records).
+    asyncio.run(s1(5))
+    asyncio.run(s2(5))
+    s3(5)
+    s4(2)
+    results = []
+    for name, n, run, bare, target in [
+        ("S1", 1_000, lambda: asyncio.run(s1(1_000)), lambda: asyncio.run(s1_bare(1_000)), 25),
+        ("S2", 10_000, lambda: asyncio.run(s2(10_000)), lambda: asyncio.run(s2_bare(10_000)), 30),
+        ("S3", 1_000, lambda: s3(1_000), lambda: s3_bare(1_000), 150),
+        ("S4", 200, lambda: s4(200), lambda: s4_bare(200), 1_000),
+    ]:
+        ms_times: list[float] = []
+        bare_times: list[float] = []
+        for _ in range(reps):  # alternate so both see the same machine noise
+            ms_times.append(_median_time(run, 1)[0])
+            bare_times.append(_median_time(bare, 1)[0])
+        results.append(
+            _line(name, n, statistics.median(ms_times), statistics.median(bare_times), target)
+        )
+    return results
+
+
+MEMORY_CHILD = textwrap.dedent(
+    """
+    import asyncio, json, resource, sys
+    from sdk import flow, task
+
+    @task
+    async def anoop(x):
+        return x
+
+    @flow
+    async def s2(n):
+        return len(await anoop.map(range(n)))
+
+    def rss_kb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+    asyncio.run(s2(100))
+    base = rss_kb()
+    n = int(sys.argv[1])
+    asyncio.run(s2(n))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"base_kb": base, "peak_kb": peak, "n": n}))
+    """
+)
+
+
+def memory(n: int = 10_000) -> dict:
+    """S2's peak memory growth per task run, in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    data = json.loads(out.stdout)
+    per_task = (data["peak_kb"] - data["base_kb"]) * 1024 / n
+    verdict = "ok" if per_task <= 2048 else f"MISSED by {per_task - 2048:.0f} B"
+    print(
+        f"S2m peak RSS {data['peak_kb'] / 1024:.1f} MB, growth {per_task:.0f} B/task run "
+        f"(target <= 2048 B) | {verdict}"
+    )
+    return {"scenario": "S2-memory", "bytes_per_task": per_task}
+
+
+STARTUP_CHILD = textwrap.dedent(
+    """
+    import json, time
+    t0 = time.perf_counter()
+    from sdk import flow, task
+    t1 = time.perf_counter()
+
+    @task
+    def one():
+        return 1
+
+    @flow
+    def first():
+        return one()
+
+    first()
+    t2 = time.perf_counter()
+    print(json.dumps({"import_ms": (t1 - t0) * 1e3, "first_call_ms": (t2 - t1) * 1e3}))
+    """
+)
+
+
+def startup(reps: int) -> dict:
+    """S5: import time and the first flow call, each in a fresh process."""
+    imports, firsts = [], []
+    for _ in range(reps):
+        with tempfile.TemporaryDirectory() as home:
+            out = subprocess.run(
+                [sys.executable, "-c", STARTUP_CHILD],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "MILLSTREAM_HOME": home, "PYTHONPATH": str(ROOT)},
+            )
+        data = json.loads(out.stdout)
+        imports.append(data["import_ms"])
+        firsts.append(data["first_call_ms"])
+    imp, first = statistics.median(imports), statistics.median(firsts)
+    print(
+        f"S5   import sdk {imp:6.1f} ms (target <= 150) | first flow call {first:6.1f} ms "
+        f"(target <= 100) | {'ok' if imp <= 150 and first <= 100 else 'MISSED'}"
+    )
+    return {"scenario": "S5", "import_ms": imp, "first_call_ms": first}
+
+
+def main() -> None:
+    """Run every scenario and print the figures (``--json`` adds a machine-readable line)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per scenario (>= 5)")
+    parser.add_argument("--json", action="store_true", help="also print results as JSON")
+    args = parser.parse_args()
+    if args.reps < 1:
+        parser.error(f"--reps must be >= 1, got {args.reps}")
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["MILLSTREAM_HOME"] = home
+        os.environ.pop("MILLSTREAM_DATABASE_PATH", None)
+        print(f"Millstream benchmarks, median of {args.reps} runs, python {sys.version.split()[0]}")
+        results = scenarios(args.reps)
+        results.append(memory())
+        results.append(startup(args.reps))
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
