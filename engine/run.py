@@ -670,11 +670,22 @@ async def _call_flow_body(
                 value = await _with_timeout(
                     thread.run(_call_kw, spec.fn, args, kwargs), timeout, FlowRunTimeoutError
                 )
-        finally:
-            # Submitted task runs finish before the flow does, returned or not.
+        except FlowRunTimeoutError:
+            group.cancel_all()
+            await asyncio.shield(group.wait_all())
+            raise
+        except Exception:
+            # The body failed: what it submitted still runs to its end (and is recorded).
             await group.wait_all()
+            raise
+        except BaseException:
+            # Cancelled or interrupted: its submitted task runs are stopped with it.
+            group.cancel_all()
+            await asyncio.shield(group.wait_all())
+            raise
+        # Submitted task runs finish before the flow does, returned or not.
+        await group.wait_all()
     except FlowRunTimeoutError as exc:
-        group.cancel_all()
         return timed_out("Flow run", timeout or 0, exc)
     except Exception as exc:
         return failed_from_exception(exc, "Flow run")

@@ -467,8 +467,12 @@ async def _write_batch(
 ) -> list[Any]:
     """Write one batch in one transaction."""
     results: list[Any] = []
-    if not calls and not flows and not logs and len(flow_runs) + len(task_runs) <= _CHUNK and (
-        not flow_runs or not task_runs
+    if (
+        not calls
+        and not flows
+        and not logs
+        and len(flow_runs) + len(task_runs) <= _CHUNK
+        and (not flow_runs or not task_runs)
     ):
         # One statement: autocommit makes it atomic on its own, saving two round trips to
         # the database thread (this is the common flush of a small top-level flow).
