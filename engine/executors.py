@@ -251,9 +251,12 @@ class Portal:
         self.loop.call_soon_threadsafe(start)
         return caller.serve(outcome)
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule a coroutine on the engine loop (contextvars copied) without waiting."""
-        ctx = contextvars.copy_context()
+    def submit(
+        self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
+    ) -> concurrent.futures.Future[T]:
+        """Schedule a coroutine on the engine loop without waiting (in a copy of the
+        caller's contextvars, or in ``context``)."""
+        ctx = context if context is not None else contextvars.copy_context()
         outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def start() -> None:

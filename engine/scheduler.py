@@ -67,6 +67,7 @@ class EngineFuture:
     __slots__ = (
         "_callbacks",
         "_event",
+        "_group",
         "_lock",
         "_loop",
         "_state",
@@ -86,6 +87,7 @@ class EngineFuture:
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[Any], object]] | None = None
         self._waiters: list[asyncio.Future[State]] | None = None
+        self._group: RunGroup | None = None
 
     # -- completion (always on the owning loop's thread) ---------------------------------------
     def _finish(self, state: State, owner: Any) -> None:
@@ -136,10 +138,15 @@ class EngineFuture:
         if self._state is not None:
             return True
         if self.on_owning_loop() or threading.get_ident() == _loop_thread_id(self._loop):
-            raise RuntimeError(
-                "Waiting synchronously for a task run that runs on this same event loop would "
-                "block it forever; use `await future` or `await future.wait_async()` instead."
-            )
+            # Blocking here blocks the loop that would run this task. If it has not started
+            # yet, hand it (and its not-yet-started siblings) to the engine loop thread.
+            group = self._group
+            if group is None or not group.steal(self):
+                raise RuntimeError(
+                    "Waiting synchronously for a task run that already started on this same "
+                    "event loop would block it forever; use `await future` (or "
+                    "`await future.aresult()`) inside async flows."
+                )
         with self._lock:
             if self._state is not None:
                 return True
@@ -205,7 +212,7 @@ def _loop_thread_id(loop: asyncio.AbstractEventLoop) -> int | None:
 class RunGroup:
     """The submitted task runs of one flow run, on the loop that orchestrates the flow."""
 
-    __slots__ = ("_pending", "limiter", "loop", "pool", "thread_id")
+    __slots__ = ("_pending", "_queued", "_stolen", "limiter", "loop", "pool", "thread_id")
 
     def __init__(
         self,
@@ -220,6 +227,9 @@ class RunGroup:
         self.pool = pool
         self.limiter = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._pending: set[asyncio.Task[State]] = set()
+        # Submitted but not started yet: what a blocking wait on this loop's thread may steal.
+        self._queued: dict[EngineFuture, tuple[Any, Any, contextvars.Context]] = {}
+        self._stolen: list[concurrent.futures.Future[State]] = []
 
     def submit(
         self,
@@ -237,13 +247,50 @@ class RunGroup:
     def _start(
         self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
     ) -> None:
-        task = self.loop.create_task(self._drive(future, make, owner))
+        ctx = contextvars.copy_context()
+        task = self.loop.create_task(self._drive(future, make, owner), context=ctx)
         future._task = task
+        future._group = self
         self._pending.add(task)
+        self._queued[future] = (make, owner, ctx)
+
+    def steal(self, target: EngineFuture) -> bool:
+        """Move every not-yet-started run (``target`` among them) to the engine loop thread.
+
+        Called from this group's loop thread by a blocking wait: the loop cannot run them while
+        its thread waits. False when ``target`` already started here.
+        """
+        if target not in self._queued:
+            return False
+        from engine.executors import get_portal
+
+        portal = get_portal()
+        queued, self._queued = self._queued, {}
+        for future, (make, owner, ctx) in queued.items():
+            task = future._task
+            if task is not None:
+                task.cancel()  # not started: its coroutine never runs
+                self._pending.discard(task)
+            future._loop = portal.loop
+            future._task = None
+            self._stolen.append(portal.submit(self._drive_stolen(future, make, owner), ctx))
+        return True
+
+    async def _drive_stolen(
+        self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
+    ) -> State:
+        try:
+            state = await make()
+        except BaseException as exc:
+            future._finish(crashed_from_exception(exc, "Task run"), owner)
+            raise
+        future._finish(state, owner)
+        return state
 
     async def _drive(
         self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
     ) -> State:
+        self._queued.pop(future, None)
         limiter = self.limiter
         try:
             if limiter is None:
@@ -271,8 +318,13 @@ class RunGroup:
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._wait_all(), self.loop))
 
     async def _wait_all(self) -> None:
-        while self._pending:
-            await asyncio.wait(list(self._pending))
+        while self._pending or self._stolen:
+            if self._pending:
+                await asyncio.wait(list(self._pending))
+            while self._stolen:
+                stolen = self._stolen.pop()
+                if not stolen.done():
+                    await asyncio.wrap_future(stolen)
 
     def cancel_all(self) -> None:
         """Cancel every task still running (the flow run is ending abnormally)."""

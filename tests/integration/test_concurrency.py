@@ -265,3 +265,40 @@ def test_submit_with_return_state():
 
     # The flow returns a State, which it adopts: its result is the task's result.
     assert f() == 1
+
+
+def test_blocking_result_inside_an_async_flow_runs_the_queued_tasks_elsewhere():
+    # Prefect users call future.result() in async flows; the loop is blocked meanwhile, so the
+    # not-yet-started runs are handed to the engine loop thread instead of deadlocking.
+    @task
+    async def triple(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return 3 * x
+
+    @flow
+    async def f() -> tuple[int, list[int]]:
+        one = triple.submit(1)
+        many = triple.map([1, 2, 3])
+        return one.result(), many.result()
+
+    assert asyncio.run(f()) == (3, [3, 6, 9])
+
+
+def test_blocking_on_a_task_already_running_on_the_same_loop_is_a_clear_error():
+    @task
+    async def slow() -> int:
+        await asyncio.sleep(0.05)
+        return 1
+
+    @flow
+    async def f() -> str:
+        fut = slow.submit()
+        await asyncio.sleep(0.01)  # lets it start on this loop
+        try:
+            fut.result()
+        except RuntimeError as exc:
+            await fut
+            return str(exc)
+        return "no error"
+
+    assert "await future" in asyncio.run(f())
