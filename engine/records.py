@@ -43,6 +43,9 @@ class FlowRun(msgspec.Struct, kw_only=True):
     created: dt.datetime | None = None
     pid: int | None = None
     hostname: str | None = None
+    heartbeat: dt.datetime | None = None
+    # The parameters encoded type-faithfully (recovery re-runs the flow with them).
+    parameters_blob: bytes | None = None
 
     @property
     def state_type(self) -> StateType | None:

@@ -39,6 +39,8 @@ CREATE TABLE flow_run (
     updated TEXT NOT NULL,
     pid INTEGER,
     hostname TEXT,
+    heartbeat TEXT,
+    parameters_blob BLOB,
     history TEXT NOT NULL DEFAULT '',
     result BLOB
 );
@@ -47,6 +49,7 @@ CREATE INDEX ix_flow_run_created ON flow_run (created DESC);
 CREATE INDEX ix_flow_run_flow_name ON flow_run (flow_name, created DESC);
 CREATE INDEX ix_flow_run_start_time ON flow_run (start_time);
 CREATE INDEX ix_flow_run_parent ON flow_run (parent_flow_run_id);
+CREATE INDEX ix_flow_run_idempotency ON flow_run (idempotency_key);
 
 CREATE TABLE task_run (
     id TEXT PRIMARY KEY,
@@ -89,6 +92,14 @@ CREATE TABLE log (
 CREATE INDEX ix_log_flow_run ON log (flow_run_id, id);
 CREATE INDEX ix_log_task_run ON log (task_run_id, id);
 
+CREATE TABLE cache (
+    key TEXT PRIMARY KEY,
+    result BLOB NOT NULL,
+    expiration TEXT,
+    task_run_id TEXT,
+    created TEXT NOT NULL
+);
+
 CREATE TABLE variable (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -106,8 +117,11 @@ INSERT INTO flow_run (
     id, name, flow_id, flow_name, flow_version, parameters, tags, parent_task_run_id,
     parent_flow_run_id, root_flow_run_id, deployment_id, idempotency_key, entrypoint, run_count,
     state_id, state_type, state_name, state_message, state_timestamp, state_details,
-    start_time, end_time, expected_start_time, created, updated, pid, hostname, history, result
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    start_time, end_time, expected_start_time, created, updated, pid, hostname, heartbeat,
+    parameters_blob, history, result
+) VALUES (
+    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+)
 ON CONFLICT (id) DO UPDATE SET
     name = excluded.name, parameters = excluded.parameters, tags = excluded.tags,
     run_count = excluded.run_count, state_id = excluded.state_id,
@@ -115,7 +129,9 @@ ON CONFLICT (id) DO UPDATE SET
     state_message = excluded.state_message, state_timestamp = excluded.state_timestamp,
     state_details = excluded.state_details, start_time = excluded.start_time,
     end_time = excluded.end_time, updated = excluded.updated, pid = excluded.pid,
-    hostname = excluded.hostname, history = flow_run.history || excluded.history,
+    hostname = excluded.hostname, heartbeat = excluded.heartbeat,
+    parameters_blob = coalesce(excluded.parameters_blob, flow_run.parameters_blob),
+    history = flow_run.history || excluded.history,
     result = coalesce(excluded.result, flow_run.result);
 
 -- name: upsert_task_run
@@ -159,3 +175,34 @@ SELECT * FROM flow WHERE id = ?;
 
 -- name: select_flow_by_name
 SELECT * FROM flow WHERE name = ?;
+
+-- name: upsert_cache
+INSERT INTO cache (key, result, expiration, task_run_id, created) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    result = excluded.result, expiration = excluded.expiration,
+    task_run_id = excluded.task_run_id, created = excluded.created;
+
+-- name: select_cache
+SELECT result, expiration FROM cache WHERE key = ?;
+
+-- name: select_completed_task_results
+SELECT task_key, dynamic_key, result FROM task_run
+WHERE flow_run_id = ? AND state_type = 'COMPLETED' AND result IS NOT NULL;
+
+-- name: select_flow_run_by_idempotency_key
+SELECT * FROM flow_run WHERE idempotency_key = ?;
+
+-- name: update_heartbeats
+UPDATE flow_run SET heartbeat = ? WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: select_recoverable_flow_runs
+SELECT * FROM flow_run
+WHERE state_type IN ('PENDING', 'RUNNING') AND parent_flow_run_id IS NULL
+ORDER BY created;
+
+-- name: claim_flow_run
+UPDATE flow_run SET pid = ?, hostname = ?, heartbeat = ?
+WHERE id = ? AND state_type IN ('PENDING', 'RUNNING')
+    AND coalesce(pid, -1) = coalesce(?, -1) AND coalesce(hostname, '') = coalesce(?, '')
+    AND coalesce(heartbeat, '') = coalesce(?, '')
+RETURNING id;

@@ -523,9 +523,10 @@ _lines_encoder = msgspec.json.Encoder()
 
 
 # Rows per INSERT statement: one statement per chunk instead of one step per row means the
-# writer gives up and re-takes the GIL once per chunk; 32 rows x 29 columns stays under the
-# 999-parameter limit of older SQLite builds.
-_CHUNK = 32
+# writer hands work to the database thread (and re-takes the GIL) once per chunk. SQLite
+# before 3.32 allows 999 parameters per statement, later versions 32766.
+_MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+_CHUNK = _MAX_PARAMS // 31
 _multi_sql: dict[tuple[str, int], str] = {}
 
 
@@ -616,6 +617,8 @@ def _flow_run_row(
         now,
         run.pid,
         run.hostname,
+        _ts(run.heartbeat),
+        run.parameters_blob,
         history,
         result,
     )
@@ -691,6 +694,8 @@ def flow_run_from_row(row: sqlite3.Row) -> FlowRun:
         created=_parse_ts(row["created"]),
         pid=row["pid"],
         hostname=row["hostname"],
+        heartbeat=_parse_ts(row["heartbeat"]),
+        parameters_blob=row["parameters_blob"],
     )
 
 
