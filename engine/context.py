@@ -42,6 +42,8 @@ class FlowRunContext(RunContext):
         "log_prints",
         "loop",
         "parameters",
+        "recovered",
+        "settings",
         "spec",
         "store",
         "task_counters",
@@ -68,6 +70,9 @@ class FlowRunContext(RunContext):
         self.store = store
         self.log_prints = bool(spec.log_prints)
         self.deployment = deployment
+        # (task key, call index) -> recorded result of a completed task run, when resuming.
+        self.recovered: dict[tuple[str, str], bytes] | None = None
+        self.settings: Any = None
         # Call index per task key: (task key, index) identifies a task run inside its flow run,
         # which is what durable recovery matches on.
         # itertools.count: next() is atomic, so threads submitting concurrently get distinct keys.

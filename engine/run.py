@@ -23,6 +23,7 @@ from engine.exceptions import (
     FlowRunTimeoutError,
     ParameterTypeError,
     TaskRunTimeoutError,
+    UnfinishedRun,
     UpstreamTaskError,
 )
 from engine.executors import AbandonableThread, Executor, get_portal, is_private_loop
@@ -36,12 +37,14 @@ from engine.scheduler import (
     resolve_inputs,
 )
 from engine.spec import FlowSpec, Hook, TaskSpec
+from engine.resultref import StoredResult, journal, persist
 from engine.states import (
     AwaitingRetry,
     Completed,
     Failed,
     Pending,
     Retrying,
+    ResultLoader,
     Running,
     State,
     StateType,
@@ -176,6 +179,16 @@ async def run_task(
     if task_run is None:
         task_run = new_task_run(spec, parameters, flow_ctx)
     put = store.put_task_run_state
+    if flow_ctx is not None and flow_ctx.recovered:
+        blob = flow_ctx.recovered.get((task_run.task_key, task_run.dynamic_key))
+        if blob is not None:
+            # Resuming a crashed flow run: this task run completed before; use its result.
+            return State(
+                type=_COMPLETED,
+                name="Completed",
+                message="Result recorded by an earlier attempt of this flow run",
+                data=StoredResult(blob),
+            )
 
     upstream: Upstream | None = None
     plain = _PLAIN_TYPES
@@ -214,6 +227,26 @@ async def run_task(
     task_ctx = ctxmod.TaskRunContext(
         spec=spec, task_run=task_run, parameters=parameters, log_prints=log_prints
     )
+    cache_key: str | None = None
+    if spec.cache_policy is not None:
+        try:
+            cache_key = spec.cache_policy.compute_key(
+                task_ctx, parameters, flow_ctx.parameters if flow_ctx is not None else {}
+            )
+        except Exception as exc:
+            # An input that cannot be hashed fails the run, naming it: never a silent miss.
+            state = failed_from_exception(exc, "Task run")
+            return await _finish_task(spec, task_run, state, None, executor, store, flow_ctx)
+        if cache_key is not None:
+            task_run.cache_key = cache_key
+            refresh = spec.refresh_cache
+            if refresh is None:
+                refresh = _settings(flow_ctx).tasks.refresh_cache
+            blob = None if refresh else await store.lookup_cache(cache_key)
+            if blob is not None:
+                state = State(type=_COMPLETED, name="Cached", data=StoredResult(blob))
+                state.state_details.cache_key = cache_key
+                return await _finish_task(spec, task_run, state, blob, executor, store, flow_ctx)
     retries = spec.retries
     while True:
         task_run.run_count += 1
@@ -251,9 +284,73 @@ async def run_task(
             continue
         break
 
+    result_blob = None
+    if state.type is _COMPLETED:
+        persist_it = spec.persist_result
+        if persist_it is None:
+            persist_it = _settings(flow_ctx).results.persist_by_default
+        if persist_it or cache_key is not None:
+            state, result_blob = _persist_result(spec, state, parameters, flow_ctx)
+            if cache_key is not None and result_blob is not None:
+                expiration = now() + spec.cache_expiration if spec.cache_expiration else None
+                state.state_details.cache_key = cache_key
+                state.state_details.cache_expiration = expiration
+                task_run.cache_expiration = expiration
+                store.put_cache(cache_key, result_blob, expiration, task_run.id)
+        elif flow_ctx is not None:
+            result_blob = _journal_state_data(state)
+    return await _finish_task(spec, task_run, state, result_blob, executor, store, flow_ctx)
+
+
+def _settings(flow_ctx: ctxmod.FlowRunContext | None) -> Any:
+    if flow_ctx is not None and flow_ctx.settings is not None:
+        return flow_ctx.settings
+    from engine.settings import get_current_settings
+
+    return get_current_settings()
+
+
+def _persist_result(
+    spec: TaskSpec,
+    state: State,
+    parameters: dict[str, Any],
+    flow_ctx: ctxmod.FlowRunContext | None,
+) -> tuple[State, bytes | None]:
+    """Encode (and store) a completed run's result; a value that cannot be encoded fails it."""
+    settings = _settings(flow_ctx)
+    value = state_result(state)
+    try:
+        blob, serializer = persist(
+            value,
+            serializer=spec.result_serializer or settings.results.default_serializer,
+            storage=spec.result_storage,
+            storage_key=spec.result_storage_key,
+            parameters=parameters,
+            inline_max_bytes=settings.results.inline_max_bytes,
+            default_dir=settings.results.local_storage_path,
+            pickle_fallback=settings.results.pickle_fallback,
+        )
+    except Exception as exc:  # SerializationError, StorageKeyError, OSError: nothing written
+        return failed_from_exception(exc, "Task run"), None
+    if not spec.cache_result_in_memory:
+        state.data = StoredResult(blob, serializer)
+    return state, blob
+
+
+async def _finish_task(
+    spec: TaskSpec,
+    task_run: TaskRun,
+    state: State,
+    result_blob: bytes | None,
+    executor: Executor | None,
+    store: Store,
+    flow_ctx: ctxmod.FlowRunContext | None,
+) -> State:
+    """Record the final state (with its result) and run the hooks for it."""
+    state.state_details.task_run_id = task_run.id
     task_run.end_time = state.timestamp
     task_run.state = state
-    put(task_run, state)
+    store.put_task_run_state(task_run, state, result_blob)
     if state.type is _COMPLETED:
         if spec.on_completion:
             await run_hooks(
@@ -340,6 +437,17 @@ async def _with_timeout(
         if scope.expired():
             raise error(f"{seconds:g} second(s)") from None
         raise
+
+
+def _journal_state_data(state: State) -> bytes | None:
+    data = state.data
+    if isinstance(data, State) or (
+        isinstance(data, list) and data and all(isinstance(d, State) for d in data)
+    ):
+        return None  # states of returned futures: not a plain value to replay
+    if isinstance(data, ResultLoader):
+        return data.blob if isinstance(data, StoredResult) else None
+    return journal(data)
 
 
 def _value_to_state(value: Any) -> State:
@@ -481,6 +589,7 @@ def new_flow_run(
         else None
     )
     run_id = flow_run_id or new_id()
+    created = now()
     return FlowRun(
         id=run_id,
         name=render_run_name(spec.flow_run_name, parameters) or random_run_name(),
@@ -493,9 +602,10 @@ def new_flow_run(
         parent_flow_run_id=parent_id,
         root_flow_run_id=root_id or run_id,
         entrypoint=spec.entrypoint,
-        created=now(),
+        created=created,
         pid=_PID,
         hostname=HOSTNAME,
+        heartbeat=created,
     )
 
 
@@ -513,16 +623,28 @@ async def run_flow(
     """
     from engine.settings import get_current_settings
 
+    settings = get_current_settings()
     parent_ctx = ctxmod.flow_run_var.get()
     if parent_ctx is not None:
         store = parent_ctx.store
     else:
-        store = get_store(get_current_settings().database_path)
+        store = get_store(settings.database_path)
         await store.ensure_open()
 
-    flow_run = new_flow_run(
-        spec, parameters, store, parent_flow_ctx=parent_ctx, flow_run_id=flow_run_id
-    )
+    recovered: dict[tuple[str, str], bytes] | None = None
+    existing = await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None
+    if existing is not None:
+        if existing.state_type is StateType.COMPLETED:
+            # Called again with the id of a finished run: its recorded result, nothing runs.
+            return _recorded_final_state(existing, await store.read_flow_run_result(existing.id))
+        _check_not_running_elsewhere(existing)
+        flow_run = existing
+        flow_run.pid, flow_run.hostname, flow_run.end_time = _PID, HOSTNAME, None
+        recovered = await store.read_completed_task_results(existing.id)
+    else:
+        flow_run = new_flow_run(
+            spec, parameters, store, parent_flow_ctx=parent_ctx, flow_run_id=flow_run_id
+        )
     put = store.put_flow_run_state
 
     if spec.validate_parameters:
@@ -541,6 +663,8 @@ async def run_flow(
                 await store.flush()
             raise
         flow_run.parameters = parameters
+    if parent_ctx is None and flow_run.parameters_blob is None:
+        flow_run.parameters_blob = journal(parameters)
 
     pending = Pending()
     pending.state_details.flow_run_id = flow_run.id
@@ -561,6 +685,10 @@ async def run_flow(
     flow_ctx = ctxmod.FlowRunContext(
         spec=spec, flow_run=flow_run, parameters=parameters, loop=loop, group=group, store=store
     )
+    flow_ctx.recovered = recovered
+    flow_ctx.settings = settings
+    if parent_ctx is None:
+        store.track_live(flow_run.id)
     try:
         state = await _flow_attempts(spec, flow_run, flow_ctx, executor, put)
     except asyncio.CancelledError as exc:
@@ -580,10 +708,49 @@ async def run_flow(
         raise
     finally:
         runner.release(pool)
+        if parent_ctx is None:
+            store.untrack_live(flow_run.id)
     if parent_ctx is None:
         # Flush point: a top-level flow run's terminal state is durable before the call returns.
         await store.flush()
     return state
+
+
+def _recorded_final_state(run: FlowRun, blob: bytes | None) -> State:
+    assert run.state is not None
+    state = run.state.copy()
+    if blob is not None:
+        state.data = StoredResult(blob)
+    else:
+        state.data = _Unrecorded(run.id)
+    return state
+
+
+class _Unrecorded(ResultLoader):
+    """The result of a finished run that was not recorded (too large, or needs pickle)."""
+
+    def __init__(self, run_id: uuid.UUID) -> None:
+        self.run_id = run_id
+
+    def load(self) -> Any:
+        raise UnfinishedRun(
+            f"Flow run {self.run_id} finished earlier but its result was not recorded (results "
+            "are journaled when msgspec encodes them in at most 64 KB; persist_result=True "
+            "records any result)"
+        )
+
+
+def _check_not_running_elsewhere(run: FlowRun) -> None:
+    if run.state is None or run.state.is_final():
+        return
+    if run.hostname == HOSTNAME and run.pid is not None and run.pid != _PID:
+        from engine.recovery import pid_alive
+
+        if pid_alive(run.pid):
+            raise RuntimeError(
+                f"Flow run {run.id} is still running in process {run.pid}; it can be resumed "
+                "only once that process is gone"
+            )
 
 
 async def _flow_attempts(
@@ -591,7 +758,7 @@ async def _flow_attempts(
     flow_run: FlowRun,
     flow_ctx: ctxmod.FlowRunContext,
     executor: Executor | None,
-    put: Callable[[FlowRun, State], None],
+    put: Callable[..., None],
 ) -> State:
     args, kwargs = spec.binder.call_args(flow_ctx.parameters)
     while True:
@@ -632,7 +799,10 @@ async def _flow_attempts(
 
     flow_run.end_time = state.timestamp
     flow_run.state = state
-    put(flow_run, state)
+    result_blob = None
+    if state.type is _COMPLETED and flow_ctx.flow_run.parent_flow_run_id is None:
+        result_blob = _journal_state_data(state)
+    put(flow_run, state, result_blob)
     hooks: tuple[Hook, ...] = ()
     if state.type is StateType.COMPLETED:
         hooks = spec.on_completion

@@ -126,6 +126,18 @@ def _details_json(details: StateDetails) -> str | None:
     return _details_encoder.encode(details).decode()
 
 
+class _CacheRow:
+    __slots__ = ("blob", "expiration", "key", "task_run_id")
+
+    def __init__(
+        self, key: str, blob: bytes, expiration: dt.datetime | None, task_run_id: uuid.UUID
+    ) -> None:
+        self.key = key
+        self.blob = blob
+        self.expiration = expiration
+        self.task_run_id = task_run_id
+
+
 class _Flush:
     """A marker in the write queue: resolved once everything queued before it is committed."""
 
@@ -149,6 +161,10 @@ class Store:
         self._known_flows: dict[str, uuid.UUID] = {}
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._live: set[uuid.UUID] = set()
+        self._reader: concurrent.futures.Future[aiosqlite.Connection] | None = None
+        self._cache_memo: dict[str, tuple[bytes, dt.datetime | None]] = {}
+        self.heartbeat_seconds = 10.0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> concurrent.futures.Future[None]:
@@ -274,6 +290,7 @@ class Store:
             self._fail_pending(exc)
             return
         self._open_future.set_result(None)
+        heartbeats = asyncio.ensure_future(self._heartbeats())
         wake = self._wake
         try:
             while True:
@@ -285,6 +302,10 @@ class Store:
                 if self._closed:
                     return
         finally:
+            heartbeats.cancel()
+            reader = self._reader
+            if reader is not None and reader.done() and reader.exception() is None:
+                await reader.result().close()
             await conn.close()
 
     def _fail_pending(self, exc: BaseException) -> None:
@@ -305,6 +326,7 @@ class Store:
         runs: dict[Any, list[Any]] = {}
         logs: list[tuple[Any, ...]] = []
         flows: list[tuple[Any, ...]] = []
+        caches: list[tuple[Any, ...]] = []
         calls: list[Any] = []
         flushes: list[_Flush] = []
         for item in batch:
@@ -333,6 +355,16 @@ class Store:
                 )
             elif cls is FlowRecord:
                 flows.append((_id(item.id), item.name, _ts(item.created)))
+            elif cls is _CacheRow:
+                caches.append(
+                    (
+                        item.key,
+                        item.blob,
+                        _ts(item.expiration),
+                        item.task_run_id.hex,
+                        _ts(dt.datetime.now(dt.UTC)),
+                    )
+                )
             elif cls is _Flush:
                 flushes.append(item)
             else:
@@ -349,7 +381,7 @@ class Store:
         results: list[Any] = []
         try:
             results = await _write_batch(
-                conn, flows, flow_runs, task_runs, logs, [c[0] for c in calls]
+                conn, flows, flow_runs, task_runs, logs, caches, [c[0] for c in calls]
             )
         except BaseException as exc:  # a failed batch is rolled back; tell whoever waits
             error = exc
@@ -385,13 +417,40 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------------
     async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``fn`` on a read connection (a separate connection from the writer's)."""
+        """Run ``fn`` on the read connection (separate from the writer's, shared by callers)."""
         await self.ensure_open()
-        conn = await connect(self.path, write=False)
-        try:
-            return await fn(conn)
-        finally:
-            await conn.close()
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = asyncio.run_coroutine_threadsafe(
+                # Opened from the store thread: aiosqlite's worker thread inherits its daemon
+                # flag, so an open reader never holds up interpreter exit.
+                connect(self.path, write=False),
+                self._loop,  # type: ignore[arg-type]
+            )
+        conn = await asyncio.wrap_future(reader) if not reader.done() else reader.result()
+        return await fn(conn)
+
+    # -- cache entries --------------------------------------------------------------------------
+    async def lookup_cache(self, key: str) -> bytes | None:
+        """The recorded result for a cache key, unless missing or expired."""
+        hit = self._cache_memo.get(key)
+        if hit is None:
+            row = await self.fetchone("select_cache", (key,))
+            if row is None:
+                return None
+            hit = (row["result"], _parse_ts(row["expiration"]))
+            self._cache_memo[key] = hit
+        blob, expiration = hit
+        if expiration is not None and expiration <= dt.datetime.now(dt.UTC):
+            return None
+        return blob
+
+    def put_cache(
+        self, key: str, blob: bytes, expiration: dt.datetime | None, task_run_id: uuid.UUID
+    ) -> None:
+        """Record a cache entry (visible to this process at once, to others once written)."""
+        self._cache_memo[key] = (blob, expiration)
+        self._put(_CacheRow(key, blob, expiration, task_run_id))
 
     async def fetchone(self, query: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
         """One row of a named query (``query`` is a key of the named queries)."""
@@ -422,6 +481,52 @@ class Store:
             return rows
 
         return await self.read(run)
+
+    async def read_flow_run_or_none(self, flow_run_id: uuid.UUID | str) -> FlowRun | None:
+        """The flow run with this id, or None."""
+        row = await self.fetchone("select_flow_run", (db_id(flow_run_id),))
+        return flow_run_from_row(row) if row is not None else None
+
+    async def read_flow_run_result(self, flow_run_id: uuid.UUID | str) -> bytes | None:
+        """The recorded result envelope of a flow run (None when none was recorded)."""
+        rows = await self.fetchall_sql(
+            "SELECT result FROM flow_run WHERE id = ?", (db_id(flow_run_id),)
+        )
+        return rows[0][0] if rows else None
+
+    async def read_completed_task_results(
+        self, flow_run_id: uuid.UUID | str
+    ) -> dict[tuple[str, str], bytes]:
+        """Recorded results of a flow run's completed task runs, by (task key, call index)."""
+        rows = await self.fetchall("select_completed_task_results", (db_id(flow_run_id),))
+        return {(r["task_key"], r["dynamic_key"]): r["result"] for r in rows}
+
+    # -- liveness -----------------------------------------------------------------------------
+    def track_live(self, flow_run_id: uuid.UUID) -> None:
+        """Heartbeat this flow run while it is live in this process."""
+        self._live.add(flow_run_id)
+
+    def untrack_live(self, flow_run_id: uuid.UUID) -> None:
+        """Stop heartbeating this flow run."""
+        self._live.discard(flow_run_id)
+
+    @property
+    def live_runs(self) -> set[uuid.UUID]:
+        """Top-level flow runs live in this process."""
+        return set(self._live)
+
+    async def _heartbeats(self) -> None:
+        # Other hosts tell a live run from an orphan by this stamp (same host: by pid).
+        while not self._closed:
+            await asyncio.sleep(self.heartbeat_seconds)
+            if self._live:
+                ids = encode_json([i.hex for i in self._live])
+                stamp = _ts(dt.datetime.now(dt.UTC))
+
+                async def beat(conn: aiosqlite.Connection, ids: str = ids) -> None:
+                    await conn.execute(Q["update_heartbeats"], (stamp, ids))
+
+                self.put_call(beat)
 
     async def read_flow_run(self, flow_run_id: uuid.UUID | str) -> FlowRun:
         """The flow run with this id; raises ``ObjectNotFound``."""
@@ -463,6 +568,7 @@ async def _write_batch(
     flow_runs: list[tuple[Any, ...]],
     task_runs: list[tuple[Any, ...]],
     logs: list[tuple[Any, ...]],
+    caches: list[tuple[Any, ...]],
     calls: list[Callable[[aiosqlite.Connection], Awaitable[Any]]],
 ) -> list[Any]:
     """Write one batch in one transaction."""
@@ -471,6 +577,7 @@ async def _write_batch(
         not calls
         and not flows
         and not logs
+        and not caches
         and len(flow_runs) + len(task_runs) <= _CHUNK
         and (not flow_runs or not task_runs)
     ):
@@ -491,6 +598,9 @@ async def _write_batch(
             await _insert_many(conn, "upsert_task_run", task_runs)
         if logs:
             await conn.executemany(Q["insert_log"], logs)
+        if caches:
+            # After the task runs: a cache entry never points at an unrecorded run.
+            await conn.executemany(Q["upsert_cache"], caches)
         for fn in calls:
             # A failing call must not lose the rest of the batch: isolate it in a savepoint.
             await conn.execute("SAVEPOINT call")

@@ -57,6 +57,19 @@ def _entrypoint(fn: Callable[..., Any]) -> str | None:
     return f"{module}:{qualname}"
 
 
+def _run_id(value: Any) -> uuid.UUID | None:
+    # A caller-chosen run id makes a call idempotent: calling again resumes or returns the
+    # recorded result. Any string works as a key; it maps to a stable UUID.
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"flow_run_id must be a UUID or a non-empty string, got {value!r}")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"millstream:flow-run:{value}")
+
+
 class Flow(Generic[P, R]):
     """A function whose calls are recorded as flow runs: the unit of orchestration."""
 
@@ -208,7 +221,7 @@ class Flow(Generic[P, R]):
             raise TypeError("wait_for is only supported for subflows submitted as tasks")
         spec = self.spec
         parameters = spec.binder.bind(args, kwargs)
-        run_id = uuid.UUID(str(flow_run_id)) if flow_run_id is not None else None
+        run_id = _run_id(flow_run_id)
         if spec.is_async:
             return self._acall(spec, parameters, return_state, run_id)
         state = run_sync(

@@ -142,6 +142,7 @@ class Task(Generic[P, R]):
             )
         self.refresh_cache = refresh_cache
         self.persist_result = persist_result
+        self._cache_policy = _resolve_cache_policy(cache_policy, cache_key_fn, persist_result)
         self.result_storage = result_storage
         self.result_serializer = result_serializer
         self.result_storage_key = result_storage_key
@@ -210,7 +211,7 @@ class Task(Generic[P, R]):
                 retry_condition_fn=self.retry_condition_fn,
                 timeout_seconds=self.timeout_seconds,
                 log_prints=self.log_prints,
-                cache_policy=self.cache_policy,
+                cache_policy=self._cache_policy,
                 cache_key_fn=self.cache_key_fn,
                 cache_expiration=self.cache_expiration,
                 refresh_cache=self.refresh_cache,
@@ -435,6 +436,38 @@ class Task(Generic[P, R]):
         bound._binder = Binder(bound.fn)
         bound._spec_cache = None
         return bound
+
+
+def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: bool | None) -> Any:
+    """The policy the engine computes cache keys with (None: no caching), as Prefect 3 does:
+    no caching unless configured; ``persist_result=True`` alone caches by the DEFAULT policy."""
+    if cache_key_fn is None and cache_policy in (NotSet, None) and persist_result is not True:
+        return None
+    from engine import cache_policies as cp
+
+    if cache_key_fn is not None:
+        if not callable(cache_key_fn):
+            raise TypeError(f"cache_key_fn must be callable, got {cache_key_fn!r}")
+        if cache_policy not in (NotSet, None):
+            raise ValueError(
+                "Give either cache_policy or cache_key_fn, not both "
+                f"(got cache_policy={cache_policy!r} and cache_key_fn={cache_key_fn!r})"
+            )
+        policy: Any = cp.CacheKeyFnPolicy(cache_key_fn)
+    elif cache_policy in (NotSet, None):
+        policy = cp.DEFAULT
+    elif not isinstance(cache_policy, cp.CachePolicy):
+        raise TypeError(f"cache_policy must be a CachePolicy, got {cache_policy!r}")
+    elif cache_policy is cp.NO_CACHE or cache_policy is cp.NONE:
+        return None
+    else:
+        policy = cache_policy
+    if persist_result is False:
+        raise ValueError(
+            f"persist_result=False cannot be combined with caching ({policy!r}): cached "
+            "results must be persisted"
+        )
+    return policy
 
 
 def _is_mappable(value: Any) -> bool:

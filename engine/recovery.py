@@ -1,0 +1,189 @@
+"""Durable recovery: find flow runs whose process died, claim them, and run them to the end.
+
+A run is orphaned when it is not final and its owner is gone: on this host its pid is dead, on
+any host its heartbeat is older than the lease. Claiming is one conditional UPDATE, so two
+recoverers never resume the same run. Resuming re-enters the same flow run id; the engine then
+returns the journaled results of its completed task runs instead of running them again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import importlib.util
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine.exceptions import RecoveryError
+from engine.records import FlowRun
+from engine.spec import FlowSpec
+from engine.states import Crashed, now
+from engine.store import HOSTNAME, Q, Store, _ts, db_id, flow_run_from_row
+
+
+class RecoveryReport(msgspec.Struct, kw_only=True):
+    """What one recovery pass did, run by run."""
+
+    resumed: list[uuid.UUID] = msgspec.field(default_factory=list)
+    crashed: list[uuid.UUID] = msgspec.field(default_factory=list)
+    skipped: list[uuid.UUID] = msgspec.field(default_factory=list)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_orphan(run: FlowRun, lease_seconds: float, live_here: set[uuid.UUID]) -> bool:
+    """Whether ``run``'s owner is gone (dead pid on this host, or heartbeat lease expired)."""
+    if run.id in live_here:
+        return False
+    if run.hostname == HOSTNAME and run.pid is not None:
+        if run.pid == os.getpid():
+            return True  # recorded by this process but not live in it: a previous life
+        return not pid_alive(run.pid)
+    beat = run.heartbeat or run.start_time or run.created
+    return beat is None or (now() - beat).total_seconds() > lease_seconds
+
+
+def load_flow_spec(entrypoint: str | None) -> FlowSpec:
+    """Import the flow recorded as ``module:qualname`` or ``/path/file.py:qualname``."""
+    if not entrypoint or ":" not in entrypoint:
+        raise RecoveryError(f"the run records no importable entrypoint ({entrypoint!r})")
+    where, qualname = entrypoint.rsplit(":", 1)
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise RecoveryError(f"flow file {where!r} no longer exists")
+            name = f"millstream_recovered_{uuid.uuid5(uuid.NAMESPACE_URL, where).hex[:12]}"
+            module = sys.modules.get(name)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(name, path)
+                if spec is None or spec.loader is None:
+                    raise RecoveryError(f"cannot import flow file {where!r}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+        obj: Any = module
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except RecoveryError:
+        raise
+    except Exception as exc:
+        raise RecoveryError(
+            f"flow {entrypoint!r} is no longer importable: {type(exc).__name__}: {exc}"
+        ) from exc
+    spec_obj = getattr(obj, "spec", None)
+    if not isinstance(spec_obj, FlowSpec):
+        raise RecoveryError(f"{entrypoint!r} is not a flow (found {type(obj).__name__})")
+    return spec_obj
+
+
+def recorded_parameters(run: FlowRun) -> dict[str, Any]:
+    """The parameters a run was called with, decoded type-faithfully when recorded so."""
+    if run.parameters_blob is not None:
+        from engine.resultref import decode
+
+        value = decode(run.parameters_blob)
+        if isinstance(value, dict):
+            return value
+    return dict(run.parameters)
+
+
+async def claim(store: Store, run: FlowRun) -> bool:
+    """Atomically take ownership of an orphaned run (False if someone else changed it)."""
+    stamp = now()
+
+    async def update(conn: Any) -> bool:
+        async with conn.execute(
+            Q["claim_flow_run"],
+            (
+                os.getpid(),
+                HOSTNAME,
+                _ts(stamp),
+                db_id(run.id),
+                run.pid,
+                run.hostname,
+                _ts(run.heartbeat),
+            ),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return row is not None
+
+    claimed: bool = await _wrap(store.put_call(update))
+    if claimed:
+        run.pid, run.hostname, run.heartbeat = os.getpid(), HOSTNAME, stamp
+    return claimed
+
+
+async def _wrap(fut: Any) -> Any:
+    import asyncio
+
+    return await asyncio.wrap_future(fut)
+
+
+async def mark_unresumable(store: Store, run: FlowRun, reason: str) -> None:
+    """Record that a crashed run cannot be resumed, and why."""
+    state = Crashed(message=f"Flow run cannot be resumed: {reason}")
+    state.state_details.flow_run_id = run.id
+    run.state = state
+    run.end_time = state.timestamp
+    store.put_flow_run_state(run, state)
+    await store.flush()
+
+
+async def find_orphans(
+    store: Store, lease_seconds: float, live_here: set[uuid.UUID]
+) -> list[FlowRun]:
+    """Top-level runs that are not final and whose owner is gone, oldest first."""
+    rows = await store.fetchall("select_recoverable_flow_runs")
+    runs = [flow_run_from_row(r) for r in rows]
+    return [r for r in runs if is_orphan(r, lease_seconds, live_here)]
+
+
+def lease_expired_before(lease_seconds: float) -> dt.datetime:
+    """Heartbeats older than this mean the owner is gone."""
+    return now() - dt.timedelta(seconds=lease_seconds)
+
+
+async def recover_all(
+    store: Store, *, lease_seconds: float, executor: Any, live_here: set[uuid.UUID]
+) -> RecoveryReport:
+    """Resume every orphaned top-level flow run of ``store``, one after another.
+
+    ``executor`` runs sync flow bodies (see ``engine.executors``). A run whose flow cannot be
+    imported any more is marked Crashed, saying why.
+    """
+    from engine.run import run_flow
+
+    report = RecoveryReport()
+    for run in await find_orphans(store, lease_seconds, live_here):
+        if not await claim(store, run):
+            report.skipped.append(run.id)
+            continue
+        try:
+            spec = load_flow_spec(run.entrypoint)
+            parameters = recorded_parameters(run)
+        except RecoveryError as exc:
+            await mark_unresumable(store, run, str(exc))
+            report.crashed.append(run.id)
+            continue
+        await run_flow(spec, parameters, executor=executor, flow_run_id=run.id)
+        report.resumed.append(run.id)
+    return report

@@ -1,0 +1,50 @@
+"""Durable recovery: resume flow runs whose process died (``recover`` / ``arecover``)."""
+
+from __future__ import annotations
+
+from engine.executors import PoolExecutor
+from engine.recovery import RecoveryReport, recover_all
+from engine.store import get_store
+from engine.task_runners import default_task_runner
+from sdk._sync import run_sync
+
+
+async def arecover(lease_seconds: float | None = None) -> RecoveryReport:
+    """Resume, in this process, every flow run of the database whose owner is gone.
+
+    A run is resumed in its own flow run id: task runs that completed before the crash are
+    not run again (their recorded results are used), the rest run. ``lease_seconds`` is how
+    old a heartbeat must be before a run on another host counts as orphaned.
+    """
+    from engine.settings import get_current_settings
+
+    settings = get_current_settings()
+    store = get_store(settings.database_path)
+    await store.ensure_open()
+    lease = settings.serve.lease_seconds if lease_seconds is None else lease_seconds
+    # Sync flow bodies must not run on this event loop: they go to the task runner's pool.
+    executor = PoolExecutor(default_task_runner().acquire())
+    return await recover_all(
+        store, lease_seconds=lease, executor=executor, live_here=store.live_runs
+    )
+
+
+def recover(lease_seconds: float | None = None) -> RecoveryReport:
+    """Blocking form of ``arecover``: sync flow bodies run on this thread."""
+    from engine.recovery import recover_all as _recover_all
+    from engine.settings import get_current_settings
+
+    settings = get_current_settings()
+    store = get_store(settings.database_path)
+    lease = settings.serve.lease_seconds if lease_seconds is None else lease_seconds
+
+    async def run(executor: object) -> RecoveryReport:
+        await store.ensure_open()
+        return await _recover_all(
+            store, lease_seconds=lease, executor=executor, live_here=store.live_runs
+        )
+
+    return run_sync(run)
+
+
+__all__ = ["RecoveryReport", "arecover", "recover"]

@@ -1,0 +1,249 @@
+"""Durable recovery with real processes: SIGKILL mid-run, then resume without redoing work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sdk import flow, task
+from sdk.recovery import recover
+
+FLOW_SCRIPT = textwrap.dedent(
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    from sdk import flow, task
+
+    COUNTS = Path(os.environ["COUNTS_FILE"])
+
+
+    @task
+    def step(i: int, acc: int) -> int:
+        with COUNTS.open("a") as f:
+            f.write(f"{i}\\n")
+        if i == 6 and os.environ.get("BLOCK_AT_6") == "1":
+            Path(os.environ["MARKER"]).write_text("task 6 is running")
+            time.sleep(120)
+        return acc + i * i
+
+
+    @flow
+    def ten_steps(n: int = 10) -> int:
+        acc = 0
+        for i in range(1, n + 1):
+            acc = step(i, acc)
+        return acc
+
+
+    if __name__ == "__main__":
+        print(ten_steps())
+    """
+)
+
+RECOVER = "from sdk.recovery import recover; r = recover(); print(len(r.resumed), len(r.crashed))"
+
+
+def query(db: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def script(tmp_path: Path, millstream_home: Path) -> tuple[Path, dict[str, str], Path]:
+    path = tmp_path / "ten_steps.py"
+    path.write_text(FLOW_SCRIPT)
+    counts = tmp_path / "counts.txt"
+    env = {
+        **os.environ,
+        "MILLSTREAM_HOME": str(millstream_home),
+        "COUNTS_FILE": str(counts),
+        "MARKER": str(tmp_path / "marker"),
+    }
+    return path, env, counts
+
+
+def test_sigkill_mid_flow_then_recover_runs_only_unfinished_tasks(script, db_path, tmp_path):
+    path, env, counts = script
+    proc = subprocess.Popen(
+        [sys.executable, str(path)], env={**env, "BLOCK_AT_6": "1"}, cwd=tmp_path
+    )
+    try:
+        wait_until(lambda: (tmp_path / "marker").exists())
+        # Tasks 1-5 completed well before the kill: wait until the database says so.
+        wait_until(
+            lambda: (
+                db_path.exists()
+                and query(db_path, "SELECT count(*) FROM task_run WHERE state_type = 'COMPLETED'")
+                == [(5,)]
+            )
+        )
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert query(db_path, "SELECT state_type FROM flow_run") == [("RUNNING",)]
+
+    out = subprocess.run(
+        [sys.executable, "-c", RECOVER],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "0"]
+    executions = Counter(int(line) for line in counts.read_text().split())
+    assert executions == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 2, 7: 1, 8: 1, 9: 1, 10: 1}
+    ((state, run_count),) = query(db_path, "SELECT state_type, run_count FROM flow_run")
+    assert state == "COMPLETED" and run_count == 2
+
+    # The final result equals an uninterrupted run's.
+    counts.write_text("")
+    clean = subprocess.run(
+        [sys.executable, str(path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert clean.stdout.strip() == "385"
+    from engine.resultref import decode
+
+    results = query(db_path, "SELECT result FROM flow_run ORDER BY created")
+    assert [decode(r[0]) for r in results] == [385, 385]
+
+
+def test_recovery_of_an_unimportable_flow_marks_it_crashed_saying_why(script, db_path, tmp_path):
+    path, env, _ = script
+    proc = subprocess.Popen([sys.executable, str(path)], env={**env, "BLOCK_AT_6": "1"})
+    try:
+        wait_until(lambda: (tmp_path / "marker").exists())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    path.unlink()
+    out = subprocess.run(
+        [sys.executable, "-c", RECOVER], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "1"]
+    ((state, message),) = query(db_path, "SELECT state_type, state_message FROM flow_run")
+    assert state == "CRASHED"
+    assert "no longer exists" in message
+
+
+def test_recover_leaves_live_and_finished_runs_alone(db_path):
+    @flow
+    def quick() -> int:
+        return 1
+
+    quick()
+    report = recover()
+    assert (report.resumed, report.crashed) == ([], [])
+
+
+def test_kill_during_heavy_writes_never_leaves_completed_without_result(
+    tmp_path, db_path, millstream_home
+):
+    script = tmp_path / "busy.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from sdk import flow, task
+
+            @task
+            def work(i: int) -> dict:
+                return {"i": i, "payload": "x" * 200}
+
+            @flow
+            def busy() -> None:
+                for i in range(100000):
+                    work(i)
+
+            busy()
+            """
+        )
+    )
+    env = {**os.environ, "MILLSTREAM_HOME": str(millstream_home)}
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, str(script)], env=env)
+        wait_until(
+            lambda: db_path.exists() and query(db_path, "SELECT count(*) FROM task_run")[0][0] > 200
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    missing = query(
+        db_path,
+        "SELECT count(*) FROM task_run WHERE state_type = 'COMPLETED' AND result IS NULL",
+    )
+    assert missing == [(0,)]
+    assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_calling_again_with_the_id_of_a_finished_run_returns_its_result(db_path):
+    calls = []
+
+    @task
+    def expensive(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    @flow
+    def order(x: int) -> int:
+        return expensive(x)
+
+    key = uuid.uuid4()
+    assert order(4, flow_run_id=key) == 40
+    assert order(4, flow_run_id=key) == 40
+    assert calls == [4]
+    assert query(db_path, "SELECT count(*) FROM flow_run") == [(1,)]
+
+
+def test_calling_again_after_a_failure_resumes_in_the_same_run(db_path):
+    calls: list[str] = []
+    fail = [True]
+
+    @task
+    def first() -> str:
+        calls.append("first")
+        return "a"
+
+    @task
+    def second(prev: str) -> str:
+        calls.append("second")
+        if fail[0]:
+            raise RuntimeError("transient")
+        return prev + "b"
+
+    @flow
+    def two_steps() -> str:
+        return second(first())
+
+    key = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        two_steps(flow_run_id=key)
+    fail[0] = False
+    assert two_steps(flow_run_id=key) == "ab"
+    assert calls == ["first", "second", "second"]
+    assert query(db_path, "SELECT state_type, run_count FROM flow_run") == [("COMPLETED", 2)]
