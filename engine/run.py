@@ -57,6 +57,7 @@ from engine.states import (
 )
 from engine.store import HOSTNAME, Store, get_store
 from engine.task_runners import default_task_runner
+from engine.transactions import task_run_finished
 
 logger = logging.getLogger("millstream.engine")
 
@@ -351,6 +352,12 @@ async def _finish_task(
     task_run.end_time = state.timestamp
     task_run.state = state
     store.put_task_run_state(task_run, state, result_blob)
+    if spec.on_commit or spec.on_rollback:
+        args = (state.type is _COMPLETED, spec.on_commit, spec.on_rollback, task_run.cache_key)
+        if executor is not None:
+            await executor.run(task_run_finished, *args)
+        else:
+            task_run_finished(*args)
     if state.type is _COMPLETED:
         if spec.on_completion:
             await run_hooks(

@@ -1,0 +1,19 @@
+"""Transactions: ``transaction()`` blocks whose task runs commit or roll back together."""
+
+from engine.transactions import (
+    CommitMode,
+    IsolationLevel,
+    Transaction,
+    TransactionState,
+    get_transaction,
+    transaction,
+)
+
+__all__ = [
+    "CommitMode",
+    "IsolationLevel",
+    "Transaction",
+    "TransactionState",
+    "get_transaction",
+    "transaction",
+]
