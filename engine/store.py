@@ -16,6 +16,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
@@ -864,13 +865,11 @@ async def connect(path: Path, *, write: bool) -> aiosqlite.Connection:
     try:
         conn.row_factory = sqlite3.Row
         await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        version = await _scalar(conn, "PRAGMA user_version")
         if write:
-            if await _scalar(conn, "PRAGMA journal_mode") != "wal":
-                await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            if version < SCHEMA_VERSION:
-                await _migrate(conn, path)
+            # Switching to WAL and migrating take exclusive locks that SQLite's busy handler
+            # does not always wait for: two processes opening a new file at once retry here.
+            await _retry_locked(lambda: _prepare_for_writing(conn, path))
+        version = await _scalar(conn, "PRAGMA user_version")
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"Database {str(path)!r} has schema version {version}, newer than this "
@@ -883,6 +882,29 @@ async def connect(path: Path, *, write: bool) -> aiosqlite.Connection:
         await conn.close()
         raise
     return conn
+
+
+async def _prepare_for_writing(conn: aiosqlite.Connection, path: Path) -> None:
+    if await _scalar(conn, "PRAGMA journal_mode") != "wal":
+        await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    if await _scalar(conn, "PRAGMA user_version") < SCHEMA_VERSION:
+        await _migrate(conn, path)
+
+
+async def _retry_locked(action: Callable[[], Awaitable[None]]) -> None:
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            await action()
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 async def _scalar(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:

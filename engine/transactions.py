@@ -53,9 +53,7 @@ Hook = Callable[["Transaction"], Any]
 class Transaction:
     """A group of task runs committed or rolled back together, with a scratch key/value space."""
 
-    def __init__(
-        self, key: str | None = None, commit_mode: CommitMode = CommitMode.LAZY
-    ) -> None:
+    def __init__(self, key: str | None = None, commit_mode: CommitMode = CommitMode.LAZY) -> None:
         self.key = key or new_id().hex
         self.commit_mode = commit_mode
         self.state = TransactionState.ACTIVE

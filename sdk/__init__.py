@@ -6,6 +6,8 @@ Change ``from prefect import flow, task`` to ``from sdk import flow, task``.
 from engine.context import tags
 from engine.scheduler import allow_failure, quote, unmapped
 from engine.states import State
+from engine.transactions import Transaction
+from sdk.deployments import deploy
 from sdk.flows import Flow, flow
 from sdk.futures import PrefectFuture, as_completed, wait
 from sdk.tasks import Task, task
@@ -15,8 +17,10 @@ __all__ = [
     "PrefectFuture",
     "State",
     "Task",
+    "Transaction",
     "allow_failure",
     "as_completed",
+    "deploy",
     "flow",
     "quote",
     "tags",

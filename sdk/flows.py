@@ -291,6 +291,19 @@ class Flow(Generic[P, R]):
         return self._add_hook(self.on_running_hooks, fn)
 
     # -- Prefect APIs that need a server or the cloud --------------------------------------------
+    def serve(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available yet in this version: serving deployments is being built."""
+        raise NotSupportedError(
+            "Flow.serve() is not available in this version of Millstream yet (deployments and "
+            "workers on the SQLite file are planned); call the flow directly meanwhile."
+        )
+
+    def to_deployment(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available yet in this version: deployments are being built."""
+        raise NotSupportedError(
+            "Flow.to_deployment() is not available in this version of Millstream yet."
+        )
+
     def deploy(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Not available: deploying to work pools needs Prefect's server."""
         raise NotSupportedError(

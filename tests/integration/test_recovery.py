@@ -60,6 +60,14 @@ def query(db: Path, sql: str, *params: object) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
 
 
+def task_runs(db: Path) -> int:
+    """Task runs recorded so far (0 while the file or its schema does not exist yet)."""
+    try:
+        return query(db, "SELECT count(*) FROM task_run")[0][0]
+    except sqlite3.OperationalError:
+        return 0
+
+
 def wait_until(predicate, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
