@@ -196,9 +196,7 @@ def test_kill_during_heavy_writes_never_leaves_completed_without_result(
     env = {**os.environ, "MILLSTREAM_HOME": str(millstream_home)}
     for _ in range(3):
         proc = subprocess.Popen([sys.executable, str(script)], env=env)
-        wait_until(
-            lambda: db_path.exists() and query(db_path, "SELECT count(*) FROM task_run")[0][0] > 200
-        )
+        wait_until(lambda: task_runs(db_path) > 200)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     missing = query(
