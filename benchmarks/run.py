@@ -99,7 +99,7 @@ def scenarios(reps: int) -> list[dict]:
         total = 0
         for i in range(n):
             box: list[int] = []
-            thread = threading.Thread(target=lambda i=i: box.append(noop(i)))
+            thread = threading.Thread(target=lambda i=i, box=box: box.append(noop(i)))
             thread.start()
             thread.join()
             total += box[0]

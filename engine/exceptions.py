@@ -13,10 +13,10 @@
             ├── MappingMissingIterable (ValueError)
             ├── ObjectNotFound (KeyError-like lookup miss, named id)
             ├── ObjectAlreadyExists
-            ├── NotSupportedError (NotImplementedError)  a server/Cloud-only API
+            ├── NotSupportedError (NotImplementedError)  server/Cloud-only
             ├── ConfigurationError (ValueError)       a bad setting, naming the key and the value
             ├── StoreError                           the SQLite file cannot be used, naming the path
-            ├── SerializationError (TypeError)       a value no serializer can encode, naming its type
+            ├── SerializationError (TypeError)       a value no serializer can encode
             ├── UnhashableInputError (TypeError)     a cache-key input that cannot be hashed
             ├── StorageKeyError (ValueError)         a result storage key escaping its directory
             ├── RecoveryError                        a run that cannot be resumed

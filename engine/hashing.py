@@ -51,7 +51,7 @@ def _canonical(obj: Any) -> Any:
         return ["dataclass", f"{cls.__module__}.{cls.__qualname__}", _canonical(fields)]
     if isinstance(obj, tuple):  # named tuples
         return [f"{cls.__module__}.{cls.__qualname__}", [_canonical(v) for v in obj]]
-    if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+    if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__qualname__")):
         return ["ref", f"{getattr(obj, '__module__', '')}.{obj.__qualname__}"]
     try:
         data = pickle.dumps(obj, protocol=4)

@@ -29,6 +29,7 @@ from engine.exceptions import (
 from engine.executors import AbandonableThread, Executor, get_portal, is_private_loop
 from engine.ids import new_id
 from engine.records import FlowRun, TaskRun
+from engine.resultref import StoredResult, journal, persist
 from engine.scheduler import (
     EngineFuture,
     RunGroup,
@@ -37,14 +38,13 @@ from engine.scheduler import (
     resolve_inputs,
 )
 from engine.spec import FlowSpec, Hook, TaskSpec
-from engine.resultref import StoredResult, journal, persist
 from engine.states import (
     AwaitingRetry,
     Completed,
     Failed,
     Pending,
-    Retrying,
     ResultLoader,
+    Retrying,
     Running,
     State,
     StateType,

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tomllib
-from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-
-from engine.exceptions import ConfigurationError
 
 
 class LoggingSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -524,7 +524,9 @@ class Store:
                 ids = encode_json([i.hex for i in self._live])
                 stamp = _ts(dt.datetime.now(dt.UTC))
 
-                async def beat(conn: aiosqlite.Connection, ids: str = ids) -> None:
+                async def beat(
+                    conn: aiosqlite.Connection, ids: str = ids, stamp: str | None = stamp
+                ) -> None:
                     await conn.execute(Q["update_heartbeats"], (stamp, ids))
 
                 self.put_call(beat)

@@ -71,7 +71,7 @@ def _convert(value: Any, hint: Any, uses_pydantic: bool) -> Any:
 
         return pydantic.TypeAdapter(hint).validate_python(value)
     if hint is str and not isinstance(value, str):
-        # msgspec's lax mode never turns numbers into strings either; say so in pydantic's words.
+        # Like pydantic's lax mode, numbers are not turned into strings; say so in its words.
         raise msgspec.ValidationError(f"Input should be a valid string, got {type(value).__name__}")
     if hint is float and isinstance(value, bool):
         raise msgspec.ValidationError("Input should be a valid number, got bool")
@@ -83,7 +83,7 @@ def _convert(value: Any, hint: Any, uses_pydantic: bool) -> Any:
 
 
 def validate_parameters(fn: Callable[..., Any], parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """A new dict with each annotated parameter coerced; ``ParameterTypeError`` names each bad one."""
+    """A new dict with annotated parameters coerced; ``ParameterTypeError`` names each bad one."""
     result = dict(parameters)
     errors: list[str] = []
     for name, hint, uses_pydantic in _plan(fn):
@@ -96,7 +96,8 @@ def validate_parameters(fn: Callable[..., Any], parameters: Mapping[str, Any]) -
             result[name] = _convert(value, hint, uses_pydantic)
         except (msgspec.ValidationError, ValueError) as exc:
             errors.append(
-                f"{name!r} got {_short(value)} ({type(value).__name__}), expected {_type_name(hint)}: {exc}"
+                f"{name!r} got {_short(value)} ({type(value).__name__}), "
+                f"expected {_type_name(hint)}: {exc}"
             )
         except TypeError:
             # A type msgspec cannot build (an arbitrary class): accept instances of it only.

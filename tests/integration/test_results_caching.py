@@ -249,10 +249,10 @@ def test_run_id_policy_caches_within_a_flow_run_only():
 
 def test_none_and_no_cache_policies_disable_caching():
     for policy in (NONE, NO_CACHE):
-        calls = []
+        calls: list[int] = []
 
         @task(cache_policy=policy)
-        def t() -> int:
+        def t(calls: list[int] = calls) -> int:
             calls.append(1)
             return 1
 

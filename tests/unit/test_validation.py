@@ -56,22 +56,22 @@ def target(
 ) -> None: ...
 
 
-GOOD = dict(
-    a="5",
-    b="x",
-    c="1.5",
-    d="true",
-    when="2024-01-02T03:04:05Z",
-    point={"x": 1, "y": "2"},
-    box={"size": 3},
-    options={"verbose": "false"},
-    color="red",
-    model={"n": "7"},
-    points=[{"x": 1, "y": 2}],
-    ident="12345678-1234-5678-1234-567812345678",
-    maybe=None,
-    anything=object,
-)
+GOOD = {
+    "a": "5",
+    "b": "x",
+    "c": "1.5",
+    "d": "true",
+    "when": "2024-01-02T03:04:05Z",
+    "point": {"x": 1, "y": "2"},
+    "box": {"size": 3},
+    "options": {"verbose": "false"},
+    "color": "red",
+    "model": {"n": "7"},
+    "points": [{"x": 1, "y": 2}],
+    "ident": "12345678-1234-5678-1234-567812345678",
+    "maybe": None,
+    "anything": object,
+}
 
 
 def test_lax_coercions_and_models_from_dicts():
@@ -112,13 +112,13 @@ def test_several_bad_parameters_are_all_named():
 
 
 def test_string_annotations_are_resolved():
-    def fn(x: "int") -> None: ...
+    def fn(x: int) -> None: ...
 
     assert validate_parameters(fn, {"x": "3"}) == {"x": 3}
 
 
 def test_unresolvable_annotations_are_skipped():
-    def fn(x: "NoSuchType") -> None: ...  # noqa: F821
+    def fn(x: NoSuchType) -> None: ...  # noqa: F821
 
     assert validate_parameters(fn, {"x": "kept"}) == {"x": "kept"}
 
