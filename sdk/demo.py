@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 
 from engine.settings import get_current_settings
-
 from engine.store import get_store
 from sdk import flow, task
 
