@@ -773,12 +773,19 @@ def _task_run_row(
 def _row_state(row: sqlite3.Row) -> State | None:
     if row["state_type"] is None:
         return None
+    data: Any = None
+    if "result" in row.keys() and row["result"] is not None:
+        from engine.resultref import StoredResult
+
+        # The recorded result, decoded when state.result() asks for it.
+        data = StoredResult(row["result"])
     return State(
         id=uuid.UUID(row["state_id"]),
         type=StateType(row["state_type"]),
         name=row["state_name"],
         message=row["state_message"],
         timestamp=dt.datetime.fromisoformat(row["state_timestamp"]),
+        data=data,
         state_details=msgspec.json.decode(row["state_details"] or "{}", type=StateDetails),
     )
 

@@ -337,3 +337,40 @@ def test_cache_written_by_one_process_is_used_by_another(tmp_path, millstream_ho
         outputs.append(out.stdout.strip())
     assert outputs == ["a-b-c", "a-b-c"]
     assert counter.read_text().split() == ["ran"]
+
+
+READER_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from engine.settings import get_current_settings
+    from engine.store import get_store
+
+    store = get_store(get_current_settings().database_path)
+    run = asyncio.run(store.read_task_run(sys.argv[1]))
+    print(repr(run.state.result()))
+    """
+)
+
+
+def test_a_persisted_result_reads_back_in_another_process(tmp_path, millstream_home):
+    @task(persist_result=True)
+    def make() -> Point:
+        return Point(5, 6)
+
+    state = make(return_state=True)
+    script = tmp_path / "reader.py"
+    script.write_text(READER_SCRIPT)
+    env = {
+        **os.environ,
+        "MILLSTREAM_HOME": str(millstream_home),
+        "PYTHONPATH": str(Path(__file__).parent),
+    }
+    out = subprocess.run(
+        [sys.executable, str(script), str(state.state_details.task_run_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Point(x=5, y=6)"
