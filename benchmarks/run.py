@@ -7,6 +7,8 @@ fresh SQLite file in a temporary MILLSTREAM_HOME.
 
 Targets (issue 2): S1 <= 25 us/task overhead, S2 <= 30 us/task and <= 2 KB/task peak memory
 growth, S3 <= 150 us/task, S4 <= 1 ms/flow run, S5 import <= 150 ms and first call <= 100 ms.
+Targets (issue 3): a cache hit <= 20 us/task (Sc), persisted small results <= 15 us/task over
+S1 (Sp), recovery of a 1,000-task flow killed after 900 tasks reaches task 901 <= 0.5 s (Sr).
 """
 
 from __future__ import annotations
@@ -143,6 +145,116 @@ def scenarios(reps: int) -> list[dict]:
     return results
 
 
+def results_scenarios(reps: int) -> list[dict]:
+    """Issue 3: cache hits, persisted results over S1."""
+    from sdk import flow, task
+    from sdk.cache_policies import INPUTS, NO_CACHE
+
+    @task(cache_policy=INPUTS)
+    async def cached(x: int) -> int:
+        return x
+
+    @flow
+    async def s_cache(n: int) -> int:
+        total = 0
+        for _ in range(n):
+            total += await cached(1)
+        return total
+
+    @task
+    async def plain(x: int) -> int:
+        return x
+
+    @task(persist_result=True, cache_policy=NO_CACHE)
+    async def persisted(x: int) -> int:
+        return x
+
+    @flow
+    async def s1_plain(n: int) -> int:
+        return sum([await plain(i) for i in range(n)])
+
+    @flow
+    async def s1_persisted(n: int) -> int:
+        return sum([await persisted(i) for i in range(n)])
+
+    async def bare(n: int) -> int:
+        async def noop(x: int) -> int:
+            return x
+
+        return sum([await noop(1) for _ in range(n)])
+
+    asyncio.run(s_cache(2))
+    asyncio.run(s1_persisted(2))
+    cache_t, bare_t, plain_t, persist_t = [], [], [], []
+    for _ in range(reps):
+        cache_t.append(_median_time(lambda: asyncio.run(s_cache(1_000)), 1)[0])
+        bare_t.append(_median_time(lambda: asyncio.run(bare(1_000)), 1)[0])
+        plain_t.append(_median_time(lambda: asyncio.run(s1_plain(1_000)), 1)[0])
+        persist_t.append(_median_time(lambda: asyncio.run(s1_persisted(1_000)), 1)[0])
+    results = [
+        _line("Sc", 1_000, statistics.median(cache_t), statistics.median(bare_t), 20),
+    ]
+    extra = (statistics.median(persist_t) - statistics.median(plain_t)) / 1_000 * 1e6
+    print(
+        f"Sp   persisted small results add {extra:6.1f} us/task over S1 (target <= 15) | "
+        f"{'ok' if extra <= 15 else f'MISSED by {extra - 15:.1f} us'}"
+    )
+    results.append({"scenario": "Sp", "extra_us": extra})
+    return results
+
+
+CRASHING_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from sdk import flow, task
+
+    @task
+    def step(i: int) -> int:
+        if i == 900 and os.environ.get("CRASH") == "1":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if i == 900:
+            with open(os.environ["STAMP"], "w") as f:
+                import time
+                f.write(repr(time.time()))
+        return i
+
+    @flow
+    def thousand() -> int:
+        return sum(step(i) for i in range(1000))
+
+    if __name__ == "__main__":
+        thousand()
+    """
+)
+
+
+def recovery(reps: int) -> dict:
+    """Issue 3: time from recover() to task 901 of a 1,000-task flow killed after 900 tasks."""
+    times = []
+    for _ in range(reps):
+        with tempfile.TemporaryDirectory() as home:
+            script = Path(home) / "crashing.py"
+            script.write_text(CRASHING_CHILD)
+            stamp = Path(home) / "stamp"
+            env = {**os.environ, "MILLSTREAM_HOME": home, "STAMP": str(stamp)}
+            env["PYTHONPATH"] = str(ROOT)
+            subprocess.run([sys.executable, str(script)], env={**env, "CRASH": "1"}, check=False)
+            child = (
+                "import time, sys; t = time.time(); from sdk.recovery import recover; "
+                "r = recover(); print(t)"
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True
+            )
+            times.append(float(stamp.read_text()) - float(out.stdout.strip()))
+    took = statistics.median(times)
+    print(
+        f"Sr   recovery reached task 901 after {took * 1e3:6.1f} ms (target <= 500, includes "
+        f"interpreter start and imports) | {'ok' if took <= 0.5 else 'MISSED'}"
+    )
+    return {"scenario": "Sr", "seconds": took}
+
+
 MEMORY_CHILD = textwrap.dedent(
     """
     import asyncio, json, resource, sys
@@ -247,6 +359,8 @@ def main() -> None:
         os.environ.pop("MILLSTREAM_DATABASE_PATH", None)
         print(f"Millstream benchmarks, median of {args.reps} runs, python {sys.version.split()[0]}")
         results = scenarios(args.reps)
+        results += results_scenarios(args.reps)
+        results.append(recovery(args.reps))
         results.append(memory())
         results.append(startup(args.reps))
     if args.json:

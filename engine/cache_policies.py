@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -86,14 +87,28 @@ class Inputs(CachePolicy):
         return f"Inputs(exclude={self.exclude!r})"
 
 
+_sources: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 def _source_of(fn: Any) -> str:
+    # Reading source is slow (file I/O, tokenizing) and does not change within a process.
     try:
-        return inspect.getsource(fn)
+        return _sources[fn]
+    except (KeyError, TypeError):
+        pass
+    try:
+        source = inspect.getsource(fn)
     except (OSError, TypeError):
         code = getattr(fn, "__code__", None)
         if code is not None:
-            return stable_hash(code.co_code, repr(code.co_consts))
-        return getattr(fn, "__qualname__", repr(fn))
+            source = stable_hash(code.co_code, repr(code.co_consts))
+        else:
+            source = getattr(fn, "__qualname__", repr(fn))
+    try:
+        _sources[fn] = source
+    except TypeError:
+        pass
+    return source
 
 
 class TaskSource(CachePolicy):

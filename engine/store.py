@@ -165,6 +165,7 @@ class Store:
         self._live: set[uuid.UUID] = set()
         self._reader: concurrent.futures.Future[aiosqlite.Connection] | None = None
         self._cache_memo: dict[str, tuple[bytes, dt.datetime | None]] = {}
+        self._point_readers = threading.local()
         self.heartbeat_seconds = 10.0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -436,15 +437,28 @@ class Store:
         """The recorded result for a cache key, unless missing or expired."""
         hit = self._cache_memo.get(key)
         if hit is None:
-            row = await self.fetchone("select_cache", (key,))
+            await self.ensure_open()
+            row = self._point_read(Q["select_cache"], (key,))
             if row is None:
                 return None
-            hit = (row["result"], _parse_ts(row["expiration"]))
+            hit = (row[0], _parse_ts(row[1]))
             self._cache_memo[key] = hit
         blob, expiration = hit
         if expiration is not None and expiration <= dt.datetime.now(dt.UTC):
             return None
         return blob
+
+    def _point_read(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        # A primary-key lookup takes microseconds: done on the calling thread through its own
+        # read-only connection, rather than paying two thread hops through aiosqlite.
+        conn: sqlite3.Connection | None = getattr(self._point_readers, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                f"{self.path.as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000
+            )
+            self._point_readers.conn = conn
+        row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+        return row
 
     def put_cache(
         self, key: str, blob: bytes, expiration: dt.datetime | None, task_run_id: uuid.UUID

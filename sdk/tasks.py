@@ -441,8 +441,10 @@ class Task(Generic[P, R]):
 def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: bool | None) -> Any:
     """The policy the engine computes cache keys with (None: no caching), as Prefect 3 does:
     no caching unless configured; ``persist_result=True`` alone caches by the DEFAULT policy."""
-    if cache_key_fn is None and cache_policy in (NotSet, None) and persist_result is not True:
-        return None
+    if cache_key_fn is None and (
+        cache_policy is None or (cache_policy is NotSet and persist_result is not True)
+    ):
+        return None  # an explicit cache_policy=None means no caching, as in Prefect
     from engine import cache_policies as cp
 
     if cache_key_fn is not None:
@@ -454,7 +456,7 @@ def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: 
                 f"(got cache_policy={cache_policy!r} and cache_key_fn={cache_key_fn!r})"
             )
         policy: Any = cp.CacheKeyFnPolicy(cache_key_fn)
-    elif cache_policy in (NotSet, None):
+    elif cache_policy is NotSet:
         policy = cp.DEFAULT
     elif not isinstance(cache_policy, cp.CachePolicy):
         raise TypeError(f"cache_policy must be a CachePolicy, got {cache_policy!r}")
