@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS = 30_000
 # How long queued writes may wait for company before the writer commits them (seconds).
-_GROUP_COMMIT_DELAY = 0.005
+_GROUP_COMMIT_DELAY = 0.01
 _MAX_BATCH = 5_000
 _HOSTNAME = socket.gethostname()
 
