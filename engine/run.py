@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine import context as ctxmod
+from engine import logs
 from engine.exceptions import (
     FlowRunTimeoutError,
     ParameterTypeError,
@@ -225,6 +226,8 @@ async def run_task(
     log_prints = spec.log_prints
     if log_prints is None:
         log_prints = flow_ctx.log_prints if flow_ctx is not None else False
+    elif log_prints:
+        logs.configure()
     task_ctx = ctxmod.TaskRunContext(
         spec=spec, task_run=task_run, parameters=parameters, log_prints=log_prints
     )
@@ -637,6 +640,7 @@ async def run_flow(
     else:
         store = get_store(settings.database_path)
         await store.ensure_open()
+        logs.configure()
 
     recovered: dict[tuple[str, str], bytes] | None = None
     existing = await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None
@@ -717,6 +721,7 @@ async def run_flow(
         runner.release(pool)
         if parent_ctx is None:
             store.untrack_live(flow_run.id)
+            logs.run_finished(flow_run.id, store)
     if parent_ctx is None:
         # Flush point: a top-level flow run's terminal state is durable before the call returns.
         await store.flush()

@@ -4,6 +4,7 @@ Change ``from prefect import flow, task`` to ``from sdk import flow, task``.
 """
 
 from engine.context import tags
+from engine.logs import get_run_logger
 from engine.scheduler import allow_failure, quote, unmapped
 from engine.states import State
 from engine.transactions import Transaction
@@ -22,6 +23,7 @@ __all__ = [
     "as_completed",
     "deploy",
     "flow",
+    "get_run_logger",
     "quote",
     "tags",
     "task",

@@ -147,6 +147,7 @@ def test_recovery_of_an_unimportable_flow_marks_it_crashed_saying_why(script, db
     proc = subprocess.Popen([sys.executable, str(path)], env={**env, "BLOCK_AT_6": "1"})
     try:
         wait_until(lambda: (tmp_path / "marker").exists())
+        wait_until(lambda: task_runs(db_path) >= 5)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
