@@ -11,6 +11,7 @@ from engine.transactions import Transaction
 from sdk.deployments import deploy
 from sdk.flows import Flow, flow
 from sdk.futures import PrefectFuture, as_completed, wait
+from sdk.recovery import arecover, recover
 from sdk.tasks import Task, task
 
 __all__ = [
@@ -20,11 +21,13 @@ __all__ = [
     "Task",
     "Transaction",
     "allow_failure",
+    "arecover",
     "as_completed",
     "deploy",
     "flow",
     "get_run_logger",
     "quote",
+    "recover",
     "tags",
     "task",
     "unmapped",
