@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ Hook = Callable[..., Any]
 class Binder:
     """Binds call arguments to a function's parameters; fast for plain positional calls."""
 
-    __slots__ = ("_fast_names", "_fn_name", "signature")
+    __slots__ = ("_fast_names", "_fn_name", "_getter", "signature")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.signature = inspect.signature(fn)
@@ -29,6 +30,16 @@ class Binder:
         # When every parameter is plain and required, binding is a zip: the common case of
         # small tasks called in tight loops skips inspect's general (and slower) binder.
         self._fast_names: tuple[str, ...] | None = tuple(p.name for p in params) if simple else None
+        names = self._fast_names
+        self._getter: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None
+        if names:
+            if len(names) == 1:
+                only = names[0]
+                self._getter = lambda parameters: (parameters[only],)
+            else:
+                self._getter = operator.itemgetter(*names)
+        elif names is not None:
+            self._getter = lambda parameters: ()
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Return the parameters (defaults applied) or raise ``ParameterBindError``."""
@@ -46,9 +57,9 @@ class Binder:
 
     def call_args(self, parameters: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Split bound parameters back into ``(args, kwargs)`` for calling the function."""
-        names = self._fast_names
-        if names is not None:
-            return tuple(parameters[n] for n in names), {}
+        getter = self._getter
+        if getter is not None:
+            return getter(parameters), {}
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for name, param in self.signature.parameters.items():

@@ -775,7 +775,8 @@ def _task_run_row(
         now,
         _details_json(state.state_details),
         _ts(run.start_time),
-        _ts(run.end_time),
+        # The final state's timestamp is the end time: format it once.
+        now if run.end_time is state.timestamp else _ts(run.end_time),
         _ts(run.expected_start_time),
         _ts(run.created) or now,
         now,
