@@ -1,8 +1,11 @@
-"""The only aiosqlite user: connections, pragmas, migrations, the write-behind writer, typed reads.
+"""The store: connections, pragmas, migrations, the write-behind writer and typed reads.
 
-Writes are queued from any thread and drained by one writer coroutine per database per process,
-running on its own small event-loop thread, in batched ``BEGIN IMMEDIATE`` transactions. Callers
-wait for the disk only at flush points (``flush``). Reads use their own connections.
+Writes are queued from any thread and drained by one writer thread per database per process
+in batched ``BEGIN IMMEDIATE`` transactions. The writer owns a plain ``sqlite3`` connection:
+it turns a batch into rows and writes them in one go, with no round trips between threads
+(under a busy GIL each such round trip could wait a whole switch interval). Callers wait for
+the disk only at flush points (``flush``). Async reads go through aiosqlite connections of
+their own; point lookups on hot paths use a read-only connection of the calling thread.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import atexit
 import collections
 import concurrent.futures
 import datetime as dt
+import inspect
 import os
 import socket
 import sqlite3
@@ -156,14 +160,13 @@ class Store:
         self._queue: collections.deque[Any] = collections.deque()
         self._wake_pending = False
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self._wake = threading.Event()
+        self._urgent = threading.Event()
         self._open_future: concurrent.futures.Future[None] | None = None
         self._known_flows: dict[str, uuid.UUID] = {}
         self._closed = False
         self._thread: threading.Thread | None = None
         self._live: set[uuid.UUID] = set()
-        self._reader: concurrent.futures.Future[aiosqlite.Connection] | None = None
         self._cache_memo: dict[str, tuple[bytes, dt.datetime | None]] = {}
         self._point_readers = threading.local()
         self.heartbeat_seconds = 10.0
@@ -177,24 +180,12 @@ class Store:
         with self._lock:
             if self._open_future is None:
                 self._open_future = concurrent.futures.Future()
-                ready = threading.Event()
                 thread = threading.Thread(
-                    target=self._thread_main, args=(ready,), name="millstream-store", daemon=True
+                    target=self._writer_main, name="millstream-store", daemon=True
                 )
-                thread.start()
                 self._thread = thread
-                ready.wait()
+                thread.start()
             return self._open_future
-
-    def _thread_main(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._wake = asyncio.Event()
-        ready.set()
-        try:
-            loop.run_until_complete(self._writer())
-        finally:
-            loop.close()
 
     async def ensure_open(self) -> None:
         """Wait (from any event loop) until the database is open and migrated."""
@@ -210,27 +201,14 @@ class Store:
     # -- the hot path: queue writes from any thread -------------------------------------------
     def _put(self, item: Any, urgent: bool = False) -> None:
         self._queue.append(item)
-        if urgent or not self._wake_pending:
+        if urgent:
+            self._urgent.set()
+            self._wake.set()
+        elif not self._wake_pending:
             self._wake_pending = True
-            loop = self._loop
-            if loop is None:
-                self.start()
-                loop = self._loop
-            assert loop is not None
-            try:
-                # Group commit: a plain write wakes the writer after a short delay so the
-                # states of many runs share one transaction; a flush wakes it at once.
-                loop.call_soon_threadsafe(self._wake_now if urgent else self._wake_soon)
-            except RuntimeError:  # the writer loop is gone (interpreter shutdown)
-                pass
-
-    def _wake_soon(self) -> None:
-        assert self._loop is not None and self._wake is not None
-        self._loop.call_later(_GROUP_COMMIT_DELAY, self._wake.set)
-
-    def _wake_now(self) -> None:
-        assert self._wake is not None
-        self._wake.set()
+            self._wake.set()
+        if self._open_future is None:
+            self.start()
 
     # Queue items are plain tuples (cheapest to build): (kind, run, state, result) for a state
     # change, (fn, future) for a call; markers and records are their own types.
@@ -280,35 +258,34 @@ class Store:
         self.flush_future().result(timeout)
 
     # -- the writer ---------------------------------------------------------------------------
-    async def _connect(self) -> aiosqlite.Connection:
-        return await connect(self.path, write=True)
-
-    async def _writer(self) -> None:
-        assert self._open_future is not None and self._wake is not None
+    def _writer_main(self) -> None:
+        assert self._open_future is not None
         try:
-            conn = await self._connect()
+            conn = open_for_writing(self.path)
         except BaseException as exc:
             self._open_future.set_exception(exc)
             self._fail_pending(exc)
             return
         self._open_future.set_result(None)
-        heartbeats = asyncio.ensure_future(self._heartbeats())
-        wake = self._wake
+        next_beat = time.monotonic() + self.heartbeat_seconds
         try:
             while True:
-                await wake.wait()
-                wake.clear()
+                self._wake.wait(timeout=max(0.0, next_beat - time.monotonic()))
+                if not self._urgent.is_set() and not self._closed:
+                    # Group commit: plain writes wait a moment for company; a flush does not.
+                    self._urgent.wait(_GROUP_COMMIT_DELAY)
+                self._wake.clear()
+                self._urgent.clear()
                 self._wake_pending = False
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.heartbeat_seconds
+                    self._beat()
                 while self._queue:
-                    await self._drain_once(conn)
+                    self._drain_once(conn)
                 if self._closed:
                     return
         finally:
-            heartbeats.cancel()
-            reader = self._reader
-            if reader is not None and reader.done() and reader.exception() is None:
-                await reader.result().close()
-            await conn.close()
+            conn.close()
 
     def _fail_pending(self, exc: BaseException) -> None:
         # The database never opened: fail every flush so no caller waits forever.
@@ -319,7 +296,7 @@ class Store:
             elif isinstance(item, tuple):
                 item[1].set_exception(exc)
 
-    async def _drain_once(self, conn: aiosqlite.Connection) -> None:
+    def _drain_once(self, conn: sqlite3.Connection) -> None:
         batch: list[Any] = []
         queue = self._queue
         while queue and len(batch) < _MAX_BATCH:
@@ -382,7 +359,7 @@ class Store:
         error: BaseException | None = None
         results: list[Any] = []
         try:
-            results = await _write_batch(
+            results = _write_batch(
                 conn, flows, flow_runs, task_runs, logs, caches, [c[0] for c in calls]
             )
         except BaseException as exc:  # a failed batch is rolled back; tell whoever waits
@@ -402,7 +379,7 @@ class Store:
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush and stop the writer thread."""
-        if self._open_future is None or self._loop is None:
+        if self._open_future is None:
             return
         try:
             if self._open_future.exception(timeout) is None:
@@ -419,18 +396,13 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------------
     async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``fn`` on the read connection (separate from the writer's, shared by callers)."""
+        """Run ``fn`` on a read connection of its own (separate from the writer's)."""
         await self.ensure_open()
-        reader = self._reader
-        if reader is None:
-            reader = self._reader = asyncio.run_coroutine_threadsafe(
-                # Opened from the store thread: aiosqlite's worker thread inherits its daemon
-                # flag, so an open reader never holds up interpreter exit.
-                connect(self.path, write=False),
-                self._loop,  # type: ignore[arg-type]
-            )
-        conn = await asyncio.wrap_future(reader) if not reader.done() else reader.result()
-        return await fn(conn)
+        conn = await connect(self.path, write=False)
+        try:
+            return await fn(conn)
+        finally:
+            await conn.close()
 
     # -- cache entries --------------------------------------------------------------------------
     async def lookup_cache(self, key: str) -> bytes | None:
@@ -530,20 +502,17 @@ class Store:
         """Top-level flow runs live in this process."""
         return set(self._live)
 
-    async def _heartbeats(self) -> None:
+    def _beat(self) -> None:
         # Other hosts tell a live run from an orphan by this stamp (same host: by pid).
-        while not self._closed:
-            await asyncio.sleep(self.heartbeat_seconds)
-            if self._live:
-                ids = encode_json([i.hex for i in self._live])
-                stamp = _ts(dt.datetime.now(dt.UTC))
+        if not self._live:
+            return
+        ids = encode_json([i.hex for i in list(self._live)])
+        stamp = _ts(dt.datetime.now(dt.UTC))
 
-                async def beat(
-                    conn: aiosqlite.Connection, ids: str = ids, stamp: str | None = stamp
-                ) -> None:
-                    await conn.execute(Q["update_heartbeats"], (stamp, ids))
+        def beat(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["update_heartbeats"], (stamp, ids))
 
-                self.put_call(beat)
+        self._queue.append((beat, concurrent.futures.Future()))
 
     async def read_flow_run(self, flow_run_id: uuid.UUID | str) -> FlowRun:
         """The flow run with this id; raises ``ObjectNotFound``."""
@@ -579,60 +548,97 @@ class Store:
         return parse_history(row[0])
 
 
-async def _write_batch(
-    conn: aiosqlite.Connection,
+def _write_batch(
+    conn: sqlite3.Connection,
     flows: list[tuple[Any, ...]],
     flow_runs: list[tuple[Any, ...]],
     task_runs: list[tuple[Any, ...]],
     logs: list[tuple[Any, ...]],
     caches: list[tuple[Any, ...]],
-    calls: list[Callable[[aiosqlite.Connection], Awaitable[Any]]],
+    calls: list[Callable[[Any], Any]],
 ) -> list[Any]:
-    """Write one batch in one transaction."""
+    """Write one batch in one transaction (on the writer thread)."""
     results: list[Any] = []
-    if (
-        not calls
-        and not flows
-        and not logs
-        and not caches
-        and len(flow_runs) + len(task_runs) <= _CHUNK
-        and (not flow_runs or not task_runs)
-    ):
-        # One statement: autocommit makes it atomic on its own, saving two round trips to
-        # the database thread (this is the common flush of a small top-level flow).
-        if flow_runs:
-            await _insert_many(conn, "upsert_flow_run", flow_runs)
-        elif task_runs:
-            await _insert_many(conn, "upsert_task_run", task_runs)
-        return results
-    await conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")
     try:
         if flows:
-            await conn.executemany(Q["upsert_flow"], flows)
+            conn.executemany(Q["upsert_flow"], flows)
         if flow_runs:
-            await _insert_many(conn, "upsert_flow_run", flow_runs)
+            _insert_many(conn, "upsert_flow_run", flow_runs)
         if task_runs:
-            await _insert_many(conn, "upsert_task_run", task_runs)
+            _insert_many(conn, "upsert_task_run", task_runs)
         if logs:
-            await conn.executemany(Q["insert_log"], logs)
+            conn.executemany(Q["insert_log"], logs)
         if caches:
             # After the task runs: a cache entry never points at an unrecorded run.
-            await conn.executemany(Q["upsert_cache"], caches)
+            conn.executemany(Q["upsert_cache"], caches)
         for fn in calls:
             # A failing call must not lose the rest of the batch: isolate it in a savepoint.
-            await conn.execute("SAVEPOINT call")
+            conn.execute("SAVEPOINT call")
             try:
-                results.append(await fn(conn))
-                await conn.execute("RELEASE call")
+                results.append(_run_call(fn, conn))
+                conn.execute("RELEASE call")
             except Exception as exc:
-                await conn.execute("ROLLBACK TO call")
-                await conn.execute("RELEASE call")
+                conn.execute("ROLLBACK TO call")
+                conn.execute("RELEASE call")
                 results.append(exc)
-        await conn.execute("COMMIT")
+        conn.execute("COMMIT")
     except BaseException:
-        await conn.execute("ROLLBACK")
+        conn.execute("ROLLBACK")
         raise
     return results
+
+
+def _run_call(fn: Callable[[Any], Any], conn: sqlite3.Connection) -> Any:
+    """Run a queued call: ``fn(sqlite3_connection)``, or an ``async fn(conn)`` written against
+    aiosqlite's execute/executemany, driven here without an event loop."""
+    if not inspect.iscoroutinefunction(fn):
+        return fn(conn)
+    coro = fn(_AsyncFacade(conn))
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError(f"Queued store call {fn!r} awaited something other than the database")
+
+
+class _Cursor:
+    """aiosqlite's cursor surface over a sqlite3 cursor whose work is already done."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+        self.rowcount = cursor.rowcount
+        self.lastrowid = cursor.lastrowid
+
+    def __await__(self) -> Any:
+        yield from ()
+        return self
+
+    async def __aenter__(self) -> _Cursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
+class _AsyncFacade:
+    """What a queued ``async fn(conn)`` sees: aiosqlite-style methods, run synchronously."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Any = ()) -> _Cursor:
+        return _Cursor(self._conn.execute(sql, params))
+
+    def executemany(self, sql: str, params: Any) -> _Cursor:
+        return _Cursor(self._conn.executemany(sql, params))
 
 
 class _HistoryEntry(msgspec.Struct, array_like=True):
@@ -668,12 +674,12 @@ def _multi_row_sql(name: str, rows: int, width: int) -> str:
     return sql
 
 
-async def _insert_many(conn: aiosqlite.Connection, name: str, rows: list[tuple[Any, ...]]) -> None:
+def _insert_many(conn: sqlite3.Connection, name: str, rows: list[tuple[Any, ...]]) -> None:
     width = len(rows[0])
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
         params = [value for row in chunk for value in row]
-        await conn.execute(_multi_row_sql(name, len(chunk), width), params)
+        conn.execute(_multi_row_sql(name, len(chunk), width), params)
 
 
 def _history_entry(state: State) -> _HistoryEntry:
@@ -874,75 +880,81 @@ def _check_path(path: Path, write: bool) -> None:
         raise StoreError(f"Cannot open database {str(path)!r}: the file is not writable")
 
 
-async def connect(path: Path, *, write: bool) -> aiosqlite.Connection:
-    """An aiosqlite connection to ``path`` with Millstream's pragmas (migrating if writing).
-
-    Every failure becomes a ``StoreError`` naming the path.
-    """
-    _check_path(path, write)
+def open_for_writing(path: Path) -> sqlite3.Connection:
+    """The writer's connection: WAL, migrated. Every failure is a ``StoreError`` naming the path."""
+    _check_path(path, write=True)
     try:
-        conn = await aiosqlite.connect(
-            str(path), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        conn = sqlite3.connect(
+            str(path),
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
         )
     except sqlite3.Error as exc:
         raise StoreError(f"Cannot open database {str(path)!r}: {exc}") from exc
     try:
-        conn.row_factory = sqlite3.Row
-        await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        if write:
-            # Switching to WAL and migrating take exclusive locks that SQLite's busy handler
-            # does not always wait for: two processes opening a new file at once retry here.
-            await _retry_locked(lambda: _prepare_for_writing(conn, path))
-        version = await _scalar(conn, "PRAGMA user_version")
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"Database {str(path)!r} has schema version {version}, newer than this "
-                f"Millstream understands ({SCHEMA_VERSION}); upgrade Millstream"
-            )
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        # Switching to WAL and migrating take exclusive locks that SQLite's busy handler does
+        # not always wait for: two processes opening a new file at once retry here.
+        _retry_locked(lambda: _prepare_for_writing(conn, path))
+        _check_version(conn.execute("PRAGMA user_version").fetchone()[0], path)
     except sqlite3.DatabaseError as exc:
-        await conn.close()
+        conn.close()
         raise StoreError(f"Cannot use database {str(path)!r}: {exc}") from exc
     except BaseException:
-        await conn.close()
+        conn.close()
         raise
     return conn
 
 
-async def _prepare_for_writing(conn: aiosqlite.Connection, path: Path) -> None:
-    if await _scalar(conn, "PRAGMA journal_mode") != "wal":
-        await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA synchronous = NORMAL")
-    if await _scalar(conn, "PRAGMA user_version") < SCHEMA_VERSION:
-        await _migrate(conn, path)
+async def connect(path: Path, *, write: bool = False) -> aiosqlite.Connection:
+    """A read connection to ``path`` (the writer thread has opened and migrated the file)."""
+    _check_path(path, write=False)
+    try:
+        conn = await aiosqlite.connect(str(path), timeout=_BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise StoreError(f"Cannot open database {str(path)!r}: {exc}") from exc
+    conn.row_factory = sqlite3.Row
+    return conn
 
 
-async def _retry_locked(action: Callable[[], Awaitable[None]]) -> None:
+def _check_version(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"Database {str(path)!r} has schema version {version}, newer than this "
+            f"Millstream understands ({SCHEMA_VERSION}); upgrade Millstream"
+        )
+
+
+def _prepare_for_writing(conn: sqlite3.Connection, path: Path) -> None:
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        _migrate(conn, path)
+
+
+def _retry_locked(action: Callable[[], None]) -> None:
     deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
     delay = 0.01
     while True:
         try:
-            await action()
+            action()
             return
         except sqlite3.OperationalError as exc:
             text = str(exc)
             if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
                 raise
-        await asyncio.sleep(delay)
+        time.sleep(delay)
         delay = min(delay * 2, 0.25)
 
 
-async def _scalar(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    async with conn.execute(sql, params) as cursor:
-        row = await cursor.fetchone()
-    return row[0] if row is not None else None
-
-
-async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     # Each migration and its version bump commit together: a crash leaves the old version whole.
-    await conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        version = await _scalar(conn, "PRAGMA user_version")
-        if version == 0 and await _scalar(conn, "SELECT count(*) FROM sqlite_master"):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise StoreError(
                 f"Cannot use database {str(path)!r}: it holds tables but is not a "
                 "Millstream database"
@@ -950,11 +962,11 @@ async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
         for number, ddl in MIGRATIONS:
             if number > version:
                 for statement in _statements(ddl):
-                    await conn.execute(statement)
-                await conn.execute(f"PRAGMA user_version = {number}")
-        await conn.execute("COMMIT")
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
     except BaseException:
-        await conn.execute("ROLLBACK")
+        conn.execute("ROLLBACK")
         raise
 
 
