@@ -78,7 +78,7 @@ CREATE TABLE task_run (
     history TEXT NOT NULL DEFAULT '',
     result BLOB
 );
-CREATE INDEX ix_task_run_flow_run ON task_run (flow_run_id, task_key, dynamic_key);
+CREATE INDEX ix_task_run_flow_run ON task_run (flow_run_id);
 
 CREATE TABLE log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

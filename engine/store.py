@@ -312,10 +312,10 @@ class Store:
             cls = type(item)
             if cls is tuple and len(item) == 4:
                 kind, run, state, result = item
-                entry = runs.get(run.id)
+                entry = runs.get(id(run))
                 line = _history_entry(state)
                 if entry is None:
-                    runs[run.id] = [kind, run, state, [line], result]
+                    runs[id(run)] = [kind, run, state, [line], result]
                 else:
                     entry[2] = state
                     entry[3].append(line)
@@ -686,7 +686,7 @@ def _history_entry(state: State) -> _HistoryEntry:
     details = state.state_details
     return _HistoryEntry(
         state.id,
-        state.type.value,
+        state.type,  # a StrEnum member is a str: no need for the slow .value lookup
         state.name,
         state.message,
         state.timestamp,
@@ -738,7 +738,7 @@ def _flow_run_row(
         run.entrypoint,
         run.run_count,
         state.id.hex,
-        state.type.value,
+        state.type,  # a StrEnum member is a str: no need for the slow .value lookup
         state.name,
         state.message,
         now,
@@ -775,7 +775,7 @@ def _task_run_row(
         encode_json(run.tags),
         run.run_count,
         state.id.hex,
-        state.type.value,
+        state.type,  # a StrEnum member is a str: no need for the slow .value lookup
         state.name,
         state.message,
         now,
