@@ -655,11 +655,10 @@ class _HistoryEntry(msgspec.Struct, array_like=True):
 _lines_encoder = msgspec.json.Encoder()
 
 
-# Rows per INSERT statement: one statement per chunk instead of one step per row means the
-# writer hands work to the database thread (and re-takes the GIL) once per chunk. SQLite
-# before 3.32 allows 999 parameters per statement, later versions 32766.
-_MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-_CHUNK = _MAX_PARAMS // 31
+# Rows per multi-row INSERT: fewer statements per batch than one per row. Always exactly this
+# many (the rest go row by row), so the connection caches two compiled statements per table,
+# not one per batch size; 32 rows x 31 columns also fits older SQLite's 999-parameter limit.
+_CHUNK = 32
 _multi_sql: dict[tuple[str, int], str] = {}
 
 
@@ -676,10 +675,13 @@ def _multi_row_sql(name: str, rows: int, width: int) -> str:
 
 def _insert_many(conn: sqlite3.Connection, name: str, rows: list[tuple[Any, ...]]) -> None:
     width = len(rows[0])
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        params = [value for row in chunk for value in row]
-        conn.execute(_multi_row_sql(name, len(chunk), width), params)
+    whole = len(rows) - len(rows) % _CHUNK
+    if whole:
+        sql = _multi_row_sql(name, _CHUNK, width)
+        for start in range(0, whole, _CHUNK):
+            conn.execute(sql, [value for row in rows[start : start + _CHUNK] for value in row])
+    if whole < len(rows):
+        conn.executemany(Q[name], rows[whole:])
 
 
 def _history_entry(state: State) -> _HistoryEntry:
