@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import ctypes
+import os
 import queue
 import threading
 import weakref
@@ -278,6 +279,15 @@ def _transfer(task: asyncio.Task[T], outcome: concurrent.futures.Future[T]) -> N
 
 _portal: Portal | None = None
 _portal_lock = threading.Lock()
+
+
+def _forget_portal_after_fork() -> None:
+    global _portal, _portal_lock
+    _portal = None
+    _portal_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_portal_after_fork)
 
 
 def get_portal() -> Portal:

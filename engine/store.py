@@ -1006,4 +1006,15 @@ def close_all() -> None:
 atexit.register(close_all)
 
 
+def _forget_after_fork() -> None:
+    # A forked child has none of the parent's threads: it starts its own writers on demand
+    # (the parent's queued writes are the parent's to flush).
+    global _stores_lock
+    _stores.clear()
+    _stores_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 HOSTNAME = _HOSTNAME

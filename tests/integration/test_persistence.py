@@ -237,3 +237,17 @@ def test_process_exit_flushes_runs_of_tasks_called_outside_flows(
     env = {**os.environ, "MILLSTREAM_HOME": str(millstream_home)}
     subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=60)
     assert count(db_path, "SELECT count(*) FROM task_run WHERE state_type = 'COMPLETED'") == 50
+
+
+# Python 3.12+ warns about fork() in a threaded process; this test forks on purpose.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_forked_child_records_its_own_runs(db_path):
+    import multiprocessing
+
+    squares(2)  # the parent's writer thread is running
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=squares, args=(3,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert count(db_path, "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'") == 2
