@@ -225,10 +225,10 @@ class Store:
         for record in records:
             self._put(record)
 
-    def put_call(
-        self, fn: Callable[[aiosqlite.Connection], Awaitable[Any]]
-    ) -> concurrent.futures.Future[Any]:
-        """Queue a function run inside the writer's next transaction; its result is returned."""
+    def put_call(self, fn: Callable[[Any], Any]) -> concurrent.futures.Future[Any]:
+        """Queue ``fn(conn)`` to run inside the writer's next transaction; the future gets its
+        result. ``fn`` takes the writer's ``sqlite3.Connection``; an ``async def fn(conn)``
+        written against aiosqlite's ``execute``/``executemany`` works too."""
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._put((fn, fut), urgent=True)
         return fut
