@@ -8,6 +8,7 @@ from engine.logs import get_run_logger
 from engine.scheduler import allow_failure, quote, unmapped
 from engine.states import State
 from engine.transactions import Transaction
+from sdk.client.orchestration import get_client
 from sdk.deployments import deploy
 from sdk.flows import Flow, flow
 from sdk.futures import PrefectFuture, as_completed, wait
@@ -25,6 +26,7 @@ __all__ = [
     "as_completed",
     "deploy",
     "flow",
+    "get_client",
     "get_run_logger",
     "quote",
     "recover",
