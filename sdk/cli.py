@@ -1,0 +1,365 @@
+"""The ``millstream`` command: list and inspect runs, follow logs, manage variables, recover.
+
+Built on the standard library's argparse (the project keeps its core dependencies to four).
+Exit codes: 0 ok, 1 not found, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from engine.exceptions import MillstreamError, ObjectNotFound
+from engine.settings import get_current_settings
+from engine.states import StateType
+from sdk._tables import duration, render_table, when
+from sdk.client.orchestration import get_client
+from sdk.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A command line that parses but makes no sense (a bad value)."""
+
+
+def _since(text: str) -> dt.datetime:
+    match = re.fullmatch(r"(\d+)([smhd])", text)
+    if match:
+        amount, unit = int(match[1]), match[2]
+        seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r}: give a duration like 30m, 2h, 7d or an ISO timestamp"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _state_type(text: str) -> StateType:
+    try:
+        return StateType(text.upper())
+    except ValueError:
+        raise UsageError(
+            f"--state {text!r}: use one of {', '.join(t.value.lower() for t in StateType)}"
+        ) from None
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value, enc_hook=str).decode()
+
+
+def _run_dict(run: Any) -> dict[str, Any]:
+    return {
+        "id": str(run.id),
+        "name": run.name,
+        "flow_name": getattr(run, "flow_name", None) or getattr(run, "task_name", None),
+        "state": run.state_name,
+        "state_type": run.state_type.value if run.state_type else None,
+        "run_count": run.run_count,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "parameters": run.parameters,
+        "tags": run.tags,
+    }
+
+
+def cmd_runs_ls(args: argparse.Namespace) -> int:
+    flow_filter = FlowFilter(name=FlowFilterName(any_=[args.flow])) if args.flow else None
+    run_filter = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[_state_type(args.state)]))
+        if args.state
+        else None,
+        start_time=FlowRunFilterStartTime(after_=_since(args.since)) if args.since else None,
+    )
+    if args.limit < 0:
+        raise UsageError(f"--limit must be >= 0, got {args.limit}")
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=flow_filter, flow_run_filter=run_filter, limit=args.limit
+        )
+    if args.json:
+        print(_json([_run_dict(r) for r in runs]))
+        return EXIT_OK
+    rows = [
+        [
+            str(r.id),
+            r.flow_name,
+            r.name,
+            r.state_name or "",
+            when(r.start_time),
+            duration(r.start_time, r.end_time),
+        ]
+        for r in runs
+    ]
+    print(render_table(["ID", "FLOW", "NAME", "STATE", "STARTED", "DURATION"], rows))
+    return EXIT_OK
+
+
+def cmd_runs_inspect(args: argparse.Namespace) -> int:
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(args.id)
+        states = client.read_flow_run_states(run.id)
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+    if args.json:
+        body = _run_dict(run)
+        body["states"] = [
+            {"type": s.type.value, "name": s.name, "message": s.message, "timestamp": s.timestamp}
+            for s in states
+        ]
+        body["task_runs"] = [_run_dict(t) for t in tasks]
+        print(_json(body))
+        return EXIT_OK
+    print(f"Flow run {run.name} ({run.id})")
+    print(f"  flow: {run.flow_name}   state: {run.state_name}   run count: {run.run_count}")
+    print(f"  parameters: {_json(run.parameters)}   tags: {', '.join(run.tags) or '-'}")
+    print(f"  started: {when(run.start_time)}   duration: {duration(run.start_time, run.end_time)}")
+    print("States:")
+    print(
+        render_table(
+            ["TIME", "STATE", "MESSAGE"],
+            [[when(s.timestamp), s.name or "", (s.message or "")[:80]] for s in states],
+        )
+    )
+    print("Task runs:")
+    print(
+        render_table(
+            ["NAME", "STATE", "RUNS", "DURATION"],
+            [
+                [t.name, t.state_name or "", str(t.run_count), duration(t.start_time, t.end_time)]
+                for t in tasks
+            ],
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_runs_logs(args: argparse.Namespace) -> int:
+    import logging
+
+    seen = 0
+    deadline = time.monotonic() + args.timeout
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(args.id)
+        while True:
+            lines = client.read_logs(
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), offset=seen
+            )
+            for line in lines:
+                level = logging.getLevelName(line.level)
+                print(f"{when(line.timestamp)} {level:<8} {line.name}: {line.message}")
+            seen += len(lines)
+            if not args.follow:
+                return EXIT_OK
+            run = client.read_flow_run(run.id)
+            if run.state is not None and run.state.is_final() and not lines:
+                return EXIT_OK
+            if time.monotonic() > deadline:
+                print(f"(stopped following after {args.timeout:g} s)", file=sys.stderr)
+                return EXIT_OK
+            time.sleep(args.interval)
+
+
+def cmd_runs_delete(args: argparse.Namespace) -> int:
+    with get_client(sync_client=True) as client:
+        client.delete_flow_run(args.id)
+    print(f"Deleted flow run {args.id}")
+    return EXIT_OK
+
+
+def cmd_variables_ls(args: argparse.Namespace) -> int:
+    path = get_current_settings().database_path
+    rows: list[Any] = []
+    if path.exists():
+        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as conn:
+            try:
+                rows = conn.execute(
+                    "SELECT name, value, tags FROM variable ORDER BY name"
+                ).fetchall()
+            except sqlite3.OperationalError:
+                rows = []
+    if args.json:
+        print(
+            _json([{"name": n, "value": json.loads(v), "tags": json.loads(t)} for n, v, t in rows])
+        )
+    else:
+        print(
+            render_table(
+                ["NAME", "VALUE", "TAGS"],
+                [[n, v[:60], ", ".join(json.loads(t))] for n, v, t in rows],
+            )
+        )
+    return EXIT_OK
+
+
+def cmd_variables_get(args: argparse.Namespace) -> int:
+    from sdk.variables import Variable
+
+    missing = object()
+    value = Variable.get(args.name, default=missing)
+    if value is missing:
+        raise ObjectNotFound(f"Variable {args.name!r} not found")
+    print(_json(value))
+    return EXIT_OK
+
+
+def cmd_variables_set(args: argparse.Namespace) -> int:
+    from sdk.variables import Variable
+
+    try:
+        value = json.loads(args.value)
+    except json.JSONDecodeError:
+        value = args.value  # plain text is stored as a string
+    try:
+        Variable.set(args.name, value, tags=args.tag, overwrite=args.overwrite)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"Set variable {args.name!r}")
+    return EXIT_OK
+
+
+def cmd_variables_unset(args: argparse.Namespace) -> int:
+    from sdk.variables import Variable
+
+    if not Variable.unset(args.name):
+        raise ObjectNotFound(f"Variable {args.name!r} not found")
+    print(f"Unset variable {args.name!r}")
+    return EXIT_OK
+
+
+def cmd_db_path(args: argparse.Namespace) -> int:
+    print(get_current_settings().database_path)
+    return EXIT_OK
+
+
+def cmd_db_vacuum(args: argparse.Namespace) -> int:
+    path = get_current_settings().database_path
+    if not path.exists():
+        raise ObjectNotFound(f"No database at {path}")
+    before = path.stat().st_size
+    with sqlite3.connect(path, timeout=30) as conn:
+        conn.execute("VACUUM")
+    print(f"Vacuumed {path}: {before} -> {path.stat().st_size} bytes")
+    return EXIT_OK
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from sdk.recovery import recover
+
+    report = recover(lease_seconds=args.lease)
+    if args.json:
+        print(_json(report))
+    else:
+        print(
+            f"Resumed {len(report.resumed)} flow run(s), marked {len(report.crashed)} crashed, "
+            f"skipped {len(report.skipped)}"
+        )
+        for run_id in report.resumed:
+            print(f"  resumed {run_id}")
+        for run_id in report.crashed:
+            print(f"  crashed {run_id} (cannot be resumed)")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``millstream`` command."""
+    parser = argparse.ArgumentParser(prog="millstream", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    runs = commands.add_parser("runs", help="flow runs").add_subparsers(dest="sub", required=True)
+    ls = runs.add_parser("ls", help="list flow runs, newest first")
+    ls.add_argument("--flow", help="only runs of this flow")
+    ls.add_argument("--state", help="only runs in this state type (completed, failed, ...)")
+    ls.add_argument("--since", help="only runs started since (30m, 2h, 7d or ISO time)")
+    ls.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    ls.add_argument("--json", action="store_true", help="JSON for scripts")
+    ls.set_defaults(handler=cmd_runs_ls)
+    inspect_ = runs.add_parser("inspect", help="states and task runs of a flow run")
+    inspect_.add_argument("id")
+    inspect_.add_argument("--json", action="store_true")
+    inspect_.set_defaults(handler=cmd_runs_inspect)
+    logs = runs.add_parser("logs", help="log lines of a flow run")
+    logs.add_argument("id")
+    logs.add_argument("--follow", action="store_true", help="keep printing until the run ends")
+    logs.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
+    logs.add_argument("--timeout", type=float, default=3600.0, help="stop following after (s)")
+    logs.set_defaults(handler=cmd_runs_logs)
+    delete = runs.add_parser("delete", help="delete a flow run, its task runs and logs")
+    delete.add_argument("id")
+    delete.set_defaults(handler=cmd_runs_delete)
+
+    variables = commands.add_parser("variables", help="variables").add_subparsers(
+        dest="sub", required=True
+    )
+    v_ls = variables.add_parser("ls")
+    v_ls.add_argument("--json", action="store_true")
+    v_ls.set_defaults(handler=cmd_variables_ls)
+    v_get = variables.add_parser("get")
+    v_get.add_argument("name")
+    v_get.set_defaults(handler=cmd_variables_get)
+    v_set = variables.add_parser("set")
+    v_set.add_argument("name")
+    v_set.add_argument("value", help="JSON, or plain text stored as a string")
+    v_set.add_argument("--overwrite", action="store_true")
+    v_set.add_argument("--tag", action="append", default=[])
+    v_set.set_defaults(handler=cmd_variables_set)
+    v_unset = variables.add_parser("unset")
+    v_unset.add_argument("name")
+    v_unset.set_defaults(handler=cmd_variables_unset)
+
+    db = commands.add_parser("db", help="the database file").add_subparsers(
+        dest="sub", required=True
+    )
+    db.add_parser("path").set_defaults(handler=cmd_db_path)
+    db.add_parser("vacuum").set_defaults(handler=cmd_db_vacuum)
+
+    rec = commands.add_parser("recover", help="resume flow runs whose process died")
+    rec.add_argument("--lease", type=float, default=None, help="heartbeat age (s) for other hosts")
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(handler=cmd_recover)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except ObjectNotFound as exc:
+        print(f"Not found: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MillstreamError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
