@@ -445,3 +445,58 @@ def test_sdk_never_runs_a_sync_body_on_an_event_loop_thread():
         return await sync_body.submit()
 
     assert asyncio.run(async_flow()) is True
+
+
+def test_bad_parameters_fail_before_any_task_runs(db_path):
+    from sdk.exceptions import ParameterTypeError
+
+    ran = []
+
+    @task
+    def side_effect() -> None:
+        ran.append(1)
+
+    @flow
+    def typed(count: int, label: str) -> None:
+        side_effect()
+
+    with pytest.raises(ParameterTypeError, match="'label'"):
+        typed("3", 5)
+    assert ran == []
+    typed("3", "ok")  # "3" becomes 3, as pydantic's lax mode does
+    assert ran == [1]
+    assert typed.validate_parameters({"count": "4", "label": "x"}) == {"count": 4, "label": "x"}
+
+
+def test_task_returning_a_failed_state_fails():
+    @task
+    def gives_failed() -> State:
+        return Failed(message="told to fail")
+
+    state = gives_failed(return_state=True)
+    assert state.is_failed() and state.message == "told to fail"
+
+
+def test_run_contexts():
+    from sdk.context import FlowRunContext, TaskRunContext, get_run_context
+    from sdk.exceptions import MissingContextError
+
+    with pytest.raises(MissingContextError):
+        get_run_context()
+    assert FlowRunContext.get() is None and TaskRunContext.get() is None
+
+    @task
+    def inside_task() -> tuple:
+        ctx = get_run_context()
+        return type(ctx).__name__, ctx.task.name, ctx.task_run.name, ctx.parameters
+
+    @flow
+    def f(x: int) -> tuple:
+        ctx = get_run_context()
+        assert FlowRunContext.get() is ctx and TaskRunContext.get() is None
+        return (type(ctx).__name__, ctx.flow.name, ctx.parameters), inside_task()
+
+    assert f(5) == (
+        ("FlowRunContext", "f", {"x": 5}),
+        ("TaskRunContext", "inside_task", "inside_task-0", {}),
+    )

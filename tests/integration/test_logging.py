@@ -108,3 +108,20 @@ def test_a_log_flood_is_capped_and_says_what_was_dropped(db_path, monkeypatch):
     messages = [r[1] for r in rows(db_path)]
     assert len(messages) == 51
     assert "450 log lines of this run were dropped" in messages[-1]
+
+
+def test_json_format(monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("MILLSTREAM_LOGGING_FORMAT", "json")
+
+    @flow
+    def f() -> None:
+        get_run_logger(component="x").warning("as json")
+
+    f()
+    lines = [
+        json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
+    ]
+    line = next(entry for entry in lines if entry.get("event") == "as json")
+    assert line["component"] == "x" and line["flow_name"] == "f" and line["level"] == "warning"

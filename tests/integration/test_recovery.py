@@ -254,3 +254,25 @@ def test_calling_again_after_a_failure_resumes_in_the_same_run(db_path):
     assert two_steps(flow_run_id=key) == "ab"
     assert calls == ["first", "second", "second"]
     assert query(db_path, "SELECT state_type, run_count FROM flow_run") == [("COMPLETED", 2)]
+
+
+def test_arecover_from_async_code_resumes_sync_flows(script, db_path, tmp_path):
+    import asyncio
+
+    from sdk import arecover
+
+    path, env, counts = script
+    proc = subprocess.Popen([sys.executable, str(path)], env={**env, "BLOCK_AT_6": "1"})
+    try:
+        wait_until(lambda: (tmp_path / "marker").exists())
+        wait_until(lambda: task_runs(db_path) >= 5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    os.environ["COUNTS_FILE"] = str(counts)  # the resumed flow runs in this process
+    try:
+        report = asyncio.run(arecover())
+    finally:
+        del os.environ["COUNTS_FILE"]
+    assert len(report.resumed) == 1
+    assert query(db_path, "SELECT state_type FROM flow_run") == [("COMPLETED",)]

@@ -1,0 +1,5 @@
+"""Result serializers for ``result_serializer`` (or their names: "msgpack", "json", "pickle")."""
+
+from engine.results import JSONSerializer, MsgpackSerializer, PickleSerializer, Serializer
+
+__all__ = ["JSONSerializer", "MsgpackSerializer", "PickleSerializer", "Serializer"]
