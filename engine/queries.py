@@ -132,7 +132,7 @@ def flow_run_where(
     return where
 
 
-def task_run_where(task_run_filter: Any = None, flow_run_filter: Any = None) -> Where:
+def task_run_where(task_run_filter: Any = None) -> Where:
     """WHERE clauses and parameters selecting task runs."""
     where: Where = ([], [])
     f = task_run_filter
@@ -146,13 +146,6 @@ def task_run_where(task_run_filter: Any = None, flow_run_filter: Any = None) -> 
     if null_flow is not None:
         where[0].append(f"flow_run_id IS {'' if null_flow else 'NOT '}NULL")
     _time_range("start_time", _get(f, "start_time"), where)
-    if flow_run_filter is not None:
-        sub = flow_run_where(flow_run_filter=flow_run_filter)
-        if sub[0]:
-            where[0].append(
-                "flow_run_id IN (SELECT id FROM flow_run WHERE " + " AND ".join(sub[0]) + ")"
-            )
-            where[1].extend(sub[1])
     return where
 
 

@@ -162,22 +162,13 @@ class PrefectClient(_ClientBase):
         offset: int = 0,
     ) -> list[TaskRun]:
         """Task runs matching the filters, in creation order unless ``sort`` says otherwise."""
-        if flow_filter is not None or deployment_filter is not None:
-            flow_run_where = queries.flow_run_where(
-                flow_filter, flow_run_filter, None, deployment_filter
-            )
-        else:
-            flow_run_where = None
-        where = queries.task_run_where(
-            task_run_filter, flow_run_filter if not flow_run_where else None
-        )
-        if flow_run_where and flow_run_where[0]:
+        where = queries.task_run_where(task_run_filter)
+        runs = queries.flow_run_where(flow_filter, flow_run_filter, None, deployment_filter)
+        if runs[0]:
             where[0].append(
-                "flow_run_id IN (SELECT id FROM flow_run WHERE "
-                + " AND ".join(flow_run_where[0])
-                + ")"
+                "flow_run_id IN (SELECT id FROM flow_run WHERE " + " AND ".join(runs[0]) + ")"
             )
-            where[1].extend(flow_run_where[1])
+            where[1].extend(runs[1])
         order = queries.sort_clause(queries.TASK_RUN_SORTS, sort, "task run")
         sql, params = queries.select("task_run", where, order, limit, offset)
         rows = await self._store.fetchall_sql(sql, tuple(params))

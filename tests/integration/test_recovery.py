@@ -76,6 +76,25 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def kill_while_task_6_runs(path: Path, env: dict[str, str], tmp_path: Path, db_path: Path) -> None:
+    """Run the ten-step flow in a process and SIGKILL it while task 6 runs (tasks 1-5 durable)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(path)], env={**env, "BLOCK_AT_6": "1"}, cwd=tmp_path
+    )
+    try:
+        wait_until(lambda: (tmp_path / "marker").exists())
+        wait_until(
+            lambda: (
+                task_runs(db_path) >= 5
+                and query(db_path, "SELECT count(*) FROM task_run WHERE state_type = 'COMPLETED'")
+                == [(5,)]
+            )
+        )
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+
 @pytest.fixture
 def script(tmp_path: Path, millstream_home: Path) -> tuple[Path, dict[str, str], Path]:
     path = tmp_path / "ten_steps.py"
@@ -92,22 +111,7 @@ def script(tmp_path: Path, millstream_home: Path) -> tuple[Path, dict[str, str],
 
 def test_sigkill_mid_flow_then_recover_runs_only_unfinished_tasks(script, db_path, tmp_path):
     path, env, counts = script
-    proc = subprocess.Popen(
-        [sys.executable, str(path)], env={**env, "BLOCK_AT_6": "1"}, cwd=tmp_path
-    )
-    try:
-        wait_until(lambda: (tmp_path / "marker").exists())
-        # Tasks 1-5 completed well before the kill: wait until the database says so.
-        wait_until(
-            lambda: (
-                db_path.exists()
-                and query(db_path, "SELECT count(*) FROM task_run WHERE state_type = 'COMPLETED'")
-                == [(5,)]
-            )
-        )
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+    kill_while_task_6_runs(path, env, tmp_path, db_path)
     assert query(db_path, "SELECT state_type FROM flow_run") == [("RUNNING",)]
 
     out = subprocess.run(
@@ -144,13 +148,7 @@ def test_sigkill_mid_flow_then_recover_runs_only_unfinished_tasks(script, db_pat
 
 def test_recovery_of_an_unimportable_flow_marks_it_crashed_saying_why(script, db_path, tmp_path):
     path, env, _ = script
-    proc = subprocess.Popen([sys.executable, str(path)], env={**env, "BLOCK_AT_6": "1"})
-    try:
-        wait_until(lambda: (tmp_path / "marker").exists())
-        wait_until(lambda: task_runs(db_path) >= 5)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+    kill_while_task_6_runs(path, env, tmp_path, db_path)
     path.unlink()
     out = subprocess.run(
         [sys.executable, "-c", RECOVER], env=env, capture_output=True, text=True, timeout=120
@@ -262,13 +260,7 @@ def test_arecover_from_async_code_resumes_sync_flows(script, db_path, tmp_path):
     from sdk import arecover
 
     path, env, counts = script
-    proc = subprocess.Popen([sys.executable, str(path)], env={**env, "BLOCK_AT_6": "1"})
-    try:
-        wait_until(lambda: (tmp_path / "marker").exists())
-        wait_until(lambda: task_runs(db_path) >= 5)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+    kill_while_task_6_runs(path, env, tmp_path, db_path)
     os.environ["COUNTS_FILE"] = str(counts)  # the resumed flow runs in this process
     try:
         report = asyncio.run(arecover())
