@@ -18,8 +18,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from engine import cancellation, logs
 from engine import context as ctxmod
-from engine import logs
 from engine.exceptions import (
     FlowRunTimeoutError,
     ParameterTypeError,
@@ -41,6 +41,7 @@ from engine.scheduler import (
 from engine.spec import FlowSpec, Hook, TaskSpec
 from engine.states import (
     AwaitingRetry,
+    Cancelled,
     Completed,
     Failed,
     Pending,
@@ -177,6 +178,9 @@ async def run_task(
 ) -> State:
     """Orchestrate one task run to its final state (never raises for the body's errors)."""
     flow_ctx = ctxmod.flow_run_var.get()
+    if flow_ctx is not None and cancellation.requested(flow_ctx.flow_run.id):
+        # A sync flow body asked to stop: this task call is the boundary where it does.
+        raise cancellation.FlowRunCancelled(f"Flow run {flow_ctx.flow_run.id} was cancelled")
     store = _store_for_tasks(flow_ctx)
     if task_run is None:
         task_run = new_task_run(spec, parameters, flow_ctx)
@@ -625,6 +629,7 @@ async def run_flow(
     *,
     executor: Executor | None,
     flow_run_id: uuid.UUID | None = None,
+    deployment: Any = None,
 ) -> State:
     """Orchestrate one flow run to its final state.
 
@@ -698,33 +703,89 @@ async def run_flow(
     )
     flow_ctx.recovered = recovered
     flow_ctx.settings = settings
+    flow_ctx.deployment = deployment
     if parent_ctx is None:
         store.track_live(flow_run.id)
+    # An async body is stopped by cancelling this task; a sync body at its next task call.
+    cancellation.register(flow_run.id, cancel_task=spec.is_async)
     try:
         state = await _flow_attempts(spec, flow_run, flow_ctx, executor, put)
     except asyncio.CancelledError as exc:
-        # Cancelled from outside (the awaiting task was cancelled): record it, then propagate.
         group.cancel_all()
-        state = crashed_from_exception(exc, "Flow run")
-        state.state_details.flow_run_id = flow_run.id
-        flow_run.end_time = state.timestamp
-        flow_run.state = state
-        put(flow_run, state)
-        if spec.on_crashed:
-            await asyncio.shield(
-                run_hooks(spec.on_crashed, (spec.owner, flow_run, state), executor, "on_crashed")
-            )
-        if parent_ctx is None:
-            await asyncio.shield(store.flush())
-        raise
+        if not cancellation.requested(flow_run.id):
+            await _record_crash(exc, spec, flow_run, executor, put, parent_ctx, store, runner, pool)
+            raise
+        # Stopped on request (client.cancel_flow_run, a worker shutting down): the run ends
+        # Cancelled and the caller gets that state, not the CancelledError.
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        state = await _finish_cancelled(spec, flow_run, executor, put)
+    except cancellation.FlowRunCancelled:
+        group.cancel_all()
+        state = await _finish_cancelled(spec, flow_run, executor, put)
     finally:
-        runner.release(pool)
-        if parent_ctx is None:
-            store.untrack_live(flow_run.id)
-            logs.run_finished(flow_run.id, store)
+        cancellation.unregister(flow_run.id)
+    return await _flow_ended(state, flow_run, parent_ctx, store, runner, pool)
+
+
+async def _record_crash(
+    exc: BaseException,
+    spec: FlowSpec,
+    flow_run: FlowRun,
+    executor: Executor | None,
+    put: Callable[..., None],
+    parent_ctx: ctxmod.FlowRunContext | None,
+    store: Store,
+    runner: Any,
+    pool: Any,
+) -> None:
+    """Record a flow run cancelled from outside (the awaiting task was cancelled) as Crashed."""
+    state = crashed_from_exception(exc, "Flow run")
+    state.state_details.flow_run_id = flow_run.id
+    flow_run.end_time = state.timestamp
+    flow_run.state = state
+    put(flow_run, state)
+    if spec.on_crashed:
+        await asyncio.shield(
+            run_hooks(spec.on_crashed, (spec.owner, flow_run, state), executor, "on_crashed")
+        )
+    runner.release(pool)
     if parent_ctx is None:
+        store.untrack_live(flow_run.id)
+        await asyncio.shield(store.flush())
+
+
+async def _flow_ended(
+    state: State,
+    flow_run: FlowRun,
+    parent_ctx: ctxmod.FlowRunContext | None,
+    store: Store,
+    runner: Any,
+    pool: Any,
+) -> State:
+    runner.release(pool)
+    if parent_ctx is None:
+        store.untrack_live(flow_run.id)
+        logs.run_finished(flow_run.id, store)
         # Flush point: a top-level flow run's terminal state is durable before the call returns.
         await store.flush()
+    return state
+
+
+async def _finish_cancelled(
+    spec: FlowSpec, flow_run: FlowRun, executor: Executor | None, put: Callable[..., None]
+) -> State:
+    """Record a flow run stopped on request as Cancelled and run its on_cancellation hooks."""
+    state = Cancelled(message="Flow run was cancelled on request.")
+    state.state_details.flow_run_id = flow_run.id
+    flow_run.end_time = state.timestamp
+    flow_run.state = state
+    put(flow_run, state)
+    if spec.on_cancellation:
+        await run_hooks(
+            spec.on_cancellation, (spec.owner, flow_run, state), executor, "on_cancellation"
+        )
     return state
 
 
@@ -872,6 +933,8 @@ async def _call_flow_body(
     except Exception as exc:
         return failed_from_exception(exc, "Flow run")
     except asyncio.CancelledError:
+        raise
+    except cancellation.FlowRunCancelled:
         raise
     except BaseException as exc:
         # KeyboardInterrupt, SystemExit: the run crashed. Returned (not raised) so that the

@@ -100,6 +100,26 @@ CREATE TABLE cache (
     created TEXT NOT NULL
 );
 
+CREATE TABLE deployment (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow_name TEXT NOT NULL,
+    entrypoint TEXT,
+    description TEXT,
+    version TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    parameters TEXT NOT NULL DEFAULT '{}',
+    parameters_blob BLOB,
+    parameter_schema TEXT,
+    enforce_parameter_schema INTEGER NOT NULL DEFAULT 0,
+    paused INTEGER NOT NULL DEFAULT 0,
+    schedules TEXT NOT NULL DEFAULT '[]',
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    UNIQUE (flow_name, name)
+);
+CREATE INDEX ix_flow_run_scheduled ON flow_run (state_type, deployment_id, expected_start_time);
+
 CREATE TABLE variable (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL,
