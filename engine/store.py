@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import msgspec
 
+from engine import cancellation
 from engine.exceptions import ObjectNotFound, StoreError
 from engine.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from engine.states import State, StateDetails, StateType
@@ -170,6 +171,7 @@ class Store:
         self._cache_memo: dict[str, tuple[bytes, dt.datetime | None]] = {}
         self._point_readers = threading.local()
         self.heartbeat_seconds = 10.0
+        self.poll_seconds = 0.5
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> concurrent.futures.Future[None]:
@@ -268,9 +270,10 @@ class Store:
             return
         self._open_future.set_result(None)
         next_beat = time.monotonic() + self.heartbeat_seconds
+        next_poll = time.monotonic() + self.poll_seconds
         try:
             while True:
-                self._wake.wait(timeout=max(0.0, next_beat - time.monotonic()))
+                self._wake.wait(timeout=max(0.0, min(next_beat, next_poll) - time.monotonic()))
                 if not self._urgent.is_set() and not self._closed:
                     # Group commit: plain writes wait a moment for company; a flush does not.
                     self._urgent.wait(_GROUP_COMMIT_DELAY)
@@ -280,12 +283,28 @@ class Store:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + self.heartbeat_seconds
                     self._beat()
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.poll_seconds
+                    self._deliver_cancellations(conn)
                 while self._queue:
                     self._drain_once(conn)
                 if self._closed:
                     return
         finally:
             conn.close()
+
+    def _deliver_cancellations(self, conn: sqlite3.Connection) -> None:
+        # Another process may have asked a run of ours to stop (state Cancelling).
+        live = cancellation.live_ids()
+        if not live:
+            return
+        marks = ", ".join("?" * len(live))
+        rows = conn.execute(
+            f"SELECT id FROM flow_run WHERE state_type = 'CANCELLING' AND id IN ({marks})",
+            [i.hex for i in live],
+        ).fetchall()
+        for (run_id,) in rows:
+            cancellation.request(uuid.UUID(run_id))
 
     def _fail_pending(self, exc: BaseException) -> None:
         # The database never opened: fail every flush so no caller waits forever.

@@ -225,6 +225,21 @@ class PrefectClient(_ClientBase):
         if not await asyncio.wrap_future(self._store.put_call(delete)):
             raise ObjectNotFound(f"Flow run {str(flow_run_id)!r} not found")
 
+    async def cancel_flow_run(self, flow_run_id: uuid.UUID | str) -> State:
+        """Cancel a flow run: at once if not started, else its process stops it (async bodies
+        at once, sync bodies at their next task call). Returns the state it was put in."""
+        from engine.control import cancel_flow_run
+
+        return await cancel_flow_run(self._store, flow_run_id)
+
+    async def resume_flow_run(
+        self, flow_run_id: uuid.UUID | str, run_input: dict[str, Any] | None = None
+    ) -> None:
+        """Resume a paused flow run."""
+        from engine.control import resume_flow_run
+
+        await resume_flow_run(self._store, flow_run_id, run_input)
+
     async def create_flow_run(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Not available: flow runs are created by calling flows (deployments come later)."""
         raise NotSupportedError(
@@ -241,6 +256,8 @@ class PrefectClient(_ClientBase):
 
 _ASYNC_METHODS = (
     "hello",
+    "cancel_flow_run",
+    "resume_flow_run",
     "read_flow_run",
     "read_flow_runs",
     "read_flow_run_states",

@@ -1,0 +1,125 @@
+"""Changing a flow run's state from outside the process running it: cancel, pause, resume.
+
+Each change is one conditional UPDATE (applied only if the run is still in an expected
+state) that also appends the new state to the run's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Iterable
+
+from engine.exceptions import ObjectNotFound
+from engine.states import Cancelled, Cancelling, State, StateType
+from engine.store import Store, _details_json, _history_entry, _lines_encoder, _ts, db_id
+
+_SET_STATE = """
+UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, state_message = ?,
+    state_timestamp = ?, state_details = ?, updated = ?,
+    end_time = CASE WHEN ? THEN ? ELSE end_time END,
+    history = history || ?
+WHERE id = ? AND state_type IN ({marks})
+"""
+
+
+def set_state_if(
+    conn: sqlite3.Connection, run_id: uuid.UUID, state: State, from_types: Iterable[StateType]
+) -> bool:
+    """Move a run to ``state`` if it is in one of ``from_types`` (on the writer's connection)."""
+    types = [t.value for t in from_types]
+    stamp = _ts(state.timestamp)
+    final = state.is_final()
+    line = _lines_encoder.encode_lines([_history_entry(state)]).decode()
+    cursor = conn.execute(
+        _SET_STATE.format(marks=", ".join("?" * len(types))),
+        (
+            state.id.hex,
+            state.type.value,
+            state.name,
+            state.message,
+            stamp,
+            _details_json(state.state_details),
+            stamp,
+            final,
+            stamp,
+            line,
+            db_id(run_id),
+            *types,
+        ),
+    )
+    return cursor.rowcount > 0
+
+
+async def change_state(
+    store: Store, run_id: uuid.UUID, state: State, from_types: Iterable[StateType]
+) -> bool:
+    """``set_state_if`` through the store's writer, durable when it returns."""
+    types = list(from_types)
+    changed: bool = await asyncio.wrap_future(
+        store.put_call(lambda conn: set_state_if(conn, run_id, state, types))
+    )
+    return changed
+
+
+async def cancel_flow_run(store: Store, flow_run_id: uuid.UUID | str) -> State:
+    """Cancel a flow run: at once if it has not started, else ask its process to stop it.
+
+    Returns the state it was put in (Cancelled or Cancelling), or its final state if it had
+    already finished. ``ObjectNotFound`` for an unknown id.
+    """
+    run = await store.read_flow_run(flow_run_id)
+    cancelled = Cancelled(message="Cancelled before it started.")
+    if await change_state(store, run.id, cancelled, [StateType.SCHEDULED]):
+        return cancelled
+    cancelling = Cancelling(message="Cancellation requested.")
+    live = [StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+    if await change_state(store, run.id, cancelling, live):
+        return cancelling
+    current = await store.read_flow_run(run.id)
+    if current.state is None:
+        raise ObjectNotFound(f"Flow run {run.id} has no state")
+    return current.state
+
+
+async def resume_flow_run(
+    store: Store, flow_run_id: uuid.UUID | str, run_input: dict[str, object] | None = None
+) -> None:
+    """Resume a paused flow run (in whichever process waits for it)."""
+    import msgspec
+
+    from engine.states import Running
+
+    run = await store.read_flow_run(flow_run_id)
+    resuming = Running(name="Resuming", message="Resumed on request.")
+    if run_input is not None:
+        if not isinstance(run_input, dict):
+            raise TypeError(f"run_input must be a dict, got {type(run_input).__name__}")
+        resuming.state_details.run_input_keyset = {
+            "run_input": msgspec.json.encode(run_input).decode()
+        }
+    if not await change_state(store, run.id, resuming, [StateType.PAUSED]):
+        state = run.state.name if run.state is not None else "no state"
+        raise RuntimeError(f"Flow run {run.id} is not paused (it is {state}); cannot resume it")
+
+
+async def wait_while_paused(
+    store: Store, flow_run_id: uuid.UUID, timeout: float, poll_interval: float
+) -> State:
+    """Poll until the run leaves Paused (resumed or cancelled); ``FlowPauseTimeout`` after
+    ``timeout`` seconds."""
+    import time
+
+    from engine.exceptions import FlowPauseTimeout
+
+    deadline = time.monotonic() + timeout
+    while True:
+        await asyncio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+        run = await store.read_flow_run(flow_run_id)
+        if run.state is not None and run.state.type is not StateType.PAUSED:
+            return run.state
+        if time.monotonic() >= deadline:
+            raise FlowPauseTimeout(
+                f"Flow run {flow_run_id} was not resumed within {timeout:g} seconds"
+            )
