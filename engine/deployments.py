@@ -197,16 +197,18 @@ async def create_flow_run(
     idempotency_key: str | None,
     name_factory: Any,
     parent_flow_run_id: uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
 ) -> FlowRun:
     """A Scheduled flow run of ``deployment`` (the existing one for a repeated idempotency key)."""
     when = scheduled_time or now()
     if when.tzinfo is None:
         raise ValueError(f"scheduled_time must be timezone-aware, got {when!r}")
-    run_id = (
-        uuid.uuid5(deployment.id, f"idempotency:{idempotency_key}")
-        if idempotency_key is not None
-        else new_id()
-    )
+    if run_id is None:
+        run_id = (
+            uuid.uuid5(deployment.id, f"idempotency:{idempotency_key}")
+            if idempotency_key is not None
+            else new_id()
+        )
     state = Scheduled(scheduled_time=when)
     state.state_details.flow_run_id = run_id
     run = FlowRun(

@@ -163,7 +163,12 @@ def lease_expired_before(lease_seconds: float) -> dt.datetime:
 
 
 async def recover_all(
-    store: Store, *, lease_seconds: float, executor: Any, live_here: set[uuid.UUID]
+    store: Store,
+    *,
+    lease_seconds: float,
+    executor: Any,
+    live_here: set[uuid.UUID],
+    deployment_ids: set[uuid.UUID] | None = None,
 ) -> RecoveryReport:
     """Resume every orphaned top-level flow run of ``store``, one after another.
 
@@ -174,6 +179,8 @@ async def recover_all(
 
     report = RecoveryReport()
     for run in await find_orphans(store, lease_seconds, live_here):
+        if deployment_ids is not None and run.deployment_id not in deployment_ids:
+            continue
         if not await claim(store, run):
             report.skipped.append(run.id)
             continue

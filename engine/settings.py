@@ -62,6 +62,12 @@ class ServeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     poll_interval: float = 0.5
     heartbeat_seconds: float = 10.0
     lease_seconds: float = 30.0
+    late_grace_seconds: float = 60.0
+    late_runs: Literal["run", "skip"] = "run"
+    shutdown_grace_seconds: float = 10.0
+    webserver_host: str = "127.0.0.1"
+    webserver_port: int = 8080
+    token: str | None = None
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +99,7 @@ _NONNEGATIVE = {
     ("flows", "default_retry_delay_seconds"),
 }
 _POSITIVE = {("serve", "poll_interval"), ("serve", "heartbeat_seconds"), ("serve", "lease_seconds")}
+_NONNEGATIVE |= {("serve", "late_grace_seconds"), ("serve", "shutdown_grace_seconds")}
 
 
 def _env_names() -> tuple[str, ...]:

@@ -122,6 +122,43 @@ def _type_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "boolean": (bool,),
+    "array": (list, tuple),
+    "object": (dict,),
+}
+
+
+def check_against_schema(schema: dict[str, Any], parameters: Mapping[str, Any]) -> None:
+    """Check parameters against a recorded ``parameter_schema`` (where the flow function itself
+    is not at hand): required ones present, no unknown ones, simple JSON types right."""
+    properties = schema.get("properties", {})
+    errors = [f"{name!r} is not a parameter" for name in parameters if name not in properties]
+    errors += [
+        f"{name!r} is missing" for name in schema.get("required", []) if name not in parameters
+    ]
+    for name, value in parameters.items():
+        expected = properties.get(name, {}).get("type")
+        types = _JSON_TYPES.get(expected) if isinstance(expected, str) else None
+        if types is None:
+            continue
+        # bool is an int in Python but not an integer in JSON schema.
+        ok = isinstance(value, types) and not (
+            isinstance(value, bool) and expected in ("integer", "number")
+        )
+        if not ok:
+            errors.append(
+                f"{name!r} got {_short(value)} ({type(value).__name__}), expected {expected}"
+            )
+    if errors:
+        raise ParameterTypeError(
+            "Flow run received invalid parameters:\n - " + "\n - ".join(errors)
+        )
+
+
 def parameter_schema(fn: Callable[..., Any]) -> dict[str, Any]:
     """A JSON schema of the function's parameters (types the schema generator cannot describe
     are left open)."""

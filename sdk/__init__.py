@@ -9,7 +9,15 @@ from engine.scheduler import allow_failure, quote, unmapped
 from engine.states import State
 from engine.transactions import Transaction
 from sdk.client.orchestration import get_client
-from sdk.deployments import deploy
+from sdk.deployments import aserve, deploy, serve
+from sdk.flow_runs import (
+    apause_flow_run,
+    aresume_flow_run,
+    asuspend_flow_run,
+    pause_flow_run,
+    resume_flow_run,
+    suspend_flow_run,
+)
 from sdk.flows import Flow, flow
 from sdk.futures import PrefectFuture, as_completed, wait
 from sdk.recovery import arecover, recover
@@ -22,14 +30,22 @@ __all__ = [
     "Task",
     "Transaction",
     "allow_failure",
+    "apause_flow_run",
     "arecover",
+    "aresume_flow_run",
     "as_completed",
+    "aserve",
+    "asuspend_flow_run",
     "deploy",
     "flow",
     "get_client",
     "get_run_logger",
+    "pause_flow_run",
     "quote",
     "recover",
+    "resume_flow_run",
+    "serve",
+    "suspend_flow_run",
     "tags",
     "task",
     "unmapped",

@@ -291,17 +291,32 @@ class Flow(Generic[P, R]):
         return self._add_hook(self.on_running_hooks, fn)
 
     # -- Prefect APIs that need a server or the cloud --------------------------------------------
-    def serve(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Not available yet in this version: serving deployments is being built."""
-        raise NotSupportedError(
-            "Flow.serve() is not available in this version of Millstream yet (deployments and "
-            "workers on the SQLite file are planned); call the flow directly meanwhile."
-        )
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """A ``RunnerDeployment`` of this flow (interval=, cron=, rrule=, schedules=,
+        parameters=, tags=, description=, version=, paused=, enforce_parameter_schema=)."""
+        from sdk.deployments import make_deployment
 
-    def to_deployment(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Not available yet in this version: deployments are being built."""
-        raise NotSupportedError(
-            "Flow.to_deployment() is not available in this version of Millstream yet."
+        return make_deployment(self, name, **options)
+
+    def serve(
+        self,
+        name: str | None = None,
+        *,
+        limit: int | None = None,
+        pause_on_shutdown: bool = True,
+        print_starting_message: bool = True,
+        webserver: bool = False,
+        **options: Any,
+    ) -> None:
+        """Serve this flow as a deployment until interrupted (schedules as in to_deployment)."""
+        from sdk.deployments import serve
+
+        serve(
+            self.to_deployment(name or self.name, **options),
+            limit=limit,
+            pause_on_shutdown=pause_on_shutdown,
+            print_starting_message=print_starting_message,
+            webserver=webserver,
         )
 
     def deploy(self, *args: Any, **kwargs: Any) -> NoReturn:

@@ -1,0 +1,202 @@
+"""The worker: runs the flow runs of served deployments, claimed from the shared database.
+
+One loop per worker: create the runs that schedules make due (each once, whatever the number of
+workers: their ids are derived from the deployment and the time), claim due Scheduled runs one
+conditional UPDATE at a time, run them concurrently up to ``limit``, and wait for a wake-up (a
+run triggered in this process), a finished run, or the poll interval (a run triggered
+elsewhere). On start it recovers orphaned runs of its deployments; on shutdown it stops
+claiming, lets running flows finish for a grace period, then cancels them (Cancelled,
+on_cancellation hooks) and pauses schedules if asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from engine import cancellation, deployments
+from engine.deployments import DeploymentRecord
+from engine.executors import PoolExecutor
+from engine.records import FlowRun
+from engine.recovery import recorded_parameters, recover_all
+from engine.spec import FlowSpec
+from engine.states import Cancelled, Late, now
+from engine.store import Store
+from engine.task_runners import default_task_runner
+
+logger = logging.getLogger("millstream.worker")
+
+_wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+_wakers_lock = threading.Lock()
+
+
+def notify() -> None:
+    """Wake the workers of this process (a run was just triggered here)."""
+    with _wakers_lock:
+        wakers = list(_wakers)
+    for loop, event in wakers:
+        try:
+            loop.call_soon_threadsafe(event.set)
+        except RuntimeError:  # that worker's loop has closed
+            pass
+
+
+class Worker:
+    """Serves deployments from one database until cancelled."""
+
+    def __init__(
+        self,
+        store: Store,
+        served: list[tuple[DeploymentRecord, FlowSpec]],
+        *,
+        settings: Any,
+        limit: int | None = None,
+        pause_on_shutdown: bool = True,
+        name_factory: Callable[[], str],
+    ) -> None:
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        self.store = store
+        self.by_id = {dep.id: (dep, spec) for dep, spec in served}
+        self.settings = settings
+        self.limit = limit
+        self.pause_on_shutdown = pause_on_shutdown
+        self.name_factory = name_factory
+        self.running: dict[asyncio.Task[Any], uuid.UUID] = {}
+        self.executed = 0
+        self.started = asyncio.Event()
+
+    async def run(self) -> None:
+        """Serve until cancelled, then shut down gracefully (and re-raise the cancellation)."""
+        await self.store.ensure_open()
+        self.store.poll_seconds = self.settings.serve.poll_interval
+        wake = asyncio.Event()
+        entry = (asyncio.get_running_loop(), wake)
+        with _wakers_lock:
+            _wakers.add(entry)
+        try:
+            await self._recover()
+            checked = now()
+            self.started.set()
+            while True:
+                current = now()
+                await self._create_due_runs(checked, current)
+                checked = current
+                await self._claim_and_start()
+                wake.clear()
+                waiter = asyncio.ensure_future(wake.wait())
+                try:
+                    await asyncio.wait(
+                        {waiter, *self.running},
+                        timeout=self.settings.serve.poll_interval,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    waiter.cancel()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._shutdown())
+            raise
+        finally:
+            with _wakers_lock:
+                _wakers.discard(entry)
+
+    async def _recover(self) -> None:
+        live = self.store.live_runs
+        orphans = await recover_orphans_of(self.store, set(self.by_id), self.settings, live)
+        for run_id in orphans:
+            logger.info("Recovered orphaned flow run %s", run_id)
+
+    async def _create_due_runs(self, since: dt.datetime, until: dt.datetime) -> None:
+        for dep, _spec in self.by_id.values():
+            if dep.paused or not dep.schedules:
+                continue
+            for schedule in dep.schedules:
+                if not schedule.active:
+                    continue
+                for when in schedule.occurrences(since, until):
+                    await deployments.create_flow_run(
+                        self.store,
+                        dep,
+                        self.store.flow_id(dep.flow_name),
+                        parameters=dict(dep.parameters),
+                        parameters_blob=None,
+                        scheduled_time=when,
+                        flow_run_name=None,
+                        tags=None,
+                        idempotency_key=None,
+                        name_factory=self.name_factory,
+                        run_id=deployments.scheduled_run_id(dep.id, when),
+                    )
+
+    async def _claim_and_start(self) -> None:
+        while self.limit is None or len(self.running) < self.limit:
+            run = await deployments.claim_next(self.store, list(self.by_id))
+            if run is None:
+                return
+            task = asyncio.ensure_future(self._execute(run))
+            self.running[task] = run.id
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.running.pop(task, None)
+        self.executed += 1
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("Serving a flow run failed: %r", task.exception())
+
+    async def _execute(self, run: FlowRun) -> None:
+        assert run.deployment_id is not None
+        dep, spec = self.by_id[run.deployment_id]
+        grace = dt.timedelta(seconds=self.settings.serve.late_grace_seconds)
+        expected = run.expected_start_time or run.created
+        if expected is not None and now() - expected > grace:
+            late = Late(scheduled_time=expected, message="Started later than its grace period")
+            run.state = late
+            self.store.put_flow_run_state(run, late)
+            if self.settings.serve.late_runs == "skip":
+                skipped = Cancelled(
+                    message="Skipped: it was late (MILLSTREAM_SERVE_LATE_RUNS=skip)"
+                )
+                run.state = skipped
+                run.end_time = skipped.timestamp
+                self.store.put_flow_run_state(run, skipped)
+                await self.store.flush()
+                return
+        # Sync flow bodies must not run on this loop: they run on the task runner's pool.
+        executor = None if spec.is_async else PoolExecutor(default_task_runner().acquire())
+        from engine.run import run_flow
+
+        await run_flow(
+            spec, recorded_parameters(run), executor=executor, flow_run_id=run.id, deployment=dep
+        )
+
+    async def _shutdown(self) -> None:
+        grace = self.settings.serve.shutdown_grace_seconds
+        if self.running:
+            await asyncio.wait(list(self.running), timeout=grace)
+        for run_id in list(self.running.values()):
+            cancellation.request(run_id)
+        if self.running:
+            await asyncio.wait(list(self.running), timeout=max(grace, 5.0))
+        if self.pause_on_shutdown:
+            await deployments.set_paused(self.store, list(self.by_id), True)
+        await self.store.flush()
+
+
+async def recover_orphans_of(
+    store: Store, deployment_ids: set[uuid.UUID], settings: Any, live: set[uuid.UUID]
+) -> list[uuid.UUID]:
+    """Resume orphaned runs (lease expired or owner dead) of these deployments."""
+    executor = PoolExecutor(default_task_runner().acquire())
+    report = await recover_all(
+        store,
+        lease_seconds=settings.serve.lease_seconds,
+        executor=executor,
+        live_here=live,
+        deployment_ids=deployment_ids,
+    )
+    return report.resumed
