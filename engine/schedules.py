@@ -58,8 +58,8 @@ class Schedule(msgspec.Struct, kw_only=True, omit_defaults=True):
                 times.append(when)
         else:
             rule = _rrule(self.rrule or "", start)
-            times = [t.astimezone(dt.UTC) for t in rule.between(start, end, inc=False)[:1000]]
-            times = [t for t in times if t <= end]
+            found = rule.between(start, end, inc=True)[:1001]
+            times = [t.astimezone(dt.UTC) for t in found if t > start][:1000]
         return times
 
 

@@ -93,8 +93,11 @@ async def serve_http(trigger: Any, deployments: Any, settings: Any) -> None:
         log_level="warning",
         lifespan="off",
     )
+    config.load()
     server = uvicorn.Server(config)
-    # startup/main_loop/shutdown rather than serve(): the worker owns signal handling.
+    # startup/main_loop/shutdown rather than serve(), whose signal capture would take
+    # SIGTERM/SIGINT from the worker (which shuts down gracefully on them).
+    server.lifespan = config.lifespan_class(config)
     await server.startup()
     try:
         await server.main_loop()
