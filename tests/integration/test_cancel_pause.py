@@ -80,6 +80,13 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def paused_runs(db: Path) -> int:
+    try:
+        return int(query(db, "SELECT count(*) FROM flow_run WHERE state_type = 'PAUSED'")[0][0])
+    except sqlite3.OperationalError:  # the file exists before its tables do
+        return 0
+
+
 def running_run_id(db: Path) -> str | None:
     try:
         rows = query(db, "SELECT id FROM flow_run WHERE state_type IN ('RUNNING', 'PAUSED')")
@@ -128,13 +135,7 @@ def test_cancel_a_running_flow_from_another_process(start, tmp_path, db_path, fl
 
 def test_pause_and_resume_with_input_from_another_process(start, db_path):
     proc = start("pausing")
-    wait_until(
-        lambda: (
-            db_path.exists()
-            and query(db_path, "SELECT count(*) FROM flow_run WHERE state_type = 'PAUSED'")
-            == [(1,)]
-        )
-    )
+    wait_until(lambda: paused_runs(db_path) == 1)
     run_id = running_run_id(db_path)
     with get_client(sync_client=True) as client:
         client.resume_flow_run(run_id, run_input={"word": "onwards"})

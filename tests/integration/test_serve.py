@@ -54,6 +54,8 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
 
 
 async def with_worker(deployments, body, **serve_options):
+    for dep in deployments:
+        await dep.aapply()  # so that the body can trigger runs before the worker has started
     worker = asyncio.ensure_future(
         aserve(*deployments, print_starting_message=False, **serve_options)
     )
@@ -197,8 +199,10 @@ def worker_env(tmp_path, millstream_home):
         "PYTHONPATH": str(tmp_path),
     }
 
+    procs: list[subprocess.Popen[str]] = []
+
     def start(which: str, **extra: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, str(script), which],
             env={**env, **extra},
             cwd=tmp_path,
@@ -206,8 +210,14 @@ def worker_env(tmp_path, millstream_home):
             stderr=subprocess.PIPE,
             text=True,
         )
+        procs.append(proc)
+        return proc
 
-    return start, tmp_path
+    yield start, tmp_path
+    for proc in procs:  # a failed test must not leave its process behind
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
