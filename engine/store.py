@@ -132,6 +132,22 @@ def _details_json(details: StateDetails) -> str | None:
     return _details_encoder.encode(details).decode()
 
 
+def _settle(
+    fut: concurrent.futures.Future[Any], error: BaseException | None, value: Any = None
+) -> None:
+    # A waiter that gave up (its task was cancelled) cancels the future: nothing to tell it,
+    # and the writer thread must go on.
+    if fut.done():
+        return
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
 class _CacheRow:
     __slots__ = ("blob", "expiration", "key", "task_run_id")
 
@@ -311,9 +327,9 @@ class Store:
         while self._queue:
             item = self._queue.popleft()
             if isinstance(item, _Flush):
-                item.future.set_exception(exc)
+                _settle(item.future, exc)
             elif isinstance(item, tuple):
-                item[1].set_exception(exc)
+                _settle(item[1], exc)
 
     def _drain_once(self, conn: sqlite3.Connection) -> None:
         batch: list[Any] = []
@@ -385,16 +401,16 @@ class Store:
             error = exc
         for (_, fut), res in zip(calls, results or [None] * len(calls), strict=False):
             if error is not None:
-                fut.set_exception(error)
+                _settle(fut, error)
             elif isinstance(res, BaseException):
-                fut.set_exception(res)
+                _settle(fut, res)
             else:
-                fut.set_result(res)
+                _settle(fut, None, res)
         for marker in flushes:
             if error is not None:
-                marker.future.set_exception(StoreError(f"Writing to {self.path} failed: {error}"))
+                _settle(marker.future, StoreError(f"Writing to {self.path} failed: {error}"))
             else:
-                marker.future.set_result(None)
+                _settle(marker.future, None)
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush and stop the writer thread."""

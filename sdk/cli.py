@@ -266,6 +266,121 @@ def cmd_db_vacuum(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_runs_cancel(args: argparse.Namespace) -> int:
+    with get_client(sync_client=True) as client:
+        state = client.cancel_flow_run(args.id)
+    print(f"Flow run {args.id}: {state.name}")
+    return EXIT_OK
+
+
+def _load_flow(target: str) -> Any:
+    """``path/to/file.py:flow_fn`` or ``package.module:flow_fn`` -> the Flow object."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    where, sep, attr = target.rpartition(":")
+    if not sep or not where or not attr:
+        raise UsageError(f"{target!r}: give the flow as path/to/file.py:flow_function")
+    try:
+        if where.endswith(".py"):
+            path = Path(where).resolve()
+            if not path.is_file():
+                raise UsageError(f"{target!r}: file {where!r} not found")
+            sys.path.insert(0, str(path.parent))
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert module_spec is not None and module_spec.loader is not None
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[path.stem] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+        obj = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"{target!r}: cannot load the flow: {exc}") from None
+    if not hasattr(obj, "to_deployment"):
+        raise UsageError(f"{target!r} is not a flow")
+    return obj
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from sdk.deployments import serve
+
+    flow_obj = _load_flow(args.target)
+    options: dict[str, Any] = {}
+    if args.cron:
+        options["cron"] = args.cron
+    if args.interval is not None:
+        if args.interval <= 0:
+            raise UsageError(f"--interval must be positive, got {args.interval}")
+        options["interval"] = args.interval
+    serve(
+        flow_obj.to_deployment(args.name or flow_obj.name, **options),
+        limit=args.limit,
+        webserver=args.webserver,
+    )
+    return EXIT_OK
+
+
+def _parameters(pairs: list[str]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-p {pair!r}: write parameters as key=value")
+        try:
+            parameters[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            parameters[key] = raw  # plain text is a string
+    return parameters
+
+
+def cmd_deployments_ls(args: argparse.Namespace) -> int:
+    from engine import deployments as engine_deployments
+    from engine.store import get_store
+    from sdk._sync import run_sync
+
+    store = get_store(get_current_settings().database_path)
+
+    async def read() -> Any:
+        await store.ensure_open()
+        return await engine_deployments.read_all(store)
+
+    records = run_sync(lambda _executor: read())
+    if args.json:
+        print(_json([{"full_name": r.full_name, **msgspec.structs.asdict(r)} for r in records]))
+        return EXIT_OK
+    rows = [
+        [
+            r.full_name,
+            str(r.id),
+            "paused" if r.paused else "active",
+            ", ".join(
+                s.cron or (f"every {s.interval:g}s" if s.interval else s.rrule or "")
+                for s in r.schedules
+            )
+            or "-",
+        ]
+        for r in records
+    ]
+    print(render_table(["DEPLOYMENT", "ID", "SCHEDULES", "WHEN"], rows))
+    return EXIT_OK
+
+
+def cmd_deployments_run(args: argparse.Namespace) -> int:
+    from engine.exceptions import ParameterTypeError
+    from sdk.deployments import run_deployment
+
+    try:
+        run = run_deployment(
+            args.name, parameters=_parameters(args.param), timeout=None if args.watch else 0
+        )
+    except ParameterTypeError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"Flow run {run.name} ({run.id}): {run.state_name}")
+    return EXIT_OK
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     from sdk.recovery import recover
 
@@ -310,6 +425,31 @@ def build_parser() -> argparse.ArgumentParser:
     delete = runs.add_parser("delete", help="delete a flow run, its task runs and logs")
     delete.add_argument("id")
     delete.set_defaults(handler=cmd_runs_delete)
+    cancel = runs.add_parser("cancel", help="cancel a flow run (in whichever process runs it)")
+    cancel.add_argument("id")
+    cancel.set_defaults(handler=cmd_runs_cancel)
+
+    serve_cmd = commands.add_parser("serve", help="serve a flow as a deployment (a worker)")
+    serve_cmd.add_argument("target", help="path/to/file.py:flow_function")
+    serve_cmd.add_argument("--name", help="deployment name (default: the flow's name)")
+    when = serve_cmd.add_mutually_exclusive_group()
+    when.add_argument("--cron", help="cron schedule, e.g. '*/5 * * * *'")
+    when.add_argument("--interval", type=float, help="interval schedule in seconds")
+    serve_cmd.add_argument("--limit", type=int, default=None, help="concurrent runs at most")
+    serve_cmd.add_argument("--webserver", action="store_true", help="serve the local HTTP API")
+    serve_cmd.set_defaults(handler=cmd_serve)
+
+    deps = commands.add_parser("deployments", help="deployments").add_subparsers(
+        dest="sub", required=True
+    )
+    d_ls = deps.add_parser("ls")
+    d_ls.add_argument("--json", action="store_true")
+    d_ls.set_defaults(handler=cmd_deployments_ls)
+    d_run = deps.add_parser("run", help="trigger a run of FLOW/DEPLOYMENT")
+    d_run.add_argument("name")
+    d_run.add_argument("-p", "--param", action="append", default=[], help="key=value (JSON)")
+    d_run.add_argument("--watch", action="store_true", help="wait until the run ends")
+    d_run.set_defaults(handler=cmd_deployments_run)
 
     variables = commands.add_parser("variables", help="variables").add_subparsers(
         dest="sub", required=True

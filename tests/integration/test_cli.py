@@ -108,3 +108,60 @@ def test_the_console_script_runs_in_a_subprocess(millstream_home):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+def test_serve_deployments_and_cancel_commands(tmp_path, millstream_home, db_path, capsys):
+    import signal
+    import sqlite3
+    import time
+
+    flow_file = tmp_path / "served.py"
+    flow_file.write_text(
+        "from sdk import flow\n"
+        "@flow\n"
+        "def greet(name: str = 'world') -> str:\n"
+        "    return f'hello {name}'\n"
+    )
+    env = {
+        **os.environ,
+        "MILLSTREAM_HOME": str(millstream_home),
+        "MILLSTREAM_SERVE_POLL_INTERVAL": "0.05",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sdk.cli",
+            "serve",
+            f"{flow_file}:greet",
+            "--name",
+            "hi",
+            "--interval",
+            "3600",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            main(["deployments", "ls", "--json"]) != 0 or "greet/hi" not in capsys.readouterr().out
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert main(["deployments", "run", "greet/hi", "-p", 'name="you"', "--watch"]) == 0
+        assert "Completed" in capsys.readouterr().out
+        assert main(["deployments", "run", "greet/hi", "-p", "nope=1"]) == 2
+        assert main(["deployments", "run", "greet/missing"]) == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=60)
+    assert main(["deployments", "run", "greet/hi"]) == 0  # nobody serves it now: stays Scheduled
+    run_id = capsys.readouterr().out.split("(")[1].split(")")[0]
+    assert main(["runs", "cancel", run_id]) == 0
+    assert "Cancelled" in capsys.readouterr().out
+    with sqlite3.connect(db_path) as conn:
+        results = [r[0] for r in conn.execute("SELECT state_type FROM flow_run ORDER BY created")]
+    assert results == ["COMPLETED", "CANCELLED"]
