@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 ROOT = HERE.parent
 
 
@@ -462,6 +463,9 @@ def main() -> None:
         results.append(recovery(args.reps))
         results += observability(args.reps)
         results.append(memory())
+        from serve_bench import main as serve_figures
+
+        results += serve_figures()
         results.append(startup(args.reps))
     if args.json:
         print(json.dumps(results))

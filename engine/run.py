@@ -630,6 +630,7 @@ async def run_flow(
     executor: Executor | None,
     flow_run_id: uuid.UUID | None = None,
     deployment: Any = None,
+    claimed: FlowRun | None = None,
 ) -> State:
     """Orchestrate one flow run to its final state.
 
@@ -648,7 +649,10 @@ async def run_flow(
         logs.configure()
 
     recovered: dict[tuple[str, str], bytes] | None = None
-    existing = await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None
+    if claimed is not None:
+        existing: FlowRun | None = claimed  # a worker just claimed it: no need to read it again
+    else:
+        existing = await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None
     if existing is not None:
         if existing.state_type is StateType.COMPLETED:
             # Called again with the id of a finished run: its recorded result, nothing runs.
@@ -656,7 +660,8 @@ async def run_flow(
         _check_not_running_elsewhere(existing)
         flow_run = existing
         flow_run.pid, flow_run.hostname, flow_run.end_time = _PID, HOSTNAME, None
-        recovered = await store.read_completed_task_results(existing.id)
+        if existing.run_count > 0:  # it ran before: reuse what its task runs completed
+            recovered = await store.read_completed_task_results(existing.id)
     else:
         flow_run = new_flow_run(
             spec, parameters, store, parent_flow_ctx=parent_ctx, flow_run_id=flow_run_id

@@ -171,7 +171,12 @@ class Worker:
         from engine.run import run_flow
 
         await run_flow(
-            spec, recorded_parameters(run), executor=executor, flow_run_id=run.id, deployment=dep
+            spec,
+            recorded_parameters(run),
+            executor=executor,
+            flow_run_id=run.id,
+            deployment=dep,
+            claimed=run,
         )
 
     async def _shutdown(self) -> None:
