@@ -110,31 +110,8 @@ async def _store() -> Store:
     return store
 
 
-def make_deployment(flow: Any, name: str, **options: Any) -> RunnerDeployment:
-    """``flow.to_deployment(...)``: unsupported server-only options are named in an error."""
-    server_only = {
-        k: v
-        for k, v in options.items()
-        if k
-        in (
-            "work_pool_name",
-            "work_queue_name",
-            "job_variables",
-            "triggers",
-            "concurrency_limit",
-            "entrypoint_type",
-            "image",
-            "build",
-            "push",
-        )
-        and v is not None
-    }
-    if server_only:
-        raise NotSupportedError(
-            f"to_deployment({', '.join(server_only)}=...): work pools, triggers and images are "
-            "Prefect server features; Millstream serves deployments in-process"
-        )
-    known = {
+_OPTIONS = frozenset(
+    {
         "interval",
         "cron",
         "rrule",
@@ -147,21 +124,32 @@ def make_deployment(flow: Any, name: str, **options: Any) -> RunnerDeployment:
         "paused",
         "enforce_parameter_schema",
     }
-    unknown = (
-        set(options)
-        - known
-        - {
-            "work_pool_name",
-            "work_queue_name",
-            "job_variables",
-            "triggers",
-            "concurrency_limit",
-            "entrypoint_type",
-            "image",
-            "build",
-            "push",
-        }
-    )
+)
+# Prefect options that need its server: accepted as None, named in an error otherwise.
+_SERVER_ONLY = frozenset(
+    {
+        "work_pool_name",
+        "work_queue_name",
+        "job_variables",
+        "triggers",
+        "concurrency_limit",
+        "entrypoint_type",
+        "image",
+        "build",
+        "push",
+    }
+)
+
+
+def make_deployment(flow: Any, name: str, **options: Any) -> RunnerDeployment:
+    """``flow.to_deployment(...)``: unsupported server-only options are named in an error."""
+    server_only = {k: v for k, v in options.items() if k in _SERVER_ONLY and v is not None}
+    if server_only:
+        raise NotSupportedError(
+            f"to_deployment({', '.join(server_only)}=...): work pools, triggers and images are "
+            "Prefect server features; Millstream serves deployments in-process"
+        )
+    unknown = set(options) - _OPTIONS - _SERVER_ONLY
     if unknown:
         raise TypeError(f"to_deployment() got unexpected keyword argument(s): {sorted(unknown)}")
     schedules = make_schedules(
