@@ -240,6 +240,50 @@ class PrefectClient(_ClientBase):
 
         await resume_flow_run(self._store, flow_run_id, run_input)
 
+    async def read_deployment_by_name(self, name: str) -> Any:
+        """The deployment called ``flow-name/deployment-name``."""
+        from engine.deployments import read
+
+        if "/" not in name:
+            raise ValueError(f"Give the deployment as 'flow-name/deployment-name', got {name!r}")
+        return await read(self._store, name)
+
+    async def read_deployment(self, deployment_id: uuid.UUID | str) -> Any:
+        """The deployment with this id."""
+        from engine.deployments import read
+
+        return await read(self._store, str(deployment_id))
+
+    async def read_deployments(self, *, limit: int | None = None, offset: int = 0) -> list[Any]:
+        """Every deployment, by flow and name."""
+        from engine.deployments import read_all
+
+        return await read_all(self._store, limit=limit, offset=offset)
+
+    async def create_flow_run_from_deployment(
+        self,
+        deployment_id: uuid.UUID | str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        state: Any = None,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowRun:
+        """A Scheduled run of a deployment (what ``run_deployment(..., timeout=0)`` does)."""
+        from sdk.deployments import arun_deployment
+
+        scheduled = getattr(getattr(state, "state_details", None), "scheduled_time", None)
+        return await arun_deployment(
+            deployment_id,
+            parameters=parameters,
+            scheduled_time=scheduled,
+            flow_run_name=name,
+            tags=tags,
+            idempotency_key=idempotency_key,
+            timeout=0,
+        )
+
     async def create_flow_run(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Not available: flow runs are created by calling flows (deployments come later)."""
         raise NotSupportedError(
@@ -256,6 +300,10 @@ class PrefectClient(_ClientBase):
 
 _ASYNC_METHODS = (
     "hello",
+    "read_deployment_by_name",
+    "read_deployment",
+    "read_deployments",
+    "create_flow_run_from_deployment",
     "cancel_flow_run",
     "resume_flow_run",
     "read_flow_run",

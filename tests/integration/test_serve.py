@@ -384,3 +384,17 @@ def test_schedules_compute_due_times():
     assert len(Schedule(rrule="FREQ=MINUTELY").occurrences(start, end)) == 3
     with pytest.raises(Exception, match="cron"):
         Schedule(cron="not a cron")
+
+
+def test_client_reads_deployments_and_creates_runs_from_them():
+    dep = adder.to_deployment("via-client", parameters={"y": 1}, interval=60)
+    dep_id = dep.apply()
+    with get_client(sync_client=True) as client:
+        read = client.read_deployment_by_name("adder/via-client")
+        assert (read.id, read.parameters, read.schedules[0].interval) == (dep_id, {"y": 1}, 60)
+        assert client.read_deployment(dep_id).name == "via-client"
+        assert [d.name for d in client.read_deployments()] == ["via-client"]
+        run = client.create_flow_run_from_deployment(dep_id, parameters={"x": 2})
+        assert (run.state_type, run.parameters) == (StateType.SCHEDULED, {"x": 2, "y": 1})
+        with pytest.raises(ObjectNotFound):
+            client.read_deployment_by_name("adder/nope")
