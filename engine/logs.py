@@ -12,8 +12,6 @@ from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
-import structlog
-
 from engine import context as ctxmod
 from engine.exceptions import MissingContextError
 from engine.records import LogRecord
@@ -210,6 +208,8 @@ def configure() -> None:
     with _lock:
         if _configured == wanted:
             return
+        import structlog  # imported on first use: it is the largest part of import time
+
         renderer: Any = (
             structlog.processors.JSONRenderer()
             if settings.logging.format == "json"

@@ -3,24 +3,15 @@
 Change ``from prefect import flow, task`` to ``from sdk import flow, task``.
 """
 
+from typing import Any
+
 from engine.context import tags
 from engine.logs import get_run_logger
 from engine.scheduler import allow_failure, quote, unmapped
 from engine.states import State
 from engine.transactions import Transaction
-from sdk.client.orchestration import get_client
-from sdk.deployments import aserve, deploy, serve
-from sdk.flow_runs import (
-    apause_flow_run,
-    aresume_flow_run,
-    asuspend_flow_run,
-    pause_flow_run,
-    resume_flow_run,
-    suspend_flow_run,
-)
 from sdk.flows import Flow, flow
 from sdk.futures import PrefectFuture, as_completed, wait
-from sdk.recovery import arecover, recover
 from sdk.tasks import Task, task
 
 __all__ = [
@@ -51,3 +42,31 @@ __all__ = [
     "unmapped",
     "wait",
 ]
+
+# Serving, the client, pausing and recovery are imported when first used: `import sdk` stays
+# quick for scripts that only run flows.
+_LAZY = {
+    "apause_flow_run": "sdk.flow_runs",
+    "arecover": "sdk.recovery",
+    "aresume_flow_run": "sdk.flow_runs",
+    "aserve": "sdk.deployments",
+    "asuspend_flow_run": "sdk.flow_runs",
+    "deploy": "sdk.deployments",
+    "get_client": "sdk.client.orchestration",
+    "pause_flow_run": "sdk.flow_runs",
+    "recover": "sdk.recovery",
+    "resume_flow_run": "sdk.flow_runs",
+    "serve": "sdk.deployments",
+    "suspend_flow_run": "sdk.flow_runs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sdk' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
