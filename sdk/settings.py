@@ -1,4 +1,4 @@
-"""Settings: ``get_current_settings()`` and ``temporary_settings(...)``."""
+"""Settings for users: ``get_current_settings()``, ``temporary_settings(...)`` and ``Settings``."""
 
 from engine.settings import Settings, get_current_settings, temporary_settings
 
