@@ -1,17 +1,59 @@
-"""Cache policies: how a task run's cache key is computed (Prefect 3's policies and algebra)."""
+"""Cache policies: how a task run's cache key is computed (Prefect 3's policies and algebra).
+
+A policy's ``compute_key(task_ctx, inputs, flow_parameters)`` returns a string key, or None for
+"do not cache". ``task_ctx`` is any object with ``.task`` (whose ``.fn`` is the user function)
+and ``.task_run`` (with ``.id`` and ``.flow_run_id``). Keys are hex digests, the same in every
+process. Policies are immutable values: ``+`` and ``-`` build new ones.
+
+Algebra, as in Prefect: ``a + b`` is a ``CompoundCachePolicy`` of both (nested compounds are
+flattened, ``NONE``/``NO_CACHE`` are left out, their ``Inputs`` members merge into one that
+excludes the union of their names, placed last); ``policy - "x"`` excludes parameter ``x`` from
+the policy's ``Inputs`` (a policy that does not look at inputs is returned unchanged).
+"""
 
 from __future__ import annotations
 
+import functools
 import inspect
+import types
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from engine.exceptions import NotSupportedError, UnhashableInputError
 from engine.hashing import hash_inputs, hash_objects, stable_hash
 
+__all__ = [
+    "CacheKeyFnPolicy",
+    "CachePolicy",
+    "CompoundCachePolicy",
+    "DEFAULT",
+    "FLOW_PARAMETERS",
+    "FlowParameters",
+    "INPUTS",
+    "Inputs",
+    "NONE",
+    "NO_CACHE",
+    "RUN_ID",
+    "RunId",
+    "TASK_SOURCE",
+    "TaskSource",
+    "source_fingerprint",
+    "task_input_hash",
+]
 
+CacheKeyFn = Callable[[Any, dict[str, Any]], "str | None"]
+
+
+@dataclass(frozen=True)
 class CachePolicy:
-    """Computes a cache key from a task run's context and inputs (None: do not cache)."""
+    """Base of cache policies: computes a task run's cache key (None: do not cache).
+
+    ``skip_lookup`` tells ``NO_CACHE`` (never look a cached result up) from ``NONE``.
+    """
+
+    skip_lookup: ClassVar[bool] = False
 
     def compute_key(
         self,
@@ -20,21 +62,33 @@ class CachePolicy:
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        raise NotImplementedError
+        """The cache key for this task run, or None for no caching."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement compute_key()")
+
+    @classmethod
+    def from_cache_key_fn(cls, cache_key_fn: CacheKeyFn) -> CacheKeyFnPolicy:
+        """A policy from a ``cache_key_fn(context, parameters) -> str | None``."""
+        return CacheKeyFnPolicy(cache_key_fn)
 
     def __add__(self, other: CachePolicy) -> CachePolicy:
         if not isinstance(other, CachePolicy):
             return NotImplemented
-        mine = self.policies if isinstance(self, CompoundCachePolicy) else [self]
-        theirs = other.policies if isinstance(other, CompoundCachePolicy) else [other]
-        return CompoundCachePolicy(policies=[*mine, *theirs])
+        # No caching is the identity of +: NONE + INPUTS is INPUTS, as in Prefect.
+        if isinstance(other, _None):
+            return self
+        if isinstance(self, _None):
+            return other
+        return CompoundCachePolicy(policies=_merge([*_members(self), *_members(other)]))
 
     def __sub__(self, name: str) -> CachePolicy:
         if not isinstance(name, str):
-            raise TypeError(f"Only parameter names can be subtracted from a policy, got {name!r}")
+            raise TypeError(
+                f"Only parameter names (str) can be subtracted from a cache policy, got {name!r}"
+            )
         return self._without(name)
 
     def _without(self, name: str) -> CachePolicy:
+        # A policy that does not look at inputs has nothing to exclude.
         return self
 
     def configure(
@@ -43,158 +97,276 @@ class CachePolicy:
         lock_manager: Any = None,
         isolation_level: Any = None,
     ) -> CachePolicy:
-        """Prefect's knobs for where keys live and how they are locked: not configurable here."""
-        from engine.exceptions import NotSupportedError
+        """Prefect's storage and locking options for cache keys: not available here.
 
-        given = {
-            k: v
-            for k, v in {
-                "key_storage": key_storage,
-                "lock_manager": lock_manager,
-                "isolation_level": isolation_level,
-            }.items()
-            if v is not None
-        }
+        Cache entries live in the engine's SQLite database, written by its one writer, so any
+        option given raises ``NotSupportedError`` naming it; with none given the policy is
+        returned unchanged.
+        """
+        given = [
+            name
+            for name, value in (
+                ("key_storage", key_storage),
+                ("lock_manager", lock_manager),
+                ("isolation_level", isolation_level),
+            )
+            if value is not None
+        ]
         if given:
             raise NotSupportedError(
-                f"CachePolicy.configure({', '.join(given)}): cache entries live in the SQLite "
-                "database of the embedded engine and are not configurable"
+                f"{type(self).__name__}.configure({', '.join(given)}=...) is not supported: "
+                "cache entries are kept in the engine's SQLite database and locked by it"
             )
         return self
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+
+def _members(policy: CachePolicy) -> tuple[CachePolicy, ...]:
+    return policy.policies if isinstance(policy, CompoundCachePolicy) else (policy,)
 
 
+def _merge(policies: Iterable[CachePolicy]) -> tuple[CachePolicy, ...]:
+    """Members of a sum: no duplicates, no no-cache policies, one ``Inputs`` last."""
+    merged: list[CachePolicy] = []
+    excluded: list[str] = []
+    has_inputs = False
+    for policy in policies:
+        if isinstance(policy, _None):
+            continue
+        if isinstance(policy, Inputs):
+            has_inputs = True
+            excluded.extend(name for name in policy.exclude if name not in excluded)
+        elif policy not in merged:
+            merged.append(policy)
+    if has_inputs:
+        merged.append(Inputs(exclude=excluded))
+    return tuple(merged)
+
+
+@dataclass(frozen=True)
 class Inputs(CachePolicy):
-    """The task's inputs, minus the excluded parameter names."""
+    """The task run's inputs, minus the ``exclude``d parameter names.
+
+    None (no caching) when the task has no inputs at all, as in Prefect.
+    """
+
+    exclude: tuple[str, ...] = ()
 
     def __init__(self, exclude: Iterable[str] | None = None) -> None:
         if isinstance(exclude, str):
-            raise TypeError(f"exclude must be a list of names, not the string {exclude!r}")
-        self.exclude = list(exclude or [])
+            raise TypeError(
+                f"Inputs(exclude=...) takes a list of parameter names, not the string {exclude!r}"
+            )
+        names = tuple(exclude or ())
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"Inputs(exclude=...) takes parameter names, got {name!r}")
+        object.__setattr__(self, "exclude", names)
 
     def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+        self,
+        task_ctx: Any,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
     ) -> str | None:
-        excluded = set(self.exclude)
-        return hash_inputs({k: v for k, v in inputs.items() if k not in excluded})
+        """A hash of the inputs that are not excluded."""
+        if not inputs:
+            return None
+        if self.exclude:
+            inputs = {k: v for k, v in inputs.items() if k not in self.exclude}
+        return hash_inputs(inputs)
 
     def _without(self, name: str) -> CachePolicy:
-        return Inputs(exclude=[*self.exclude, name])
-
-    def __repr__(self) -> str:
-        return f"Inputs(exclude={self.exclude!r})"
-
-
-_sources: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        if name in self.exclude:
+            return self
+        return Inputs(exclude=(*self.exclude, name))
 
 
-def _source_of(fn: Any) -> str:
-    # Reading source is slow (file I/O, tokenizing) and does not change within a process.
+# Source fingerprints by function: reading source means file I/O and tokenizing, and a function
+# object's source does not change while it lives. Weak keys: functions made at runtime go away.
+_fingerprints: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _task_fn(task_ctx: Any) -> Any:
+    task = getattr(task_ctx, "task", None)
+    fn = getattr(task, "fn", None)
+    if fn is None:
+        # Engine-level runs may have no sdk Task object, only the spec.
+        fn = getattr(getattr(task_ctx, "spec", None), "fn", None)
+    return fn
+
+
+def source_fingerprint(fn: Any) -> str:
+    """A digest of what ``fn`` does: its source, else its code, else its qualified name.
+
+    Source is found by ``inspect.getsource`` (decorated functions are unwrapped; bound methods
+    use their function; callable objects their class). Without source (a REPL, ``exec``),
+    the code object is hashed; without code (builtins), the qualified name.
+    """
+    target = getattr(fn, "__func__", fn)
     try:
-        return _sources[fn]
+        return _fingerprints[target]
     except (KeyError, TypeError):
         pass
+    fingerprint = _fingerprint(target)
     try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
-        if code is not None:
-            source = stable_hash(code.co_code, repr(code.co_consts))
-        else:
-            source = getattr(fn, "__qualname__", repr(fn))
-    try:
-        _sources[fn] = source
-    except TypeError:
+        _fingerprints[target] = fingerprint
+    except TypeError:  # not weak-referenceable: computed each time
         pass
-    return source
+    return fingerprint
 
 
+def _fingerprint(fn: Any) -> str:
+    if isinstance(fn, functools.partial):
+        try:
+            bound = hash_objects(fn.args, fn.keywords)
+        except UnhashableInputError:
+            bound = "unhashable"
+        return stable_hash("partial", source_fingerprint(fn.func), bound)
+    candidates: list[Any] = [fn]
+    if not isinstance(fn, types.FunctionType | types.BuiltinFunctionType | type):
+        candidates.append(type(fn))  # a callable object: its class holds the code
+    for candidate in candidates:
+        try:
+            return stable_hash("source", inspect.getsource(candidate))
+        except (OSError, TypeError):
+            continue
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if isinstance(code, types.CodeType):
+        return stable_hash("code", hash_objects(code))
+    cls = fn if isinstance(fn, type) else type(fn)
+    name = getattr(fn, "__qualname__", None) or cls.__qualname__
+    module = getattr(fn, "__module__", None) or cls.__module__
+    return stable_hash("name", f"{module}.{name}")
+
+
+@dataclass(frozen=True)
 class TaskSource(CachePolicy):
-    """The source code of the task's function."""
+    """The source code of the task's function (None outside a task run)."""
 
     def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+        self,
+        task_ctx: Any,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
     ) -> str | None:
-        fn = getattr(getattr(task_ctx, "task", None), "fn", None)
-        return stable_hash(_source_of(fn)) if fn is not None else None
+        """A digest of the task function's source (see ``source_fingerprint``)."""
+        fn = _task_fn(task_ctx)
+        return None if fn is None else source_fingerprint(fn)
 
 
+@dataclass(frozen=True)
 class RunId(CachePolicy):
-    """The flow run id (the task run id outside a flow): caches within one run only."""
+    """The flow run id, or the task run id outside a flow: caches within one run only."""
 
     def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+        self,
+        task_ctx: Any,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
     ) -> str | None:
+        """The run id as a string (None outside a task run)."""
         task_run = getattr(task_ctx, "task_run", None)
         if task_run is None:
             return None
-        run_id = task_run.flow_run_id or task_run.id
-        return str(run_id)
+        run_id = task_run.flow_run_id
+        if run_id is None:
+            run_id = task_run.id
+        return None if run_id is None else str(run_id)
 
 
+@dataclass(frozen=True)
 class FlowParameters(CachePolicy):
-    """The parameters of the flow run the task runs in."""
+    """The parameters of the flow run the task runs in (None when there are none)."""
 
     def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+        self,
+        task_ctx: Any,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
     ) -> str | None:
-        return hash_inputs(flow_parameters)
+        """A hash of the flow run's parameters."""
+        if not flow_parameters:
+            return None
+        return hash_inputs(flow_parameters, kind="flow parameter")
 
 
+@dataclass(frozen=True)
 class _None(CachePolicy):
-    """Never a key: no caching."""
+    """Never a key: no caching (``NONE``)."""
 
     def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+        self,
+        task_ctx: Any,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
     ) -> str | None:
+        """Always None."""
         return None
 
 
-class NoCache(_None):
-    """No caching, and no cache lookup either."""
+@dataclass(frozen=True)
+class _NoCache(_None):
+    """No caching and no cache lookup either (``NO_CACHE``)."""
+
+    skip_lookup: ClassVar[bool] = True
 
 
+@dataclass(frozen=True)
 class CompoundCachePolicy(CachePolicy):
-    """Several policies together: a hash of their keys (None when every one gives None)."""
+    """Several policies at once: a hash of their keys (None when every member gives None)."""
 
-    def __init__(self, policies: list[CachePolicy] | None = None) -> None:
-        self.policies = list(policies or [])
+    policies: tuple[CachePolicy, ...] = field(default=())
+
+    def __init__(self, policies: Iterable[CachePolicy] | None = None) -> None:
+        members = tuple(policies or ())
+        for policy in members:
+            if not isinstance(policy, CachePolicy):
+                raise TypeError(f"CompoundCachePolicy members must be CachePolicy, got {policy!r}")
+        object.__setattr__(self, "policies", members)
 
     def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+        self,
+        task_ctx: Any,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
     ) -> str | None:
+        """A hash of the members' keys, in order (a member's None counts as a value)."""
         keys = [p.compute_key(task_ctx, inputs, flow_parameters, **kwargs) for p in self.policies]
-        if all(k is None for k in keys):
+        if all(key is None for key in keys):
             return None
-        return hash_objects(keys)
+        return hash_objects(*keys)
 
     def _without(self, name: str) -> CachePolicy:
-        return CompoundCachePolicy([p._without(name) for p in self.policies])
-
-    def __repr__(self) -> str:
-        return f"CompoundCachePolicy(policies={self.policies!r})"
+        return CompoundCachePolicy(policies=[p._without(name) for p in self.policies])
 
 
+@dataclass(frozen=True)
 class CacheKeyFnPolicy(CachePolicy):
     """A user function ``cache_key_fn(context, parameters) -> str | None``."""
 
-    def __init__(self, cache_key_fn: Callable[[Any, dict[str, Any]], str | None]) -> None:
-        self.cache_key_fn = cache_key_fn
+    cache_key_fn: CacheKeyFn
 
     def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+        self,
+        task_ctx: Any,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
     ) -> str | None:
+        """What the function returns; ``TypeError`` naming it if that is not a str or None."""
         key = self.cache_key_fn(task_ctx, inputs)
         if key is not None and not isinstance(key, str):
             raise TypeError(
-                f"cache_key_fn {self.cache_key_fn!r} must return a str or None, got {key!r}"
+                f"cache_key_fn {getattr(self.cache_key_fn, '__qualname__', self.cache_key_fn)!r} "
+                f"must return a str or None, got {type(key).__qualname__}: {key!r}"
             )
         return key
-
-    def __repr__(self) -> str:
-        return f"CacheKeyFnPolicy({self.cache_key_fn!r})"
 
 
 INPUTS = Inputs()
@@ -202,23 +374,24 @@ TASK_SOURCE = TaskSource()
 RUN_ID = RunId()
 FLOW_PARAMETERS = FlowParameters()
 NONE = _None()
-NO_CACHE = NoCache()
-DEFAULT = INPUTS + TASK_SOURCE + RUN_ID
+NO_CACHE = _NoCache()
+DEFAULT = TASK_SOURCE + RUN_ID + INPUTS
 
 
 def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
-    """Prefect's ``cache_key_fn`` helper: the task's identity, its source and its arguments.
+    """Prefect's ``cache_key_fn`` helper: a hash of the task, its source and its arguments.
 
-    Returns None (no caching) when an argument cannot be hashed, as Prefect does.
+    Returns None (the run is not cached) when an argument cannot be hashed, as Prefect does.
     """
-    from engine.exceptions import UnhashableInputError
-
     task = getattr(context, "task", None)
-    fn = getattr(task, "fn", None)
+    task_key = getattr(task, "task_key", None) or getattr(task, "name", None)
+    if task_key is None:
+        task_key = getattr(getattr(context, "task_run", None), "task_key", None)
+    fn = _task_fn(context)
     try:
         return hash_objects(
-            getattr(context.task_run, "task_key", None) if hasattr(context, "task_run") else None,
-            _source_of(fn) if fn is not None else None,
+            task_key,
+            None if fn is None else source_fingerprint(fn),
             hash_inputs(arguments),
         )
     except UnhashableInputError:

@@ -1,14 +1,23 @@
-"""Result serializers (msgspec msgpack by default, JSON, pickle) and local result storage.
+"""Result serializers (type-faithful msgpack, JSON, pickle) and local result storage.
 
-The default encoding is type-faithful msgpack: plain data is msgspec's msgpack (decoding runs
-no code); tuples, sets, dataclasses, Structs, enums, datetimes and the like are wrapped in
-msgpack extension types naming their class, imported again on load. Values msgspec cannot
-encode fall back to pickle (one tag byte says which) unless pickle is turned off.
+Encoding of ``MsgpackSerializer`` (the default): one tag byte, then the body.
+
+* ``b"m"`` — msgspec msgpack. Plain data (``str``, ``int``, ``float``, ``bool``, ``None``,
+  ``bytes``, ``list``, ``dict``) is ordinary msgpack. Values plain msgpack would bring back as
+  another type are msgpack *extension* values whose payload is itself this encoding: tuples,
+  sets, frozensets, dicts with non-scalar keys, datetimes, dates, times, timedeltas, UUIDs,
+  decimals, complex numbers, bytearrays, integers beyond 64 bits (codes 1-13, rebuilt by builtin
+  constructors only), and enums, dataclasses, msgspec Structs and named tuples (codes 20-23,
+  which carry ``"module:QualName"``). Decoding runs no user code except for codes 20-23: those
+  import the named module and rebuild the value, after checking that the name resolves to a class
+  of the expected kind (an ``Enum`` is called with its value, a Struct with its fields, a
+  dataclass is rebuilt like pickle does, without ``__init__``; a named tuple via ``_make``).
+* ``b"p"`` — stdlib pickle of the whole value, when some part of it has no msgpack encoding
+  (and the pickle fallback is on). Loading it runs arbitrary code, like any pickle.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import decimal
@@ -16,318 +25,628 @@ import enum
 import importlib
 import os
 import pickle
-import tempfile
 import uuid
-from collections.abc import Mapping
+import weakref
+import zoneinfo
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import msgspec
 
 from engine.exceptions import SerializationError, StorageKeyError
 
+__all__ = [
+    "JSONSerializer",
+    "LocalFileSystem",
+    "MsgpackSerializer",
+    "PickleSerializer",
+    "ResultStorage",
+    "Serializer",
+    "render_storage_key",
+    "resolve_serializer",
+    "resolve_storage",
+    "validate_storage_key",
+]
+
 
 class Serializer(Protocol):
-    """Turns values into bytes and back."""
+    """Turns values into bytes and back; ``type`` names it in stored result envelopes."""
 
-    type: str
+    @property
+    def type(self) -> str:
+        """The name written next to each stored result ("msgpack", "json", "pickle", ...)."""
+        ...
 
-    def dumps(self, obj: Any) -> bytes: ...
+    def dumps(self, obj: Any) -> bytes:
+        """Encode ``obj``; raise ``SerializationError`` naming its type when it cannot."""
+        ...
 
-    def loads(self, data: bytes) -> Any: ...
+    def loads(self, data: bytes) -> Any:
+        """Decode bytes written by ``dumps``."""
+        ...
 
+
+# --- type-faithful msgpack ----------------------------------------------------------------
 
 _TAG_MSGPACK = b"m"
 _TAG_PICKLE = b"p"
-# Extension codes for values plain msgpack would not bring back as the same type.
-_EXT_TUPLE, _EXT_SET, _EXT_FROZENSET, _EXT_OBJECT, _EXT_DATETIME, _EXT_UUID, _EXT_DECIMAL = (
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-)
-_EXT_DATE, _EXT_TIME, _EXT_TIMEDELTA, _EXT_ENUM, _EXT_COMPLEX = 8, 9, 10, 11, 12
+
+# Builtin types, rebuilt by builtin constructors (no import, no user code).
+_EXT_TUPLE = 1
+_EXT_SET = 2
+_EXT_FROZENSET = 3
+_EXT_DICT = 4  # a dict whose keys msgpack cannot hold as map keys: flat [k1, v1, k2, v2, ...]
+_EXT_DATETIME = 5
+_EXT_DATE = 6
+_EXT_TIME = 7
+_EXT_TIMEDELTA = 8
+_EXT_UUID = 9
+_EXT_DECIMAL = 10
+_EXT_COMPLEX = 11
+_EXT_BIGINT = 12
+_EXT_BYTEARRAY = 13
+# User classes, named "module:QualName" and imported on load.
+_EXT_ENUM = 20
+_EXT_DATACLASS = 21
+_EXT_STRUCT = 22
+_EXT_NAMEDTUPLE = 23
+
+_Ext = msgspec.msgpack.Ext
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+_STR = frozenset({str})
+_INT64_MIN = -(1 << 63)
+_UINT64_MAX = (1 << 64) - 1
 
 
-def _qualname(cls: type) -> str:
+class _Unsupported(Exception):
+    """A value inside the result that the msgpack encoding cannot hold (the pickle path may)."""
+
+    def __init__(self, obj: Any) -> None:
+        super().__init__(obj)
+        self.obj = obj
+
+
+def _type_name(cls: type) -> str:
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def _class_ref(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _import(qualname: str) -> Any:
-    module_name, _, attr = qualname.partition(":")
+def _import_class(ref: str) -> Any:
+    module_name, _, attr = ref.partition(":")
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
 
 
-class _Unsupported(Exception):
-    pass
+def _pickles_by_state(cls: type) -> bool:
+    """True when pickle would rebuild ``cls`` from its attributes (no custom pickling hooks)."""
+    for name in ("__reduce__", "__reduce_ex__", "__getstate__", "__setstate__", "__getnewargs__"):
+        attr = getattr(cls, name, None)
+        # dataclass(slots=True) adds its own __getstate__/__setstate__, which do just that.
+        if attr is None or attr is getattr(object, name, None):
+            continue
+        if getattr(attr, "__module__", None) == "dataclasses":
+            continue
+        return False
+    return True
 
 
-def _enc(value: Any) -> bytes:
-    return _ext_encoder.encode(_prepare(value))
+# Which extension code a user class is encoded with (None: not at all). Weak keys: classes made
+# at runtime must stay collectable.
+_class_codes: weakref.WeakKeyDictionary[type, int | None] = weakref.WeakKeyDictionary()
 
 
-def _enc_hook(obj: Any) -> Any:
-    enc = _enc
-    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
-        return msgspec.msgpack.Ext(_EXT_TUPLE, enc(list(obj)))
-    if isinstance(obj, frozenset):
-        return msgspec.msgpack.Ext(_EXT_FROZENSET, enc(list(obj)))
-    if isinstance(obj, set):
-        return msgspec.msgpack.Ext(_EXT_SET, enc(list(obj)))
-    if isinstance(obj, enum.Enum):
-        return msgspec.msgpack.Ext(_EXT_ENUM, enc([_qualname(type(obj)), obj.value]))
-    if isinstance(obj, dt.datetime):
-        return msgspec.msgpack.Ext(_EXT_DATETIME, obj.isoformat().encode())
-    if isinstance(obj, dt.date):
-        return msgspec.msgpack.Ext(_EXT_DATE, obj.isoformat().encode())
-    if isinstance(obj, dt.time):
-        return msgspec.msgpack.Ext(_EXT_TIME, obj.isoformat().encode())
-    if isinstance(obj, dt.timedelta):
-        return msgspec.msgpack.Ext(_EXT_TIMEDELTA, enc([obj.days, obj.seconds, obj.microseconds]))
-    if isinstance(obj, uuid.UUID):
-        return msgspec.msgpack.Ext(_EXT_UUID, obj.bytes)
-    if isinstance(obj, decimal.Decimal):
-        return msgspec.msgpack.Ext(_EXT_DECIMAL, str(obj).encode())
-    if isinstance(obj, complex):
-        return msgspec.msgpack.Ext(_EXT_COMPLEX, enc([obj.real, obj.imag]))
+def _class_code(cls: type) -> int | None:
+    try:
+        return _class_codes[cls]
+    except KeyError:
+        pass
+    code: int | None = None
+    if issubclass(cls, enum.Enum):
+        code = _EXT_ENUM
+    elif issubclass(cls, msgspec.Struct):
+        code = _EXT_STRUCT
+    elif dataclasses.is_dataclass(cls) and _pickles_by_state(cls):
+        code = _EXT_DATACLASS
+    elif issubclass(cls, tuple) and hasattr(cls, "_fields") and hasattr(cls, "_make"):
+        code = _EXT_NAMEDTUPLE
+    if code is not None:
+        # Only classes a later process can find again by name (not local or shadowed ones).
+        try:
+            if _import_class(_class_ref(cls)) is not cls:
+                code = None
+        except Exception:
+            code = None
+    _class_codes[cls] = code
+    return code
+
+
+def _encode_ext(obj: Any, big: bool) -> bytes:
+    return _encoder.encode(_prepare(obj, big))
+
+
+def _prepare(obj: Any, big: bool) -> Any:
+    """``obj`` as msgspec-native values and extension values (see the module docstring).
+
+    ``big`` is the slow mode used after msgspec overflowed: integers are range-checked one by one
+    instead of passing lists and dicts of scalars through untouched.
+    """
     cls = type(obj)
-    if (
-        dataclasses.is_dataclass(obj) or isinstance(obj, msgspec.Struct) or hasattr(obj, "_fields")
-    ) and ("<locals>" not in cls.__qualname__):
-        if hasattr(obj, "_fields"):
-            fields = dict(obj._asdict())
-        elif dataclasses.is_dataclass(obj):
-            fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-        else:
-            fields = {f: getattr(obj, f) for f in obj.__struct_fields__}
-        return msgspec.msgpack.Ext(_EXT_OBJECT, enc([_qualname(cls), fields]))
-    raise _Unsupported(cls)
+    if cls in _SCALARS:
+        if big and cls is int and not _INT64_MIN <= obj <= _UINT64_MAX:
+            return _Ext(_EXT_BIGINT, obj.to_bytes((obj.bit_length() + 8) // 8, "big", signed=True))
+        return obj
+    if cls is list:
+        # Lists of scalars are the common bulky case: checked in C, passed through as they are.
+        if not big and _SCALARS.issuperset(map(type, obj)):
+            return obj
+        return [_prepare(v, big) for v in obj]
+    if cls is dict:
+        if _STR.issuperset(map(type, obj)) or (not big and _SCALARS.issuperset(map(type, obj))):
+            if not big and _SCALARS.issuperset(map(type, obj.values())):
+                return obj
+            return {k: _prepare(v, big) for k, v in obj.items()}
+        flat = [_prepare(x, big) for item in obj.items() for x in item]
+        return _Ext(_EXT_DICT, _encoder.encode(flat))
+    if cls is tuple:
+        return _Ext(_EXT_TUPLE, _encode_ext(list(obj), big))
+    if cls is set:
+        return _Ext(_EXT_SET, _encode_ext(list(obj), big))
+    if cls is frozenset:
+        return _Ext(_EXT_FROZENSET, _encode_ext(list(obj), big))
+    if cls is dt.datetime:
+        tz = obj.tzinfo
+        if tz is None or type(tz) is dt.timezone:
+            return _Ext(_EXT_DATETIME, _encoder.encode([obj.isoformat(), obj.fold, None]))
+        if type(tz) is zoneinfo.ZoneInfo and tz.key is not None:
+            # Keep the zone, not just today's offset: wall time, fold and zone key.
+            wall = obj.replace(tzinfo=None).isoformat()
+            return _Ext(_EXT_DATETIME, _encoder.encode([wall, obj.fold, tz.key]))
+        raise _Unsupported(obj)
+    if cls is dt.date:
+        return _Ext(_EXT_DATE, obj.isoformat().encode())
+    if cls is dt.time:
+        if obj.tzinfo is None or type(obj.tzinfo) is dt.timezone:
+            return _Ext(_EXT_TIME, _encoder.encode([obj.isoformat(), obj.fold]))
+        raise _Unsupported(obj)
+    if cls is dt.timedelta:
+        return _Ext(_EXT_TIMEDELTA, _encoder.encode([obj.days, obj.seconds, obj.microseconds]))
+    if cls is uuid.UUID:
+        return _Ext(_EXT_UUID, obj.bytes)
+    if cls is decimal.Decimal:
+        return _Ext(_EXT_DECIMAL, str(obj).encode())
+    if cls is complex:
+        return _Ext(_EXT_COMPLEX, _encoder.encode([obj.real, obj.imag]))
+    if cls is bytearray:
+        return _Ext(_EXT_BYTEARRAY, bytes(obj))
+    code = _class_code(cls)
+    if code is None:
+        raise _Unsupported(obj)
+    ref = _class_ref(cls)
+    if code == _EXT_ENUM:
+        payload: Any = [ref, _prepare(obj.value, big)]
+    elif code == _EXT_STRUCT:
+        payload = [ref, {f: _prepare(getattr(obj, f), big) for f in obj.__struct_fields__}]
+    elif code == _EXT_DATACLASS:
+        # The instance's full state, as pickle would keep it (attributes set in __post_init__
+        # included); slotted dataclasses have no __dict__, only their fields.
+        state = getattr(obj, "__dict__", None)
+        if state is None:
+            state = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        payload = [ref, {k: _prepare(v, big) for k, v in state.items()}]
+    else:
+        payload = [ref, [_prepare(v, big) for v in obj]]
+    return _Ext(code, _encoder.encode(payload))
+
+
+def _user_class(ref: str, check: Callable[[Any], bool], kind: str) -> Any:
+    try:
+        cls = _import_class(ref)
+    except Exception as exc:
+        raise SerializationError(
+            f"Stored result refers to {kind} {ref!r}, which cannot be imported: {exc}"
+        ) from exc
+    # Refuse names that do not resolve to the kind of class they were written as: the payload
+    # must never make us call an arbitrary callable.
+    if not (isinstance(cls, type) and check(cls)):
+        raise SerializationError(f"Stored result refers to {ref!r}, which is not a {kind}")
+    return cls
+
+
+def _is_dataclass_type(cls: type) -> bool:
+    return dataclasses.is_dataclass(cls)
+
+
+def _is_namedtuple_type(cls: type) -> bool:
+    return issubclass(cls, tuple) and hasattr(cls, "_make")
+
+
+def _is_struct_type(cls: type) -> bool:
+    return issubclass(cls, msgspec.Struct)
+
+
+def _is_enum_type(cls: type) -> bool:
+    return issubclass(cls, enum.Enum)
 
 
 def _ext_hook(code: int, data: memoryview) -> Any:
-    dec = _ext_decoder.decode
     if code == _EXT_TUPLE:
-        return tuple(dec(data))
+        return tuple(_decoder.decode(data))
     if code == _EXT_SET:
-        return set(dec(data))
+        return set(_decoder.decode(data))
     if code == _EXT_FROZENSET:
-        return frozenset(dec(data))
-    if code == _EXT_ENUM:
-        name, value = dec(data)
-        return _import(name)(value)
+        return frozenset(_decoder.decode(data))
+    if code == _EXT_DICT:
+        flat = _decoder.decode(data)
+        return dict(zip(flat[::2], flat[1::2], strict=True))
     if code == _EXT_DATETIME:
-        return dt.datetime.fromisoformat(bytes(data).decode())
+        text, fold, zone = _decoder.decode(data)
+        value = dt.datetime.fromisoformat(text).replace(fold=fold)
+        return value if zone is None else value.replace(tzinfo=zoneinfo.ZoneInfo(zone))
     if code == _EXT_DATE:
         return dt.date.fromisoformat(bytes(data).decode())
     if code == _EXT_TIME:
-        return dt.time.fromisoformat(bytes(data).decode())
+        text, fold = _decoder.decode(data)
+        return dt.time.fromisoformat(text).replace(fold=fold)
     if code == _EXT_TIMEDELTA:
-        days, seconds, micro = dec(data)
+        days, seconds, micro = _decoder.decode(data)
         return dt.timedelta(days=days, seconds=seconds, microseconds=micro)
     if code == _EXT_UUID:
         return uuid.UUID(bytes=bytes(data))
     if code == _EXT_DECIMAL:
         return decimal.Decimal(bytes(data).decode())
     if code == _EXT_COMPLEX:
-        real, imag = dec(data)
+        real, imag = _decoder.decode(data)
         return complex(real, imag)
-    if code == _EXT_OBJECT:
-        name, fields = dec(data)
-        return _import(name)(**fields)
-    raise SerializationError(f"Unknown msgpack extension code {code} in a stored result")
+    if code == _EXT_BIGINT:
+        return int.from_bytes(data, "big", signed=True)
+    if code == _EXT_BYTEARRAY:
+        return bytearray(data)
+    if code == _EXT_ENUM:
+        ref, value = _decoder.decode(data)
+        return _user_class(ref, _is_enum_type, "Enum")(value)
+    if code == _EXT_STRUCT:
+        ref, fields = _decoder.decode(data)
+        return _user_class(ref, _is_struct_type, "msgspec Struct")(**fields)
+    if code == _EXT_DATACLASS:
+        ref, state = _decoder.decode(data)
+        cls = _user_class(ref, _is_dataclass_type, "dataclass")
+        # As pickle does: a bare instance and its attributes, no __init__ or __post_init__.
+        instance = cls.__new__(cls)
+        for name, value in state.items():
+            object.__setattr__(instance, name, value)
+        return instance
+    if code == _EXT_NAMEDTUPLE:
+        ref, values = _decoder.decode(data)
+        return _user_class(ref, _is_namedtuple_type, "named tuple")._make(values)
+    raise SerializationError(f"Stored result holds unknown msgpack extension code {code}")
 
 
-# datetimes, UUIDs and decimals go through the hook (msgspec would write them as strings).
-_ext_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook, decimal_format="number")
-_ext_decoder = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+# One encoder and decoder per process: building them per call would cost more than small values
+# take to encode.
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
 
 
-def _prepare(obj: Any) -> Any:
-    # msgspec encodes tuples, datetimes, UUIDs, dataclasses natively (losing their type on
-    # decode); wrap them first so the hook sees them.
-    cls = type(obj)
-    if cls in (str, int, float, bool, bytes, type(None)):
-        return obj
-    if cls is list:
-        return [_prepare(v) for v in obj]
-    if cls is dict:
-        return {k if type(k) is str else _prepare(k): _prepare(v) for k, v in obj.items()}
-    try:
-        return _enc_hook(obj) if not isinstance(obj, msgspec.msgpack.Ext) else obj
-    except _Unsupported:
-        return obj
+def _no_msgpack_reason(obj: Any, inner: Any) -> str:
+    if inner is obj:
+        return "msgpack has no encoding for that type"
+    return f"it contains a value of type {_type_name(type(inner))}, which msgpack cannot encode"
 
 
-class MsgpackSerializer:
-    """The default: type-faithful msgpack through msgspec, with an optional pickle fallback."""
+class MsgpackSerializer(Serializer):
+    """The default serializer: type-faithful msgspec msgpack, with an optional pickle fallback.
 
-    type = "msgpack"
+    ``pickle_fallback=False`` refuses values msgpack cannot hold, with a ``SerializationError``
+    that names the type, instead of pickling them.
+    """
+
+    type: ClassVar[str] = "msgpack"
 
     def __init__(self, pickle_fallback: bool = True) -> None:
         self.pickle_fallback = pickle_fallback
 
     def dumps(self, obj: Any) -> bytes:
+        """Tag byte and msgpack body; tag byte and pickle when msgpack cannot hold ``obj``."""
+        inner: Any
         try:
-            return _TAG_MSGPACK + _ext_encoder.encode(_prepare(obj))
-        except (_Unsupported, TypeError, OverflowError, ValueError) as exc:
-            if not self.pickle_fallback:
-                raise SerializationError(
-                    f"Cannot persist a value of type {_describe(obj)} with msgpack ({exc}); "
-                    "use result_serializer='pickle', or allow the pickle fallback "
-                    "(MILLSTREAM_RESULTS_PICKLE=true)"
-                ) from None
-        return _TAG_PICKLE + PickleSerializer().dumps(obj)
+            try:
+                return _TAG_MSGPACK + _encoder.encode(_prepare(obj, False))
+            except OverflowError:
+                # An integer beyond 64 bits somewhere: walk again, checking every integer.
+                return _TAG_MSGPACK + _encoder.encode(_prepare(obj, True))
+        except _Unsupported as exc:
+            inner = exc.obj
+            reason = _no_msgpack_reason(obj, inner)
+        except RecursionError:
+            inner = obj
+            reason = "it is nested too deeply or refers to itself"
+        except (TypeError, ValueError, OverflowError) as exc:
+            inner = obj
+            reason = f"msgpack cannot encode it: {exc}"
+        if not self.pickle_fallback:
+            raise SerializationError(
+                f"Cannot persist a result of type {_type_name(type(obj))} with the msgpack "
+                f"serializer: {reason}. Set result_serializer='pickle', or allow the pickle "
+                "fallback with MILLSTREAM_RESULTS_PICKLE=true."
+            )
+        try:
+            return _TAG_PICKLE + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(
+                f"Cannot persist a result of type {_type_name(type(obj))}: {reason}, and it "
+                f"cannot be pickled either ({exc})"
+            ) from exc
 
     def loads(self, data: bytes) -> Any:
-        tag, body = data[:1], data[1:]
+        """Decode either body, by its tag byte."""
+        tag, body = data[:1], memoryview(data)[1:]
         if tag == _TAG_MSGPACK:
-            return _ext_decoder.decode(body)
+            try:
+                return _decoder.decode(body)
+            except msgspec.DecodeError as exc:
+                raise SerializationError(f"Stored msgpack result is corrupt: {exc}") from exc
         if tag == _TAG_PICKLE:
             return pickle.loads(body)
-        raise SerializationError(f"Stored result has unknown encoding tag {tag!r}")
+        raise SerializationError(f"Stored result has unknown encoding tag {bytes(tag)!r}")
+
+    def __repr__(self) -> str:
+        return f"MsgpackSerializer(pickle_fallback={self.pickle_fallback!r})"
 
 
-class JSONSerializer:
-    """JSON through msgspec (values JSON cannot hold are refused, naming their type)."""
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder()
 
-    type = "json"
+
+class JSONSerializer(Serializer):
+    """JSON through msgspec. Not type-faithful: tuples and sets come back as lists, datetimes,
+    UUIDs and decimals as strings, dataclasses and Structs as dicts."""
+
+    type: ClassVar[str] = "json"
 
     def dumps(self, obj: Any) -> bytes:
+        """JSON bytes; ``SerializationError`` naming the type when JSON cannot hold ``obj``."""
         try:
-            return msgspec.json.encode(obj)
-        except (TypeError, OverflowError, ValueError) as exc:
+            return _json_encoder.encode(obj)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise SerializationError(
-                f"Cannot persist a value of type {_describe(obj)} as JSON: {exc}"
-            ) from None
+                f"Cannot persist a result of type {_type_name(type(obj))} as JSON: {exc}"
+            ) from exc
 
     def loads(self, data: bytes) -> Any:
-        return msgspec.json.decode(data)
+        """Decode JSON bytes."""
+        try:
+            return _json_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise SerializationError(f"Stored JSON result is corrupt: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return "JSONSerializer()"
 
 
-class PickleSerializer:
-    """The standard library's pickle."""
+class PickleSerializer(Serializer):
+    """The standard library's pickle (highest protocol). Loading runs arbitrary code."""
 
-    type = "pickle"
+    type: ClassVar[str] = "pickle"
 
     def dumps(self, obj: Any) -> bytes:
+        """Pickle bytes; ``SerializationError`` naming the type when ``obj`` cannot be pickled."""
         try:
             return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        except Exception as exc:
             raise SerializationError(
-                f"Cannot persist a value of type {_describe(obj)}: it cannot be pickled ({exc})"
-            ) from None
+                f"Cannot persist a result of type {_type_name(type(obj))} with pickle: {exc}"
+            ) from exc
 
     def loads(self, data: bytes) -> Any:
+        """Unpickle bytes."""
         return pickle.loads(data)
 
-
-def _describe(obj: Any) -> str:
-    cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    def __repr__(self) -> str:
+        return "PickleSerializer()"
 
 
-_BUILTIN: dict[str, type[Any]] = {
-    "msgpack": MsgpackSerializer,
-    "json": JSONSerializer,
-    "pickle": PickleSerializer,
-}
+_SERIALIZER_NAMES = ("json", "msgpack", "pickle")
 
 
-def resolve_serializer(value: Any, *, pickle_fallback: bool = True) -> Any:
-    """A serializer from a name ("msgpack", "json", "pickle") or an object with dumps/loads."""
+def resolve_serializer(
+    value: str | Serializer | None, *, pickle_fallback: bool = True
+) -> Serializer:
+    """The serializer for ``result_serializer``: a name, a serializer object, or None (msgpack).
+
+    ``pickle_fallback`` applies to the msgpack serializer built from a name or None; a serializer
+    object is used as it is.
+    """
     if value is None or value == "msgpack":
-        return MsgpackSerializer(pickle_fallback)
+        return MsgpackSerializer(pickle_fallback=pickle_fallback)
+    if value == "json":
+        return JSONSerializer()
+    if value == "pickle":
+        return PickleSerializer()
     if isinstance(value, str):
-        cls = _BUILTIN.get(value)
-        if cls is None:
-            raise ValueError(
-                f"Unknown result_serializer {value!r}; use one of {sorted(_BUILTIN)} or an "
-                "object with dumps() and loads()"
-            )
-        return cls()
+        raise ValueError(
+            f"Unknown result_serializer {value!r}: use one of {', '.join(_SERIALIZER_NAMES)} "
+            "or an object with dumps(), loads() and a string attribute 'type'"
+        )
+    if isinstance(value, type):
+        raise ValueError(
+            f"result_serializer {value.__qualname__} is a class: pass an instance, "
+            f"e.g. {value.__qualname__}()"
+        )
     if callable(getattr(value, "dumps", None)) and callable(getattr(value, "loads", None)):
         if not isinstance(getattr(value, "type", None), str):
-            raise ValueError(f"Serializer {value!r} needs a string attribute 'type'")
+            raise ValueError(
+                f"result_serializer {value!r} needs a string attribute 'type' naming it "
+                "(it is stored with each result)"
+            )
         return value
     raise ValueError(
-        f"result_serializer must be a name or an object with dumps() and loads(), got {value!r}"
+        f"result_serializer must be one of {', '.join(_SERIALIZER_NAMES)} or an object with "
+        f"dumps() and loads(), got {value!r}"
     )
 
 
+# --- storage --------------------------------------------------------------------------------
+
+
 def validate_storage_key(key: str) -> str:
-    """The key, if it stays inside its storage directory; ``StorageKeyError`` otherwise."""
-    if not key or os.path.isabs(key) or key.startswith(("/", "\\")):
-        raise StorageKeyError(f"Result storage key {key!r} must be a non-empty relative path")
-    if ".." in Path(key).parts or ".." in key.replace("\\", "/").split("/"):
-        raise StorageKeyError(f"Result storage key {key!r} must not contain '..'")
+    """``key`` itself if it is a relative path that stays inside its storage directory.
+
+    Raises ``StorageKeyError`` naming the key when it is empty, absolute, names a directory or
+    has a ``..`` component.
+    """
+    if not isinstance(key, str) or not key:
+        raise StorageKeyError(f"Result storage key {key!r} must be a non-empty string")
+    if "\x00" in key:
+        raise StorageKeyError(f"Result storage key {key!r} must not contain a NUL character")
+    parts = key.replace("\\", "/").split("/")
+    if (
+        os.path.isabs(key)
+        or key.startswith(("/", "\\"))
+        or (len(parts[0]) == 2 and parts[0][1] == ":")
+    ):
+        raise StorageKeyError(f"Result storage key {key!r} must be a relative path, not absolute")
+    if ".." in parts:
+        raise StorageKeyError(f"Result storage key {key!r} must not contain a '..' component")
+    if parts[-1] in ("", "."):
+        raise StorageKeyError(f"Result storage key {key!r} must name a file, not a directory")
     return key
 
 
+class _KeyNamespace(dict[str, Any]):
+    """Names a key template may use: each parameter, and ``parameters`` (all of them)."""
+
+    def __missing__(self, name: str) -> Any:
+        raise StorageKeyError(name)
+
+
 def render_storage_key(template: str, parameters: Mapping[str, Any]) -> str:
-    """Render ``result_storage_key`` over the parameters (``{x}`` or ``{parameters[x]}``)."""
+    """Render ``result_storage_key`` over the run's parameters, then validate it.
+
+    Both ``{x}`` and Prefect's ``{parameters[x]}`` forms work. An unknown name raises
+    ``StorageKeyError`` naming it.
+    """
+    namespace = _KeyNamespace(parameters)
+    namespace["parameters"] = parameters
     try:
-        key = template.format(**parameters, parameters=parameters)
-    except (KeyError, IndexError) as exc:
+        key = template.format_map(namespace)
+    except (StorageKeyError, KeyError) as exc:
+        name = exc.args[0] if exc.args else "?"
         raise StorageKeyError(
-            f"result_storage_key {template!r} refers to {exc}, which is not a parameter "
-            f"(parameters: {sorted(parameters)})"
+            f"result_storage_key {template!r} refers to {name!r}, which is not a parameter "
+            f"of this run (parameters: {', '.join(sorted(parameters)) or 'none'})"
         ) from None
+    except IndexError:
+        raise StorageKeyError(
+            f"result_storage_key {template!r} uses a positional field; name parameters, "
+            "like {x} or {parameters[x]}"
+        ) from None
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise StorageKeyError(f"result_storage_key {template!r} cannot be rendered: {exc}") from exc
     return validate_storage_key(key)
 
 
+class ResultStorage(Protocol):
+    """Where persisted results live: files under ``basepath``, addressed by relative keys."""
+
+    @property
+    def basepath(self) -> Path:
+        """The directory keys are relative to (stored with each result to find it again)."""
+        ...
+
+    def write(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing what was there."""
+        ...
+
+    def read(self, key: str) -> bytes:
+        """The bytes stored under ``key``."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether something is stored under ``key``."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove what is stored under ``key`` (nothing if absent)."""
+        ...
+
+
 class LocalFileSystem:
-    """Results as files under one directory; writes are atomic (temp file, then rename)."""
+    """Results as files under one directory; writes are atomic (temp file, fsync, rename)."""
 
     def __init__(self, basepath: str | os.PathLike[str]) -> None:
+        # Absolute now: the path is stored with each result and read back from any cwd.
         self.basepath = Path(basepath).expanduser().absolute()
 
     def _path(self, key: str) -> Path:
         return self.basepath / validate_storage_key(key)
 
     def write(self, key: str, data: bytes) -> None:
+        """Write atomically: readers and crashes see the old file or the whole new one."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        # O_EXCL: never write through someone else's file; 0o666 lets the umask decide, as for
+        # any file the user creates.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+                handle.flush()
+                # Data on disk before the rename, so a power loss cannot leave an empty file
+                # under the final name.
+                os.fsync(handle.fileno())
             os.replace(tmp, path)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
             raise
 
     def read(self, key: str) -> bytes:
+        """The file's bytes; ``FileNotFoundError`` naming the path when it is missing."""
         return self._path(key).read_bytes()
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        """Whether a file is stored under ``key``."""
+        return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
+        """Remove the file (nothing if absent)."""
         self._path(key).unlink(missing_ok=True)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocalFileSystem) and other.basepath == self.basepath
+
+    def __hash__(self) -> int:
+        return hash((LocalFileSystem, self.basepath))
+
     def __repr__(self) -> str:
-        return f"LocalFileSystem({str(self.basepath)!r})"
+        return f"LocalFileSystem(basepath={str(self.basepath)!r})"
 
 
-def resolve_storage(value: Any, default_dir: Path) -> LocalFileSystem:
-    """Storage from ``result_storage``: a directory path, a storage object, or the default."""
+def resolve_storage(
+    value: str | os.PathLike[str] | ResultStorage | None, default_dir: Path
+) -> ResultStorage:
+    """Storage for ``result_storage``: a directory path, a storage object, or ``default_dir``."""
     if value is None:
         return LocalFileSystem(default_dir)
+    if isinstance(value, str) and "://" in value:
+        raise ValueError(
+            f"result_storage {value!r} looks like a URL; only local directories are supported"
+        )
     if isinstance(value, str | os.PathLike):
         return LocalFileSystem(value)
-    if isinstance(value, LocalFileSystem):
+    if getattr(value, "basepath", None) is not None and all(
+        callable(getattr(value, name, None)) for name in ("read", "write", "exists", "delete")
+    ):
         return value
-    basepath = getattr(value, "basepath", None)
-    if basepath is not None and callable(getattr(value, "write", None)):
-        return value  # type: ignore[no-any-return]
     raise ValueError(
-        f"result_storage must be a directory path or a storage object with basepath, "
-        f"read() and write(), got {value!r}"
+        "result_storage must be a directory path or a storage object with basepath, read(), "
+        f"write(), exists() and delete(), got {value!r}"
     )
