@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from engine.exceptions import MillstreamError, ObjectNotFound
+from engine.records import FlowRun, TaskRun
 from engine.settings import get_current_settings
 from engine.states import StateType
 from sdk._tables import duration, render_table, when
@@ -34,8 +35,13 @@ from sdk.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from sdk.client.schemas.sorting import TaskRunSort
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C
+# How long after a run's final state ``runs logs --follow`` keeps reading: the run's last
+# lines and its hooks' lines are committed just after that state.
+_LOG_SETTLE_SECONDS = 1.0
 
 
 class UsageError(Exception):
@@ -70,11 +76,15 @@ def _json(value: Any) -> str:
     return msgspec.json.encode(value, enc_hook=str).decode()
 
 
-def _run_dict(run: Any) -> dict[str, Any]:
+def _run_dict(run: FlowRun | TaskRun) -> dict[str, Any]:
     return {
         "id": str(run.id),
         "name": run.name,
-        "flow_name": getattr(run, "flow_name", None) or getattr(run, "task_name", None),
+        **(
+            {"flow_name": run.flow_name}
+            if isinstance(run, FlowRun)
+            else {"task_name": run.task_name, "flow_run_id": run.flow_run_id}
+        ),
         "state": run.state_name,
         "state_type": run.state_type.value if run.state_type else None,
         "run_count": run.run_count,
@@ -86,11 +96,10 @@ def _run_dict(run: Any) -> dict[str, Any]:
 
 
 def cmd_runs_ls(args: argparse.Namespace) -> int:
-    flow_filter = FlowFilter(name=FlowFilterName(any_=[args.flow])) if args.flow else None
+    flow_filter = FlowFilter(name=FlowFilterName(any_=args.flow)) if args.flow else None
+    types = [_state_type(text) for text in args.state]
     run_filter = FlowRunFilter(
-        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[_state_type(args.state)]))
-        if args.state
-        else None,
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=types)) if types else None,
         start_time=FlowRunFilterStartTime(after_=_since(args.since)) if args.since else None,
     )
     if args.limit < 0:
@@ -121,8 +130,10 @@ def cmd_runs_inspect(args: argparse.Namespace) -> int:
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(args.id)
         states = client.read_flow_run_states(run.id)
+        # In the order they were created: the order the flow called them.
         tasks = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
         )
     if args.json:
         body = _run_dict(run)
@@ -147,9 +158,16 @@ def cmd_runs_inspect(args: argparse.Namespace) -> int:
     print("Task runs:")
     print(
         render_table(
-            ["NAME", "STATE", "RUNS", "DURATION"],
+            ["ID", "NAME", "STATE", "RUNS", "STARTED", "DURATION"],
             [
-                [t.name, t.state_name or "", str(t.run_count), duration(t.start_time, t.end_time)]
+                [
+                    str(t.id),
+                    t.name,
+                    t.state_name or "",
+                    str(t.run_count),
+                    when(t.start_time),
+                    duration(t.start_time, t.end_time),
+                ]
                 for t in tasks
             ],
         )
@@ -160,24 +178,34 @@ def cmd_runs_inspect(args: argparse.Namespace) -> int:
 def cmd_runs_logs(args: argparse.Namespace) -> int:
     import logging
 
+    if args.interval <= 0 or args.timeout < 0:
+        raise UsageError("--interval must be > 0 and --timeout >= 0")
     seen = 0
     deadline = time.monotonic() + args.timeout
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(args.id)
+        run_id = client.read_flow_run(args.id).id
+        only_this_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
         while True:
-            lines = client.read_logs(
-                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), offset=seen
+            # The state is read before the lines. A run's last lines (and its hooks' lines)
+            # are committed just after its final state, so the run counts as done only once
+            # that state is _LOG_SETTLE_SECONDS old: the read that follows then gets them all.
+            state = client.read_flow_run(run_id).state
+            done = (
+                state is not None
+                and state.is_final()
+                and (dt.datetime.now(dt.UTC) - state.timestamp).total_seconds()
+                >= _LOG_SETTLE_SECONDS
             )
+            # Lines come in commit order, so the next page starts where the last one ended.
+            lines = client.read_logs(only_this_run, offset=seen)
             for line in lines:
                 level = logging.getLevelName(line.level)
                 print(f"{when(line.timestamp)} {level:<8} {line.name}: {line.message}")
+            sys.stdout.flush()
             seen += len(lines)
-            if not args.follow:
+            if not args.follow or done:
                 return EXIT_OK
-            run = client.read_flow_run(run.id)
-            if run.state is not None and run.state.is_final() and not lines:
-                return EXIT_OK
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 print(f"(stopped following after {args.timeout:g} s)", file=sys.stderr)
                 return EXIT_OK
             time.sleep(args.interval)
@@ -191,38 +219,26 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_variables_ls(args: argparse.Namespace) -> int:
-    path = get_current_settings().database_path
-    rows: list[Any] = []
-    if path.exists():
-        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as conn:
-            try:
-                rows = conn.execute(
-                    "SELECT name, value, tags FROM variable ORDER BY name"
-                ).fetchall()
-            except sqlite3.OperationalError:
-                rows = []
+    with get_client(sync_client=True) as client:
+        variables = client.read_variables()
     if args.json:
-        print(
-            _json([{"name": n, "value": json.loads(v), "tags": json.loads(t)} for n, v, t in rows])
-        )
-    else:
-        print(
-            render_table(
-                ["NAME", "VALUE", "TAGS"],
-                [[n, v[:60], ", ".join(json.loads(t))] for n, v, t in rows],
-            )
-        )
+        print(_json([{"name": v.name, "value": v.value, "tags": v.tags} for v in variables]))
+        return EXIT_OK
+    rows = [[v.name, _short(_json(v.value), 60), ", ".join(v.tags)] for v in variables]
+    print(render_table(["NAME", "VALUE", "TAGS"], rows))
     return EXIT_OK
 
 
-def cmd_variables_get(args: argparse.Namespace) -> int:
-    from sdk.variables import Variable
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
-    missing = object()
-    value = Variable.get(args.name, default=missing)
-    if value is missing:
+
+def cmd_variables_get(args: argparse.Namespace) -> int:
+    with get_client(sync_client=True) as client:
+        variable = client.read_variable_by_name(args.name)
+    if variable is None:
         raise ObjectNotFound(f"Variable {args.name!r} not found")
-    print(_json(value))
+    print(_json(variable.value))
     return EXIT_OK
 
 
@@ -406,8 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="flow runs").add_subparsers(dest="sub", required=True)
     ls = runs.add_parser("ls", help="list flow runs, newest first")
-    ls.add_argument("--flow", help="only runs of this flow")
-    ls.add_argument("--state", help="only runs in this state type (completed, failed, ...)")
+    ls.add_argument("--flow", action="append", help="only runs of this flow (repeatable)")
+    ls.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        help="only runs in this state type: completed, failed, ... (repeatable)",
+    )
     ls.add_argument("--since", help="only runs started since (30m, 2h, 7d or ISO time)")
     ls.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     ls.add_argument("--json", action="store_true", help="JSON for scripts")
@@ -419,8 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     logs = runs.add_parser("logs", help="log lines of a flow run")
     logs.add_argument("id")
     logs.add_argument("--follow", action="store_true", help="keep printing until the run ends")
-    logs.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
-    logs.add_argument("--timeout", type=float, default=3600.0, help="stop following after (s)")
+    logs.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+    logs.add_argument(
+        "--timeout", type=float, default=3600.0, help="stop following after this many seconds"
+    )
     logs.set_defaults(handler=cmd_runs_logs)
     delete = runs.add_parser("delete", help="delete a flow run, its task runs and logs")
     delete.add_argument("id")
@@ -493,6 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ObjectNotFound as exc:
         print(f"Not found: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
+    except KeyboardInterrupt:
+        # Ctrl-C while following logs (or waiting on a run) is a normal way to stop.
+        return EXIT_INTERRUPTED
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

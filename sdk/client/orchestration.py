@@ -1,75 +1,114 @@
-"""``get_client()``: reads (and a few writes) straight from the SQLite file, no HTTP.
+"""``get_client()``: Prefect's client API, read straight from the SQLite file (no HTTP).
 
-The async client is the one implementation; the sync client's methods are derived from it
-with ``sdk._sync.dual``.
+``PrefectClient`` (async) is the one implementation; each ``SyncPrefectClient`` method is
+derived from it with ``sdk._sync.dual``. Every read opens its own read connection, so a run
+recorded by another process is visible as soon as that process has committed it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import functools
 import uuid
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, Concatenate, Literal, NoReturn, ParamSpec, Self, TypeVar, overload
 
 from engine import queries
-from engine.exceptions import NotSupportedError, ObjectNotFound
+from engine.exceptions import NotSupportedError, ObjectAlreadyExists, ObjectNotFound
 from engine.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from engine.settings import get_current_settings
 from engine.states import State
 from engine.store import Store, db_id, flow_run_from_row, get_store, task_run_from_row
 from sdk._sync import dual
+from sdk.variables import Variable
 
-# Prefect client methods that need its server or Cloud: named in a clear error here.
-_SERVER_ONLY = {
-    "create_work_pool",
-    "read_work_pools",
-    "read_work_pool",
-    "create_work_queue",
-    "read_work_queues",
-    "read_workers_for_work_pool",
-    "create_automation",
-    "read_automations",
-    "create_artifact",
-    "read_artifacts",
-    "create_concurrency_limit",
-    "read_concurrency_limits",
-    "create_global_concurrency_limit",
-    "create_block_document",
-    "read_block_document",
-    "read_block_documents",
-    "create_block_type",
-    "read_block_types",
-    "create_deployment",
-    "update_deployment",
-    "pause_deployment",
-    "resume_deployment",
-    "create_flow_run_input",
-    "read_events",
-}
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Prefect client methods this client does not have, with why. Any other unknown name is a
+# plain AttributeError (a typo should not read as a missing feature).
+_SERVER_ONLY = frozenset(
+    """
+    api_version apply_slas_for_deployment clear_server_default_result_storage client_version
+    create_artifact create_automation create_block_document create_block_schema
+    create_block_type create_concurrency_limit create_deployment create_deployment_branch
+    create_deployment_schedules create_flow create_flow_from_name create_flow_run_input
+    create_global_concurrency_limit create_logs create_task_run create_work_pool
+    create_work_queue decrement_v1_concurrency_slots delete_artifact delete_automation
+    delete_block_document delete_block_type delete_concurrency_limit_by_tag delete_deployment
+    delete_deployment_schedule delete_flow delete_flow_run_input
+    delete_global_concurrency_limit_by_name delete_resource_owned_automations delete_task_run
+    delete_work_pool delete_work_queue_by_id filter_flow_run_input find_automation
+    get_most_recent_block_schema_for_block_type get_runs_in_work_queue
+    get_scheduled_flow_runs_for_deployments get_scheduled_flow_runs_for_work_pool
+    increment_concurrency_slots increment_concurrency_slots_with_lease
+    increment_v1_concurrency_slots match_work_queues pause_automation pause_deployment
+    raise_for_api_version_mismatch raise_for_api_version_mismatch_once read_artifacts
+    read_automation read_automations read_automations_by_name read_block_document
+    read_block_document_by_name read_block_documents read_block_documents_by_type
+    read_block_schema_by_checksum read_block_schemas read_block_type_by_slug read_block_types
+    read_concurrency_limit_by_tag read_concurrency_limits read_deployment_schedules
+    read_events read_events_page read_flow_run_input read_flow_run_state
+    read_global_concurrency_limit_by_name read_global_concurrency_limits
+    read_latest_artifacts read_resource_related_automations
+    read_server_default_result_storage read_work_pool read_work_pool_concurrency_status
+    read_work_pools read_work_queue read_work_queue_by_name
+    read_work_queue_concurrency_status read_work_queue_status read_work_queues
+    read_worker_metadata read_workers_for_work_pool release_concurrency_slots
+    release_concurrency_slots_with_lease renew_concurrency_lease request
+    reset_concurrency_limit_by_tag resume_automation resume_deployment send_worker_heartbeat
+    set_deployment_paused_state set_flow_run_name set_task_run_name set_task_run_state
+    update_artifact update_automation update_block_document update_block_type
+    update_deployment update_deployment_schedule update_flow_run update_flow_run_labels
+    update_global_concurrency_limit update_server_default_result_storage update_work_pool
+    update_work_queue upsert_global_concurrency_limit_by_name
+    """.split()
+)
+_WHY = (
+    (("work_pool", "work_queue", "worker"), "work pools, work queues and workers are server-side"),
+    (("automation",), "automations run on Prefect's server"),
+    (("artifact",), "artifacts are not recorded"),
+    (("concurrency",), "concurrency limits are not administered through the client"),
+    (("block",), "blocks are not served over HTTP"),
+    (("event",), "there is no event stream"),
+    (("flow_run_input",), "pause inputs are given through resume_flow_run"),
+    (("deployment",), "deployments are made with flow.to_deployment() and served with serve()"),
+    (("version", "request", "server"), "there is no API server"),
+)
 
 
-class _ClientBase:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+def _not_supported(name: str) -> NotSupportedError:
+    reason = next(
+        (why for parts, why in _WHY if any(part in name for part in parts)),
+        "the engine records runs, states and logs itself as it runs them",
+    )
+    return NotSupportedError(
+        f"client.{name}() is not available in Millstream's embedded client: {reason}"
+    )
+
+
+class _ServerOnlyNames:
+    """Names Prefect's client has and Millstream's does not: a clear NotSupportedError."""
 
     def __getattr__(self, name: str) -> NoReturn:
         if name in _SERVER_ONLY:
-            raise NotSupportedError(
-                f"client.{name}() needs Prefect's server or Cloud; Millstream's client reads "
-                "the embedded SQLite database and does not provide it"
-            )
+            raise _not_supported(name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
-def _rows_to_flow(row: sqlite3.Row) -> FlowRecord:
-    from engine.store import _parse_ts
+class PrefectClient(_ServerOnlyNames):
+    """The async client: ``async with get_client() as client: await client.read_flow_run(id)``.
 
-    return FlowRecord(id=uuid.UUID(row["id"]), name=row["name"], created=_parse_ts(row["created"]))
+    Reads go straight to the database; ids may be UUIDs or their strings, and a missing or
+    malformed id raises ``ObjectNotFound`` naming it.
+    """
 
+    # There is no API server; Prefect code that reads this gets None.
+    api_url: str | None = None
 
-class PrefectClient(_ClientBase):
-    """The async client: ``async with get_client() as client: await client.read_flow_run(id)``."""
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     async def __aenter__(self) -> Self:
         await self._store.ensure_open()
@@ -83,13 +122,23 @@ class PrefectClient(_ClientBase):
     ) -> None:
         return None
 
+    # -- health -------------------------------------------------------------------------------
     async def hello(self) -> str:
         """A liveness check: the database can be read."""
         await self._store.fetchall_sql("SELECT 1")
         return "hello from millstream"
 
+    async def api_healthcheck(self) -> Exception | None:
+        """None when the database can be read, else the error (Prefect's contract)."""
+        try:
+            await self.hello()
+        except Exception as exc:
+            return exc
+        return None
+
+    # -- flow runs ----------------------------------------------------------------------------
     async def read_flow_run(self, flow_run_id: uuid.UUID | str) -> FlowRun:
-        """The flow run with this id (its state carries the recorded result)."""
+        """The flow run with this id (its state carries the recorded result, if any)."""
         return await self._store.read_flow_run(flow_run_id)
 
     async def read_flow_runs(
@@ -105,125 +154,69 @@ class PrefectClient(_ClientBase):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[FlowRun]:
-        """Flow runs matching the filters, newest first unless ``sort`` says otherwise."""
-        if work_pool_filter is not None or work_queue_filter is not None:
-            raise NotSupportedError("Work pools and work queues are not part of Millstream")
-        where = queries.flow_run_where(
-            flow_filter, flow_run_filter, task_run_filter, deployment_filter
+        """Flow runs matching every filter, newest first unless ``sort`` (a ``FlowRunSort``)
+        says otherwise; ``task_run_filter`` keeps runs having a matching task run."""
+        _no_work_pools(work_pool_filter, work_queue_filter)
+        query = queries.flow_runs(
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            sort=sort,
+            limit=limit,
+            offset=offset,
         )
-        order = queries.sort_clause(queries.FLOW_RUN_SORTS, sort, "flow run")
-        sql, params = queries.select("flow_run", where, order, limit, offset)
-        rows = await self._store.fetchall_sql(sql, tuple(params))
-        return [flow_run_from_row(r) for r in rows]
+        return [flow_run_from_row(row) for row in await self._store.fetchall_sql(*query)]
 
-    async def read_flow_run_states(self, flow_run_id: uuid.UUID | str) -> list[State]:
-        """Every state of a flow run, oldest first."""
-        return await self._store.read_flow_run_states(flow_run_id)
-
-    async def read_flow(self, flow_id: uuid.UUID | str) -> FlowRecord:
-        """The flow with this id."""
-        rows = await self._store.fetchall_sql("SELECT * FROM flow WHERE id = ?", (db_id(flow_id),))
-        if not rows:
-            raise ObjectNotFound(f"Flow {str(flow_id)!r} not found")
-        return _rows_to_flow(rows[0])
-
-    async def read_flow_by_name(self, flow_name: str) -> FlowRecord:
-        """The flow with this name."""
-        rows = await self._store.fetchall_sql("SELECT * FROM flow WHERE name = ?", (flow_name,))
-        if not rows:
-            raise ObjectNotFound(f"Flow {flow_name!r} not found")
-        return _rows_to_flow(rows[0])
-
-    async def read_flows(
-        self, *, flow_filter: Any = None, limit: int | None = None, offset: int = 0
-    ) -> list[FlowRecord]:
-        """Flows matching the filter, by name."""
-        where: queries.Where = ([], [])
-        names = getattr(getattr(flow_filter, "name", None), "any_", None)
-        ids = getattr(getattr(flow_filter, "id", None), "any_", None)
-        queries._in("name", names, where)
-        queries._in("id", queries._ids(ids), where)
-        sql, params = queries.select("flow", where, "name ASC", limit, offset)
-        return [_rows_to_flow(r) for r in await self._store.fetchall_sql(sql, tuple(params))]
-
-    async def read_task_run(self, task_run_id: uuid.UUID | str) -> TaskRun:
-        """The task run with this id (its state carries the recorded result)."""
-        return await self._store.read_task_run(task_run_id)
-
-    async def read_task_runs(
+    async def count_flow_runs(
         self,
         *,
         flow_filter: Any = None,
         flow_run_filter: Any = None,
         task_run_filter: Any = None,
         deployment_filter: Any = None,
-        sort: Any = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[TaskRun]:
-        """Task runs matching the filters, in creation order unless ``sort`` says otherwise."""
-        where = queries.task_run_where(task_run_filter)
-        runs = queries.flow_run_where(flow_filter, flow_run_filter, None, deployment_filter)
-        if runs[0]:
-            where[0].append(
-                "flow_run_id IN (SELECT id FROM flow_run WHERE " + " AND ".join(runs[0]) + ")"
-            )
-            where[1].extend(runs[1])
-        order = queries.sort_clause(queries.TASK_RUN_SORTS, sort, "task run")
-        sql, params = queries.select("task_run", where, order, limit, offset)
-        rows = await self._store.fetchall_sql(sql, tuple(params))
-        return [task_run_from_row(r) for r in rows]
+        work_pool_filter: Any = None,
+        work_queue_filter: Any = None,
+    ) -> int:
+        """How many flow runs match every filter."""
+        _no_work_pools(work_pool_filter, work_queue_filter)
+        query = queries.count_flow_runs(
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+        )
+        count: int = (await self._store.fetchall_sql(*query))[0][0]
+        return count
 
-    async def read_task_run_states(self, task_run_id: uuid.UUID | str) -> list[State]:
-        """Every state of a task run, oldest first (AwaitingRetry/Retrying included)."""
-        return await self._store.read_task_run_states(task_run_id)
-
-    async def read_logs(
-        self,
-        log_filter: Any = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        sort: Any = None,
-    ) -> list[LogRecord]:
-        """Log lines matching the filter, oldest first unless ``sort`` says otherwise."""
-        where = queries.log_where(log_filter)
-        order = queries.sort_clause(queries.LOG_SORTS, sort, "log")
-        sql, params = queries.select("log", where, order, limit, offset)
-        rows = await self._store.fetchall_sql(sql, tuple(params))
-        from engine.store import _parse_ts, _uuid
-
-        return [
-            LogRecord(
-                id=r["id"],
-                flow_run_id=_uuid(r["flow_run_id"]),
-                task_run_id=_uuid(r["task_run_id"]),
-                level=r["level"],
-                name=r["name"],
-                message=r["message"],
-                timestamp=_parse_ts(r["timestamp"]),  # type: ignore[arg-type]
-            )
-            for r in rows
-        ]
-
-    async def read_variable_by_name(self, name: str) -> Any:
-        """The variable called ``name``, or None."""
-        from sdk.variables import read_variable
-
-        return await read_variable(name)
+    async def read_flow_run_states(self, flow_run_id: uuid.UUID | str) -> list[State]:
+        """Every state the flow run went through, oldest first."""
+        return await self._store.read_flow_run_states(flow_run_id)
 
     async def delete_flow_run(self, flow_run_id: uuid.UUID | str) -> None:
-        """Delete a flow run with its task runs and log lines (in one transaction)."""
-        run_id = db_id(flow_run_id)
+        """Delete a flow run with its task runs and log lines, in one transaction."""
+        db_id(flow_run_id)  # a malformed id fails here, not on the writer thread
+        deleted = await asyncio.wrap_future(
+            self._store.put_call(lambda conn: queries.delete_flow_run(conn, flow_run_id))
+        )
+        if not deleted:
+            raise ObjectNotFound(f"Flow run {str(flow_run_id)!r} not found in {self._store.path}")
 
-        def delete(conn: sqlite3.Connection) -> int:
-            deleted = conn.execute("DELETE FROM flow_run WHERE id = ?", (run_id,)).rowcount
-            if deleted:
-                conn.execute("DELETE FROM task_run WHERE flow_run_id = ?", (run_id,))
-                conn.execute("DELETE FROM log WHERE flow_run_id = ?", (run_id,))
-            return int(deleted)
+    async def create_flow_run(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available: a flow run is created by calling the flow, or from a deployment
+        with ``create_flow_run_from_deployment`` / ``run_deployment``."""
+        raise NotSupportedError(
+            "client.create_flow_run() is not available in Millstream: call the flow to run "
+            "it, or create a run of a deployment with client.create_flow_run_from_deployment()"
+        )
 
-        if not await asyncio.wrap_future(self._store.put_call(delete)):
-            raise ObjectNotFound(f"Flow run {str(flow_run_id)!r} not found")
+    async def set_flow_run_state(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available: the engine running a flow sets its states; to stop or continue a
+        run from outside use ``cancel_flow_run`` or ``resume_flow_run``."""
+        raise NotSupportedError(
+            "client.set_flow_run_state() is not available in Millstream: the engine running "
+            "a flow sets its states; use client.cancel_flow_run() or client.resume_flow_run()"
+        )
 
     async def cancel_flow_run(self, flow_run_id: uuid.UUID | str) -> State:
         """Cancel a flow run: at once if not started, else its process stops it (async bodies
@@ -240,6 +233,136 @@ class PrefectClient(_ClientBase):
 
         await resume_flow_run(self._store, flow_run_id, run_input)
 
+    # -- flows --------------------------------------------------------------------------------
+    async def read_flow(self, flow_id: uuid.UUID | str) -> FlowRecord:
+        """The flow with this id."""
+        row = await self._store.fetchone("select_flow", (db_id(flow_id),))
+        if row is None:
+            raise ObjectNotFound(f"Flow {str(flow_id)!r} not found in {self._store.path}")
+        return queries.flow_from_row(row)
+
+    async def read_flow_by_name(self, flow_name: str) -> FlowRecord:
+        """The flow with this name."""
+        row = await self._store.fetchone("select_flow_by_name", (flow_name,))
+        if row is None:
+            raise ObjectNotFound(f"Flow {flow_name!r} not found in {self._store.path}")
+        return queries.flow_from_row(row)
+
+    async def read_flows(
+        self,
+        *,
+        flow_filter: Any = None,
+        flow_run_filter: Any = None,
+        task_run_filter: Any = None,
+        deployment_filter: Any = None,
+        work_pool_filter: Any = None,
+        work_queue_filter: Any = None,
+        sort: Any = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[FlowRecord]:
+        """Flows matching ``flow_filter`` with a run matching the run filters, by name unless
+        ``sort`` (a ``FlowSort``) says otherwise."""
+        _no_work_pools(work_pool_filter, work_queue_filter)
+        query = queries.flows(
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
+        return [queries.flow_from_row(row) for row in await self._store.fetchall_sql(*query)]
+
+    # -- task runs ----------------------------------------------------------------------------
+    async def read_task_run(self, task_run_id: uuid.UUID | str) -> TaskRun:
+        """The task run with this id (its state carries the recorded result, if any)."""
+        return await self._store.read_task_run(task_run_id)
+
+    async def read_task_runs(
+        self,
+        *,
+        flow_filter: Any = None,
+        flow_run_filter: Any = None,
+        task_run_filter: Any = None,
+        deployment_filter: Any = None,
+        sort: Any = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[TaskRun]:
+        """Task runs matching ``task_run_filter`` whose flow runs match the other filters,
+        newest first unless ``sort`` (a ``TaskRunSort``) says otherwise."""
+        query = queries.task_runs(
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
+        return [task_run_from_row(row) for row in await self._store.fetchall_sql(*query)]
+
+    async def read_task_run_states(self, task_run_id: uuid.UUID | str) -> list[State]:
+        """Every state the task run went through, oldest first (retries show as
+        AwaitingRetry and Retrying)."""
+        return await self._store.read_task_run_states(task_run_id)
+
+    # -- logs ---------------------------------------------------------------------------------
+    async def read_logs(
+        self,
+        log_filter: Any = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort: Any = None,
+    ) -> list[LogRecord]:
+        """Log lines matching ``log_filter``, in the order they were recorded unless ``sort``
+        (a ``LogSort``) says otherwise."""
+        query = queries.logs(log_filter=log_filter, sort=sort, limit=limit, offset=offset)
+        return [queries.log_from_row(row) for row in await self._store.fetchall_sql(*query)]
+
+    # -- variables ----------------------------------------------------------------------------
+    async def read_variable_by_name(self, name: str) -> Variable | None:
+        """The variable called ``name``, or None if there is none."""
+        rows = await self._store.fetchall_sql(queries.SELECT_VARIABLE, (name,))
+        return _variable(rows[0]) if rows else None
+
+    async def read_variables(self, limit: int | None = None) -> list[Variable]:
+        """Every variable, by name."""
+        rows = await self._store.fetchall_sql(*queries.variables(limit=limit))
+        return [_variable(row) for row in rows]
+
+    async def create_variable(self, variable: Any) -> Variable:
+        """Create a variable from an object with ``name``, ``value`` and (optionally) ``tags``;
+        an existing name raises ``ObjectAlreadyExists``."""
+        name = variable.name
+        if await self.read_variable_by_name(name) is not None:
+            raise ObjectAlreadyExists(f"Variable {name!r} already exists")
+        tags = getattr(variable, "tags", None)
+        return await Variable.aset(name, variable.value, tags=tags, overwrite=False)
+
+    async def update_variable(self, variable: Any) -> None:
+        """Change the ``value`` and/or ``tags`` (those not None) of the variable called
+        ``variable.name``; a missing one raises ``ObjectNotFound``."""
+        current = await self.read_variable_by_name(variable.name)
+        if current is None:
+            raise ObjectNotFound(f"Variable {variable.name!r} not found")
+        value = getattr(variable, "value", None)
+        tags = getattr(variable, "tags", None)
+        await Variable.aset(
+            current.name,
+            current.value if value is None else value,
+            tags=current.tags if tags is None else tags,
+            overwrite=True,
+        )
+
+    async def delete_variable_by_name(self, name: str) -> None:
+        """Delete the variable called ``name``; a missing one raises ``ObjectNotFound``."""
+        if not await Variable.aunset(name):
+            raise ObjectNotFound(f"Variable {name!r} not found")
+
+    # -- deployments --------------------------------------------------------------------------
     async def read_deployment_by_name(self, name: str) -> Any:
         """The deployment called ``flow-name/deployment-name``."""
         from engine.deployments import read
@@ -284,50 +407,45 @@ class PrefectClient(_ClientBase):
             timeout=0,
         )
 
-    async def create_flow_run(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Not available: flow runs are created by calling flows (deployments come later)."""
-        raise NotSupportedError(
-            "client.create_flow_run() is not available: call the flow to create a run"
-        )
 
-    async def set_flow_run_state(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Not available: states are set by the engine running the flow."""
+def _no_work_pools(work_pool_filter: Any, work_queue_filter: Any) -> None:
+    if work_pool_filter is not None or work_queue_filter is not None:
         raise NotSupportedError(
-            "client.set_flow_run_state() is not available: the engine running a flow sets "
-            "its states"
+            "work_pool_filter / work_queue_filter: work pools and work queues are Prefect "
+            "server concepts; Millstream has none to filter on"
         )
 
 
-_ASYNC_METHODS = (
-    "hello",
-    "read_deployment_by_name",
-    "read_deployment",
-    "read_deployments",
-    "create_flow_run_from_deployment",
-    "cancel_flow_run",
-    "resume_flow_run",
-    "read_flow_run",
-    "read_flow_runs",
-    "read_flow_run_states",
-    "read_flow",
-    "read_flow_by_name",
-    "read_flows",
-    "read_task_run",
-    "read_task_runs",
-    "read_task_run_states",
-    "read_logs",
-    "read_variable_by_name",
-    "delete_flow_run",
-    "create_flow_run",
-    "set_flow_run_state",
-)
+def _variable(row: Any) -> Variable:
+    name, value, tags = queries.variable_fields(row)
+    return Variable(name=name, value=value, tags=tags)
 
 
-class SyncPrefectClient(_ClientBase):
-    """The blocking client: ``with get_client(sync_client=True) as client: ...``."""
+def _blocking(
+    method: Callable[Concatenate[PrefectClient, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[SyncPrefectClient, P], T]:
+    """The blocking twin of a ``PrefectClient`` method (derived with ``dual``), run on the
+    sync client's own async client."""
+    twin = dual(method)
+
+    @functools.wraps(twin)
+    def blocking(self: SyncPrefectClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return twin(self._client, *args, **kwargs)
+
+    return blocking
+
+
+class SyncPrefectClient(_ServerOnlyNames):
+    """The blocking client: ``with get_client(sync_client=True) as client: ...``; the same
+    methods as ``PrefectClient``, each derived from its async one."""
+
+    api_url: str | None = None
+
+    def __init__(self, store: Store) -> None:
+        self._client = PrefectClient(store)
 
     def __enter__(self) -> Self:
-        self._store.ensure_open_sync()
+        self._client._store.ensure_open_sync()
         return self
 
     def __exit__(
@@ -338,16 +456,62 @@ class SyncPrefectClient(_ClientBase):
     ) -> None:
         return None
 
+    # One line per method, so type checkers see every signature; a test checks that each
+    # public PrefectClient coroutine has its twin here.
+    hello = _blocking(PrefectClient.hello)
+    api_healthcheck = _blocking(PrefectClient.api_healthcheck)
+    read_flow_run = _blocking(PrefectClient.read_flow_run)
+    read_flow_runs = _blocking(PrefectClient.read_flow_runs)
+    count_flow_runs = _blocking(PrefectClient.count_flow_runs)
+    read_flow_run_states = _blocking(PrefectClient.read_flow_run_states)
+    delete_flow_run = _blocking(PrefectClient.delete_flow_run)
+    create_flow_run = _blocking(PrefectClient.create_flow_run)
+    set_flow_run_state = _blocking(PrefectClient.set_flow_run_state)
+    cancel_flow_run = _blocking(PrefectClient.cancel_flow_run)
+    resume_flow_run = _blocking(PrefectClient.resume_flow_run)
+    read_flow = _blocking(PrefectClient.read_flow)
+    read_flow_by_name = _blocking(PrefectClient.read_flow_by_name)
+    read_flows = _blocking(PrefectClient.read_flows)
+    read_task_run = _blocking(PrefectClient.read_task_run)
+    read_task_runs = _blocking(PrefectClient.read_task_runs)
+    read_task_run_states = _blocking(PrefectClient.read_task_run_states)
+    read_logs = _blocking(PrefectClient.read_logs)
+    read_variable_by_name = _blocking(PrefectClient.read_variable_by_name)
+    read_variables = _blocking(PrefectClient.read_variables)
+    create_variable = _blocking(PrefectClient.create_variable)
+    update_variable = _blocking(PrefectClient.update_variable)
+    delete_variable_by_name = _blocking(PrefectClient.delete_variable_by_name)
+    read_deployment_by_name = _blocking(PrefectClient.read_deployment_by_name)
+    read_deployment = _blocking(PrefectClient.read_deployment)
+    read_deployments = _blocking(PrefectClient.read_deployments)
+    create_flow_run_from_deployment = _blocking(PrefectClient.create_flow_run_from_deployment)
 
-for _name in _ASYNC_METHODS:
-    setattr(SyncPrefectClient, _name, dual(getattr(PrefectClient, _name)))
 
-
-def get_client(httpx_settings: dict[str, Any] | None = None, sync_client: bool = False) -> Any:
-    """A client over the current database: async by default, blocking with ``sync_client``."""
+@overload
+def get_client(
+    httpx_settings: dict[str, Any] | None = None, sync_client: Literal[False] = False
+) -> PrefectClient: ...
+@overload
+def get_client(
+    httpx_settings: dict[str, Any] | None = None, *, sync_client: Literal[True]
+) -> SyncPrefectClient: ...
+@overload
+def get_client(
+    httpx_settings: dict[str, Any] | None, sync_client: Literal[True]
+) -> SyncPrefectClient: ...
+@overload
+def get_client(
+    httpx_settings: dict[str, Any] | None = None, sync_client: bool = False
+) -> PrefectClient | SyncPrefectClient: ...
+def get_client(
+    httpx_settings: dict[str, Any] | None = None, sync_client: bool = False
+) -> PrefectClient | SyncPrefectClient:
+    """A client over the current database (``settings.database_path``): async by default,
+    blocking with ``sync_client=True``. There is no HTTP connection: ``httpx_settings``
+    raises rather than being silently ignored."""
     if httpx_settings is not None:
         raise NotSupportedError(
-            f"get_client(httpx_settings={httpx_settings!r}): Millstream's client talks to the "
+            f"get_client(httpx_settings={httpx_settings!r}): Millstream's client reads the "
             "SQLite file directly; there is no HTTP connection to configure"
         )
     store = get_store(get_current_settings().database_path)
