@@ -230,7 +230,9 @@ async def run_task(
     log_prints = spec.log_prints
     if log_prints is None:
         log_prints = flow_ctx.log_prints if flow_ctx is not None else False
-    elif log_prints:
+    if flow_ctx is None or log_prints:
+        # Outside a flow nothing else has set logging up yet: stdlib records from the task
+        # must be captured too.
         logs.configure()
     task_ctx = ctxmod.TaskRunContext(
         spec=spec, task_run=task_run, parameters=parameters, log_prints=log_prints
@@ -376,6 +378,7 @@ async def _finish_task(
     if flow_ctx is None and ctxmod.task_run_var.get() is None:
         # A top-level task run (called outside any flow) is durable when the call returns,
         # like a top-level flow run.
+        logs.run_finished(task_run.id, store)
         await store.flush()
     return state
 
@@ -770,9 +773,9 @@ async def _flow_ended(
     pool: Any,
 ) -> State:
     runner.release(pool)
+    logs.run_finished(flow_run.id, store)  # its queued log lines and any dropped count
     if parent_ctx is None:
         store.untrack_live(flow_run.id)
-        logs.run_finished(flow_run.id, store)
         # Flush point: a top-level flow run's terminal state is durable before the call returns.
         await store.flush()
     return state

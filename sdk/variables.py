@@ -1,155 +1,194 @@
-"""Variables: named JSON values in the database (``Variable.get/set/unset``, async twins)."""
+"""Variables: named JSON values kept in the database (``Variable.get/set/unset``, async twins)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import math
 import re
-import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
-from engine.settings import get_current_settings
-from engine.store import Store, encode_json, get_store
+from engine import queries
+from engine.context import flow_run_var
+from engine.store import Store, get_store
 from sdk._sync import dual
 
-_NAME = re.compile(r"^[a-z0-9_-]+$")
+__all__ = ["Variable"]
+
 MAX_NAME_LENGTH = 255
 MAX_VALUE_BYTES = 64 * 1024
-_JSON_TYPES = (str, int, float, bool, type(None), list, dict)
+# Deeper nesting than this is refused rather than risking RecursionError (or a cycle).
+_MAX_DEPTH = 100
+_NAME = re.compile(r"[a-z0-9_-]+")
+
+# One statement each, run inside the store writer's transaction: "exists?" and the write are
+# atomic, even against other processes sharing the file.
+_INSERT = (
+    "INSERT INTO variable (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (name) DO NOTHING"
+)
+_UPSERT = (
+    "INSERT INTO variable (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value, tags = excluded.tags, "
+    "updated = excluded.updated"
+)
+_DELETE = "DELETE FROM variable WHERE name = ?"
+
+
+async def _aset(
+    cls: type[Variable],
+    name: str,
+    value: Any,
+    tags: Iterable[str] | None = None,
+    overwrite: bool = False,
+) -> Variable:
+    """Store ``value`` (JSON) under ``name`` and return the variable.
+
+    An existing name raises ``ValueError`` unless ``overwrite=True`` (which replaces the value
+    and the tags). Bad names, values that are not JSON and values over 64 KB of JSON are
+    refused with an error naming them.
+    """
+    _check_name(name)
+    text = _encode(name, value)
+    tag_list = _check_tags(name, tags)
+    store = await _store()
+    stamp = dt.datetime.now(dt.UTC).isoformat()
+    params = (name, text, msgspec.json.encode(tag_list).decode(), stamp, stamp)
+    sql = _UPSERT if overwrite else _INSERT
+
+    def write(conn: Any) -> int:
+        rowcount: int = conn.execute(sql, params).rowcount
+        return rowcount
+
+    if not await asyncio.wrap_future(store.put_call(write)):
+        raise ValueError(f"Variable {name!r} already exists. Use `overwrite=True` to update it.")
+    return cls(name=name, value=msgspec.json.decode(text), tags=tag_list)
+
+
+async def _aget(cls: type[Variable], name: str, default: Any = None) -> Any:
+    """The value stored under ``name``, or ``default`` when there is none."""
+    store = await _store()
+    rows = await store.fetchall_sql(queries.SELECT_VARIABLE, (name,))
+    if not rows:
+        return default
+    _, value, _ = queries.variable_fields(rows[0])
+    return value
+
+
+async def _aunset(cls: type[Variable], name: str) -> bool:
+    """Delete the variable ``name``; True if there was one."""
+    store = await _store()
+
+    def delete(conn: Any) -> bool:
+        return bool(conn.execute(_DELETE, (name,)).rowcount)
+
+    deleted: bool = await asyncio.wrap_future(store.put_call(delete))
+    return deleted
+
+
+for _fn, _public in ((_aset, "aset"), (_aget, "aget"), (_aunset, "aunset")):
+    # Docs and reprs (also of the derived twins) say Variable.aset, not the private name.
+    _fn.__name__, _fn.__qualname__ = _public, f"Variable.{_public}"
 
 
 class Variable(msgspec.Struct, kw_only=True):
-    """A named JSON value with tags."""
+    """A named JSON value (str, int, float, bool, None, list, dict) with tags.
+
+    ``Variable.set/get/unset`` block; ``aset/aget/aunset`` are their async twins. Usable
+    anywhere: inside flows and tasks, sync or async, and from other processes sharing the
+    database.
+    """
 
     name: str
     value: Any = None
     tags: list[str] = msgspec.field(default_factory=list)
 
-    @classmethod
-    async def aset(
-        cls, name: str, value: Any, tags: list[str] | None = None, overwrite: bool = False
-    ) -> Variable:
-        """Store ``value`` under ``name``; an existing name needs ``overwrite=True``."""
-        _check_name(name)
-        text = _encode_value(name, value)
-        tag_list = _check_tags(tags)
-        store = await _store()
-        stamp = dt.datetime.now(dt.UTC).isoformat()
-
-        def write(conn: sqlite3.Connection) -> bool:
-            exists = conn.execute("SELECT 1 FROM variable WHERE name = ?", (name,)).fetchone()
-            if exists and not overwrite:
-                return False
-            conn.execute(
-                "INSERT INTO variable (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value, tags = excluded.tags, "
-                "updated = excluded.updated",
-                (name, text, encode_json(tag_list), stamp, stamp),
-            )
-            return True
-
-        import asyncio
-
-        if not await asyncio.wrap_future(store.put_call(write)):
-            raise ValueError(
-                f"Variable {name!r} already exists; use `overwrite=True` to replace its value"
-            )
-        return cls(name=name, value=msgspec.json.decode(text), tags=tag_list)
-
-    @classmethod
-    async def aget(cls, name: str, default: Any = None) -> Any:
-        """The value stored under ``name``, or ``default``."""
-        variable = await read_variable(name)
-        return default if variable is None else variable.value
-
-    @classmethod
-    async def aunset(cls, name: str) -> bool:
-        """Delete ``name``; True if it existed."""
-        store = await _store()
-
-        def delete(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM variable WHERE name = ?", (name,)).rowcount > 0
-
-        import asyncio
-
-        deleted: bool = await asyncio.wrap_future(store.put_call(delete))
-        return deleted
-
-    set = classmethod(dual(aset.__func__))  # type: ignore[attr-defined]
-    get = classmethod(dual(aget.__func__))  # type: ignore[attr-defined]
-    unset = classmethod(dual(aunset.__func__))  # type: ignore[attr-defined]
+    # One implementation, the async functions above; sdk._sync.dual derives the blocking twins.
+    aset = classmethod(_aset)
+    aget = classmethod(_aget)
+    aunset = classmethod(_aunset)
+    set = classmethod(dual(_aset))
+    get = classmethod(dual(_aget))
+    unset = classmethod(dual(_aunset))
 
 
 async def _store() -> Store:
-    store = get_store(get_current_settings().database_path)
+    # Inside a run: the run's database; elsewhere the one the settings name.
+    ctx = flow_run_var.get()
+    if ctx is not None:
+        store = ctx.store
+    else:
+        from engine.settings import get_current_settings
+
+        store = get_store(get_current_settings().database_path)
     await store.ensure_open()
     return store
 
 
-async def read_variable(name: str) -> Variable | None:
-    """The variable called ``name`` (None when there is none)."""
-    store = await _store()
-    rows = await store.fetchall_sql(
-        "SELECT name, value, tags FROM variable WHERE name = ?", (name,)
-    )
-    if not rows:
-        return None
-    row = rows[0]
-    return Variable(
-        name=row["name"],
-        value=msgspec.json.decode(row["value"]),
-        tags=msgspec.json.decode(row["tags"]),
-    )
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"Variable name must be a non-empty string, got {name!r}")
+def _check_name(name: object) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"Variable name must be a string, got {type(name).__name__}: {name!r}")
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(
-            f"Variable name {name[:40]!r}... is {len(name)} characters long; the limit is "
-            f"{MAX_NAME_LENGTH}"
+            f"Variable name {name[:40]!r}... is {len(name)} characters long; "
+            f"the limit is {MAX_NAME_LENGTH}"
         )
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(
-            f"Variable name {name!r} may contain only lowercase letters, digits, '_' and '-'"
+            f"Variable name {name!r} is invalid: use lowercase letters, digits, '_' and '-' only"
         )
 
 
-def _check_tags(tags: list[str] | None) -> list[str]:
-    result = list(tags or [])
+def _check_tags(name: str, tags: Iterable[str] | None) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        raise TypeError(f"Tags of variable {name!r} must be a list of strings, got {tags!r}")
+    result = list(tags)
     for tag in result:
         if not isinstance(tag, str):
-            raise TypeError(f"Variable tags must be strings, got {tag!r}")
+            raise TypeError(f"Tags of variable {name!r} must be strings, got {tag!r}")
     return result
 
 
-def _encode_value(name: str, value: Any) -> str:
-    _check_json(name, value)
+def _encode(name: str, value: Any) -> str:
+    _check_json(name, value, 0)
     text = msgspec.json.encode(value).decode()
-    if len(text.encode()) > MAX_VALUE_BYTES:
+    size = len(text.encode())
+    if size > MAX_VALUE_BYTES:
         raise ValueError(
-            f"Value of variable {name!r} is {len(text.encode())} bytes as JSON; the limit is "
-            f"{MAX_VALUE_BYTES}"
+            f"Value of variable {name!r} is {size} bytes as JSON; the limit is {MAX_VALUE_BYTES}"
         )
     return text
 
 
-def _check_json(name: str, value: Any) -> None:
-    if not isinstance(value, _JSON_TYPES):
-        raise TypeError(
-            f"Value of variable {name!r} must be JSON (str, int, float, bool, None, list, "
-            f"dict), got {type(value).__name__}"
-        )
+def _check_json(name: str, value: Any, depth: int) -> None:
+    # msgspec would also encode datetimes, tuples, sets, bytes...: only JSON's own types are
+    # let in, so what `get` returns is what `set` was given.
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"Value of variable {name!r} must be JSON; {value!r} is not")
+        return
+    if depth >= _MAX_DEPTH:
+        raise ValueError(f"Value of variable {name!r} is nested more than {_MAX_DEPTH} deep")
     if isinstance(value, list):
         for item in value:
-            _check_json(name, item)
+            _check_json(name, item, depth + 1)
     elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise TypeError(f"Keys in variable {name!r} must be strings, got {key!r}")
-            _check_json(name, item)
-
-
-__all__ = ["Variable", "read_variable"]
+                raise TypeError(
+                    f"Keys in the value of variable {name!r} must be strings, "
+                    f"got {type(key).__name__}: {key!r}"
+                )
+            _check_json(name, item, depth + 1)
+    else:
+        raise TypeError(
+            f"Value of variable {name!r} must be JSON (str, int, float, bool, None, list, dict),"
+            f" got {type(value).__name__}"
+        )

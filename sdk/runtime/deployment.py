@@ -1,31 +1,59 @@
 """The deployment of the current run: ``from sdk.runtime import deployment``.
 
-None / {} outside a run started from a deployment (this version has no deployments yet, so
-always, unless overridden through the environment).
+Set inside a run started from a deployment (a served run) and inside its subflows; outside
+one, the ids, name and version are None and ``parameters`` is {}.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from engine.context import flow_run_var
-from sdk.runtime._env import override
+from sdk.runtime import _attribute, _deployment_run
 
 __all__ = ["flow_run_id", "id", "name", "parameters", "version"]
 
 
-def _value(name: str) -> Any:
+def _id() -> str | None:
+    found = _deployment_run()
+    return str(found[0].id) if found is not None else None
+
+
+def _name() -> str | None:
+    found = _deployment_run()
+    return found[0].name if found is not None else None
+
+
+def _version() -> str | None:
+    found = _deployment_run()
+    return found[0].version if found is not None else None
+
+
+def _flow_run_id() -> str | None:
+    # The current flow run's id, when it is (part of) a deployment run.
     ctx = flow_run_var.get()
-    dep = ctx.deployment if ctx is not None else None
-    if name == "parameters":
-        return dict(getattr(dep, "parameters", None) or {})
-    if name == "flow_run_id":
-        return str(ctx.flow_run.id) if ctx is not None and dep is not None else None
-    if name in ("id", "name", "version"):
-        value = getattr(dep, name, None) if dep is not None else None
-        return str(value) if name == "id" and value is not None else value
-    raise AttributeError(f"sdk.runtime.deployment has no attribute {name!r}")
+    return str(ctx.flow_run.id) if ctx is not None and _deployment_run() is not None else None
+
+
+def _parameters() -> dict[str, Any]:
+    # The parameters of the deployment run (deployment defaults merged with those given).
+    found = _deployment_run()
+    return found[2] if found is not None else {}
+
+
+_VALUES: dict[str, tuple[type, Callable[[], Any]]] = {
+    "id": (str, _id),
+    "name": (str, _name),
+    "version": (str, _version),
+    "flow_run_id": (str, _flow_run_id),
+    "parameters": (dict, _parameters),
+}
 
 
 def __getattr__(name: str) -> Any:
-    return override("deployment", name, _value(name))
+    return _attribute("deployment", name, _VALUES)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

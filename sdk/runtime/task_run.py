@@ -1,35 +1,51 @@
 """The current task run: ``from sdk.runtime import task_run``.
 
-None / {} / [] / 0 outside a task run (also in a flow body).
+Outside a task run (also in a flow body): ids and names are None, ``parameters`` is {},
+``tags`` is [] and ``run_count`` is 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from engine.context import task_run_var
-from sdk.runtime._env import override
+from engine.context import TaskRunContext, task_run_var
+from sdk.runtime import _attribute
 
-__all__ = ["id", "name", "parameters", "run_count", "tags", "task_name"]
+__all__ = ["api_url", "id", "name", "parameters", "run_count", "tags", "task_name", "ui_url"]
 
 
-def _value(name: str) -> Any:
-    ctx = task_run_var.get()
-    run = ctx.task_run if ctx is not None else None
-    if name == "id":
-        return str(run.id) if run else None
-    if name == "name":
-        return run.name if run else None
-    if name == "task_name":
-        return run.task_name if run else None
-    if name == "parameters":
-        return dict(ctx.parameters) if ctx else {}
-    if name == "tags":
-        return list(run.tags) if run else []
-    if name == "run_count":
-        return run.run_count if run else 0
-    raise AttributeError(f"sdk.runtime.task_run has no attribute {name!r}")
+def _field(read: Callable[[TaskRunContext], Any], default: Any = None) -> Callable[[], Any]:
+    """A getter of one field of the current task run (``default`` outside task runs)."""
+
+    def get() -> Any:
+        ctx = task_run_var.get()
+        return default if ctx is None else read(ctx)
+
+    return get
+
+
+def _none() -> None:
+    return None  # no API server and no UI in an embedded engine
+
+
+_VALUES: dict[str, tuple[type, Callable[[], Any]]] = {
+    "id": (str, _field(lambda c: str(c.task_run.id))),
+    "name": (str, _field(lambda c: c.task_run.name)),
+    "task_name": (str, _field(lambda c: c.task_run.task_name)),
+    # The bound parameters, defaults included (a copy: changing it changes nothing).
+    "parameters": (dict, _field(lambda c: dict(c.parameters), {})),
+    "tags": (list, _field(lambda c: list(c.task_run.tags), [])),
+    # 1 on the first attempt, 2 on the first retry, ...
+    "run_count": (int, _field(lambda c: c.task_run.run_count, 0)),
+    "api_url": (str, _none),
+    "ui_url": (str, _none),
+}
 
 
 def __getattr__(name: str) -> Any:
-    return override("task_run", name, _value(name))
+    return _attribute("task_run", name, _VALUES)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
