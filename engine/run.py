@@ -12,7 +12,6 @@ import datetime as dt
 import inspect
 import logging
 import os
-import random
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,7 +27,7 @@ from engine.exceptions import (
     UpstreamTaskError,
 )
 from engine.executors import AbandonableThread, Executor, get_portal, is_private_loop
-from engine.ids import new_id
+from engine.ids import new_id, rng
 from engine.records import FlowRun, TaskRun
 from engine.resultref import StoredResult, journal, persist
 from engine.scheduler import (
@@ -146,10 +145,11 @@ def new_task_run(
         flow_run_id = None
     context_tags = ctxmod.tags_var.get()
     tags = spec.tags | context_tags if context_tags else spec.tags
-    name = render_run_name(spec.task_run_name, parameters) or f"{spec.name}-{dynamic_key}"
-    return TaskRun(
+    template = spec.task_run_name
+    task_run = TaskRun(
         id=task_run_id or new_id(),
-        name=name,
+        name=(render_run_name(template, parameters) if isinstance(template, str) else None)
+        or f"{spec.name}-{dynamic_key}",
         task_key=spec.task_key,
         task_name=spec.name,
         dynamic_key=dynamic_key,
@@ -158,6 +158,17 @@ def new_task_run(
         parameters=parameters,
         tags=sorted(tags) if tags else [],
     )
+    if callable(template):
+        # A name callable reads the run's parameters through ``runtime.task_run``.
+        naming = ctxmod.TaskRunContext(
+            spec=spec, task_run=task_run, parameters=parameters, log_prints=False
+        )
+        token = ctxmod.task_run_var.set(naming)
+        try:
+            task_run.name = render_run_name(template, parameters) or task_run.name
+        finally:
+            ctxmod.task_run_var.reset(token)
+    return task_run
 
 
 def _store_for_tasks(flow_ctx: ctxmod.FlowRunContext | None) -> Store:
@@ -420,7 +431,7 @@ async def _call_task_body(
         elif timeout is None:
             assert executor is not None
             value = (
-                await executor.run(spec.fn, *args, **kwargs)
+                await executor.run(_call_kw, spec.fn, args, kwargs)
                 if kwargs
                 else await executor.run(spec.fn, *args)
             )
@@ -429,6 +440,10 @@ async def _call_task_body(
             value = await _with_timeout(
                 body.run(_call_kw, spec.fn, args, kwargs), timeout, TaskRunTimeoutError
             )
+        if not spec.is_async and inspect.isawaitable(value):
+            # A sync body that returns an async task's call (a coroutine): its value is the
+            # result, as in Prefect.
+            value = await value
     except TaskRunTimeoutError as exc:
         return timed_out("Task run", timeout or 0, exc)
     except Exception as exc:
@@ -542,7 +557,7 @@ _NOUNS = (
 
 def random_run_name() -> str:
     """A readable random flow run name like ``brisk-otter``."""
-    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}"
+    return f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}"
 
 
 def final_state_from_return(value: Any) -> State:
@@ -609,7 +624,13 @@ def new_flow_run(
     created = now()
     return FlowRun(
         id=run_id,
-        name=render_run_name(spec.flow_run_name, parameters) or random_run_name(),
+        # A callable name is rendered once the run's context exists (``run_flow``).
+        name=(
+            render_run_name(spec.flow_run_name, parameters)
+            if isinstance(spec.flow_run_name, str)
+            else None
+        )
+        or random_run_name(),
         flow_id=store.flow_id(spec.name),
         flow_name=spec.name,
         flow_version=spec.version,
@@ -635,10 +656,9 @@ async def run_flow(
     deployment: Any = None,
     claimed: FlowRun | None = None,
 ) -> State:
-    """Orchestrate one flow run to its final state.
+    """Orchestrate one flow run to its final state (bad parameters give a Failed state).
 
-    Raises only for what must reach the caller before anything runs (bad parameters, an
-    unusable database) and for cancellation and crashes, after recording them.
+    Raises only for an unusable database and for cancellation and crashes, after recording them.
     """
     from engine.settings import get_current_settings
 
@@ -678,22 +698,21 @@ async def run_flow(
             parameters = validate_parameters(spec.fn, parameters)
         except ParameterTypeError as exc:
             failed = Failed(
-                message=f"Validation of flow parameters failed with error: {exc}", data=exc
+                message="Validation of flow parameters failed with error: "
+                f"{type(exc).__name__}: {exc}",
+                data=exc,
             )
             failed.state_details.flow_run_id = flow_run.id
             flow_run.state = failed
+            flow_run.end_time = failed.timestamp
             put(flow_run, failed)
             if parent_ctx is None:
                 await store.flush()
-            raise
+            # The caller raises it (``flow_result``) unless it asked for the state.
+            return failed
         flow_run.parameters = parameters
     if parent_ctx is None and flow_run.parameters_blob is None:
         flow_run.parameters_blob = journal(parameters)
-
-    pending = Pending()
-    pending.state_details.flow_run_id = flow_run.id
-    flow_run.state = pending
-    put(flow_run, pending)
 
     loop = asyncio.get_running_loop()
     if is_private_loop(loop):
@@ -712,6 +731,20 @@ async def run_flow(
     flow_ctx.recovered = recovered
     flow_ctx.settings = settings
     flow_ctx.deployment = deployment
+    if existing is None and callable(spec.flow_run_name):
+        # A name callable reads the run's parameters through ``runtime.flow_run``.
+        token = ctxmod.flow_run_var.set(flow_ctx)
+        try:
+            flow_run.name = render_run_name(spec.flow_run_name, parameters) or flow_run.name
+        except BaseException:
+            runner.release(pool)
+            raise
+        finally:
+            ctxmod.flow_run_var.reset(token)
+    pending = Pending()
+    pending.state_details.flow_run_id = flow_run.id
+    flow_run.state = pending
+    put(flow_run, pending)
     if parent_ctx is None:
         store.track_live(flow_run.id)
     # An async body is stopped by cancelling this task; a sync body at its next task call.
@@ -921,6 +954,8 @@ async def _call_flow_body(
                 value = await _with_timeout(
                     thread.run(_call_kw, spec.fn, args, kwargs), timeout, FlowRunTimeoutError
                 )
+            if not spec.is_async and inspect.isawaitable(value):
+                value = await value  # a returned async task call: its value is the result
         except FlowRunTimeoutError:
             group.cancel_all()
             await asyncio.shield(group.wait_all())

@@ -62,20 +62,29 @@ class Binder:
             return getter(parameters), {}
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
-        for name, param in self.signature.parameters.items():
-            if name not in parameters:
-                continue
-            value = parameters[name]
-            if param.kind is param.VAR_POSITIONAL:
-                args.extend(value)
-            elif param.kind is param.VAR_KEYWORD:
-                kwargs.update(value)
-            elif param.kind is param.KEYWORD_ONLY:
-                kwargs[name] = value
-            elif kwargs:
-                kwargs[name] = value
+        items = self.signature.parameters.items()
+        # Extra positional values (*args) need every positional slot before them filled.
+        fill = any(p.kind is p.VAR_POSITIONAL and parameters.get(n) for n, p in items)
+        by_name = False  # set once a positional slot is skipped: later values go by keyword
+        for name, param in items:
+            kind = param.kind
+            if kind is param.VAR_POSITIONAL:
+                args.extend(parameters.get(name, ()))
+            elif kind is param.VAR_KEYWORD:
+                kwargs.update(parameters.get(name, {}))
+            elif kind is param.KEYWORD_ONLY:
+                if name in parameters:
+                    kwargs[name] = parameters[name]
+            elif name in parameters:
+                if by_name:
+                    kwargs[name] = parameters[name]
+                else:
+                    args.append(parameters[name])
+            elif param.default is not param.empty and (fill or kind is param.POSITIONAL_ONLY):
+                # A positional-only slot cannot be skipped by keyword: pass its default.
+                args.append(param.default)
             else:
-                args.append(value)
+                by_name = True
         return tuple(args), kwargs
 
 

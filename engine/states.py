@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
-import random
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -19,7 +18,7 @@ from engine.exceptions import (
     PausedRun,
     UnfinishedRun,
 )
-from engine.ids import new_id
+from engine.ids import new_id, rng
 
 
 def now() -> dt.datetime:
@@ -379,7 +378,7 @@ def retry_delay(delays: float | list[float], attempt: int, jitter_factor: float 
         base = delays
     if jitter_factor:
         # Spread around the configured delay, never below zero, at most (1 + factor) times it.
-        base = random.uniform(max(0.0, base * (1 - jitter_factor)), base * (1 + jitter_factor))
+        base = rng.uniform(max(0.0, base * (1 - jitter_factor)), base * (1 + jitter_factor))
     return base
 
 
