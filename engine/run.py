@@ -20,6 +20,7 @@ from typing import Any
 
 from engine import cancellation, logs
 from engine import context as ctxmod
+from engine.cache_policies import source_fingerprint
 from engine.exceptions import (
     FlowRunTimeoutError,
     ParameterTypeError,
@@ -157,6 +158,26 @@ def new_task_run(
         task_version=spec.version,
         parameters=parameters,
         tags=sorted(tags) if tags else [],
+        # Memoized per function: a lookup, not a read of the source, on the hot path.
+        code_fingerprint=spec.code_fingerprint or source_fingerprint(spec.fn),
+    )
+
+
+def _log_not_reused(
+    flow_ctx: ctxmod.FlowRunContext, task_run: TaskRun, fingerprint: str | None
+) -> None:
+    why = (
+        "its code has changed since that result was recorded"
+        if fingerprint is not None
+        else "no code fingerprint was recorded with it"
+    )
+    logs.get_run_logger(flow_ctx).warning(
+        "Task run %r (task %r, call %s) completed in an earlier attempt of this flow run, but %s: "
+        "running it again instead of reusing its recorded result",
+        task_run.name,
+        task_run.task_key,
+        task_run.dynamic_key,
+        why,
     )
 
 
@@ -186,15 +207,19 @@ async def run_task(
         task_run = new_task_run(spec, parameters, flow_ctx)
     put = store.put_task_run_state
     if flow_ctx is not None and flow_ctx.recovered:
-        blob = flow_ctx.recovered.get((task_run.task_key, task_run.dynamic_key))
-        if blob is not None:
-            # Resuming a crashed flow run: this task run completed before; use its result.
-            return State(
-                type=_COMPLETED,
-                name="Completed",
-                message="Result recorded by an earlier attempt of this flow run",
-                data=StoredResult(blob),
-            )
+        recorded = flow_ctx.recovered.get((task_run.task_key, task_run.dynamic_key))
+        if recorded is not None:
+            recorded_blob, fingerprint = recorded
+            if fingerprint is not None and fingerprint == task_run.code_fingerprint:
+                # Resuming a crashed flow run: this task run completed before, with the same
+                # code; use its result.
+                return State(
+                    type=_COMPLETED,
+                    name="Completed",
+                    message="Result recorded by an earlier attempt of this flow run",
+                    data=StoredResult(recorded_blob),
+                )
+            _log_not_reused(flow_ctx, task_run, fingerprint)
 
     upstream: Upstream | None = None
     plain = _PLAIN_TYPES
@@ -651,7 +676,7 @@ async def run_flow(
         await store.ensure_open()
         logs.configure()
 
-    recovered: dict[tuple[str, str], bytes] | None = None
+    recovered: dict[tuple[str, str], tuple[bytes, str | None]] | None = None
     if claimed is not None:
         existing: FlowRun | None = claimed  # a worker just claimed it: no need to read it again
     else:
