@@ -161,8 +161,20 @@ class Task(Generic[P, R]):
                 f"cache_expiration must be a datetime.timedelta, got {cache_expiration!r}"
             )
         self.refresh_cache = refresh_cache
-        self.persist_result = persist_result
-        self._cache_policy = _resolve_cache_policy(cache_policy, cache_key_fn, persist_result)
+        self.persist_result = _implied_persist_result(
+            persist_result,
+            cache_policy,
+            cache_key_fn,
+            result_storage,
+            result_serializer,
+            result_storage_key,
+        )
+        # As in Prefect, a storage key alone does not bring the default cache policy in.
+        self._cache_policy = _resolve_cache_policy(
+            cache_policy,
+            cache_key_fn,
+            self.persist_result if result_storage_key is None else persist_result,
+        )
         self.result_storage = result_storage
         self.result_serializer = result_serializer
         self.result_storage_key = result_storage_key
@@ -457,6 +469,32 @@ class Task(Generic[P, R]):
         bound._binder = Binder(bound.fn)
         bound._spec_cache = None
         return bound
+
+
+def _implied_persist_result(
+    persist_result: bool | None,
+    cache_policy: Any,
+    cache_key_fn: Any,
+    result_storage: Any,
+    result_serializer: Any,
+    result_storage_key: str | None,
+) -> bool | None:
+    """``persist_result`` as Prefect 3 reads it: left unset, it is True when an option only
+    makes sense for a stored result (where or how to store it, or a cache) is given."""
+    if persist_result is not None:
+        return persist_result
+    from engine import cache_policies as cp
+
+    caching_policy = cache_policy not in (NotSet, None, cp.NO_CACHE, cp.NONE)
+    if (
+        caching_policy
+        or cache_key_fn is not None
+        or result_storage_key is not None
+        or result_storage is not None
+        or result_serializer is not None
+    ):
+        return True
+    return None
 
 
 def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: bool | None) -> Any:
