@@ -70,8 +70,9 @@ class FlowRunContext(RunContext):
         self.store = store
         self.log_prints = bool(spec.log_prints)
         self.deployment = deployment
-        # (task key, call index) -> recorded result of a completed task run, when resuming.
-        self.recovered: dict[tuple[str, str], bytes] | None = None
+        # (task key, call index) -> (recorded result, code fingerprint) of a completed task run,
+        # when resuming.
+        self.recovered: dict[tuple[str, str], tuple[bytes, str | None]] | None = None
         self.settings: Any = None
         # Call index per task key: (task key, index) identifies a task run inside its flow run,
         # which is what durable recovery matches on.

@@ -86,6 +86,8 @@ class TaskRun(msgspec.Struct, kw_only=True):
     end_time: dt.datetime | None = None
     expected_start_time: dt.datetime | None = None
     created: dt.datetime | None = None
+    # A digest of the task function's code (recovery reuses the result only for the same code).
+    code_fingerprint: str | None = None
 
     @property
     def state_type(self) -> StateType | None:

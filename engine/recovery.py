@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 import uuid
@@ -24,6 +25,11 @@ from engine.records import FlowRun
 from engine.spec import FlowSpec
 from engine.states import Crashed, now
 from engine.store import HOSTNAME, Q, Store, _ts, db_id, flow_run_from_row
+
+logger = logging.getLogger("millstream.engine")
+
+# Flow files are imported again under this module-name prefix (``__main__`` is taken).
+SCRIPT_MODULE_PREFIX = "millstream_recovered_"
 
 
 class RecoveryReport(msgspec.Struct, kw_only=True):
@@ -59,6 +65,26 @@ def is_orphan(run: FlowRun, lease_seconds: float, live_here: set[uuid.UUID]) -> 
     return beat is None or (now() - beat).total_seconds() > lease_seconds
 
 
+def relocated_flow_file(where: str) -> Path | None:
+    """The flow file recorded as ``where``, or where it went when its checkout moved.
+
+    A recorded path that no longer exists is looked for under the working directory by its
+    trailing parts, longest first: ``/old/checkout/flows/etl.py`` is found as
+    ``./checkout/flows/etl.py``, then ``./flows/etl.py``, then ``./etl.py``. Task results
+    recorded by the old copy are reused only where the task code is unchanged.
+    """
+    path = Path(where)
+    if path.is_file():
+        return path
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    cwd = Path.cwd()
+    for start in range(len(parts)):
+        candidate = cwd.joinpath(*parts[start:])
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def load_flow_spec(entrypoint: str | None) -> FlowSpec:
     """Import the flow recorded as ``module:qualname`` or ``/path/file.py:qualname``."""
     if not entrypoint or ":" not in entrypoint:
@@ -66,10 +92,18 @@ def load_flow_spec(entrypoint: str | None) -> FlowSpec:
     where, qualname = entrypoint.rsplit(":", 1)
     try:
         if where.endswith(".py"):
-            path = Path(where)
-            if not path.is_file():
+            path = relocated_flow_file(where)
+            if path is None:
                 raise RecoveryError(f"flow file {where!r} no longer exists")
-            name = f"millstream_recovered_{uuid.uuid5(uuid.NAMESPACE_URL, where).hex[:12]}"
+            if str(path) != where:
+                logger.warning(
+                    "Flow file %r no longer exists; resuming the flow run from %r, found under "
+                    "the working directory",
+                    where,
+                    str(path),
+                )
+            key = str(path)
+            name = f"{SCRIPT_MODULE_PREFIX}{uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:12]}"
             module = sys.modules.get(name)
             if module is None:
                 spec = importlib.util.spec_from_file_location(name, path)

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine import cancellation, logs
 from engine import context as ctxmod
+from engine.cache_policies import source_fingerprint
 from engine.exceptions import (
     FlowRunTimeoutError,
     ParameterTypeError,
@@ -157,6 +158,26 @@ def new_task_run(
         task_version=spec.version,
         parameters=parameters,
         tags=sorted(tags) if tags else [],
+        # Memoized per function: a lookup, not a read of the source, on the hot path.
+        code_fingerprint=spec.code_fingerprint or source_fingerprint(spec.fn),
+    )
+
+
+def _log_not_reused(
+    flow_ctx: ctxmod.FlowRunContext, task_run: TaskRun, fingerprint: str | None
+) -> None:
+    why = (
+        "its code has changed since that result was recorded"
+        if fingerprint is not None
+        else "no code fingerprint was recorded with it"
+    )
+    logs.get_run_logger(flow_ctx).warning(
+        "Task run %r (task %r, call %s) completed in an earlier attempt of this flow run, but %s: "
+        "running it again instead of reusing its recorded result",
+        task_run.name,
+        task_run.task_key,
+        task_run.dynamic_key,
+        why,
     )
     if callable(template):
         # A name callable reads the run's parameters through ``runtime.task_run``.
@@ -197,15 +218,19 @@ async def run_task(
         task_run = new_task_run(spec, parameters, flow_ctx)
     put = store.put_task_run_state
     if flow_ctx is not None and flow_ctx.recovered:
-        blob = flow_ctx.recovered.get((task_run.task_key, task_run.dynamic_key))
-        if blob is not None:
-            # Resuming a crashed flow run: this task run completed before; use its result.
-            return State(
-                type=_COMPLETED,
-                name="Completed",
-                message="Result recorded by an earlier attempt of this flow run",
-                data=StoredResult(blob),
-            )
+        recorded = flow_ctx.recovered.get((task_run.task_key, task_run.dynamic_key))
+        if recorded is not None:
+            recorded_blob, fingerprint = recorded
+            if fingerprint is not None and fingerprint == task_run.code_fingerprint:
+                # Resuming a crashed flow run: this task run completed before, with the same
+                # code; use its result.
+                return State(
+                    type=_COMPLETED,
+                    name="Completed",
+                    message="Result recorded by an earlier attempt of this flow run",
+                    data=StoredResult(recorded_blob),
+                )
+            _log_not_reused(flow_ctx, task_run, fingerprint)
 
     upstream: Upstream | None = None
     plain = _PLAIN_TYPES
@@ -308,6 +333,8 @@ async def run_task(
     result_blob = None
     if state.type is _COMPLETED:
         persist_it = spec.persist_result
+        if persist_it is None and flow_ctx is not None:
+            persist_it = flow_ctx.spec.persist_result  # as in Prefect: the flow's choice
         if persist_it is None:
             persist_it = _settings(flow_ctx).results.persist_by_default
         if persist_it or cache_key is not None:
@@ -340,11 +367,16 @@ def _persist_result(
     """Encode (and store) a completed run's result; a value that cannot be encoded fails it."""
     settings = _settings(flow_ctx)
     value = state_result(state)
+    serializer, storage = spec.result_serializer, spec.result_storage
+    if flow_ctx is not None:
+        # As in Prefect, a task stores its result where (and how) its flow does unless told.
+        serializer = serializer or flow_ctx.spec.result_serializer
+        storage = storage if storage is not None else flow_ctx.spec.result_storage
     try:
         blob, serializer = persist(
             value,
-            serializer=spec.result_serializer or settings.results.default_serializer,
-            storage=spec.result_storage,
+            serializer=serializer or settings.results.default_serializer,
+            storage=storage,
             storage_key=spec.result_storage_key,
             parameters=parameters,
             inline_max_bytes=settings.results.inline_max_bytes,
@@ -353,6 +385,32 @@ def _persist_result(
         )
     except Exception as exc:  # SerializationError, StorageKeyError, OSError: nothing written
         return failed_from_exception(exc, "Task run"), None
+    if not spec.cache_result_in_memory:
+        state.data = StoredResult(blob, serializer)
+    return state, blob
+
+
+def _persist_flow_result(
+    spec: FlowSpec, state: State, flow_ctx: ctxmod.FlowRunContext
+) -> tuple[State, bytes | None]:
+    """Store a completed flow run's result as asked (``persist_result``, ``result_storage``,
+    ``result_serializer``); a value that cannot be stored fails the run, saying why."""
+    settings = _settings(flow_ctx)
+    try:
+        blob, serializer = persist(
+            state_result(state),
+            serializer=spec.result_serializer or settings.results.default_serializer,
+            storage=spec.result_storage,
+            storage_key=None,
+            parameters=flow_ctx.parameters,
+            inline_max_bytes=settings.results.inline_max_bytes,
+            default_dir=settings.results.local_storage_path,
+            pickle_fallback=settings.results.pickle_fallback,
+        )
+    except Exception as exc:  # SerializationError, OSError: nothing written
+        failed = failed_from_exception(exc, "Flow run")
+        failed.state_details.flow_run_id = flow_ctx.flow_run.id
+        return failed, None
     if not spec.cache_result_in_memory:
         state.data = StoredResult(blob, serializer)
     return state, blob
@@ -471,12 +529,17 @@ async def _with_timeout(
         raise
 
 
+def _holds_states(data: Any) -> bool:
+    # A run that returned states (of futures): not a plain value to store or replay.
+    return isinstance(data, State) or (
+        isinstance(data, list) and bool(data) and all(isinstance(d, State) for d in data)
+    )
+
+
 def _journal_state_data(state: State) -> bytes | None:
     data = state.data
-    if isinstance(data, State) or (
-        isinstance(data, list) and data and all(isinstance(d, State) for d in data)
-    ):
-        return None  # states of returned futures: not a plain value to replay
+    if _holds_states(data):
+        return None
     if isinstance(data, ResultLoader):
         return data.blob if isinstance(data, StoredResult) else None
     return journal(data)
@@ -671,7 +734,7 @@ async def run_flow(
         await store.ensure_open()
         logs.configure()
 
-    recovered: dict[tuple[str, str], bytes] | None = None
+    recovered: dict[tuple[str, str], tuple[bytes, str | None]] | None = None
     if claimed is not None:
         existing: FlowRun | None = claimed  # a worker just claimed it: no need to read it again
     else:
@@ -875,6 +938,7 @@ async def _flow_attempts(
     put: Callable[..., None],
 ) -> State:
     args, kwargs = spec.binder.call_args(flow_ctx.parameters)
+    state: State
     while True:
         flow_run.run_count += 1
         running = Running() if flow_run.run_count == 1 else Retrying()
@@ -914,8 +978,17 @@ async def _flow_attempts(
     flow_run.end_time = state.timestamp
     flow_run.state = state
     result_blob = None
-    if state.type is _COMPLETED and flow_ctx.flow_run.parent_flow_run_id is None:
-        result_blob = _journal_state_data(state)
+    if state.type is _COMPLETED:
+        persist_it = spec.persist_result
+        if persist_it is None:
+            persist_it = _settings(flow_ctx).results.persist_by_default
+        if persist_it and not _holds_states(state.data):
+            persisted, result_blob = _persist_flow_result(spec, state, flow_ctx)
+            state = persisted
+            flow_run.end_time = state.timestamp
+            flow_run.state = state
+        elif flow_ctx.flow_run.parent_flow_run_id is None:
+            result_blob = _journal_state_data(state)
     put(flow_run, state, result_blob)
     hooks: tuple[Hook, ...] = ()
     if state.type is StateType.COMPLETED:

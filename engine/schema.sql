@@ -128,6 +128,11 @@ CREATE TABLE variable (
     updated TEXT NOT NULL
 );
 
+-- migration: 2
+-- A digest of the task function's code when the task run ran: recovery reuses a recorded result
+-- only when the code resumed still has the same digest (NULL: recorded before it was kept).
+ALTER TABLE task_run ADD COLUMN code_fingerprint TEXT;
+
 -- name: upsert_flow
 INSERT INTO flow (id, name, created) VALUES (?, ?, ?)
 ON CONFLICT (name) DO NOTHING;
@@ -159,8 +164,8 @@ INSERT INTO task_run (
     id, flow_run_id, name, task_key, task_name, dynamic_key, task_version, cache_key,
     cache_expiration, parameters, tags, run_count, state_id, state_type, state_name,
     state_message, state_timestamp, state_details, start_time, end_time, expected_start_time,
-    created, updated, history, result
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    created, updated, history, result, code_fingerprint
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     name = excluded.name, cache_key = excluded.cache_key,
     cache_expiration = excluded.cache_expiration, run_count = excluded.run_count,
@@ -206,8 +211,10 @@ ON CONFLICT (key) DO UPDATE SET
 SELECT result, expiration FROM cache WHERE key = ?;
 
 -- name: select_completed_task_results
-SELECT task_key, dynamic_key, result FROM task_run
-WHERE flow_run_id = ? AND state_type = 'COMPLETED' AND result IS NOT NULL;
+-- Oldest first: when a call ran again on an earlier resume, its latest record wins.
+SELECT task_key, dynamic_key, result, code_fingerprint FROM task_run
+WHERE flow_run_id = ? AND state_type = 'COMPLETED' AND result IS NOT NULL
+ORDER BY created, rowid;
 
 -- name: select_flow_run_by_idempotency_key
 SELECT * FROM flow_run WHERE idempotency_key = ?;

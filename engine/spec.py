@@ -96,6 +96,8 @@ class TaskSpec:
     name: str
     task_key: str
     is_async: bool
+    # A digest of ``fn``'s code, recorded with each task run (None: the engine computes it).
+    code_fingerprint: str | None = None
     binder: Binder
     owner: Any = None
     description: str | None = None

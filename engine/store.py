@@ -518,10 +518,13 @@ class Store:
 
     async def read_completed_task_results(
         self, flow_run_id: uuid.UUID | str
-    ) -> dict[tuple[str, str], bytes]:
-        """Recorded results of a flow run's completed task runs, by (task key, call index)."""
+    ) -> dict[tuple[str, str], tuple[bytes, str | None]]:
+        """Recorded results of a flow run's completed task runs, with the code fingerprint each
+        ran with, by (task key, call index); a call recorded more than once: its latest."""
         rows = await self.fetchall("select_completed_task_results", (db_id(flow_run_id),))
-        return {(r["task_key"], r["dynamic_key"]): r["result"] for r in rows}
+        return {
+            (r["task_key"], r["dynamic_key"]): (r["result"], r["code_fingerprint"]) for r in rows
+        }
 
     # -- liveness -----------------------------------------------------------------------------
     def track_live(self, flow_run_id: uuid.UUID) -> None:
@@ -825,6 +828,7 @@ def _task_run_row(
         now,
         history,
         result,
+        run.code_fingerprint,
     )
 
 
@@ -897,6 +901,7 @@ def task_run_from_row(row: sqlite3.Row) -> TaskRun:
         end_time=_parse_ts(row["end_time"]),
         expected_start_time=_parse_ts(row["expected_start_time"]),
         created=_parse_ts(row["created"]),
+        code_fingerprint=row["code_fingerprint"],
     )
 
 

@@ -134,6 +134,9 @@ class Flow(Generic[P, R]):
             retry_delay_seconds = settings.flows.default_retry_delay_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self._retry_delays = resolve_retry_delays(retry_delay_seconds, retries)
+        if persist_result is None and (result_storage is not None or result_serializer is not None):
+            # As in Prefect 3: saying where or how to store the result means storing it.
+            persist_result = True
         self.persist_result = persist_result
         self.result_storage = result_storage
         self.result_serializer = result_serializer

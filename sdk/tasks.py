@@ -6,13 +6,16 @@ import datetime as dt
 import hashlib
 import inspect
 import os
+import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
 
 from engine import context as ctxmod
 from engine import run as engine_run
+from engine.cache_policies import source_fingerprint
 from engine.exceptions import MappingLengthMismatch, MappingMissingIterable
 from engine.executors import PoolExecutor
+from engine.recovery import SCRIPT_MODULE_PREFIX
 from engine.scheduler import EngineFuture, quote, unmapped
 from engine.spec import Binder, Hook, TaskSpec
 from engine.states import State, exponential_backoff, resolve_retry_delays, state_result
@@ -26,13 +29,30 @@ T = TypeVar("T")
 
 
 def _task_key(fn: Callable[..., Any]) -> str:
-    # Stable across processes and runs of the same file: recovery matches task runs on it.
-    try:
-        source_file = os.path.abspath(inspect.getfile(fn))
-    except TypeError:
-        source_file = getattr(fn, "__module__", "") or ""
-    digest = hashlib.sha1(f"{source_file}:{fn.__qualname__}".encode()).hexdigest()[:8]
-    return f"{fn.__qualname__}-{digest}"
+    # Recovery matches task runs on this key, in another process and possibly from a checkout
+    # in another directory: it is made from where the function lives in the code (module, or
+    # script file name, and qualified name), never from an absolute path.
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+    digest = hashlib.sha1(f"{_code_location(fn)}:{qualname}".encode()).hexdigest()[:8]
+    return f"{qualname}-{digest}"
+
+
+def _code_location(fn: Callable[..., Any]) -> str:
+    """The module name of ``fn``, or ``file:<name>.py`` for a script run or loaded by path."""
+    module_name = getattr(fn, "__module__", None) or ""
+    module = sys.modules.get(module_name)
+    if module_name == "__main__" and module is not None:
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and spec.name and spec.name != "__main__":
+            return str(spec.name)  # `python -m pkg.mod`: the same key as when imported
+    if module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX):
+        # A script (`python flows/etl.py`, or recovery loading it again from its path): its
+        # file name is what stays the same when the checkout moves.
+        try:
+            return "file:" + os.path.basename(inspect.getfile(fn))
+        except TypeError:
+            pass
+    return module_name
 
 
 _OPTION_NAMES = (
@@ -141,8 +161,20 @@ class Task(Generic[P, R]):
                 f"cache_expiration must be a datetime.timedelta, got {cache_expiration!r}"
             )
         self.refresh_cache = refresh_cache
-        self.persist_result = persist_result
-        self._cache_policy = _resolve_cache_policy(cache_policy, cache_key_fn, persist_result)
+        self.persist_result = _implied_persist_result(
+            persist_result,
+            cache_policy,
+            cache_key_fn,
+            result_storage,
+            result_serializer,
+            result_storage_key,
+        )
+        # As in Prefect, a storage key alone does not bring the default cache policy in.
+        self._cache_policy = _resolve_cache_policy(
+            cache_policy,
+            cache_key_fn,
+            self.persist_result if result_storage_key is None else persist_result,
+        )
         self.result_storage = result_storage
         self.result_serializer = result_serializer
         self.result_storage_key = result_storage_key
@@ -199,6 +231,7 @@ class Task(Generic[P, R]):
                 name=self.name,
                 task_key=self.task_key,
                 is_async=self.isasync,
+                code_fingerprint=source_fingerprint(self.fn),
                 binder=self._binder,
                 owner=self,
                 description=self.description,
@@ -436,6 +469,32 @@ class Task(Generic[P, R]):
         bound._binder = Binder(bound.fn)
         bound._spec_cache = None
         return bound
+
+
+def _implied_persist_result(
+    persist_result: bool | None,
+    cache_policy: Any,
+    cache_key_fn: Any,
+    result_storage: Any,
+    result_serializer: Any,
+    result_storage_key: str | None,
+) -> bool | None:
+    """``persist_result`` as Prefect 3 reads it: left unset, it is True when an option only
+    makes sense for a stored result (where or how to store it, or a cache) is given."""
+    if persist_result is not None:
+        return persist_result
+    from engine import cache_policies as cp
+
+    caching_policy = cache_policy not in (NotSet, None, cp.NO_CACHE, cp.NONE)
+    if (
+        caching_policy
+        or cache_key_fn is not None
+        or result_storage_key is not None
+        or result_storage is not None
+        or result_serializer is not None
+    ):
+        return True
+    return None
 
 
 def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: bool | None) -> Any:

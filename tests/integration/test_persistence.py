@@ -73,6 +73,24 @@ def test_schema_is_versioned(db_path):
     assert mode == "wal"
 
 
+def test_a_version_1_database_is_migrated_keeping_its_runs(db_path):
+    # A file written before task runs recorded their code fingerprint.
+    version_1 = dict(store_module.MIGRATIONS)[1]
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(version_1)
+        conn.execute(
+            "INSERT INTO task_run (id, name, task_key, task_name, dynamic_key, created, updated) "
+            "VALUES ('old', 'old-0', 'k', 'old', '0', 'now', 'now')"
+        )
+        conn.execute("PRAGMA user_version = 1")
+    squares(2)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+        rows = conn.execute("SELECT id, code_fingerprint FROM task_run ORDER BY rowid").fetchall()
+    assert rows[0] == ("old", None)
+    assert len(rows) == 3 and all(isinstance(fp, str) and fp for _, fp in rows[1:])
+
+
 def test_many_threads_running_flows_at_once_never_lock(db_path):
     errors: list[BaseException] = []
 

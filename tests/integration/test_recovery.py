@@ -76,8 +76,11 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def kill_while_task_6_runs(path: Path, env: dict[str, str], tmp_path: Path, db_path: Path) -> None:
-    """Run the ten-step flow in a process and SIGKILL it while task 6 runs (tasks 1-5 durable)."""
+def kill_while_task_6_runs(
+    path: Path, env: dict[str, str], tmp_path: Path, db_path: Path, completed: int = 5
+) -> None:
+    """Run the ten-step flow in a process and SIGKILL it while task 6 runs (tasks 1-5 durable,
+    ``completed`` task runs in all)."""
     proc = subprocess.Popen(
         [sys.executable, str(path)], env={**env, "BLOCK_AT_6": "1"}, cwd=tmp_path
     )
@@ -85,9 +88,9 @@ def kill_while_task_6_runs(path: Path, env: dict[str, str], tmp_path: Path, db_p
         wait_until(lambda: (tmp_path / "marker").exists())
         wait_until(
             lambda: (
-                task_runs(db_path) >= 5
+                task_runs(db_path) >= completed
                 and query(db_path, "SELECT count(*) FROM task_run WHERE state_type = 'COMPLETED'")
-                == [(5,)]
+                == [(completed,)]
             )
         )
     finally:
@@ -254,6 +257,39 @@ def test_calling_again_after_a_failure_resumes_in_the_same_run(db_path):
     assert query(db_path, "SELECT state_type, run_count FROM flow_run") == [("COMPLETED", 2)]
 
 
+def test_results_recorded_without_a_code_fingerprint_are_not_reused(db_path):
+    # Task runs recorded before fingerprints were kept (NULL): the code they ran is unknown.
+    calls: list[str] = []
+    fail = [True]
+
+    @task
+    def first() -> str:
+        calls.append("first")
+        return "a"
+
+    @task
+    def second(prev: str) -> str:
+        calls.append("second")
+        if fail[0]:
+            raise RuntimeError("transient")
+        return prev + "b"
+
+    @flow
+    def two_steps() -> str:
+        return second(first())
+
+    key = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        two_steps(flow_run_id=key)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE task_run SET code_fingerprint = NULL")
+    fail[0] = False
+    assert two_steps(flow_run_id=key) == "ab"
+    assert calls == ["first", "second", "first", "second"]
+    messages = [m for (m,) in query(db_path, "SELECT message FROM log WHERE level >= 30")]
+    assert any("'first-" in m and "no code fingerprint" in m for m in messages), messages
+
+
 def test_arecover_from_async_code_resumes_sync_flows(script, db_path, tmp_path):
     import asyncio
 
@@ -268,3 +304,107 @@ def test_arecover_from_async_code_resumes_sync_flows(script, db_path, tmp_path):
         del os.environ["COUNTS_FILE"]
     assert len(report.resumed) == 1
     assert query(db_path, "SELECT state_type FROM flow_run") == [("COMPLETED",)]
+
+
+# The ten-step flow with a second task, so that editing one task leaves another unchanged.
+TWO_TASK_SCRIPT = textwrap.dedent(
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    from sdk import flow, task
+
+    COUNTS = Path(os.environ["COUNTS_FILE"])
+
+
+    @task
+    def prep(n: int) -> int:
+        with COUNTS.open("a") as f:
+            f.write("prep\\n")
+        return n
+
+
+    @task
+    def step(i: int, acc: int) -> int:
+        with COUNTS.open("a") as f:
+            f.write(f"{i}\\n")
+        if i == 6 and os.environ.get("BLOCK_AT_6") == "1":
+            Path(os.environ["MARKER"]).write_text("task 6 is running")
+            time.sleep(120)
+        return acc + i * i
+
+
+    @flow
+    def ten_steps(n: int = 10) -> int:
+        acc = 0
+        for i in range(1, prep(n) + 1):
+            acc = step(i, acc)
+        return acc
+
+
+    if __name__ == "__main__":
+        print(ten_steps())
+    """
+)
+
+
+def _recover_in(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", RECOVER],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_recovery_runs_again_the_tasks_whose_code_changed_and_says_why(script, db_path, tmp_path):
+    path, env, counts = script
+    path.write_text(TWO_TASK_SCRIPT)
+    kill_while_task_6_runs(path, env, tmp_path, db_path, completed=6)  # prep and steps 1-5
+    # The flow is fixed while it is down: step's results recorded so far are stale.
+    path.write_text(TWO_TASK_SCRIPT.replace("return acc + i * i", "return acc + 10 * i * i"))
+
+    out = _recover_in(tmp_path, env)
+    assert out.stdout.split() == ["1", "0"]
+    executions = Counter(counts.read_text().split())
+    # prep is unchanged: its recorded result is reused; every step call runs the new code.
+    assert executions == {
+        "prep": 1,
+        **{str(i): 2 for i in range(1, 7)},
+        **{str(i): 1 for i in range(7, 11)},
+    }
+    from engine.resultref import decode
+
+    ((state, result),) = query(db_path, "SELECT state_type, result FROM flow_run")
+    assert state == "COMPLETED" and decode(result) == 3850
+    warnings = [m for (m,) in query(db_path, "SELECT message FROM log WHERE level >= 30")]
+    changed = [m for m in warnings if "code has changed" in m]
+    assert len(changed) == 5, warnings  # steps 1-5, each named
+    assert all("'step-" in m for m in changed)
+    assert not any("prep" in m for m in warnings)
+
+
+def test_recovery_from_a_moved_checkout_reuses_the_recorded_results(script, db_path, tmp_path):
+    path, env, counts = script
+    kill_while_task_6_runs(path, env, tmp_path, db_path)
+    moved = tmp_path / "elsewhere" / "checkout"
+    moved.mkdir(parents=True)
+    (moved / path.name).write_text(path.read_text())
+    path.unlink()  # the checkout moved: only the new copy exists
+
+    out = _recover_in(moved, env)
+    assert out.stdout.split() == ["1", "0"]
+    executions = Counter(int(line) for line in counts.read_text().split())
+    assert executions == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 2, 7: 1, 8: 1, 9: 1, 10: 1}
+    from engine.resultref import decode
+
+    ((state, result),) = query(db_path, "SELECT state_type, result FROM flow_run")
+    assert state == "COMPLETED" and decode(result) == 385
+    # Every task run of the resumed attempt has the task keys of the first one.
+    keys = query(db_path, "SELECT DISTINCT task_key FROM task_run")
+    assert len(keys) == 1
