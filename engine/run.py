@@ -161,6 +161,17 @@ def new_task_run(
         # Memoized per function: a lookup, not a read of the source, on the hot path.
         code_fingerprint=spec.code_fingerprint or source_fingerprint(spec.fn),
     )
+    if callable(template):
+        # A name callable reads the run's parameters through ``runtime.task_run``.
+        naming = ctxmod.TaskRunContext(
+            spec=spec, task_run=task_run, parameters=parameters, log_prints=False
+        )
+        token = ctxmod.task_run_var.set(naming)
+        try:
+            task_run.name = render_run_name(template, parameters) or task_run.name
+        finally:
+            ctxmod.task_run_var.reset(token)
+    return task_run
 
 
 def _log_not_reused(
@@ -179,17 +190,6 @@ def _log_not_reused(
         task_run.dynamic_key,
         why,
     )
-    if callable(template):
-        # A name callable reads the run's parameters through ``runtime.task_run``.
-        naming = ctxmod.TaskRunContext(
-            spec=spec, task_run=task_run, parameters=parameters, log_prints=False
-        )
-        token = ctxmod.task_run_var.set(naming)
-        try:
-            task_run.name = render_run_name(template, parameters) or task_run.name
-        finally:
-            ctxmod.task_run_var.reset(token)
-    return task_run
 
 
 def _store_for_tasks(flow_ctx: ctxmod.FlowRunContext | None) -> Store:
