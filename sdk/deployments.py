@@ -25,6 +25,11 @@ from engine.store import Store, get_store
 from engine.validation import check_against_schema, parameter_schema
 from sdk._sync import dispatch, dual
 
+# A package's search path (an empty one): Prefect's submodules of prefect.deployments, such as
+# deployments.steps, then reach the import system's finders, and sdk._refusals refuses them with
+# a NotSupportedError instead of Python's "'sdk.deployments' is not a package".
+__path__: list[str] = []
+
 
 def deploy(*deployments: Any, **kwargs: Any) -> NoReturn:
     """Not available: building images and registering with work pools needs Prefect's server."""
