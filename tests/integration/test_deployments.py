@@ -385,3 +385,25 @@ def test_params_by_name_recovery_of_a_crashed_run(
         timeout=120,
     )
     assert _result_of(run.id) == expected
+
+
+def test_watch_details_include_a_recorded_exception_with_its_cause():
+    from sdk.cli import _failure_details
+
+    @flow
+    def fails_here() -> None:
+        raise RuntimeError("outer")
+
+    state = fails_here(return_state=True)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert _failure_details(run) == []  # only the message: nothing more was recorded
+    try:
+        raise KeyError("the root cause")
+    except KeyError as cause:
+        recorded = ValueError("kaboom")
+        recorded.__cause__ = cause
+    run.state.data = recorded  # as a state whose exception was persisted reads back
+    details = "\n".join(_failure_details(run))
+    assert "KeyError: 'the root cause'" in details
+    assert "ValueError: kaboom" in details
