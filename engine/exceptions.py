@@ -14,6 +14,7 @@
             ├── ObjectNotFound (KeyError-like lookup miss, named id)
             ├── ObjectAlreadyExists
             ├── NotSupportedError (NotImplementedError)  server/Cloud-only
+            │   └── ModuleNotSupportedError (ImportError)  a Prefect module not offered
             ├── ConfigurationError (ValueError)       a bad setting, naming the key and the value
             ├── StoreError                           the SQLite file cannot be used, naming the path
             ├── SerializationError (TypeError)       a value no serializer can encode
@@ -91,6 +92,19 @@ class ObjectAlreadyExists(MillstreamError):
 
 class NotSupportedError(MillstreamError, NotImplementedError):
     """A server- or Cloud-only Prefect API that an embedded engine does not provide."""
+
+
+class ModuleNotSupportedError(NotSupportedError, ImportError):
+    """Importing a Prefect module that Millstream does not offer (the message says what to
+    use instead). An ``ImportError`` as well, as ``ModuleNotFoundError`` is: import machinery,
+    ``importlib.util.find_spec`` probes and ``except ImportError`` fallbacks expect one. Not
+    every ``NotSupportedError`` is one: a refused call such as ``deploy()`` is no import."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        # ImportError's own fields (ImportError.__init__ is not reached through the MRO).
+        self.name = name
+        self.msg = message
 
 
 class ConfigurationError(MillstreamError, ValueError):

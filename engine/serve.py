@@ -12,11 +12,12 @@ on_cancellation hooks) and pauses schedules if asked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from engine import cancellation, deployments
@@ -31,19 +32,50 @@ from engine.task_runners import default_task_runner
 
 logger = logging.getLogger("millstream.worker")
 
-_wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-_wakers_lock = threading.Lock()
+
+class _Wakeup:
+    """Wakes every coroutine of this process that listens, on whichever loop it runs.
+
+    What happens in another process is found by polling; this saves the poll interval when
+    it happens here.
+    """
+
+    def __init__(self) -> None:
+        self._events: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._lock = threading.Lock()
+
+    def fire(self) -> None:
+        """Set every listener's event (thread-safe)."""
+        with self._lock:
+            events = list(self._events)
+        for loop, event in events:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that listener's loop has closed
+                pass
+
+    @contextlib.contextmanager
+    def listen(self) -> Iterator[asyncio.Event]:
+        """An event set by each ``fire()`` while the block runs (clear it before waiting)."""
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._events.add(entry)
+        try:
+            yield entry[1]
+        finally:
+            with self._lock:
+                self._events.discard(entry)
+
+
+# A run was triggered in this process (workers claim it now) / a worker of this process
+# finished a run (run_deployment callers re-read its state now).
+triggered = _Wakeup()
+finished = _Wakeup()
 
 
 def notify() -> None:
     """Wake the workers of this process (a run was just triggered here)."""
-    with _wakers_lock:
-        wakers = list(_wakers)
-    for loop, event in wakers:
-        try:
-            loop.call_soon_threadsafe(event.set)
-        except RuntimeError:  # that worker's loop has closed
-            pass
+    triggered.fire()
 
 
 class Worker:
@@ -75,10 +107,10 @@ class Worker:
         """Serve until cancelled, then shut down gracefully (and re-raise the cancellation)."""
         await self.store.ensure_open()
         self.store.poll_seconds = self.settings.serve.poll_interval
-        wake = asyncio.Event()
-        entry = (asyncio.get_running_loop(), wake)
-        with _wakers_lock:
-            _wakers.add(entry)
+        with triggered.listen() as wake:
+            await self._serve(wake)
+
+    async def _serve(self, wake: asyncio.Event) -> None:
         try:
             await self._recover()
             checked = now()
@@ -101,9 +133,6 @@ class Worker:
         except asyncio.CancelledError:
             await asyncio.shield(self._shutdown())
             raise
-        finally:
-            with _wakers_lock:
-                _wakers.discard(entry)
 
     async def _recover(self) -> None:
         live = self.store.live_runs
@@ -145,6 +174,7 @@ class Worker:
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self.running.pop(task, None)
         self.executed += 1
+        finished.fire()
         if not task.cancelled() and task.exception() is not None:
             logger.error("Serving a flow run failed: %r", task.exception())
 

@@ -10,9 +10,13 @@ from engine.logs import get_run_logger
 from engine.scheduler import allow_failure, quote, unmapped
 from engine.states import State
 from engine.transactions import Transaction
+from sdk import _refusals
 from sdk.flows import Flow, flow
 from sdk.futures import PrefectFuture, as_completed, wait
 from sdk.tasks import Task, task
+
+# Importing a Prefect module Millstream does not offer says so (and what to use instead).
+_refusals.install()
 
 __all__ = [
     "Flow",

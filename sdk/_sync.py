@@ -5,6 +5,9 @@ private to that thread) and runs the sync body inline; a thread that is running 
 hands the coroutine to the portal, the engine's loop thread, and runs the body when it is
 posted back. Either way the body runs on the calling thread and the orchestration is the one
 written in ``engine.run``.
+
+``dispatch`` is Prefect's "sync-compatible" calling convention on top of that: the same name
+returns a coroutine in async code and the result in sync code.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+from engine.context import flow_run_var, task_run_var
 from engine.executors import Executor, get_portal, run_here, running_loop
 
 T = TypeVar("T")
@@ -38,3 +42,38 @@ def dual(async_fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 
     sync_twin.__doc__ = f"Blocking form of ``{async_fn.__name__}``.\n\n{async_fn.__doc__ or ''}"
     return sync_twin
+
+
+def in_async_context() -> bool:
+    """Whether a sync-compatible call here should return a coroutine (Prefect's rule).
+
+    Inside a task or flow run the run decides: an async body awaits, a sync body blocks, even
+    when its thread runs an event loop. Outside runs, a running event loop means async.
+    """
+    ctx = task_run_var.get() or flow_run_var.get()
+    if ctx is not None:
+        return bool(ctx.spec.is_async)
+    return running_loop() is not None
+
+
+def dispatch(
+    async_fn: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, T | Coroutine[Any, Any, T]]:
+    """A sync-compatible function: in async context (``in_async_context``) it returns
+    ``async_fn``'s coroutine to await; otherwise it runs it to completion and returns the
+    result. ``_sync=True``/``False`` forces one form, and ``.aio`` is the async function, as
+    with Prefect's dispatching functions."""
+
+    @functools.wraps(async_fn)
+    def dispatcher(*args: P.args, **kwargs: P.kwargs) -> T | Coroutine[Any, Any, T]:
+        forced = kwargs.pop("_sync", None)
+        if not (bool(forced) if forced is not None else not in_async_context()):
+            return async_fn(*args, **kwargs)
+        return run_sync(lambda _executor: async_fn(*args, **kwargs))
+
+    dispatcher.__doc__ = (
+        f"Sync-compatible ``{async_fn.__name__}``: awaitable in async code, blocking in sync "
+        f"code.\n\n{async_fn.__doc__ or ''}"
+    )
+    dispatcher.aio = async_fn  # type: ignore[attr-defined]
+    return dispatcher

@@ -1,7 +1,7 @@
 """The ``millstream`` command: list and inspect runs, follow logs, manage variables, recover.
 
 Built on the standard library's argparse (the project keeps its core dependencies to four).
-Exit codes: 0 ok, 1 not found, 2 bad usage.
+Exit codes: 0 ok, 1 not found (or a watched run did not complete), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ from sdk.client.schemas.filters import (
     FlowRunFilterStateType,
     LogFilter,
     LogFilterFlowRunId,
+    LogFilterLevel,
 )
 from sdk.client.schemas.sorting import TaskRunSort
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+# `deployments run --watch` of a run that ends Failed, Crashed or Cancelled: 1, as Prefect's.
+EXIT_RUN_NOT_COMPLETED = 1
 EXIT_INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C
 # How long after a run's final state ``runs logs --follow`` keeps reading: the run's last
 # lines and its hooks' lines are committed just after that state.
@@ -385,16 +388,64 @@ def cmd_deployments_ls(args: argparse.Namespace) -> int:
 
 def cmd_deployments_run(args: argparse.Namespace) -> int:
     from engine.exceptions import ParameterTypeError
-    from sdk.deployments import run_deployment
+    from sdk._sync import run_sync
+    from sdk.deployments import arun_deployment
 
+    parameters = _parameters(args.param)
     try:
-        run = run_deployment(
-            args.name, parameters=_parameters(args.param), timeout=None if args.watch else 0
+        run = run_sync(
+            lambda _executor: arun_deployment(
+                args.name, parameters=parameters, timeout=None if args.watch else 0
+            )
         )
     except ParameterTypeError as exc:
         raise UsageError(str(exc)) from None
     print(f"Flow run {run.name} ({run.id}): {run.state_name}")
-    return EXIT_OK
+    if not args.watch or run.state is None or run.state.is_completed():
+        return EXIT_OK
+    # As Prefect's `deployment run --watch`: a run that did not complete fails the command.
+    ending = f": {run.state.message}" if run.state.message else "."
+    print(f"Flow run finished in state {run.state_name!r}{ending}", file=sys.stderr)
+    for text in _failure_details(run):
+        print(text, file=sys.stderr)
+    return EXIT_RUN_NOT_COMPLETED
+
+
+def _failure_details(run: FlowRun) -> list[str]:
+    """The recorded exception of a run that did not complete, and its error log lines (where
+    tracebacks are logged)."""
+    import logging
+    import traceback
+
+    from engine.exceptions import CancelledRun, CrashedRun, FailedRun
+    from engine.states import get_state_exception
+
+    assert run.state is not None
+    details: list[str] = []
+    try:
+        exc: BaseException | None = get_state_exception(run.state)
+    except Exception as load_error:  # a recorded exception that cannot be loaded here
+        details.append(f"(its recorded exception cannot be loaded: {load_error})")
+        exc = None
+    # The engine's stand-ins only repeat the state message: only a real exception is news.
+    if exc is not None and not isinstance(exc, FailedRun | CrashedRun | CancelledRun):
+        details.append("".join(traceback.format_exception(exc)).rstrip("\n"))
+    # A run's last lines are committed just after its final state.
+    age = (dt.datetime.now(dt.UTC) - run.state.timestamp).total_seconds()
+    if age < _LOG_SETTLE_SECONDS:
+        time.sleep(_LOG_SETTLE_SECONDS - age)
+    with get_client(sync_client=True) as client:
+        errors = client.read_logs(
+            LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[run.id]),
+                level=LogFilterLevel(ge_=logging.ERROR),
+            )
+        )
+    details.extend(
+        f"{when(line.timestamp)} {logging.getLevelName(line.level):<8} {line.name}: {line.message}"
+        for line in errors
+    )
+    return details
 
 
 def cmd_recover(args: argparse.Namespace) -> int:

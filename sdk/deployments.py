@@ -19,11 +19,16 @@ from engine.records import FlowRun
 from engine.resultref import journal
 from engine.run import random_run_name
 from engine.schedules import Schedule, make_schedules
-from engine.serve import Worker, notify
+from engine.serve import Worker, finished, notify
 from engine.settings import get_current_settings
 from engine.store import Store, get_store
 from engine.validation import check_against_schema, parameter_schema
-from sdk._sync import dual
+from sdk._sync import dispatch, dual
+
+# A package's search path (an empty one): Prefect's submodules of prefect.deployments, such as
+# deployments.steps, then reach the import system's finders, and sdk._refusals refuses them with
+# a NotSupportedError instead of Python's "'sdk.deployments' is not a package".
+__path__: list[str] = []
 
 
 def deploy(*deployments: Any, **kwargs: Any) -> NoReturn:
@@ -221,19 +226,36 @@ async def arun_deployment(
     notify()
     if timeout == 0:
         return run
+    return await _wait_final(store, run, timeout, poll_interval)
+
+
+async def _wait_final(
+    store: Store, run: FlowRun, timeout: float | None, poll_interval: float | None
+) -> FlowRun:
+    """``run`` re-read until its state is final or ``timeout`` seconds have passed.
+
+    A worker of this process wakes the wait when it finishes a run; one in another process is
+    seen at the next poll (``poll_interval``, default ``MILLSTREAM_SERVE_POLL_INTERVAL``).
+    """
     interval = poll_interval or get_current_settings().serve.poll_interval
     deadline = None if timeout is None else time.monotonic() + timeout
-    while run.state is None or not run.state.is_final():
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(
-            interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
-        )
-        run = await store.read_flow_run(run.id)
+    with finished.listen() as woken:
+        while run.state is None or not run.state.is_final():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            woken.clear()
+            try:
+                await asyncio.wait_for(
+                    woken.wait(), interval if left is None else min(interval, left)
+                )
+            except TimeoutError:
+                pass
+            run = await store.read_flow_run(run.id)
     return run
 
 
-run_deployment = dual(arun_deployment)
+run_deployment = dispatch(arun_deployment)
 
 
 async def aserve(
