@@ -1,20 +1,18 @@
 """Result serializers (type-faithful msgpack, JSON, pickle) and local result storage."""
 
+# Modules, each importing only those before it: base (the Serializer protocol, type names for
+# errors), faithful (the type-faithful msgpack encoding, MsgpackSerializer), serializers (JSON,
+# pickle, resolve_serializer), keys (storage key templates and validation), storage
+# (ResultStorage, LocalFileSystem, resolve_storage).
+
 # ``os`` stays reachable as ``engine.results.os``: tests patch ``results.os`` functions.
 import os as os
 
-from engine.results.faithful import (
-    JSONSerializer,
-    LocalFileSystem,
-    MsgpackSerializer,
-    PickleSerializer,
-    ResultStorage,
-    Serializer,
-    render_storage_key,
-    resolve_serializer,
-    resolve_storage,
-    validate_storage_key,
-)
+from engine.results.base import Serializer
+from engine.results.faithful import MsgpackSerializer
+from engine.results.keys import render_storage_key, validate_storage_key
+from engine.results.serializers import JSONSerializer, PickleSerializer, resolve_serializer
+from engine.results.storage import LocalFileSystem, ResultStorage, resolve_storage
 
 __all__ = [
     "JSONSerializer",

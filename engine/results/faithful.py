@@ -1,4 +1,4 @@
-"""Result serializers (type-faithful msgpack, JSON, pickle) and local result storage.
+"""The default serializer: the type-faithful msgpack encoding and ``MsgpackSerializer``.
 
 Encoding of ``MsgpackSerializer`` (the default): one tag byte, then the body.
 
@@ -23,51 +23,17 @@ import datetime as dt
 import decimal
 import enum
 import importlib
-import os
 import pickle
 import uuid
 import weakref
 import zoneinfo
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import msgspec
 
-from engine.exceptions import SerializationError, StorageKeyError
-
-__all__ = [
-    "JSONSerializer",
-    "LocalFileSystem",
-    "MsgpackSerializer",
-    "PickleSerializer",
-    "ResultStorage",
-    "Serializer",
-    "render_storage_key",
-    "resolve_serializer",
-    "resolve_storage",
-    "validate_storage_key",
-]
-
-
-class Serializer(Protocol):
-    """Turns values into bytes and back; ``type`` names it in stored result envelopes."""
-
-    @property
-    def type(self) -> str:
-        """The name written next to each stored result ("msgpack", "json", "pickle", ...)."""
-        ...
-
-    def dumps(self, obj: Any) -> bytes:
-        """Encode ``obj``; raise ``SerializationError`` naming its type when it cannot."""
-        ...
-
-    def loads(self, data: bytes) -> Any:
-        """Decode bytes written by ``dumps``."""
-        ...
-
-
-# --- type-faithful msgpack ----------------------------------------------------------------
+from engine.exceptions import SerializationError
+from engine.results.base import Serializer, _type_name
 
 _TAG_MSGPACK = b"m"
 _TAG_PICKLE = b"p"
@@ -105,12 +71,6 @@ class _Unsupported(Exception):
     def __init__(self, obj: Any) -> None:
         super().__init__(obj)
         self.obj = obj
-
-
-def _type_name(cls: type) -> str:
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
 
 
 def _class_ref(cls: type) -> str:
@@ -399,254 +359,3 @@ class MsgpackSerializer(Serializer):
 
     def __repr__(self) -> str:
         return f"MsgpackSerializer(pickle_fallback={self.pickle_fallback!r})"
-
-
-_json_encoder = msgspec.json.Encoder()
-_json_decoder = msgspec.json.Decoder()
-
-
-class JSONSerializer(Serializer):
-    """JSON through msgspec. Not type-faithful: tuples and sets come back as lists, datetimes,
-    UUIDs and decimals as strings, dataclasses and Structs as dicts."""
-
-    type: ClassVar[str] = "json"
-
-    def dumps(self, obj: Any) -> bytes:
-        """JSON bytes; ``SerializationError`` naming the type when JSON cannot hold ``obj``."""
-        try:
-            return _json_encoder.encode(obj)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise SerializationError(
-                f"Cannot persist a result of type {_type_name(type(obj))} as JSON: {exc}"
-            ) from exc
-
-    def loads(self, data: bytes) -> Any:
-        """Decode JSON bytes."""
-        try:
-            return _json_decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise SerializationError(f"Stored JSON result is corrupt: {exc}") from exc
-
-    def __repr__(self) -> str:
-        return "JSONSerializer()"
-
-
-class PickleSerializer(Serializer):
-    """The standard library's pickle (highest protocol). Loading runs arbitrary code."""
-
-    type: ClassVar[str] = "pickle"
-
-    def dumps(self, obj: Any) -> bytes:
-        """Pickle bytes; ``SerializationError`` naming the type when ``obj`` cannot be pickled."""
-        try:
-            return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            raise SerializationError(
-                f"Cannot persist a result of type {_type_name(type(obj))} with pickle: {exc}"
-            ) from exc
-
-    def loads(self, data: bytes) -> Any:
-        """Unpickle bytes."""
-        return pickle.loads(data)
-
-    def __repr__(self) -> str:
-        return "PickleSerializer()"
-
-
-_SERIALIZER_NAMES = ("json", "msgpack", "pickle")
-
-
-def resolve_serializer(
-    value: str | Serializer | None, *, pickle_fallback: bool = True
-) -> Serializer:
-    """The serializer for ``result_serializer``: a name, a serializer object, or None (msgpack).
-
-    ``pickle_fallback`` applies to the msgpack serializer built from a name or None; a serializer
-    object is used as it is.
-    """
-    if value is None or value == "msgpack":
-        return MsgpackSerializer(pickle_fallback=pickle_fallback)
-    if value == "json":
-        return JSONSerializer()
-    if value == "pickle":
-        return PickleSerializer()
-    if isinstance(value, str):
-        raise ValueError(
-            f"Unknown result_serializer {value!r}: use one of {', '.join(_SERIALIZER_NAMES)} "
-            "or an object with dumps(), loads() and a string attribute 'type'"
-        )
-    if isinstance(value, type):
-        raise ValueError(
-            f"result_serializer {value.__qualname__} is a class: pass an instance, "
-            f"e.g. {value.__qualname__}()"
-        )
-    if callable(getattr(value, "dumps", None)) and callable(getattr(value, "loads", None)):
-        if not isinstance(getattr(value, "type", None), str):
-            raise ValueError(
-                f"result_serializer {value!r} needs a string attribute 'type' naming it "
-                "(it is stored with each result)"
-            )
-        return value
-    raise ValueError(
-        f"result_serializer must be one of {', '.join(_SERIALIZER_NAMES)} or an object with "
-        f"dumps() and loads(), got {value!r}"
-    )
-
-
-# --- storage --------------------------------------------------------------------------------
-
-
-def validate_storage_key(key: str) -> str:
-    """``key`` itself if it is a relative path that stays inside its storage directory.
-
-    Raises ``StorageKeyError`` naming the key when it is empty, absolute, names a directory or
-    has a ``..`` component.
-    """
-    if not isinstance(key, str) or not key:
-        raise StorageKeyError(f"Result storage key {key!r} must be a non-empty string")
-    if "\x00" in key:
-        raise StorageKeyError(f"Result storage key {key!r} must not contain a NUL character")
-    parts = key.replace("\\", "/").split("/")
-    if (
-        os.path.isabs(key)
-        or key.startswith(("/", "\\"))
-        or (len(parts[0]) == 2 and parts[0][1] == ":")
-    ):
-        raise StorageKeyError(f"Result storage key {key!r} must be a relative path, not absolute")
-    if ".." in parts:
-        raise StorageKeyError(f"Result storage key {key!r} must not contain a '..' component")
-    if parts[-1] in ("", "."):
-        raise StorageKeyError(f"Result storage key {key!r} must name a file, not a directory")
-    return key
-
-
-class _KeyNamespace(dict[str, Any]):
-    """Names a key template may use: each parameter, and ``parameters`` (all of them)."""
-
-    def __missing__(self, name: str) -> Any:
-        raise StorageKeyError(name)
-
-
-def render_storage_key(template: str, parameters: Mapping[str, Any]) -> str:
-    """Render ``result_storage_key`` over the run's parameters, then validate it.
-
-    Both ``{x}`` and Prefect's ``{parameters[x]}`` forms work. An unknown name raises
-    ``StorageKeyError`` naming it.
-    """
-    namespace = _KeyNamespace(parameters)
-    namespace["parameters"] = parameters
-    try:
-        key = template.format_map(namespace)
-    except (StorageKeyError, KeyError) as exc:
-        name = exc.args[0] if exc.args else "?"
-        raise StorageKeyError(
-            f"result_storage_key {template!r} refers to {name!r}, which is not a parameter "
-            f"of this run (parameters: {', '.join(sorted(parameters)) or 'none'})"
-        ) from None
-    except IndexError:
-        raise StorageKeyError(
-            f"result_storage_key {template!r} uses a positional field; name parameters, "
-            "like {x} or {parameters[x]}"
-        ) from None
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise StorageKeyError(f"result_storage_key {template!r} cannot be rendered: {exc}") from exc
-    return validate_storage_key(key)
-
-
-class ResultStorage(Protocol):
-    """Where persisted results live: files under ``basepath``, addressed by relative keys."""
-
-    @property
-    def basepath(self) -> Path:
-        """The directory keys are relative to (stored with each result to find it again)."""
-        ...
-
-    def write(self, key: str, data: bytes) -> None:
-        """Store ``data`` under ``key``, replacing what was there."""
-        ...
-
-    def read(self, key: str) -> bytes:
-        """The bytes stored under ``key``."""
-        ...
-
-    def exists(self, key: str) -> bool:
-        """Whether something is stored under ``key``."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove what is stored under ``key`` (nothing if absent)."""
-        ...
-
-
-class LocalFileSystem:
-    """Results as files under one directory; writes are atomic (temp file, fsync, rename)."""
-
-    def __init__(self, basepath: str | os.PathLike[str]) -> None:
-        # Absolute now: the path is stored with each result and read back from any cwd.
-        self.basepath = Path(basepath).expanduser().absolute()
-
-    def _path(self, key: str) -> Path:
-        return self.basepath / validate_storage_key(key)
-
-    def write(self, key: str, data: bytes) -> None:
-        """Write atomically: readers and crashes see the old file or the whole new one."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        # O_EXCL: never write through someone else's file; 0o666 lets the umask decide, as for
-        # any file the user creates.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                # Data on disk before the rename, so a power loss cannot leave an empty file
-                # under the final name.
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-    def read(self, key: str) -> bytes:
-        """The file's bytes; ``FileNotFoundError`` naming the path when it is missing."""
-        return self._path(key).read_bytes()
-
-    def exists(self, key: str) -> bool:
-        """Whether a file is stored under ``key``."""
-        return self._path(key).is_file()
-
-    def delete(self, key: str) -> None:
-        """Remove the file (nothing if absent)."""
-        self._path(key).unlink(missing_ok=True)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LocalFileSystem) and other.basepath == self.basepath
-
-    def __hash__(self) -> int:
-        return hash((LocalFileSystem, self.basepath))
-
-    def __repr__(self) -> str:
-        return f"LocalFileSystem(basepath={str(self.basepath)!r})"
-
-
-def resolve_storage(
-    value: str | os.PathLike[str] | ResultStorage | None, default_dir: Path
-) -> ResultStorage:
-    """Storage for ``result_storage``: a directory path, a storage object, or ``default_dir``."""
-    if value is None:
-        return LocalFileSystem(default_dir)
-    if isinstance(value, str) and "://" in value:
-        raise ValueError(
-            f"result_storage {value!r} looks like a URL; only local directories are supported"
-        )
-    if isinstance(value, str | os.PathLike):
-        return LocalFileSystem(value)
-    if getattr(value, "basepath", None) is not None and all(
-        callable(getattr(value, name, None)) for name in ("read", "write", "exists", "delete")
-    ):
-        return value
-    raise ValueError(
-        "result_storage must be a directory path or a storage object with basepath, read(), "
-        f"write(), exists() and delete(), got {value!r}"
-    )
