@@ -476,7 +476,16 @@ def _resolve_waiter(waiter: asyncio.Future[State], state: State) -> None:
 class RunGroup:
     """The submitted task runs of one flow run, on the loop that orchestrates the flow."""
 
-    __slots__ = ("_lane", "_pending", "_stolen", "loop", "pool", "slots", "thread_id")
+    __slots__ = (
+        "_lane",
+        "_lane_tasks",
+        "_pending",
+        "_stolen",
+        "loop",
+        "pool",
+        "slots",
+        "thread_id",
+    )
 
     def __init__(
         self,
@@ -491,8 +500,10 @@ class RunGroup:
         self.pool = pool
         self.slots = Slots(max_concurrency) if max_concurrency else None
         self._pending: set[asyncio.Task[State | None]] = set()
-        # Outcomes of runs moved to lanes (their loop's thread blocked in a wait).
+        # Outcomes of runs moved to lanes (their loop's thread blocked in a wait), and the
+        # tasks running them there (for cancel_all).
         self._stolen: list[concurrent.futures.Future[State]] = []
+        self._lane_tasks: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = set()
 
     def submit(
         self,
@@ -568,7 +579,11 @@ class RunGroup:
     async def _drive_lane(
         self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
     ) -> State:
-        future._loop = asyncio.get_running_loop()
+        loop = future._loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        assert current is not None
+        me = (loop, current)
+        self._lane_tasks.add(me)
         try:
             held = await self._take_slot()
             try:
@@ -579,6 +594,8 @@ class RunGroup:
         except BaseException as exc:
             future._finish(crashed_from_exception(exc, "Task run"), owner)
             raise
+        finally:
+            self._lane_tasks.discard(me)
         future._finish(state, owner)
         return state
 
@@ -640,9 +657,18 @@ class RunGroup:
 
     def cancel_all(self) -> None:
         """Cancel every task still running (the flow run is ending abnormally)."""
+        # Lanes first, from here: this group's loop may be the one blocked waiting for them.
+        for loop, lane_task in list(self._lane_tasks):
+            try:
+                loop.call_soon_threadsafe(lane_task.cancel)
+            except RuntimeError:  # that lane just ended
+                pass
         if threading.get_ident() != self.thread_id:
-            self.loop.call_soon_threadsafe(self.cancel_all)
-            return
+            self.loop.call_soon_threadsafe(self._cancel_pending)
+        else:
+            self._cancel_pending()
+
+    def _cancel_pending(self) -> None:
         for task in list(self._pending):
             task.cancel()
 

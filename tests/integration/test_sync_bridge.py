@@ -14,7 +14,9 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import anyio.to_thread
 import pytest
 
 from sdk import flow, task
@@ -101,6 +103,30 @@ def test_sync_result_inside_an_async_task_returns_the_value(millstream_home: Pat
     assert out.split() == ["2"] * 6 + ["4", "4", "[2,", "4,", "6]"]
 
 
+def test_a_flow_timeout_stops_runs_moved_off_a_blocked_loop(millstream_home: Path) -> None:
+    source = """
+        import asyncio, time
+        from sdk import flow, task
+
+        @task
+        async def sleeper():
+            await asyncio.sleep(60)
+
+        @task
+        async def outer():
+            return sleeper.submit().result()  # moves sleeper to a lane, blocks this loop
+
+        @flow(timeout_seconds=0.5)
+        def f():
+            outer.submit().wait()
+
+        start = time.monotonic()
+        state = f(return_state=True)
+        print(state.name, time.monotonic() - start < 20)
+    """
+    assert run_script(source, millstream_home, timeout=40).split() == ["TimedOut", "True"]
+
+
 # -- deadlock B: recursive waits deeper than the pool ---------------------------------------------
 RECURSIVE_SUBMIT = """
     from sdk import flow, task
@@ -132,6 +158,51 @@ def test_recursive_waits_deeper_than_max_workers_finish_and_the_process_exits(
     millstream_home: Path,
 ) -> None:
     assert run_script(RECURSIVE_SUBMIT, millstream_home).split() == ["5", "5", "[0,", "1]"]
+
+
+BOUNDED_WAITS = """
+    import asyncio
+    from sdk import as_completed, flow, task
+    from sdk.task_runners import ThreadPoolTaskRunner
+
+    @task
+    def inner_sync(x):
+        return x + 1
+
+    @task
+    async def inner_async(x):
+        return x + 1
+
+    @task
+    async def outer(x):
+        # A sync wait on the loop's thread by a run that holds the only slot.
+        return inner_sync.submit(x).result() + inner_async.submit(x).result()
+
+    @task
+    async def arec(n):
+        return 0 if n == 0 else await arec.submit(n - 1) + 1
+
+    @task
+    def fan(n):
+        return sorted(f.result() for f in as_completed(inner_sync.map(range(n))))
+
+    one = ThreadPoolTaskRunner(max_workers=1)
+
+    @flow(task_runner=one)
+    def sync_flow():
+        return outer.submit(1).result(), outer.map([1, 2]).result(), fan.submit(3).result()
+
+    @flow(task_runner=one)
+    async def async_flow():
+        return await outer.submit(1), await arec.submit(5), fan.submit(3).result()
+
+    print(sync_flow(), asyncio.run(async_flow()))
+"""
+
+
+def test_waits_of_runs_holding_the_only_slot_finish(millstream_home: Path) -> None:
+    out = run_script(BOUNDED_WAITS, millstream_home, timeout=30)
+    assert out.strip() == "(4, [4, 6], [1, 2, 3]) (4, 5, [1, 2, 3])"
 
 
 def test_a_wait_on_a_worker_gives_its_slot_back_but_the_bound_holds() -> None:
@@ -313,11 +384,12 @@ def test_sync_flow_called_on_a_loop_blocks_it_only_for_the_run() -> None:
     assert 0.3 <= gap < 0.3 + 0.25
 
 
-def test_sync_flow_in_a_worker_thread_does_not_block_the_loop() -> None:
+@pytest.mark.parametrize("to_thread", [anyio.to_thread.run_sync, asyncio.to_thread])
+def test_sync_flow_in_a_worker_thread_does_not_block_the_loop(to_thread: Any) -> None:
     sleepy_sync_flow(0)
 
     async def main() -> tuple[object, float]:
-        return await _max_gap_while(asyncio.to_thread(sleepy_sync_flow, 0.5))
+        return await _max_gap_while(to_thread(sleepy_sync_flow, 0.5))
 
     name, gap = asyncio.run(main())
     assert name != threading.current_thread().name
