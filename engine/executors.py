@@ -4,6 +4,10 @@ Also how sync callers reach the (async) orchestration: on a thread with no event
 own the orchestration coroutine is driven right there, on a loop private to that thread, and
 the sync body runs inline with no loop marked as running; a caller that is itself on an event
 loop goes through the portal, the per-process engine loop thread, and its body is posted back.
+
+Submitted sync task bodies run on the elastic pool (a daemon thread per concurrently running
+body; the task runner's slots bound them). A task run whose loop is blocked in a sync wait runs
+on a lane: a thread with an event loop of its own, for that one run.
 """
 
 from __future__ import annotations
@@ -283,6 +287,25 @@ class AbandonableThread:
                     ctypes.c_ulong(thread.ident), ctypes.py_object(self.interrupt)
                 )
             raise
+
+
+def run_on_lane(
+    coro: Coroutine[Any, Any, T], context: contextvars.Context
+) -> concurrent.futures.Future[T]:
+    """Run ``coro`` in ``context`` on a new daemon thread with a loop of its own (a lane).
+
+    For a task run whose loop cannot run it: that loop's thread is blocked in a sync wait.
+    """
+    outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def lane() -> None:
+        try:
+            outcome.set_result(context.run(asyncio.run, coro))
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    threading.Thread(target=lane, name="millstream-lane", daemon=True).start()
+    return outcome
 
 
 class Portal:

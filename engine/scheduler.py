@@ -349,7 +349,10 @@ class EngineFuture:
                     if not waiter.done():
                         waiter.set_result(state)
                 else:
-                    wloop.call_soon_threadsafe(_resolve_waiter, waiter, state)
+                    try:
+                        wloop.call_soon_threadsafe(_resolve_waiter, waiter, state)
+                    except RuntimeError:  # that waiter's loop closed: nobody waits there
+                        pass
         if callbacks:
             for callback in callbacks:
                 try:
@@ -390,7 +393,13 @@ class EngineFuture:
         held = _held_var.get()
         if state is None and held is None:
             return self._wait_event(timeout)
-        if state is not None and self._loop is state.loop and not state.holds(self):
+        task = self._task  # None once moved to a lane (its loop may not be known yet)
+        if (
+            state is not None
+            and task is not None
+            and task.get_loop() is state.loop
+            and not state.holds(self)
+        ):
             raise RuntimeError(
                 "Waiting synchronously for a task run that already started on this same "
                 "event loop would block it forever; use `await future` (or "
@@ -552,18 +561,11 @@ class RunGroup:
         ctx: contextvars.Context,
     ) -> None:
         """Run ``make()`` on a thread and loop of its own (this group's loop cannot)."""
-        outcome: concurrent.futures.Future[State] = concurrent.futures.Future()
-        self._stolen.append(outcome)
+        from engine.executors import run_on_lane
+
         future._task = None
-        ctx = ctx.copy()  # the moved task may still be unwinding in ``ctx`` on its old loop
-
-        def lane() -> None:
-            try:
-                outcome.set_result(ctx.run(asyncio.run, self._drive_lane(future, make, owner)))
-            except BaseException as exc:
-                outcome.set_exception(exc)
-
-        threading.Thread(target=lane, name="millstream-lane", daemon=True).start()
+        # A copy: the moved task may still be unwinding in ``ctx`` on its old loop.
+        self._stolen.append(run_on_lane(self._drive_lane(future, make, owner), ctx.copy()))
 
     async def _take_slot(self) -> _Held | None:
         slots = self.slots

@@ -7,6 +7,7 @@ test, not freeze the engine loop thread of the test process for every later test
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -101,6 +102,51 @@ SYNC_WAIT_IN_ASYNC_TASK = """
 def test_sync_result_inside_an_async_task_returns_the_value(millstream_home: Path) -> None:
     out = run_script(SYNC_WAIT_IN_ASYNC_TASK, millstream_home)
     assert out.split() == ["2"] * 6 + ["4", "4", "[2,", "4,", "6]"]
+
+
+def test_waiting_for_a_moved_run_before_its_lane_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lanes start one after another (each once the previous one ended), so the flow waits for
+    # the second run while it is moved but not yet running anywhere.
+    from engine import executors
+
+    real = executors.run_on_lane
+    lanes: list[Any] = []
+    lock = threading.Lock()
+
+    def serial_lanes(coro: Any, context: Any) -> Any:
+        gate: Any = concurrent.futures.Future()
+        with lock:
+            previous = lanes[-1] if lanes else None
+            lanes.append(gate)
+
+        def relay(done: Any) -> None:
+            error = done.exception()
+            if error is not None:
+                gate.set_exception(error)
+            else:
+                gate.set_result(done.result())
+
+        def start(_: object = None) -> None:
+            real(coro, context).add_done_callback(relay)
+
+        if previous is None:
+            start()
+        else:
+            previous.add_done_callback(start)
+        return gate
+
+    monkeypatch.setattr(executors, "run_on_lane", serial_lanes)
+
+    @task
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @flow
+    async def f() -> list[int]:
+        return double.map(range(5)).result()
+
+    assert asyncio.run(f()) == [0, 2, 4, 6, 8]
+    assert len(lanes) == 5
 
 
 def test_a_flow_timeout_stops_runs_moved_off_a_blocked_loop(millstream_home: Path) -> None:
