@@ -4,6 +4,10 @@ Also how sync callers reach the (async) orchestration: on a thread with no event
 own the orchestration coroutine is driven right there, on a loop private to that thread, and
 the sync body runs inline with no loop marked as running; a caller that is itself on an event
 loop goes through the portal, the per-process engine loop thread, and its body is posted back.
+
+Submitted sync task bodies run on the elastic pool (a daemon thread per concurrently running
+body; the task runner's slots bound them). A task run whose loop is blocked in a sync wait runs
+on a lane: a thread with an event loop of its own, for that one run.
 """
 
 from __future__ import annotations
@@ -148,6 +152,86 @@ def is_private_loop(loop: asyncio.AbstractEventLoop) -> bool:
     return loop in private_loops
 
 
+class ElasticPool(concurrent.futures.Executor):
+    """A thread pool that grows a thread whenever no idle one can take the next call.
+
+    Nothing here bounds concurrency (the task runner's slots do, in the scheduler), so a body
+    that blocks waiting for another run never starves that run of a thread. Threads are
+    daemons (a body stuck forever does not hold up the interpreter's exit) and leave after
+    ``idle_seconds`` without work.
+    """
+
+    def __init__(self, name: str = "millstream-task", idle_seconds: float = 10.0) -> None:
+        self._name = name
+        self._idle_seconds = idle_seconds
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        # Threads waiting for work that no submitted call has claimed yet.
+        self._idle = 0
+        self._count = 0
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        """Run ``fn(*args, **kwargs)`` on a pool thread (a new one if none is idle)."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # that thread is now committed to take one call
+                spawn = False
+            else:
+                self._count += 1
+                spawn = True
+                number = self._count
+        self._queue.put((future, fn, args, kwargs))
+        if spawn:
+            threading.Thread(
+                target=self._worker, name=f"{self._name}-{number}", daemon=True
+            ).start()
+        return future
+
+    def _worker(self) -> None:
+        get = self._queue.get
+        timeout = self._idle_seconds
+        while True:
+            try:
+                future, fn, args, kwargs = get(timeout=timeout)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle:  # nobody claimed this thread: leave
+                        self._idle -= 1
+                        return
+                continue  # claimed just now: its call is on the way
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, fn, args, kwargs
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to do: the threads leave by themselves once idle."""
+
+
+_elastic_pool: ElasticPool | None = None
+
+
+def elastic_pool() -> ElasticPool:
+    """The process-wide pool that runs submitted sync task bodies."""
+    global _elastic_pool
+    pool = _elastic_pool
+    if pool is None:
+        with _portal_lock:
+            if _elastic_pool is None:
+                _elastic_pool = ElasticPool()
+            pool = _elastic_pool
+    return pool
+
+
 class PoolExecutor:
     """Runs sync bodies on a ``concurrent.futures`` thread pool (the task runner's)."""
 
@@ -203,6 +287,25 @@ class AbandonableThread:
                     ctypes.c_ulong(thread.ident), ctypes.py_object(self.interrupt)
                 )
             raise
+
+
+def run_on_lane(
+    coro: Coroutine[Any, Any, T], context: contextvars.Context
+) -> concurrent.futures.Future[T]:
+    """Run ``coro`` in ``context`` on a new daemon thread with a loop of its own (a lane).
+
+    For a task run whose loop cannot run it: that loop's thread is blocked in a sync wait.
+    """
+    outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def lane() -> None:
+        try:
+            outcome.set_result(context.run(asyncio.run, coro))
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    threading.Thread(target=lane, name="millstream-lane", daemon=True).start()
+    return outcome
 
 
 class Portal:
@@ -282,8 +385,9 @@ _portal_lock = threading.Lock()
 
 
 def _forget_portal_after_fork() -> None:
-    global _portal, _portal_lock
+    global _portal, _portal_lock, _elastic_pool
     _portal = None
+    _elastic_pool = None  # its threads do not exist in the child
     _portal_lock = threading.Lock()
 
 

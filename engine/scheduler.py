@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import functools
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -61,6 +63,245 @@ class quote(BaseAnnotation[T]):
     """An argument passed as is: not inspected for futures, not iterated by ``map``."""
 
 
+# -- slots: the task runner's bound on concurrently running task runs -------------------------
+class _Ticket:
+    """One party waiting for a slot: a thread (``event``) or a coroutine (``fut`` on ``loop``)."""
+
+    __slots__ = ("event", "fut", "granted", "loop", "withdrawn")
+
+    def __init__(
+        self,
+        event: threading.Event | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.event = event
+        self.loop = loop
+        self.fut: asyncio.Future[None] | None = loop.create_future() if loop is not None else None
+        self.granted = False
+        self.withdrawn = False
+
+
+def _grant(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Slots:
+    """A first-come first-served counting semaphore for any thread and any event loop.
+
+    Unlike ``asyncio.Semaphore`` it is not tied to one loop: a run moved to another loop, and a
+    worker thread that gave its slot back while it waited, take slots from the same count.
+    """
+
+    __slots__ = ("_free", "_lock", "_waiters")
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._lock = threading.Lock()
+        self._waiters: collections.deque[_Ticket] = collections.deque()
+
+    def request(self, loop: asyncio.AbstractEventLoop) -> _Ticket | None:
+        """Take a slot now (None), or get a ticket to ``wait`` for one on ``loop``."""
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return None
+            ticket = _Ticket(loop=loop)
+            self._waiters.append(ticket)
+            return ticket
+
+    async def wait(self, ticket: _Ticket) -> None:
+        """Wait until ``ticket`` is granted its slot (a cancelled wait withdraws it)."""
+        assert ticket.fut is not None
+        try:
+            await ticket.fut
+        except asyncio.CancelledError:
+            self.withdraw(ticket)
+            raise
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting on the running loop for one."""
+        ticket = self.request(asyncio.get_running_loop())
+        if ticket is not None:
+            await self.wait(ticket)
+
+    def acquire_blocking(self) -> None:
+        """Take a slot, blocking this thread (which must not be running a loop) for one."""
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return
+            ticket = _Ticket(event=threading.Event())
+            self._waiters.append(ticket)
+        assert ticket.event is not None
+        ticket.event.wait()
+
+    def withdraw(self, ticket: _Ticket) -> None:
+        """Stop waiting with ``ticket``; a slot it was already granted goes to the next."""
+        with self._lock:
+            if ticket.withdrawn:
+                return
+            ticket.withdrawn = True
+            if ticket.granted:
+                self._release_locked()
+            else:
+                self._waiters.remove(ticket)
+
+    def release(self) -> None:
+        """Give a slot back (to the longest waiting party, if any)."""
+        with self._lock:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        while self._waiters:
+            ticket = self._waiters.popleft()
+            ticket.granted = True
+            if ticket.event is not None:
+                ticket.event.set()
+                return
+            assert ticket.loop is not None and ticket.fut is not None
+            try:
+                ticket.loop.call_soon_threadsafe(_grant, ticket.fut)
+            except RuntimeError:  # its loop closed: nobody waits there anymore
+                ticket.withdrawn = True
+                continue
+            return
+        self._free += 1
+
+
+class _Held:
+    """The slot a running task run holds; given back while the run waits for another run."""
+
+    __slots__ = ("held", "slots")
+
+    def __init__(self, slots: Slots) -> None:
+        self.slots = slots
+        self.held = True
+
+    def give_back(self) -> bool:
+        if not self.held:
+            return False
+        self.held = False
+        self.slots.release()
+        return True
+
+    def take_back_blocking(self) -> None:
+        self.slots.acquire_blocking()
+        self.held = True
+
+    async def take_back(self) -> None:
+        await self.slots.acquire()
+        self.held = True
+
+
+# The slot of the task run whose code is running (its coroutine, or its sync body's thread).
+_held_var: contextvars.ContextVar[_Held | None] = contextvars.ContextVar(
+    "millstream_held_slot", default=None
+)
+
+
+# -- the loops that run task runs -------------------------------------------------------------
+_Entry = tuple["RunGroup", Callable[[], Coroutine[Any, Any, State]], Any, contextvars.Context]
+
+
+class _LoopState:
+    """The submitted task runs waiting to start on one event loop, and whether its thread is
+    stuck in a blocking wait (then nothing new is started there: it goes to a lane)."""
+
+    __slots__ = ("__weakref__", "blocked", "incoming", "lock", "loop", "queued", "thread_id")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread_id: int) -> None:
+        self.loop = loop
+        self.thread_id = thread_id
+        self.lock = threading.Lock()
+        self.blocked = 0
+        # Started on the loop, not yet running their body (also: waiting for a slot).
+        self.queued: dict[EngineFuture, _Entry] = {}
+        # Submitted from another thread, the start posted to the loop but not run yet.
+        self.incoming: dict[EngineFuture, _Entry] = {}
+
+    def holds(self, future: EngineFuture) -> bool:
+        """Whether ``future``'s run waits here to start (so it can still move elsewhere)."""
+        return future in self.queued or future in self.incoming
+
+    def block(self) -> None:
+        """This loop's thread is about to block: move every run waiting here to a lane.
+
+        Called on the loop's own thread, so no coroutine of this loop runs meanwhile.
+        """
+        with self.lock:
+            self.blocked += 1
+            incoming, self.incoming = self.incoming, {}
+        queued, self.queued = self.queued, {}
+        for future, (group, make, owner, ctx) in queued.items():
+            task = future._task
+            ticket = future._ticket
+            future._task = None  # tells the old coroutine it was moved
+            future._ticket = None
+            if ticket is not None and group.slots is not None:
+                group.slots.withdraw(ticket)
+            if task is not None:
+                task.cancel()  # never started, or stopped while waiting for a slot
+                group._pending.discard(task)
+            group._to_lane(future, make, owner, ctx)
+        for future, (group, make, owner, ctx) in incoming.items():
+            group._to_lane(future, make, owner, ctx)
+
+    def unblock(self) -> None:
+        with self.lock:
+            self.blocked -= 1
+
+
+_loop_states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+    weakref.WeakKeyDictionary()
+)
+_loop_states_lock = threading.Lock()
+
+
+def _loop_state(loop: asyncio.AbstractEventLoop, thread_id: int) -> _LoopState:
+    state = _loop_states.get(loop)
+    if state is None:
+        with _loop_states_lock:
+            state = _loop_states.get(loop)
+            if state is None:
+                state = _loop_states[loop] = _LoopState(loop, thread_id)
+    return state
+
+
+def _blocking_here() -> _LoopState | None:
+    """The state of the loop this thread runs, if task runs are scheduled on it."""
+    loop = asyncio.events._get_running_loop()
+    if loop is None:
+        return None
+    state = _loop_states.get(loop)
+    if state is None or state.thread_id != threading.get_ident():
+        return None
+    return state
+
+
+class _Waiting:
+    """A blocking wait on this thread: the loop it runs (if any) hands its waiting runs to
+    lanes meanwhile, and the task run it is part of gives its slot back until the wait ends."""
+
+    __slots__ = ("_held", "_state")
+
+    def __init__(self, state: _LoopState | None, held: _Held | None) -> None:
+        self._state = state
+        self._held = held
+
+    def __enter__(self) -> None:
+        if self._state is not None:
+            self._state.block()
+        if self._held is not None and not self._held.give_back():
+            self._held = None
+
+    def __exit__(self, *_: object) -> None:
+        if self._state is not None:
+            self._state.unblock()
+        if self._held is not None:
+            self._held.take_back_blocking()
+
+
 class EngineFuture:
     """The future of one submitted task run; safe to wait on from any thread or loop."""
 
@@ -72,6 +313,7 @@ class EngineFuture:
         "_loop",
         "_state",
         "_task",
+        "_ticket",
         "_waiters",
         "task_run",
         "task_run_id",
@@ -82,14 +324,15 @@ class EngineFuture:
         self.task_run_id: uuid.UUID = task_run.id
         self._loop = loop
         self._state: State | None = None
-        self._task: asyncio.Task[State] | None = None
+        self._task: asyncio.Task[State | None] | None = None
+        self._ticket: _Ticket | None = None
         self._lock = threading.Lock()
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[Any], object]] | None = None
         self._waiters: list[asyncio.Future[State]] | None = None
         self._group: RunGroup | None = None
 
-    # -- completion (always on the owning loop's thread) ---------------------------------------
+    # -- completion (always on the thread of the loop running the task run) ------------------
     def _finish(self, state: State, owner: Any) -> None:
         with self._lock:
             self._state = state
@@ -99,13 +342,17 @@ class EngineFuture:
         if event is not None:
             event.set()
         if waiters:
+            here = asyncio.events._get_running_loop()
             for waiter in waiters:
                 wloop = waiter.get_loop()
-                if wloop is self._loop:
+                if wloop is here:
                     if not waiter.done():
                         waiter.set_result(state)
                 else:
-                    wloop.call_soon_threadsafe(_resolve_waiter, waiter, state)
+                    try:
+                        wloop.call_soon_threadsafe(_resolve_waiter, waiter, state)
+                    except RuntimeError:  # that waiter's loop closed: nobody waits there
+                        pass
         if callbacks:
             for callback in callbacks:
                 try:
@@ -134,19 +381,34 @@ class EngineFuture:
             return False
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block the calling thread until done or ``timeout``; True when done."""
+        """Block the calling thread until done or ``timeout``; True when done.
+
+        On an event loop's thread the loop cannot run anything meanwhile: the runs waiting to
+        start there move to lanes (threads of their own). Inside a task run, its slot of the
+        task runner is given back while it waits.
+        """
         if self._state is not None:
             return True
-        if self.on_owning_loop() or threading.get_ident() == _loop_thread_id(self._loop):
-            # Blocking here blocks the loop that would run this task. If it has not started
-            # yet, hand it (and its not-yet-started siblings) to the engine loop thread.
-            group = self._group
-            if group is None or not group.steal(self):
-                raise RuntimeError(
-                    "Waiting synchronously for a task run that already started on this same "
-                    "event loop would block it forever; use `await future` (or "
-                    "`await future.aresult()`) inside async flows."
-                )
+        state = _blocking_here()
+        held = _held_var.get()
+        if state is None and held is None:
+            return self._wait_event(timeout)
+        task = self._task  # None once moved to a lane (its loop may not be known yet)
+        if (
+            state is not None
+            and task is not None
+            and task.get_loop() is state.loop
+            and not state.holds(self)
+        ):
+            raise RuntimeError(
+                "Waiting synchronously for a task run that already started on this same "
+                "event loop would block it forever; use `await future` (or "
+                "`await future.aresult()`) inside async flows."
+            )
+        with _Waiting(state, held):
+            return self._wait_event(timeout)
+
+    def _wait_event(self, timeout: float | None) -> bool:
         with self._lock:
             if self._state is not None:
                 return True
@@ -159,9 +421,19 @@ class EngineFuture:
         """Wait, from any event loop, for the final state (raises ``TimeoutError``)."""
         if self._state is not None:
             return self._state
+        held = _held_var.get()
+        if held is None or not held.give_back():
+            return await self._wait_async(timeout)
+        try:
+            return await self._wait_async(timeout)
+        finally:
+            await held.take_back()
+
+    async def _wait_async(self, timeout: float | None) -> State:
         loop = asyncio.get_running_loop()
-        if loop is self._loop and self._task is not None:
-            coro: Any = asyncio.shield(self._task)
+        task = self._task
+        if loop is self._loop and task is not None:
+            coro: Any = asyncio.shield(task)
         else:
             waiter: asyncio.Future[State] = loop.create_future()
             with self._lock:
@@ -171,10 +443,18 @@ class EngineFuture:
                     self._waiters = []
                 self._waiters.append(waiter)
             coro = waiter
-        if timeout is None:
-            state: State = await coro
-            return state
-        state = await asyncio.wait_for(coro, timeout)
+        try:
+            state: State | None = await (
+                coro if timeout is None else asyncio.wait_for(coro, timeout)
+            )
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task is not None and self._task is not task and not current.cancelling():  # type: ignore[union-attr]
+                # Not this waiter's cancellation: the run moved to a lane before it started.
+                return await self._wait_async(timeout)
+            raise
+        if state is None:  # the run moved to a lane while waiting for a slot
+            return await self._wait_async(timeout)
         return state
 
     def add_done_callback(self, fn: Callable[[Any], object], owner: Any) -> None:
@@ -202,17 +482,19 @@ def _resolve_waiter(waiter: asyncio.Future[State], state: State) -> None:
         waiter.set_result(state)
 
 
-_loop_threads: dict[int, int] = {}
-
-
-def _loop_thread_id(loop: asyncio.AbstractEventLoop) -> int | None:
-    return _loop_threads.get(id(loop))
-
-
 class RunGroup:
     """The submitted task runs of one flow run, on the loop that orchestrates the flow."""
 
-    __slots__ = ("_pending", "_queued", "_stolen", "limiter", "loop", "pool", "thread_id")
+    __slots__ = (
+        "_lane",
+        "_lane_tasks",
+        "_pending",
+        "_stolen",
+        "loop",
+        "pool",
+        "slots",
+        "thread_id",
+    )
 
     def __init__(
         self,
@@ -223,13 +505,14 @@ class RunGroup:
     ) -> None:
         self.loop = loop
         self.thread_id = thread_id
-        _loop_threads[id(loop)] = thread_id
+        self._lane = _loop_state(loop, thread_id)
         self.pool = pool
-        self.limiter = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        self._pending: set[asyncio.Task[State]] = set()
-        # Submitted but not started yet: what a blocking wait on this loop's thread may steal.
-        self._queued: dict[EngineFuture, tuple[Any, Any, contextvars.Context]] = {}
+        self.slots = Slots(max_concurrency) if max_concurrency else None
+        self._pending: set[asyncio.Task[State | None]] = set()
+        # Outcomes of runs moved to lanes (their loop's thread blocked in a wait), and the
+        # tasks running them there (for cancel_all).
         self._stolen: list[concurrent.futures.Future[State]] = []
+        self._lane_tasks: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = set()
 
     def submit(
         self,
@@ -238,11 +521,28 @@ class RunGroup:
         owner: Any,
     ) -> None:
         """Start ``make()`` as a task of this group; its outcome settles ``future``."""
-        if threading.get_ident() == self.thread_id:
+        future._group = self
+        lane = self._lane
+        if threading.get_ident() == self.thread_id and not lane.blocked:
             self._start(future, make, owner)
+            return
+        ctx = contextvars.copy_context()
+        with lane.lock:
+            blocked = lane.blocked
+            if not blocked:
+                lane.incoming[future] = (self, make, owner, ctx)
+        if blocked:
+            self._to_lane(future, make, owner, ctx)
         else:
-            ctx = contextvars.copy_context()
-            self.loop.call_soon_threadsafe(ctx.run, self._start, future, make, owner)
+            self.loop.call_soon_threadsafe(self._start_incoming, future)
+
+    def _start_incoming(self, future: EngineFuture) -> None:
+        lane = self._lane
+        with lane.lock:
+            entry = lane.incoming.pop(future, None)
+        if entry is not None:  # else it moved to a lane meanwhile
+            _, make, owner, ctx = entry
+            ctx.run(self._start, future, make, owner)
 
     def _start(
         self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
@@ -250,61 +550,92 @@ class RunGroup:
         ctx = contextvars.copy_context()
         task = self.loop.create_task(self._drive(future, make, owner), context=ctx)
         future._task = task
-        future._group = self
         self._pending.add(task)
-        self._queued[future] = (make, owner, ctx)
+        self._lane.queued[future] = (self, make, owner, ctx)
 
-    def steal(self, target: EngineFuture) -> bool:
-        """Move every not-yet-started run (``target`` among them) to the engine loop thread.
+    def _to_lane(
+        self,
+        future: EngineFuture,
+        make: Callable[[], Coroutine[Any, Any, State]],
+        owner: Any,
+        ctx: contextvars.Context,
+    ) -> None:
+        """Run ``make()`` on a thread and loop of its own (this group's loop cannot)."""
+        from engine.executors import run_on_lane
 
-        Called from this group's loop thread by a blocking wait: the loop cannot run them while
-        its thread waits. False when ``target`` already started here.
-        """
-        if target not in self._queued:
-            return False
-        from engine.executors import get_portal
+        future._task = None
+        # A copy: the moved task may still be unwinding in ``ctx`` on its old loop.
+        self._stolen.append(run_on_lane(self._drive_lane(future, make, owner), ctx.copy()))
 
-        portal = get_portal()
-        queued, self._queued = self._queued, {}
-        for future, (make, owner, ctx) in queued.items():
-            task = future._task
-            if task is not None:
-                task.cancel()  # not started: its coroutine never runs
-                self._pending.discard(task)
-            future._loop = portal.loop
-            future._task = None
-            self._stolen.append(portal.submit(self._drive_stolen(future, make, owner), ctx))
-        return True
+    async def _take_slot(self) -> _Held | None:
+        slots = self.slots
+        if slots is None:
+            if _held_var.get() is not None:  # inherited from a submitting run: not ours
+                _held_var.set(None)
+            return None
+        await slots.acquire()
+        held = _Held(slots)
+        _held_var.set(held)
+        return held
 
-    async def _drive_stolen(
+    async def _drive_lane(
         self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
     ) -> State:
+        loop = future._loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        assert current is not None
+        me = (loop, current)
+        self._lane_tasks.add(me)
         try:
-            state = await make()
+            held = await self._take_slot()
+            try:
+                state = await make()
+            finally:
+                if held is not None:
+                    held.give_back()
         except BaseException as exc:
             future._finish(crashed_from_exception(exc, "Task run"), owner)
             raise
+        finally:
+            self._lane_tasks.discard(me)
         future._finish(state, owner)
         return state
 
     async def _drive(
         self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
-    ) -> State:
-        self._queued.pop(future, None)
-        limiter = self.limiter
+    ) -> State | None:
+        queued = self._lane.queued
+        task = future._task
+        held: _Held | None = None
         try:
-            if limiter is None:
-                state = await make()
+            slots = self.slots
+            if slots is None:
+                if _held_var.get() is not None:  # inherited from a submitting run: not ours
+                    _held_var.set(None)
             else:
-                async with limiter:
-                    state = await make()
+                ticket = slots.request(self.loop)
+                if ticket is not None:
+                    # Still queued while it waits: a blocking wait here may move it to a lane.
+                    future._ticket = ticket
+                    await slots.wait(ticket)
+                    future._ticket = None
+                held = _Held(slots)
+                _held_var.set(held)
+            queued.pop(future, None)
+            try:
+                state = await make()
+            finally:
+                if held is not None:
+                    held.give_back()
         except BaseException as exc:
+            if future._task is not task:  # moved to a lane while waiting for a slot
+                return None
+            queued.pop(future, None)
             state = crashed_from_exception(exc, "Task run")
             future._finish(state, owner)
             raise
         finally:
             # Discarded here rather than by a done callback: one less loop callback per run.
-            task = future._task
             if task is not None:
                 self._pending.discard(task)
         future._finish(state, owner)
@@ -324,13 +655,22 @@ class RunGroup:
             while self._stolen:
                 stolen = self._stolen.pop()
                 if not stolen.done():
-                    await asyncio.wrap_future(stolen)
+                    await asyncio.wait([asyncio.wrap_future(stolen)])
 
     def cancel_all(self) -> None:
         """Cancel every task still running (the flow run is ending abnormally)."""
+        # Lanes first, from here: this group's loop may be the one blocked waiting for them.
+        for loop, lane_task in list(self._lane_tasks):
+            try:
+                loop.call_soon_threadsafe(lane_task.cancel)
+            except RuntimeError:  # that lane just ended
+                pass
         if threading.get_ident() != self.thread_id:
-            self.loop.call_soon_threadsafe(self.cancel_all)
-            return
+            self.loop.call_soon_threadsafe(self._cancel_pending)
+        else:
+            self._cancel_pending()
+
+    def _cancel_pending(self) -> None:
         for task in list(self._pending):
             task.cancel()
 
@@ -411,15 +751,23 @@ async def wait_all_async(futures: Iterable[EngineFuture]) -> None:
         if remaining[0] == 0 and not all_done.done():
             all_done.set_result(None)
 
-    def on_done(_owner: Any, fut_loop: asyncio.AbstractEventLoop) -> None:
-        if fut_loop is loop:
+    def on_done(_owner: Any) -> None:
+        # Called on the thread of whichever loop ran the task run (it may have moved).
+        if asyncio.events._get_running_loop() is loop:
             settle()
         else:
             loop.call_soon_threadsafe(settle)
 
     for fut in pending:
-        fut.add_done_callback(functools.partial(on_done, fut_loop=fut._loop), None)
-    await all_done
+        fut.add_done_callback(on_done, None)
+    held = _held_var.get()
+    if held is None or not held.give_back():
+        await all_done
+        return
+    try:
+        await all_done
+    finally:
+        await held.take_back()
 
 
 def wait_many(
@@ -459,13 +807,17 @@ def as_completed_sync(
     yielded = 0
     while yielded < len(pending):
         with cond:
-            while not done_queue:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(
-                        f"{len(pending) - yielded} (of {len(pending)}) futures unfinished"
-                    )
-                cond.wait(remaining)
-            item = done_queue.pop(0)
+            item = done_queue.pop(0) if done_queue else None
+        if item is None:
+            # Outside the condition's lock: giving back or taking a slot may take a while.
+            with _Waiting(_blocking_here(), _held_var.get()), cond:
+                while not done_queue:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(
+                            f"{len(pending) - yielded} (of {len(pending)}) futures unfinished"
+                        )
+                    cond.wait(remaining)
+                item = done_queue.pop(0)
         yielded += 1
         yield item

@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 _NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+_PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 _Positive = Annotated[float, msgspec.Meta(gt=0)]
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -103,6 +104,8 @@ class TasksSettings(msgspec.Struct, frozen=True, kw_only=True):
     default_retries: _NonNegativeInt = 0
     default_retry_delay_seconds: _NonNegative | list[_NonNegative] = 0
     refresh_cache: bool = False
+    # ThreadPoolTaskRunner() without max_workers: None is unbounded (Prefect's sys.maxsize).
+    runner_thread_pool_max_workers: _PositiveInt | None = None
 
 
 class FlowsSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
-import threading
+import sys
 from typing import Any
+
+from engine.executors import elastic_pool
 
 
 class TaskRunner:
@@ -30,14 +32,14 @@ class TaskRunner:
 
 
 class ThreadPoolTaskRunner(TaskRunner):
-    """Runs submitted sync task bodies on a thread pool; async tasks run as coroutines.
+    """Runs submitted sync task bodies on threads; async tasks run as coroutines.
 
     ``max_workers`` bounds both: at most that many submitted task runs of one flow run are
-    running at once. Without it, sync bodies share a process-wide pool.
+    running at once (a run blocked waiting for another run's result does not count while it
+    waits). Left out, it is the ``tasks.runner_thread_pool_max_workers`` setting, read when a
+    flow run starts, or unbounded (``sys.maxsize``, as in Prefect): one thread per running
+    sync body. Threads come from one process-wide pool that grows on demand.
     """
-
-    _shared: concurrent.futures.ThreadPoolExecutor | None = None
-    _shared_lock = threading.Lock()
 
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__()
@@ -45,40 +47,40 @@ class ThreadPoolTaskRunner(TaskRunner):
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
         ):
             raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
-        self.max_workers = max_workers
+        self._max_workers = max_workers
+
+    @property
+    def max_workers(self) -> int:
+        """The bound in force: the one given, else the setting's, else ``sys.maxsize``."""
+        if self._max_workers is not None:
+            return self._max_workers
+        from engine.settings import get_current_settings
+
+        configured: int | None = get_current_settings().tasks.runner_thread_pool_max_workers
+        return configured if configured is not None else sys.maxsize
 
     def acquire(self) -> concurrent.futures.Executor:
-        if self.max_workers is not None:
-            return concurrent.futures.ThreadPoolExecutor(
-                self.max_workers, thread_name_prefix="millstream-task"
-            )
-        cls = ThreadPoolTaskRunner
-        if cls._shared is None:
-            with cls._shared_lock:
-                if cls._shared is None:
-                    cls._shared = concurrent.futures.ThreadPoolExecutor(
-                        thread_name_prefix="millstream-task"
-                    )
-        return cls._shared
+        # Shared: a flow run that submits nothing costs no pool and no thread.
+        return elastic_pool()
 
     def release(self, executor: concurrent.futures.Executor) -> None:
-        if executor is not ThreadPoolTaskRunner._shared:
-            executor.shutdown(wait=False)
+        pass
 
     def max_concurrency(self) -> int | None:
-        return self.max_workers
+        bound = self.max_workers
+        return None if bound >= sys.maxsize else bound
 
     def duplicate(self) -> ThreadPoolTaskRunner:
-        return ThreadPoolTaskRunner(self.max_workers)
+        return ThreadPoolTaskRunner(self._max_workers)
 
     def __eq__(self, other: Any) -> bool:
-        return type(other) is type(self) and other.max_workers == self.max_workers
+        return type(other) is type(self) and other._max_workers == self._max_workers
 
     def __hash__(self) -> int:
-        return hash((type(self), self.max_workers))
+        return hash((type(self), self._max_workers))
 
     def __repr__(self) -> str:
-        return f"ThreadPoolTaskRunner(max_workers={self.max_workers!r})"
+        return f"ThreadPoolTaskRunner(max_workers={self._max_workers!r})"
 
 
 _default = ThreadPoolTaskRunner()
