@@ -96,8 +96,11 @@ class _Target:
 _targets: dict[uuid.UUID, _Target] = {}
 
 
-def _target_of(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext) -> _Target:
-    run_id = ctx.task_run.id if isinstance(ctx, ctxmod.TaskRunContext) else ctx.flow_run.id
+def _target_of(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext | TaskRun) -> _Target:
+    if isinstance(ctx, TaskRun):
+        run_id = ctx.id
+    else:
+        run_id = ctx.task_run.id if isinstance(ctx, ctxmod.TaskRunContext) else ctx.flow_run.id
     target = _targets.get(run_id)
     if target is None:
         target = _make_target(ctx)
@@ -107,11 +110,12 @@ def _target_of(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext) -> _Target:
     return target
 
 
-def _make_target(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext) -> _Target:
+def _make_target(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext | TaskRun) -> _Target:
     task_run: TaskRun | None
     flow_ctx: ctxmod.FlowRunContext | None
-    if isinstance(ctx, ctxmod.TaskRunContext):
-        task_run, flow_ctx = ctx.task_run, _flow_var.get()
+    if not isinstance(ctx, ctxmod.FlowRunContext):
+        task_run = ctx if isinstance(ctx, TaskRun) else ctx.task_run
+        flow_ctx = _flow_var.get()
         if flow_ctx is not None and flow_ctx.flow_run.id != task_run.flow_run_id:
             flow_ctx = None  # a task context handed in explicitly, from another flow run
         flow_run_id = task_run.flow_run_id
@@ -300,14 +304,17 @@ def _submit(
     stack_info: bool,
     stacklevel: int,
     extra: dict[str, Any] | None,
+    exc_text: str | None = None,
 ) -> None:
     """Queue one run line, and hand it to other handlers if there are any.
 
     ``stacklevel`` counts the frames above this one up to the user's call (1: the caller, as
-    ``sys._getframe`` counts from here).
+    ``sys._getframe`` counts from here). ``exc_text``: the traceback of ``exc_info`` when the
+    caller has it formatted already.
     """
     message = _format(msg, args)
-    exc_text = _exception_text(exc_info) if exc_info else None
+    if exc_text is None and exc_info:
+        exc_text = _exception_text(exc_info)
     if stack_info:
         stack = "".join(traceback.format_stack(sys._getframe(stacklevel)))
         exc_text = f"{exc_text}\n" if exc_text else ""
@@ -414,6 +421,59 @@ def get_run_logger(
         configure()
     target = _target_of(ctx)
     return RunLogger(target, target.logger, extra)
+
+
+# -- the engine's own lines about a run (start, retries, failure, final state) ------------------
+_task_runs_logger = logging.getLogger(TASK_RUNS)
+_flow_runs_logger = logging.getLogger(FLOW_RUNS)
+
+
+def task_line_enabled(level: int) -> bool:
+    """Whether a task run line at ``level`` would be kept: check it before building one."""
+    return _task_runs_logger.isEnabledFor(level)
+
+
+def flow_line_enabled(level: int) -> bool:
+    """Whether a flow run line at ``level`` would be kept: check it before building one."""
+    return _flow_runs_logger.isEnabledFor(level)
+
+
+def task_run_line(
+    task_run: TaskRun,
+    level: int,
+    message: str,
+    exc: BaseException | None = None,
+    exc_text: str | None = None,
+    *,
+    last: bool = False,
+) -> None:
+    """Log ``message`` (a finished text, not a format) as the engine, on ``task_run``'s logger,
+    with ``exc``'s traceback (``exc_text`` when already formatted). ``last``: the run's final
+    line, after which its cached log destination is dropped.
+
+    The caller checks ``task_line_enabled(level)`` first, so a line below the level costs
+    nothing to build.
+    """
+    if _disabled.get():
+        return
+    target = _targets.pop(task_run.id, None) if last else None
+    if target is None:
+        target = _make_target(task_run) if last else _target_of(task_run)
+    _submit(target, level, message, (), exc, False, 2, None, exc_text)
+
+
+def flow_run_line(
+    flow_ctx: ctxmod.FlowRunContext,
+    level: int,
+    message: str,
+    exc: BaseException | None = None,
+    exc_text: str | None = None,
+) -> None:
+    """Log ``message`` (a finished text) as the engine, on the flow run's logger, with
+    ``exc``'s traceback (``exc_text`` when already formatted); see ``task_run_line``."""
+    if _disabled.get():
+        return
+    _submit(_target_of(flow_ctx), level, message, (), exc, False, 2, None, exc_text)
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
