@@ -22,7 +22,7 @@ import msgspec
 
 from engine import context as ctxmod
 from engine.exceptions import MissingContextError
-from engine.records import LogRecord, TaskRun
+from engine.records import FlowRun, LogRecord, TaskRun
 from engine.store import Store, get_store
 
 ROOT = "millstream"
@@ -50,6 +50,10 @@ _DONE = "_millstream_run_line"
 # logging.Logger.makeRecord raise when the line is handed to other handlers.
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
+# Looked up once: logging.getLogger takes the logging module's lock on every call.
+_task_runs_logger = logging.getLogger(TASK_RUNS)
+_flow_runs_logger = logging.getLogger(FLOW_RUNS)
+
 _disabled: ContextVar[bool] = ContextVar("run_logger_disabled", default=False)
 _task_var = ctxmod.task_run_var
 _flow_var = ctxmod.flow_run_var
@@ -66,12 +70,24 @@ _SHOW, _KEEP = 1, 2
 class _Target:
     """A run's log destination and labels, computed once per run (not once per line)."""
 
-    __slots__ = ("fields", "flow_run_id", "key", "label", "limit", "logger", "store", "task_run_id")
+    __slots__ = (
+        "_fields",
+        "_flow_run",
+        "_task_run",
+        "flow_run_id",
+        "key",
+        "label",
+        "limit",
+        "logger",
+        "store",
+        "task_run_id",
+    )
 
     def __init__(
         self,
         *,
-        fields: dict[str, Any],
+        flow_run: FlowRun | None,
+        task_run: TaskRun | None,
         flow_run_id: uuid.UUID | None,
         task_run_id: uuid.UUID | None,
         label: str,
@@ -79,7 +95,9 @@ class _Target:
         store: Store,
         limit: int,
     ) -> None:
-        self.fields = fields
+        self._fields: dict[str, Any] | None = None
+        self._flow_run = flow_run
+        self._task_run = task_run
         self.flow_run_id = flow_run_id
         self.task_run_id = task_run_id
         # Lines are capped per flow run (a task's lines count towards its flow run's); a task
@@ -92,12 +110,35 @@ class _Target:
         self.store = store
         self.limit = limit
 
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The run's fields on each line (built when first needed: the engine's one line per
+        task run is often the only one, rendered without them)."""
+        fields = self._fields
+        if fields is None:
+            flow_run, task_run = self._flow_run, self._task_run
+            flow_run_id = self.flow_run_id
+            fields = {
+                "flow_run_id": str(flow_run_id) if flow_run_id is not None else None,
+                "flow_run_name": flow_run.name if flow_run is not None else None,
+                "flow_name": flow_run.flow_name if flow_run is not None else None,
+            }
+            if task_run is not None:
+                fields["task_run_id"] = str(task_run.id)
+                fields["task_run_name"] = task_run.name
+                fields["task_name"] = task_run.task_name
+            self._fields = fields
+        return fields
+
 
 _targets: dict[uuid.UUID, _Target] = {}
 
 
-def _target_of(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext) -> _Target:
-    run_id = ctx.task_run.id if isinstance(ctx, ctxmod.TaskRunContext) else ctx.flow_run.id
+def _target_of(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext | TaskRun) -> _Target:
+    if isinstance(ctx, TaskRun):
+        run_id = ctx.id
+    else:
+        run_id = ctx.task_run.id if isinstance(ctx, ctxmod.TaskRunContext) else ctx.flow_run.id
     target = _targets.get(run_id)
     if target is None:
         target = _make_target(ctx)
@@ -107,40 +148,32 @@ def _target_of(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext) -> _Target:
     return target
 
 
-def _make_target(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext) -> _Target:
+def _make_target(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext | TaskRun) -> _Target:
     task_run: TaskRun | None
     flow_ctx: ctxmod.FlowRunContext | None
-    if isinstance(ctx, ctxmod.TaskRunContext):
-        task_run, flow_ctx = ctx.task_run, _flow_var.get()
+    if not isinstance(ctx, ctxmod.FlowRunContext):
+        task_run = ctx if isinstance(ctx, TaskRun) else ctx.task_run
+        flow_ctx = _flow_var.get()
         if flow_ctx is not None and flow_ctx.flow_run.id != task_run.flow_run_id:
             flow_ctx = None  # a task context handed in explicitly, from another flow run
         flow_run_id = task_run.flow_run_id
-        label, logger = f"Task run {task_run.name!r}", TASK_RUNS
+        label, logger = f"Task run {task_run.name!r}", _task_runs_logger
     else:
         task_run, flow_ctx = None, ctx
         flow_run_id = ctx.flow_run.id
-        label, logger = f"Flow run {ctx.flow_run.name!r}", FLOW_RUNS
-    flow_run = flow_ctx.flow_run if flow_ctx is not None else None
-    fields: dict[str, Any] = {
-        "flow_run_id": str(flow_run_id) if flow_run_id is not None else None,
-        "flow_run_name": flow_run.name if flow_run is not None else None,
-        "flow_name": flow_run.flow_name if flow_run is not None else None,
-    }
-    if task_run is not None:
-        fields["task_run_id"] = str(task_run.id)
-        fields["task_run_name"] = task_run.name
-        fields["task_name"] = task_run.task_name
+        label, logger = f"Flow run {ctx.flow_run.name!r}", _flow_runs_logger
     settings = flow_ctx.settings if flow_ctx is not None else None
     if settings is None:
         from engine.settings import get_current_settings
 
         settings = get_current_settings()
     return _Target(
-        fields=fields,
+        flow_run=flow_ctx.flow_run if flow_ctx is not None else None,
+        task_run=task_run,
         flow_run_id=flow_run_id,
         task_run_id=task_run.id if task_run is not None else None,
         label=label,
-        logger=logging.getLogger(logger),
+        logger=logger,
         store=flow_ctx.store if flow_ctx is not None else get_store(settings.database_path),
         limit=settings.logging.max_lines_per_run,
     )
@@ -300,14 +333,17 @@ def _submit(
     stack_info: bool,
     stacklevel: int,
     extra: dict[str, Any] | None,
+    exc_text: str | None = None,
 ) -> None:
     """Queue one run line, and hand it to other handlers if there are any.
 
     ``stacklevel`` counts the frames above this one up to the user's call (1: the caller, as
-    ``sys._getframe`` counts from here).
+    ``sys._getframe`` counts from here). ``exc_text``: the traceback of ``exc_info`` when the
+    caller has it formatted already.
     """
     message = _format(msg, args)
-    exc_text = _exception_text(exc_info) if exc_info else None
+    if exc_text is None and exc_info:
+        exc_text = _exception_text(exc_info)
     if stack_info:
         stack = "".join(traceback.format_stack(sys._getframe(stacklevel)))
         exc_text = f"{exc_text}\n" if exc_text else ""
@@ -414,6 +450,57 @@ def get_run_logger(
         configure()
     target = _target_of(ctx)
     return RunLogger(target, target.logger, extra)
+
+
+# -- the engine's own lines about a run (start, retries, failure, final state) ------------------
+
+
+def task_line_enabled(level: int) -> bool:
+    """Whether a task run line at ``level`` would be kept: check it before building one."""
+    return _task_runs_logger.isEnabledFor(level)
+
+
+def flow_line_enabled(level: int) -> bool:
+    """Whether a flow run line at ``level`` would be kept: check it before building one."""
+    return _flow_runs_logger.isEnabledFor(level)
+
+
+def task_run_line(
+    task_run: TaskRun,
+    level: int,
+    message: str,
+    exc: BaseException | None = None,
+    exc_text: str | None = None,
+    *,
+    last: bool = False,
+) -> None:
+    """Log ``message`` (a finished text, not a format) as the engine, on ``task_run``'s logger,
+    with ``exc``'s traceback (``exc_text`` when already formatted). ``last``: the run's final
+    line, after which its cached log destination is dropped.
+
+    The caller checks ``task_line_enabled(level)`` first, so a line below the level costs
+    nothing to build.
+    """
+    if _disabled.get():
+        return
+    target = _targets.pop(task_run.id, None) if last else None
+    if target is None:
+        target = _make_target(task_run) if last else _target_of(task_run)
+    _submit(target, level, message, (), exc, False, 2, None, exc_text)
+
+
+def flow_run_line(
+    flow_ctx: ctxmod.FlowRunContext,
+    level: int,
+    message: str,
+    exc: BaseException | None = None,
+    exc_text: str | None = None,
+) -> None:
+    """Log ``message`` (a finished text) as the engine, on the flow run's logger, with
+    ``exc``'s traceback (``exc_text`` when already formatted); see ``task_run_line``."""
+    if _disabled.get():
+        return
+    _submit(_target_of(flow_ctx), level, message, (), exc, False, 2, None, exc_text)
 
 
 def get_logger(name: str | None = None) -> logging.Logger:

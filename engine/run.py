@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import inspect
 import logging
 import os
@@ -16,6 +17,8 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import msgspec
 
 from engine import cancellation, logs
 from engine import context as ctxmod
@@ -71,6 +74,7 @@ _RUNNING = StateType.RUNNING
 _COMPLETED = StateType.COMPLETED
 _FAILED = StateType.FAILED
 _CRASHED = StateType.CRASHED
+_INFO, _ERROR = logging.INFO, logging.ERROR
 # Argument types that can hold neither futures nor annotations: no need to look inside.
 _PLAIN_TYPES = frozenset({int, float, str, bool, bytes, type(None)})
 
@@ -261,6 +265,8 @@ async def run_task(
         )
         task_run.state = state
         put(task_run, state)
+        if logs.task_line_enabled(_ERROR):
+            logs.task_run_line(task_run, _ERROR, f"Finished in state {state}", last=True)
         return state
 
     log_prints = spec.log_prints
@@ -313,12 +319,23 @@ async def run_task(
             ctxmod.task_run_var.reset(token)
         state.state_details.task_run_id = task_run.id
 
-        if (
-            state.type is _FAILED
-            and task_run.run_count <= retries
-            and await _retry_allowed(spec, task_run, state, executor)
-        ):
+        if state.type is not _COMPLETED:
+            if not (
+                state.type is _FAILED
+                and task_run.run_count <= retries
+                and await _retry_allowed(spec, task_run, state, executor)
+            ):
+                _log_task_failure(task_run, state, retries)
+                break
             delay = retry_delay(spec.retry_delays, task_run.run_count, spec.retry_jitter_factor)
+            if logs.task_line_enabled(_INFO):
+                when = f"{delay:g} second(s) from now" if delay > 0 else "immediately"
+                logs.task_run_line(
+                    task_run,
+                    _INFO,
+                    f"Task run failed with {_failure(state)} - "
+                    f"Retry {task_run.run_count}/{retries} will start {when}",
+                )
             waiting = AwaitingRetry(
                 scheduled_time=now() + dt.timedelta(seconds=delay), message=state.message
             )
@@ -444,12 +461,54 @@ async def _finish_task(
     elif state.type is _FAILED or state.type is _CRASHED:
         if spec.on_failure:
             await run_hooks(spec.on_failure, (spec.owner, task_run, state), executor, "on_failure")
+    # One line per task run: the level is checked before anything is built (hot path).
+    level = _INFO if state.type is _COMPLETED else _ERROR
+    if logs.task_line_enabled(level):
+        logs.task_run_line(task_run, level, f"Finished in state {state}", last=True)
     if flow_ctx is None and ctxmod.task_run_var.get() is None:
         # A top-level task run (called outside any flow) is durable when the call returns,
         # like a top-level flow run.
         logs.run_finished(task_run.id, store)
         await store.flush()
     return state
+
+
+def _raised(state: State) -> BaseException | None:
+    """The exception a failed state was made from, if the body raised it (None: a returned
+    state)."""
+    exc = state.data
+    if isinstance(exc, BaseException) and (
+        state.state_details.traceback is not None or state.name == "TimedOut"
+    ):
+        return exc
+    return None
+
+
+def _failure(state: State) -> str:
+    """What failed, as Prefect's retry and failure lines say it."""
+    exc = _raised(state)
+    return f"exception: {exc!r}" if exc is not None else f"state: {state!r}"
+
+
+def _log_task_failure(task_run: TaskRun, state: State, retries: int) -> None:
+    """Say why a task run ends without (another) retry, with the traceback (as Prefect)."""
+    if not logs.task_line_enabled(_ERROR):
+        return
+    if state.type is _CRASHED:
+        logs.task_run_line(task_run, _ERROR, f"Crash detected! {state.message}")
+        return
+    if state.type is not _FAILED or task_run.run_count <= retries:
+        return  # not failed, or its retry_condition_fn declined: Prefect says nothing here
+    exhausted = " - Retries are exhausted" if retries > 0 else ""
+    logs.task_run_line(
+        task_run,
+        _ERROR,
+        f"Task run failed with {_failure(state)}{exhausted}",
+        _raised(state),
+        state.state_details.traceback,
+    )
+    if state.name == "TimedOut":
+        logs.task_run_line(task_run, _ERROR, state.message or "Task run timed out")
 
 
 def _unwrap(value: Any) -> Any:
@@ -753,6 +812,11 @@ async def run_flow(
             spec, parameters, store, parent_flow_ctx=parent_ctx, flow_run_id=flow_run_id
         )
     put = store.put_flow_run_state
+    if parent_ctx is not None and existing is None:
+        # A subflow: a task run of the parent flow run stands for it and follows its states.
+        tracker = subflow_task_run(spec, parameters, parent_ctx)
+        flow_run.parent_task_run_id = tracker.id
+        put = _mirroring(store, tracker)
 
     if spec.validate_parameters:
         from engine.validation import validate_parameters
@@ -818,6 +882,7 @@ async def run_flow(
         group.cancel_all()
         if not cancellation.requested(flow_run.id):
             await _record_crash(exc, spec, flow_run, executor, put, parent_ctx, store, runner, pool)
+            _log_flow_finished(flow_ctx, flow_run.state)
             raise
         # Stopped on request (client.cancel_flow_run, a worker shutting down): the run ends
         # Cancelled and the caller gets that state, not the CancelledError.
@@ -830,7 +895,95 @@ async def run_flow(
         state = await _finish_cancelled(spec, flow_run, executor, put)
     finally:
         cancellation.unregister(flow_run.id)
+    _log_flow_finished(flow_ctx, state)
     return await _flow_ended(state, flow_run, parent_ctx, store, runner, pool)
+
+
+def subflow_task_run(
+    spec: FlowSpec, parameters: dict[str, Any], parent_ctx: ctxmod.FlowRunContext
+) -> TaskRun:
+    """The task run of the parent flow run that stands for a call of the subflow ``spec``.
+
+    As in Prefect: named like a task run of the flow's function, numbered among the parent's
+    calls of it (a random key when called from inside a task, whose calls may run
+    concurrently in any order).
+    """
+    fn = spec.fn
+    # The same recipe as a task's key (sdk.tasks): stable across processes for one function.
+    try:
+        source_file = os.path.abspath(inspect.getfile(fn))
+    except TypeError:
+        source_file = getattr(fn, "__module__", "") or ""
+    digest = hashlib.sha1(f"{source_file}:{fn.__qualname__}".encode()).hexdigest()[:8]
+    task_key = f"{fn.__qualname__}-{digest}"
+    if ctxmod.task_run_var.get() is not None:
+        dynamic_key = str(uuid.uuid4())
+    else:
+        dynamic_key = parent_ctx.next_dynamic_key(task_key)
+    tags = ctxmod.tags_var.get()
+    return TaskRun(
+        id=new_id(),
+        name=f"{spec.name}-{dynamic_key}",
+        task_key=task_key,
+        task_name=spec.name,
+        dynamic_key=dynamic_key,
+        flow_run_id=parent_ctx.flow_run.id,
+        task_version=spec.version,
+        parameters=parameters,
+        tags=sorted(tags) if tags else [],
+        created=now(),
+    )
+
+
+def _mirroring(store: Store, tracker: TaskRun) -> Callable[..., None]:
+    """A flow run state writer that also gives each state to ``tracker`` (the subflow's task
+    run in its parent), as Prefect's server does."""
+    put_flow, put_task = store.put_flow_run_state, store.put_task_run_state
+
+    def put(run: FlowRun, state: State, result: bytes | None = None) -> None:
+        put_flow(run, state, result)
+        mirror = state.copy(
+            state_details=msgspec.structs.replace(
+                state.state_details,
+                flow_run_id=tracker.flow_run_id,
+                task_run_id=tracker.id,
+                child_flow_run_id=run.id,
+            )
+        )
+        tracker.run_count = run.run_count
+        tracker.start_time = run.start_time
+        tracker.end_time = mirror.timestamp if mirror.is_final() else None
+        tracker.state = mirror
+        put_task(tracker, mirror)
+
+    return put
+
+
+def _log_flow_finished(flow_ctx: ctxmod.FlowRunContext, state: State | None) -> None:
+    # Prefect logs a flow run's end at INFO whatever the state.
+    if state is not None and logs.flow_line_enabled(_INFO):
+        logs.flow_run_line(flow_ctx, _INFO, f"Finished in state {state}")
+
+
+def _log_flow_failure(flow_ctx: ctxmod.FlowRunContext, state: State) -> None:
+    """Say why a flow run attempt failed, with the traceback (Prefect's lines)."""
+    if not logs.flow_line_enabled(_ERROR):
+        return
+    if state.type is _CRASHED:
+        logs.flow_run_line(flow_ctx, _ERROR, f"Crash detected! {state.message}")
+    elif state.type is _FAILED:
+        if state.name == "TimedOut":
+            logs.flow_run_line(flow_ctx, _ERROR, state.message or "Flow run timed out")
+            return
+        exc = _raised(state)
+        if exc is not None:
+            logs.flow_run_line(
+                flow_ctx,
+                _ERROR,
+                f"Encountered exception during execution: {exc!r}",
+                exc,
+                state.state_details.traceback,
+            )
 
 
 async def _record_crash(
@@ -952,6 +1105,13 @@ async def _flow_attempts(
                 spec.on_running, (spec.owner, flow_run, running), executor, "on_running"
             )
 
+        if logs.flow_line_enabled(_INFO):
+            kind = "subflow" if flow_run.parent_task_run_id is not None else "flow"
+            logs.flow_run_line(
+                flow_ctx,
+                _INFO,
+                f"Beginning {kind} run {flow_run.name!r} for flow {flow_run.flow_name!r}",
+            )
         flow_ctx.task_counters.clear()
         token = ctxmod.flow_run_var.set(flow_ctx)
         task_token = ctxmod.task_run_var.set(None)
@@ -961,12 +1121,21 @@ async def _flow_attempts(
             ctxmod.task_run_var.reset(task_token)
             ctxmod.flow_run_var.reset(token)
         state.state_details.flow_run_id = flow_run.id
+        if state.type is not _COMPLETED:
+            _log_flow_failure(flow_ctx, state)
 
         if state.type is StateType.FAILED and flow_run.run_count <= spec.retries:
             delay = retry_delay(spec.retry_delays, flow_run.run_count, None)
             waiting = AwaitingRetry(
                 scheduled_time=now() + dt.timedelta(seconds=delay), message=state.message
             )
+            if logs.flow_line_enabled(_INFO):
+                logs.flow_run_line(
+                    flow_ctx,
+                    _INFO,
+                    f"Received non-final state {waiting.name!r} when proposing final state "
+                    f"{state.name!r} and will attempt to run again...",
+                )
             waiting.state_details.flow_run_id = flow_run.id
             flow_run.state = waiting
             put(flow_run, waiting)

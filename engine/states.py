@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -65,6 +66,9 @@ class StateDetails(msgspec.Struct, kw_only=True, omit_defaults=True):
     pause_key: str | None = None
     run_input_keyset: dict[str, str] | None = None
     untrackable_result: bool = False
+    # The formatted traceback of the exception a Failed or Crashed state was made from: kept
+    # with the state (and its stored row) so the failure can be read back after the process.
+    traceback: str | None = None
 
 
 class State(msgspec.Struct, kw_only=True):
@@ -147,7 +151,13 @@ class State(msgspec.Struct, kw_only=True):
         shown = _short_repr(self.data)
         return f"{self.name}(message={self.message!r}, type={self.type.value}, result={shown})"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        """The short form Prefect logs: ``Completed()``, ``Failed('message')``,
+        ``Cached(type=COMPLETED)``."""
+        shown = [repr(self.message)] if self.message else []
+        if self.name is not None and self.name.lower() != self.type.value.lower():
+            shown.append(f"type={self.type.value}")
+        return f"{self.name}({', '.join(shown)})"
 
 
 def _short_repr(data: Any) -> str:
@@ -394,6 +404,21 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     return retry_backoff_callable
 
 
+# A traceback longer than this keeps its head and its tail (where the error is), so that one
+# runaway recursion cannot bloat every row that carries the state.
+_TRACEBACK_MAX_CHARS = 16_000
+
+
+def format_traceback(exc: BaseException) -> str:
+    """``exc`` with its traceback as text (what a failed state keeps), bounded in size."""
+    text = "".join(traceback.format_exception(exc)).rstrip("\n")
+    if len(text) <= _TRACEBACK_MAX_CHARS:
+        return text
+    half = _TRACEBACK_MAX_CHARS // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n... ({cut} characters of the traceback left out) ...\n{text[-half:]}"
+
+
 def failed_from_exception(exc: BaseException, kind: str) -> State:
     """The state a run body's exception turns into (``kind`` is "Task run" or "Flow run")."""
     if isinstance(exc, TimeoutError) and getattr(exc, "_millstream_timeout", False):
@@ -404,16 +429,20 @@ def failed_from_exception(exc: BaseException, kind: str) -> State:
         message = f"Task run encountered an exception {type(exc).__name__}: {exc}"
     else:
         message = f"Flow run encountered an exception: {type(exc).__name__}: {exc}"
-    return Failed(message=message, data=exc)
+    state = Failed(message=message, data=exc)
+    state.state_details.traceback = format_traceback(exc)
+    return state
 
 
 def crashed_from_exception(exc: BaseException, kind: str) -> State:
     """The state a BaseException (KeyboardInterrupt, SystemExit, a signal) turns into."""
     if isinstance(exc, asyncio.CancelledError):
-        message = f"{kind} was cancelled by the runtime environment."
-    else:
-        message = f"{kind} crashed: {type(exc).__name__}: {exc}".rstrip(": ")
-    return Crashed(message=message, data=exc)
+        # Stopped from outside: its traceback is the runtime's, not the run's.
+        return Crashed(message=f"{kind} was cancelled by the runtime environment.", data=exc)
+    message = f"{kind} crashed: {type(exc).__name__}: {exc}".rstrip(": ")
+    state = Crashed(message=message, data=exc)
+    state.state_details.traceback = format_traceback(exc)
+    return state
 
 
 def timed_out(kind: str, seconds: float, exc: BaseException) -> State:

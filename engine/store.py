@@ -184,6 +184,9 @@ class Store:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._live: set[uuid.UUID] = set()
+        # True while the writer holds a batch taken off the queue and not yet committed: a
+        # read that finds the queue empty still waits for that batch (read-your-writes).
+        self._writing = False
         self._cache_memo: dict[str, tuple[bytes, dt.datetime | None]] = {}
         self._point_readers = threading.local()
         self.heartbeat_seconds = 10.0
@@ -302,8 +305,13 @@ class Store:
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_seconds
                     self._deliver_cancellations(conn)
-                while self._queue:
-                    self._drain_once(conn)
+                # Set before the first item leaves the queue, cleared once all are committed.
+                self._writing = True
+                try:
+                    while self._queue:
+                        self._drain_once(conn)
+                finally:
+                    self._writing = False
                 if self._closed:
                     return
         finally:
@@ -430,9 +438,22 @@ class Store:
             self._thread.join(timeout)
 
     # -- reads --------------------------------------------------------------------------------
+    def has_unwritten(self) -> bool:
+        """Whether something this process queued is not committed yet."""
+        # The queue first, then the flag: the writer raises the flag before it takes anything
+        # off the queue, so an item queued before this call is seen in one or the other.
+        return bool(self._queue) or self._writing
+
     async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``fn`` on a read connection of its own (separate from the writer's)."""
+        """Run ``fn`` on a read connection of its own (separate from the writer's).
+
+        What this process queued before the read is committed first (the store is
+        write-behind, reads must still see the process's own writes); with nothing queued
+        the read costs no more than before.
+        """
         await self.ensure_open()
+        if self.has_unwritten():
+            await self.flush()
         conn = await connect(self.path, write=False)
         try:
             return await fn(conn)

@@ -141,10 +141,17 @@ def cmd_runs_inspect(args: argparse.Namespace) -> int:
     if args.json:
         body = _run_dict(run)
         body["states"] = [
-            {"type": s.type.value, "name": s.name, "message": s.message, "timestamp": s.timestamp}
+            {
+                "type": s.type.value,
+                "name": s.name,
+                "message": s.message,
+                "timestamp": s.timestamp,
+                "traceback": s.state_details.traceback,
+            }
             for s in states
         ]
-        body["task_runs"] = [_run_dict(t) for t in tasks]
+        body["traceback"] = _traceback(run)
+        body["task_runs"] = [{**_run_dict(t), "traceback": _traceback(t)} for t in tasks]
         print(_json(body))
         return EXIT_OK
     print(f"Flow run {run.name} ({run.id})")
@@ -175,7 +182,21 @@ def cmd_runs_inspect(args: argparse.Namespace) -> int:
             ],
         )
     )
+    # Why it failed: the tracebacks kept with the failed states (the flow run's, then its
+    # task runs').
+    failed: list[tuple[str, FlowRun | TaskRun]] = [(f"Flow run {run.name!r}", run)]
+    failed += [(f"Task run {t.name!r}", t) for t in tasks]
+    for what, one in failed:
+        text = _traceback(one)
+        if text is not None and one.state is not None:
+            print(f"{what} {one.state_name}: {one.state.message or ''}")
+            print(text)
     return EXIT_OK
+
+
+def _traceback(run: FlowRun | TaskRun) -> str | None:
+    """The traceback kept with a run's current (failed or crashed) state, if any."""
+    return run.state.state_details.traceback if run.state is not None else None
 
 
 def cmd_runs_logs(args: argparse.Namespace) -> int:

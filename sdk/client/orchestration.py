@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Concatenate, Literal, NoReturn, ParamSpec, Self, TypeVar, overload
 
-from engine import queries
+from engine import logs, queries
 from engine.exceptions import NotSupportedError, ObjectAlreadyExists, ObjectNotFound
 from engine.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from engine.settings import get_current_settings
@@ -319,6 +319,9 @@ class PrefectClient(_ServerOnlyNames):
     ) -> list[LogRecord]:
         """Log lines matching ``log_filter``, in the order they were recorded unless ``sort``
         (a ``LogSort``) says otherwise."""
+        # Lines logged so far in this process are handed to the store first: the read (which
+        # commits what the store has queued) then sees them.
+        logs.flush()
         query = queries.logs(log_filter=log_filter, sort=sort, limit=limit, offset=offset)
         return [queries.log_from_row(row) for row in await self._store.fetchall_sql(*query)]
 

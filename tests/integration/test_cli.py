@@ -97,7 +97,13 @@ def test_runs_logs_prints_every_line_in_order(capsys):
     state = cli_flow(4, return_state=True)
     assert main(["runs", "logs", run_id_of(state)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(": ", 1)[1] for line in lines] == ["doubling 4", "doubled 4"]
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "Beginning flow run 'cli-4' for flow 'cli-flow'",
+        "doubling 4",
+        "doubled 4",
+        "Finished in state Completed()",  # the task run's
+        "Finished in state Completed()",  # the flow run's
+    ]
     assert "INFO" in lines[0]
 
 
@@ -138,7 +144,12 @@ def test_runs_logs_follow_a_run_in_another_process(capsys, millstream_home, tmp_
         assert code == 0
         assert proc.wait(timeout=60) == 0
     messages = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines()]
-    assert messages == [f"tick {i}" for i in range(5)] + ["done"]
+    # Every line up to the run's last one, the engine's "Finished in state" line.
+    assert messages[0].startswith("Beginning flow run ")
+    assert messages[1:] == [f"tick {i}" for i in range(5)] + [
+        "done",
+        "Finished in state Completed()",
+    ]
 
 
 def test_runs_logs_follow_gives_up_after_its_timeout(capsys):

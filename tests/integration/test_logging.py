@@ -19,6 +19,14 @@ from sdk.logging import disable_run_logger, get_logger
 from sdk.runtime import flow_run, task_run
 
 
+@pytest.fixture(autouse=True)
+def no_engine_lines(monkeypatch):
+    """These tests count the lines runs log themselves (and the cap on them): the engine's own
+    lines about each run (start, retries, final state) are tested in test_run_visibility."""
+    monkeypatch.setattr(logs, "task_line_enabled", lambda level: False)
+    monkeypatch.setattr(logs, "flow_line_enabled", lambda level: False)
+
+
 def rows(db, where="1", params=()):
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row

@@ -14,6 +14,7 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -200,14 +201,19 @@ def worker_env(tmp_path, millstream_home):
     }
 
     procs: list[subprocess.Popen[str]] = []
+    outputs: list[Any] = []
 
     def start(which: str, **extra: str) -> subprocess.Popen[str]:
+        # Output to a file, not an undrained pipe: every run logs lines to the console, and a
+        # full pipe would block the worker's writes (and with them its runs).
+        output = open(tmp_path / f"worker-{len(procs)}.log", "w")
+        outputs.append(output)
         proc = subprocess.Popen(
             [sys.executable, str(script), which],
             env={**env, **extra},
             cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         procs.append(proc)
@@ -218,6 +224,8 @@ def worker_env(tmp_path, millstream_home):
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+    for output in outputs:
+        output.close()
 
 
 def stop(proc: subprocess.Popen[str]) -> None:

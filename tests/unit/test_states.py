@@ -160,3 +160,45 @@ def test_exception_to_state():
 def test_cached_state_keeps_data():
     cached = st.cached(st.Completed(data=9))
     assert (cached.name, cached.result()) == ("Cached", 9)
+
+
+def test_str_is_prefects_short_form_for_log_lines():
+    from engine.states import AwaitingRetry, Completed, Failed, Pending, State, StateType
+
+    assert str(Completed()) == "Completed()"
+    assert str(Completed(message="")) == "Completed()"
+    assert str(Failed(message="Task run encountered an exception ValueError: boom")) == (
+        "Failed('Task run encountered an exception ValueError: boom')"
+    )
+    assert str(State(type=StateType.COMPLETED, name="Cached")) == "Cached(type=COMPLETED)"
+    assert str(Failed(name="TimedOut", message="slow")) == "TimedOut('slow', type=FAILED)"
+    assert str(AwaitingRetry()) == "AwaitingRetry(type=SCHEDULED)"
+    assert str(Pending(name="NotReady", message="m")) == "NotReady('m', type=PENDING)"
+    # repr stays the full form
+    assert repr(Completed(data=1)) == "Completed(message=None, type=COMPLETED, result=1)"
+
+
+def test_failed_states_from_exceptions_keep_their_traceback():
+    from engine.states import crashed_from_exception, failed_from_exception, format_traceback
+
+    def boom() -> None:
+        raise ValueError("boom")
+
+    try:
+        boom()
+    except ValueError as exc:
+        state = failed_from_exception(exc, "Task run")
+    tb = state.state_details.traceback
+    assert tb is not None and tb.endswith("ValueError: boom") and "in boom" in tb
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        crashed = crashed_from_exception(exc, "Flow run")
+    assert crashed.state_details.traceback is not None
+    assert crashed.state_details.traceback.endswith("KeyboardInterrupt")
+    # A runaway traceback keeps its head and its tail, bounded.
+    try:
+        raise ValueError("x" * 100_000)
+    except ValueError as exc:
+        long = format_traceback(exc)
+    assert len(long) < 17_000 and "characters of the traceback left out" in long
