@@ -34,9 +34,14 @@ STATE_MIX = [("COMPLETED", 0.85), ("FAILED", 0.08), ("CRASHED", 0.02), ("CANCELL
 
 def build(path: Path, runs: int, flows: int = 20) -> None:
     """Write ``runs`` finished flow runs of ``flows`` flows, one a second up to now."""
-    from engine.records import FlowRun
-    from engine.states import State, StateType
-    from engine.store import _flow_run_row, _history_entry, _lines_encoder, open_for_writing
+    from millstream._engine.model.records import FlowRun
+    from millstream._engine.model.states import State, StateType
+    from millstream._engine.store.sqlite import (
+        _flow_run_row,
+        _history_entry,
+        _lines_encoder,
+        open_for_writing,
+    )
 
     open_for_writing(path).close()  # creates and migrates the file, as the store would
     rng = random.Random(7)
@@ -102,18 +107,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as home:
         os.environ["MILLSTREAM_HOME"] = home
         os.environ.pop("MILLSTREAM_DATABASE_PATH", None)
-        from engine import queries
-        from engine.settings import get_current_settings
-        from sdk.client.orchestration import get_client
-        from sdk.client.schemas.filters import (
+        from millstream._engine.settings import get_current_settings
+        from millstream._engine.store import queries
+        from millstream.client.orchestration import get_client
+        from millstream.client.schemas.filters import (
             FlowFilter,
             FlowFilterName,
             FlowRunFilter,
             FlowRunFilterState,
             FlowRunFilterStateType,
         )
-        from sdk.client.schemas.sorting import FlowRunSort
-        from sdk.states import StateType
+        from millstream.client.schemas.sorting import FlowRunSort
+        from millstream.states import StateType
 
         path = get_current_settings().database_path
         start = time.perf_counter()

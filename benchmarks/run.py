@@ -58,7 +58,7 @@ def _line(name: str, n: int, ms_time: float, bare_time: float, target_us: float)
 
 def scenarios(reps: int) -> list[dict]:
     """S1-S4 in this process."""
-    from sdk import flow, task
+    from millstream import flow, task
 
     @task
     async def anoop(x: int) -> int:
@@ -151,8 +151,8 @@ def scenarios(reps: int) -> list[dict]:
 
 def results_scenarios(reps: int) -> list[dict]:
     """Issue 3: cache hits, persisted results over S1."""
-    from sdk import flow, task
-    from sdk.cache_policies import INPUTS, NO_CACHE
+    from millstream import flow, task
+    from millstream.cache_policies import INPUTS, NO_CACHE
 
     @task(cache_policy=INPUTS)
     async def cached(x: int) -> int:
@@ -210,14 +210,14 @@ def results_scenarios(reps: int) -> list[dict]:
 CRASHING_CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    from sdk import flow, task
+    from millstream import flow, task
 
     @task
     def step(i: int) -> int:
         if i == 900 and os.environ.get("CRASH") == "1":
             # Crash once tasks 0-899 are on disk (the writer may lag a few ms behind).
-            from engine.settings import get_current_settings
-            from engine.store import get_store
+            from millstream._engine.settings import get_current_settings
+            from millstream._engine.store.sqlite import get_store
             get_store(get_current_settings().database_path).flush_sync()
             os.kill(os.getpid(), signal.SIGKILL)
         if i == 900:
@@ -248,7 +248,7 @@ def recovery(reps: int) -> dict:
             env["PYTHONPATH"] = str(ROOT)
             subprocess.run([sys.executable, str(script)], env={**env, "CRASH": "1"}, check=False)
             child = (
-                "import time, sys; t = time.time(); from sdk.recovery import recover; "
+                "import time, sys; t = time.time(); from millstream.recovery import recover; "
                 "r = recover(); print(t)"
             )
             out = subprocess.run(
@@ -268,17 +268,17 @@ def observability(reps: int) -> list[dict]:
     import logging
     import sqlite3
 
-    from engine.records import FlowRun
-    from engine.settings import get_current_settings
-    from engine.states import Completed, Failed
-    from engine.store import _flow_run_row, get_store
-    from sdk import flow, get_client, get_run_logger, task
-    from sdk.client.schemas.filters import (
+    from millstream import flow, get_client, get_run_logger, task
+    from millstream._engine.model.records import FlowRun
+    from millstream._engine.model.states import Completed, Failed
+    from millstream._engine.settings import get_current_settings
+    from millstream._engine.store.sqlite import _flow_run_row, get_store
+    from millstream.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterState,
         FlowRunFilterStateType,
     )
-    from sdk.states import StateType
+    from millstream.states import StateType
 
     @flow
     def seed() -> None:
@@ -358,7 +358,7 @@ def observability(reps: int) -> list[dict]:
 MEMORY_CHILD = textwrap.dedent(
     """
     import asyncio, json, resource, sys
-    from sdk import flow, task
+    from millstream import flow, task
 
     @task
     async def anoop(x):
@@ -405,7 +405,7 @@ STARTUP_CHILD = textwrap.dedent(
     """
     import json, time
     t0 = time.perf_counter()
-    from sdk import flow, task
+    from millstream import flow, task
     t1 = time.perf_counter()
 
     @task
@@ -440,7 +440,7 @@ def startup(reps: int) -> dict:
         firsts.append(data["first_call_ms"])
     imp, first = statistics.median(imports), statistics.median(firsts)
     print(
-        f"S5   import sdk {imp:6.1f} ms (target <= 150) | first flow call {first:6.1f} ms "
+        f"S5   import millstream {imp:6.1f} ms (target <= 150) | first flow call {first:6.1f} ms "
         f"(target <= 100) | {'ok' if imp <= 150 and first <= 100 else 'MISSED'}"
     )
     return {"scenario": "S5", "import_ms": imp, "first_call_ms": first}

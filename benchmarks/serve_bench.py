@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = textwrap.dedent(
     """
     import time
-    from sdk import flow, serve
+    from millstream import flow, serve
 
     @flow
     def stamp() -> float:
@@ -41,8 +41,8 @@ def _rss_mb() -> float:
 
 
 async def in_process(samples: int) -> dict[str, float]:
-    from sdk import aserve, flow
-    from sdk.deployments import arun_deployment
+    from millstream import aserve, flow
+    from millstream.deployments import arun_deployment
 
     started: dict[str, float] = {}
 
@@ -71,7 +71,7 @@ async def in_process(samples: int) -> dict[str, float]:
             t0 = time.perf_counter()  # triggering is part of the work the worker keeps up with
             runs = [await arun_deployment("trivial/throughput", timeout=0) for _ in range(batch)]
             last = runs[-1]
-            from sdk import get_client
+            from millstream import get_client
 
             async with get_client() as client:
                 while True:
@@ -93,7 +93,7 @@ async def in_process(samples: int) -> dict[str, float]:
 
 
 def cross_process(samples: int) -> float:
-    from sdk.deployments import run_deployment
+    from millstream.deployments import run_deployment
 
     home = os.environ["MILLSTREAM_HOME"]
     script = Path(home) / "worker.py"
@@ -101,7 +101,7 @@ def cross_process(samples: int) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, str(script)], env=env)
     try:
-        from sdk import get_client
+        from millstream import get_client
 
         deadline = time.monotonic() + 60
         while True:
@@ -130,7 +130,7 @@ def main() -> list[dict[str, float]]:
     """Print the serving figures."""
     with tempfile.TemporaryDirectory() as home:
         os.environ["MILLSTREAM_HOME"] = home
-        from engine.settings import get_current_settings
+        from millstream._engine.settings import get_current_settings
 
         poll = get_current_settings().serve.poll_interval
         figures = asyncio.run(in_process(50))

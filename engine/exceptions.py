@@ -1,4 +1,5 @@
-"""The one error hierarchy of Millstream; ``sdk.exceptions`` re-exports it under Prefect's names.
+"""The one error hierarchy of Millstream; ``millstream.exceptions`` re-exports it under
+Prefect's names.
 
 ::
 

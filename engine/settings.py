@@ -44,7 +44,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
-from engine.exceptions import ConfigurationError
+from millstream._engine.exceptions import ConfigurationError
 
 __all__ = [
     "ENV_NAMES",

@@ -1,19 +1,19 @@
 """Millstream's public API: Prefect 3's SDK names, run by an embedded engine on one SQLite file.
 
-Change ``from prefect import flow, task`` to ``from sdk import flow, task``.
+Change ``from prefect import flow, task`` to ``from millstream import flow, task``.
 """
 
 from typing import Any
 
-from engine.context import tags
-from engine.logs import get_run_logger
-from engine.scheduler import allow_failure, quote, unmapped
-from engine.states import State
-from engine.transactions import Transaction
-from sdk import _refusals
-from sdk.flows import Flow, flow
-from sdk.futures import PrefectFuture, as_completed, wait
-from sdk.tasks import Task, task
+from millstream import _refusals
+from millstream._engine.logs.runlogs import get_run_logger
+from millstream._engine.model.states import State
+from millstream._engine.orchestrate.context import tags
+from millstream._engine.orchestrate.scheduler import allow_failure, quote, unmapped
+from millstream._engine.orchestrate.transactions import Transaction
+from millstream.flows import Flow, flow
+from millstream.futures import PrefectFuture, as_completed, wait
+from millstream.tasks import Task, task
 
 # Importing a Prefect module Millstream does not offer says so (and what to use instead).
 _refusals.install()
@@ -50,25 +50,25 @@ __all__ = [
 # Serving, the client, pausing and recovery are imported when first used: `import sdk` stays
 # quick for scripts that only run flows.
 _LAZY = {
-    "apause_flow_run": "sdk.flow_runs",
-    "arecover": "sdk.recovery",
-    "aresume_flow_run": "sdk.flow_runs",
-    "aserve": "sdk.deployments",
-    "asuspend_flow_run": "sdk.flow_runs",
-    "deploy": "sdk.deployments",
-    "get_client": "sdk.client.orchestration",
-    "pause_flow_run": "sdk.flow_runs",
-    "recover": "sdk.recovery",
-    "resume_flow_run": "sdk.flow_runs",
-    "serve": "sdk.deployments",
-    "suspend_flow_run": "sdk.flow_runs",
+    "apause_flow_run": "millstream.flow_runs",
+    "arecover": "millstream.recovery",
+    "aresume_flow_run": "millstream.flow_runs",
+    "aserve": "millstream.deployments",
+    "asuspend_flow_run": "millstream.flow_runs",
+    "deploy": "millstream.deployments",
+    "get_client": "millstream.client.orchestration",
+    "pause_flow_run": "millstream.flow_runs",
+    "recover": "millstream.recovery",
+    "resume_flow_run": "millstream.flow_runs",
+    "serve": "millstream.deployments",
+    "suspend_flow_run": "millstream.flow_runs",
 }
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'sdk' has no attribute {name!r}")
+        raise AttributeError(f"module 'millstream' has no attribute {name!r}")
     import importlib
 
     value = getattr(importlib.import_module(module), name)

@@ -17,7 +17,7 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Final
 
-from engine.exceptions import ModuleNotSupportedError
+from millstream._engine.exceptions import ModuleNotSupportedError
 
 # The public package's import name, derived so that renaming the package renames every entry.
 PACKAGE: Final = __name__.rpartition(".")[0]

@@ -4,7 +4,7 @@ A thread with no event loop of its own drives the orchestration coroutine itself
 private to that thread) and runs the sync body inline; a thread that is running an event loop
 hands the coroutine to the portal, the engine's loop thread, and runs the body when it is
 posted back. Either way the body runs on the calling thread and the orchestration is the one
-written in ``engine.run``.
+written in ``millstream._engine.orchestrate.run``.
 
 ``dispatch`` is Prefect's "sync-compatible" calling convention on top of that: the same name
 returns a coroutine in async code and the result in sync code.
@@ -16,8 +16,8 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from engine.context import flow_run_var, task_run_var
-from engine.executors import Executor, get_portal, run_here, running_loop
+from millstream._engine.bridge.executors import Executor, get_portal, run_here, running_loop
+from millstream._engine.orchestrate.context import flow_run_var, task_run_var
 
 T = TypeVar("T")
 P = ParamSpec("P")

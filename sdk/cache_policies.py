@@ -1,6 +1,6 @@
 """Cache policies: how task run cache keys are computed (``INPUTS - "x"``, ``a + b``)."""
 
-from engine.cache_policies import (
+from millstream._engine.results.cache_policies import (
     DEFAULT,
     FLOW_PARAMETERS,
     INPUTS,

@@ -18,13 +18,13 @@ from typing import Any
 
 import msgspec
 
-from engine.exceptions import MillstreamError, ObjectNotFound
-from engine.records import FlowRun, TaskRun
-from engine.settings import get_current_settings
-from engine.states import StateType
-from sdk._tables import duration, render_table, when
-from sdk.client.orchestration import get_client
-from sdk.client.schemas.filters import (
+from millstream._engine.exceptions import MillstreamError, ObjectNotFound
+from millstream._engine.model.records import FlowRun, TaskRun
+from millstream._engine.model.states import StateType
+from millstream._engine.settings import get_current_settings
+from millstream._tables import duration, render_table, when
+from millstream.client.orchestration import get_client
+from millstream.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
@@ -36,7 +36,7 @@ from sdk.client.schemas.filters import (
     LogFilterFlowRunId,
     LogFilterLevel,
 )
-from sdk.client.schemas.sorting import TaskRunSort
+from millstream.client.schemas.sorting import TaskRunSort
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 # `deployments run --watch` of a run that ends Failed, Crashed or Cancelled: 1, as Prefect's.
@@ -267,7 +267,7 @@ def cmd_variables_get(args: argparse.Namespace) -> int:
 
 
 def cmd_variables_set(args: argparse.Namespace) -> int:
-    from sdk.variables import Variable
+    from millstream.variables import Variable
 
     try:
         value = json.loads(args.value)
@@ -282,7 +282,7 @@ def cmd_variables_set(args: argparse.Namespace) -> int:
 
 
 def cmd_variables_unset(args: argparse.Namespace) -> int:
-    from sdk.variables import Variable
+    from millstream.variables import Variable
 
     if not Variable.unset(args.name):
         raise ObjectNotFound(f"Variable {args.name!r} not found")
@@ -344,7 +344,7 @@ def _load_flow(target: str) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from sdk.deployments import serve
+    from millstream.deployments import serve
 
     flow_obj = _load_flow(args.target)
     options: dict[str, Any] = {}
@@ -376,9 +376,9 @@ def _parameters(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_deployments_ls(args: argparse.Namespace) -> int:
-    from engine import deployments as engine_deployments
-    from engine.store import get_store
-    from sdk._sync import run_sync
+    from millstream._engine.serve import deployments as engine_deployments
+    from millstream._engine.store.sqlite import get_store
+    from millstream._sync import run_sync
 
     store = get_store(get_current_settings().database_path)
 
@@ -408,9 +408,9 @@ def cmd_deployments_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_deployments_run(args: argparse.Namespace) -> int:
-    from engine.exceptions import ParameterTypeError
-    from sdk._sync import run_sync
-    from sdk.deployments import arun_deployment
+    from millstream._engine.exceptions import ParameterTypeError
+    from millstream._sync import run_sync
+    from millstream.deployments import arun_deployment
 
     parameters = _parameters(args.param)
     try:
@@ -438,8 +438,8 @@ def _failure_details(run: FlowRun) -> list[str]:
     import logging
     import traceback
 
-    from engine.exceptions import CancelledRun, CrashedRun, FailedRun
-    from engine.states import get_state_exception
+    from millstream._engine.exceptions import CancelledRun, CrashedRun, FailedRun
+    from millstream._engine.model.states import get_state_exception
 
     assert run.state is not None
     details: list[str] = []
@@ -470,7 +470,7 @@ def _failure_details(run: FlowRun) -> list[str]:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    from sdk.recovery import recover
+    from millstream.recovery import recover
 
     report = recover(lease_seconds=args.lease)
     if args.json:

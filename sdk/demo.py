@@ -1,4 +1,4 @@
-"""A small real flow to try Millstream: ``python -m sdk.demo``.
+"""A small real flow to try Millstream: ``python -m millstream.demo``.
 
 It runs tasks, a task that fails once and is retried, a subflow and a concurrent ``.map``,
 then reads the recorded runs back from the SQLite file and prints where they live.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.settings import get_current_settings
-from engine.store import get_store
-from sdk import flow, task
+from millstream import flow, task
+from millstream._engine.settings import get_current_settings
+from millstream._engine.store.sqlite import get_store
 
 _attempts: dict[str, int] = {}
 

@@ -11,23 +11,23 @@ import time
 import uuid
 from typing import Any, NoReturn
 
-from engine import deployments as engine_deployments
-from engine.context import flow_run_var
-from engine.deployments import DeploymentRecord
-from engine.exceptions import NotSupportedError
-from engine.records import FlowRun
-from engine.resultref import journal
-from engine.run import random_run_name
-from engine.schedules import Schedule, make_schedules
-from engine.serve import Worker, finished, notify
-from engine.settings import get_current_settings
-from engine.store import Store, get_store
-from engine.validation import check_against_schema, parameter_schema
-from sdk._sync import dispatch, dual
+from millstream._engine.exceptions import NotSupportedError
+from millstream._engine.model.records import FlowRun
+from millstream._engine.orchestrate.context import flow_run_var
+from millstream._engine.orchestrate.run import random_run_name
+from millstream._engine.results.refs import journal
+from millstream._engine.serve import deployments as engine_deployments
+from millstream._engine.serve.deployments import DeploymentRecord
+from millstream._engine.serve.schedules import Schedule, make_schedules
+from millstream._engine.serve.worker import Worker, finished, notify
+from millstream._engine.settings import get_current_settings
+from millstream._engine.store.sqlite import Store, get_store
+from millstream._engine.validation import check_against_schema, parameter_schema
+from millstream._sync import dispatch, dual
 
 # A package's search path (an empty one): Prefect's submodules of prefect.deployments, such as
-# deployments.steps, then reach the import system's finders, and sdk._refusals refuses them with
-# a NotSupportedError instead of Python's "'sdk.deployments' is not a package".
+# deployments.steps, then reach the import system's finders, and ``_refusals`` refuses them with
+# a NotSupportedError instead of Python's "'millstream.deployments' is not a package".
 __path__: list[str] = []
 
 
@@ -284,7 +284,7 @@ async def aserve(
     )
     tasks = [asyncio.ensure_future(worker.run())]
     if webserver:
-        from engine.webserver import serve_http
+        from millstream._engine.serve.webserver import serve_http
 
         async def trigger(name: str, parameters: dict[str, Any]) -> uuid.UUID:
             return (await arun_deployment(name, parameters=parameters, timeout=0)).id

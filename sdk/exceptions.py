@@ -1,6 +1,6 @@
 """Prefect's exception names, as raised by Millstream (one hierarchy, defined in the engine)."""
 
-from engine.exceptions import (
+from millstream._engine.exceptions import (
     Abort,
     CancelledRun,
     ConfigurationError,

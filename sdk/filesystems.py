@@ -1,5 +1,5 @@
 """Result storage objects: ``LocalFileSystem(basepath=...)`` for ``result_storage``."""
 
-from engine.results import LocalFileSystem
+from millstream._engine.results import LocalFileSystem
 
 __all__ = ["LocalFileSystem"]

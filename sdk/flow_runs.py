@@ -9,13 +9,13 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from engine import context as ctxmod
-from engine import control
-from engine.exceptions import NotSupportedError
-from engine.settings import get_current_settings
-from engine.states import Paused
-from engine.store import get_store
-from sdk._sync import run_sync
+from millstream._engine.exceptions import NotSupportedError
+from millstream._engine.model.states import Paused
+from millstream._engine.orchestrate import context as ctxmod
+from millstream._engine.serve import control
+from millstream._engine.settings import get_current_settings
+from millstream._engine.store.sqlite import get_store
+from millstream._sync import run_sync
 
 
 async def apause_flow_run(

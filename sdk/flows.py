@@ -8,13 +8,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
-from engine import run as engine_run
-from engine.exceptions import NotSupportedError
-from engine.spec import Binder, FlowSpec, Hook
-from engine.states import resolve_retry_delays
-from engine.task_runners import TaskRunner
-from sdk._options import check_hooks, check_timeout, merge
-from sdk._sync import run_sync
+from millstream._engine.bridge.task_runners import TaskRunner
+from millstream._engine.exceptions import NotSupportedError
+from millstream._engine.model.spec import Binder, FlowSpec, Hook
+from millstream._engine.model.states import resolve_retry_delays
+from millstream._engine.orchestrate import run as engine_run
+from millstream._options import check_hooks, check_timeout, merge
+from millstream._sync import run_sync
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -98,7 +98,7 @@ class Flow(Generic[P, R]):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {fn!r}")
-        from engine.settings import get_current_settings
+        from millstream._engine.settings import get_current_settings
 
         settings = get_current_settings()
         self.fn = fn
@@ -250,7 +250,7 @@ class Flow(Generic[P, R]):
         Raises ``ParameterTypeError`` naming each bad parameter (``ParameterBindError`` for
         unknown or missing ones).
         """
-        from engine.validation import validate_parameters
+        from millstream._engine.validation import validate_parameters
 
         bound = self._binder.bind((), parameters)
         return validate_parameters(self.fn, bound)
@@ -297,7 +297,7 @@ class Flow(Generic[P, R]):
     def to_deployment(self, name: str, **options: Any) -> Any:
         """A ``RunnerDeployment`` of this flow (interval=, cron=, rrule=, schedules=,
         parameters=, tags=, description=, version=, paused=, enforce_parameter_schema=)."""
-        from sdk.deployments import make_deployment
+        from millstream.deployments import make_deployment
 
         return make_deployment(self, name, **options)
 
@@ -312,7 +312,7 @@ class Flow(Generic[P, R]):
         **options: Any,
     ) -> None:
         """Serve this flow as a deployment until interrupted (schedules as in to_deployment)."""
-        from sdk.deployments import serve
+        from millstream.deployments import serve
 
         serve(
             self.to_deployment(name or self.name, **options),

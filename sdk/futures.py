@@ -6,8 +6,13 @@ import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from engine.scheduler import EngineFuture, as_completed_sync, wait_all_async, wait_many
-from engine.states import State, state_result
+from millstream._engine.model.states import State, state_result
+from millstream._engine.orchestrate.scheduler import (
+    EngineFuture,
+    as_completed_sync,
+    wait_all_async,
+    wait_many,
+)
 
 R = TypeVar("R")
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from engine.executors import PoolExecutor
-from engine.recovery import RecoveryReport, recover_all
-from engine.store import get_store
-from engine.task_runners import default_task_runner
-from sdk._sync import run_sync
+from millstream._engine.bridge.executors import PoolExecutor
+from millstream._engine.bridge.task_runners import default_task_runner
+from millstream._engine.serve.recovery import RecoveryReport, recover_all
+from millstream._engine.store.sqlite import get_store
+from millstream._sync import run_sync
 
 
 async def arecover(lease_seconds: float | None = None) -> RecoveryReport:
@@ -16,7 +16,7 @@ async def arecover(lease_seconds: float | None = None) -> RecoveryReport:
     not run again (their recorded results are used), the rest run. ``lease_seconds`` is how
     old a heartbeat must be before a run on another host counts as orphaned.
     """
-    from engine.settings import get_current_settings
+    from millstream._engine.settings import get_current_settings
 
     settings = get_current_settings()
     store = get_store(settings.database_path)
@@ -31,8 +31,8 @@ async def arecover(lease_seconds: float | None = None) -> RecoveryReport:
 
 def recover(lease_seconds: float | None = None) -> RecoveryReport:
     """Blocking form of ``arecover``: sync flow bodies run on this thread."""
-    from engine.recovery import recover_all as _recover_all
-    from engine.settings import get_current_settings
+    from millstream._engine.serve.recovery import recover_all as _recover_all
+    from millstream._engine.settings import get_current_settings
 
     settings = get_current_settings()
     store = get_store(settings.database_path)

@@ -1,5 +1,10 @@
 """Result serializers for ``result_serializer`` (or their names: "msgpack", "json", "pickle")."""
 
-from engine.results import JSONSerializer, MsgpackSerializer, PickleSerializer, Serializer
+from millstream._engine.results import (
+    JSONSerializer,
+    MsgpackSerializer,
+    PickleSerializer,
+    Serializer,
+)
 
 __all__ = ["JSONSerializer", "MsgpackSerializer", "PickleSerializer", "Serializer"]

@@ -1,5 +1,5 @@
 """Settings for users: ``get_current_settings()``, ``temporary_settings(...)`` and ``Settings``."""
 
-from engine.settings import Settings, get_current_settings, temporary_settings
+from millstream._engine.settings import Settings, get_current_settings, temporary_settings
 
 __all__ = ["Settings", "get_current_settings", "temporary_settings"]

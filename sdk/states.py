@@ -1,6 +1,6 @@
 """States of flow and task runs: the State record, StateType, constructors and helpers."""
 
-from engine.states import (
+from millstream._engine.model.states import (
     AwaitingConcurrencySlot,
     AwaitingRetry,
     Cancelled,

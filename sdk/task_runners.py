@@ -1,5 +1,5 @@
 """Task runners: where submitted task runs execute."""
 
-from engine.task_runners import TaskRunner, ThreadPoolTaskRunner
+from millstream._engine.bridge.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 __all__ = ["TaskRunner", "ThreadPoolTaskRunner"]

@@ -10,18 +10,23 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
 
-from engine import context as ctxmod
-from engine import run as engine_run
-from engine.cache_policies import source_fingerprint
-from engine.exceptions import MappingLengthMismatch, MappingMissingIterable
-from engine.executors import PoolExecutor
-from engine.recovery import SCRIPT_MODULE_PREFIX
-from engine.scheduler import EngineFuture, quote, unmapped
-from engine.spec import Binder, Hook, TaskSpec
-from engine.states import State, exponential_backoff, resolve_retry_delays, state_result
-from sdk._options import NotSet, check_hooks, check_timeout, merge
-from sdk._sync import run_sync
-from sdk.futures import PrefectFuture, PrefectFutureList
+from millstream._engine.bridge.executors import PoolExecutor
+from millstream._engine.exceptions import MappingLengthMismatch, MappingMissingIterable
+from millstream._engine.model.spec import Binder, Hook, TaskSpec
+from millstream._engine.model.states import (
+    State,
+    exponential_backoff,
+    resolve_retry_delays,
+    state_result,
+)
+from millstream._engine.orchestrate import context as ctxmod
+from millstream._engine.orchestrate import run as engine_run
+from millstream._engine.orchestrate.scheduler import EngineFuture, quote, unmapped
+from millstream._engine.results.cache_policies import source_fingerprint
+from millstream._engine.serve.recovery import SCRIPT_MODULE_PREFIX
+from millstream._options import NotSet, check_hooks, check_timeout, merge
+from millstream._sync import run_sync
+from millstream.futures import PrefectFuture, PrefectFutureList
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,7 +123,7 @@ class Task(Generic[P, R]):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
-        from engine.settings import get_current_settings
+        from millstream._engine.settings import get_current_settings
 
         settings = get_current_settings()
         self.fn = fn
@@ -439,7 +444,7 @@ class Task(Generic[P, R]):
     # -- Prefect APIs that need a server ---------------------------------------------------------
     def delay(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Not available: background task workers need Prefect's server."""
-        from engine.exceptions import NotSupportedError
+        from millstream._engine.exceptions import NotSupportedError
 
         raise NotSupportedError(
             "Task.delay() sends work to background task workers through Prefect's server; "
@@ -450,11 +455,11 @@ class Task(Generic[P, R]):
 
     def serve(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Not available: serving tasks to background workers needs Prefect's server."""
-        from engine.exceptions import NotSupportedError
+        from millstream._engine.exceptions import NotSupportedError
 
         raise NotSupportedError(
             "Task.serve() runs a background task worker fed by Prefect's server; Millstream is "
-            "embedded: serve flows with flow.serve() / sdk.serve() instead."
+            "embedded: serve flows with flow.serve() / millstream.serve() instead."
         )
 
     def __repr__(self) -> str:
@@ -483,7 +488,7 @@ def _implied_persist_result(
     makes sense for a stored result (where or how to store it, or a cache) is given."""
     if persist_result is not None:
         return persist_result
-    from engine import cache_policies as cp
+    from millstream._engine.results import cache_policies as cp
 
     caching_policy = cache_policy not in (NotSet, None, cp.NO_CACHE, cp.NONE)
     if (
@@ -504,7 +509,7 @@ def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: 
         cache_policy is None or (cache_policy is NotSet and persist_result is not True)
     ):
         return None  # an explicit cache_policy=None means no caching, as in Prefect
-    from engine import cache_policies as cp
+    from millstream._engine.results import cache_policies as cp
 
     if cache_key_fn is not None:
         if not callable(cache_key_fn):
@@ -588,7 +593,7 @@ def task(__fn: Any = None, **options: Any) -> Any:
 
 def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
     """A cache key from the task and its inputs (use as ``cache_key_fn``)."""
-    from engine.cache_policies import task_input_hash as engine_task_input_hash
+    from millstream._engine.results.cache_policies import task_input_hash as engine_task_input_hash
 
     return engine_task_input_hash(context, arguments)
 

@@ -1,6 +1,6 @@
 """Transactions: ``transaction()`` blocks whose task runs commit or roll back together."""
 
-from engine.transactions import (
+from millstream._engine.orchestrate.transactions import (
     CommitMode,
     IsolationLevel,
     Transaction,

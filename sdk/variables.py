@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from engine import queries
-from engine.context import flow_run_var
-from engine.store import Store, get_store
-from sdk._sync import dual
+from millstream._engine.orchestrate.context import flow_run_var
+from millstream._engine.store import queries
+from millstream._engine.store.sqlite import Store, get_store
+from millstream._sync import dual
 
 __all__ = ["Variable"]
 
@@ -106,7 +106,7 @@ class Variable(msgspec.Struct, kw_only=True):
     value: Any = None
     tags: list[str] = msgspec.field(default_factory=list)
 
-    # One implementation, the async functions above; sdk._sync.dual derives the blocking twins.
+    # One implementation, the async functions above; ``_sync.dual`` derives the blocking twins.
     aset = classmethod(_aset)
     aget = classmethod(_aget)
     aunset = classmethod(_aunset)
@@ -121,7 +121,7 @@ async def _store() -> Store:
     if ctx is not None:
         store = ctx.store
     else:
-        from engine.settings import get_current_settings
+        from millstream._engine.settings import get_current_settings
 
         store = get_store(get_current_settings().database_path)
     await store.ensure_open()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import store as store_module
+from millstream._engine.store import sqlite as store_module
 
 
 @pytest.fixture(autouse=True)

@@ -5,14 +5,18 @@
 # pickle, resolve_serializer), keys (storage key templates and validation), storage
 # (ResultStorage, LocalFileSystem, resolve_storage).
 
-# ``os`` stays reachable as ``engine.results.os``: tests patch ``results.os`` functions.
+# ``os`` stays reachable as ``millstream._engine.results.os``: tests patch ``results.os`` functions.
 import os as os
 
-from engine.results.base import Serializer
-from engine.results.faithful import MsgpackSerializer
-from engine.results.keys import render_storage_key, validate_storage_key
-from engine.results.serializers import JSONSerializer, PickleSerializer, resolve_serializer
-from engine.results.storage import LocalFileSystem, ResultStorage, resolve_storage
+from millstream._engine.results.base import Serializer
+from millstream._engine.results.faithful import MsgpackSerializer
+from millstream._engine.results.keys import render_storage_key, validate_storage_key
+from millstream._engine.results.serializers import (
+    JSONSerializer,
+    PickleSerializer,
+    resolve_serializer,
+)
+from millstream._engine.results.storage import LocalFileSystem, ResultStorage, resolve_storage
 
 __all__ = [
     "JSONSerializer",

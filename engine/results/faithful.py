@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from engine.exceptions import SerializationError
-from engine.results.base import Serializer, _type_name
+from millstream._engine.exceptions import SerializationError
+from millstream._engine.results.base import Serializer, _type_name
 
 _TAG_MSGPACK = b"m"
 _TAG_PICKLE = b"p"

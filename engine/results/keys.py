@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from engine.exceptions import StorageKeyError
+from millstream._engine.exceptions import StorageKeyError
 
 
 def validate_storage_key(key: str) -> str:

@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from engine.exceptions import SerializationError
-from engine.results.base import Serializer, _type_name
-from engine.results.faithful import MsgpackSerializer
+from millstream._engine.exceptions import SerializationError
+from millstream._engine.results.base import Serializer, _type_name
+from millstream._engine.results.faithful import MsgpackSerializer
 
 _json_encoder = msgspec.json.Encoder()
 _json_decoder = msgspec.json.Decoder()

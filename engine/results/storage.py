@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from engine.results.keys import validate_storage_key
+from millstream._engine.results.keys import validate_storage_key
 
 
 class ResultStorage(Protocol):

@@ -5,7 +5,7 @@
 # recurse through a builder compile passes them), compile (an annotation's converter), plan
 # (validate_parameters), schema (parameter_schema, check_against_schema).
 
-from engine.validation.plan import validate_parameters
-from engine.validation.schema import check_against_schema, parameter_schema
+from millstream._engine.validation.plan import validate_parameters
+from millstream._engine.validation.schema import check_against_schema, parameter_schema
 
 __all__ = ["check_against_schema", "parameter_schema", "validate_parameters"]

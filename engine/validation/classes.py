@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from engine.validation.base import Compile, Converter, _identity, _Invalid
-from engine.validation.hints import _class_hints
-from engine.validation.scalars import _msgspec_leaf
+from millstream._engine.validation.base import Compile, Converter, _identity, _Invalid
+from millstream._engine.validation.hints import _class_hints
+from millstream._engine.validation.scalars import _msgspec_leaf
 
 if TYPE_CHECKING:
     import pydantic

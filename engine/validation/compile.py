@@ -13,8 +13,15 @@ from typing import Any
 
 import msgspec
 
-from engine.validation.base import _EMPTY, _NONE_TYPE, Compile, Converter, _identity, _Invalid
-from engine.validation.classes import (
+from millstream._engine.validation.base import (
+    _EMPTY,
+    _NONE_TYPE,
+    Compile,
+    Converter,
+    _identity,
+    _Invalid,
+)
+from millstream._engine.validation.classes import (
     _dataclass,
     _namedtuple,
     _pydantic,
@@ -23,9 +30,9 @@ from engine.validation.classes import (
     _typeddict,
     _wants_pydantic,
 )
-from engine.validation.containers import _BARE_CONTAINERS, _LAZY, _generic
-from engine.validation.messages import _detail, _type_name
-from engine.validation.scalars import (
+from millstream._engine.validation.containers import _BARE_CONTAINERS, _LAZY, _generic
+from millstream._engine.validation.messages import _detail, _type_name
+from millstream._engine.validation.scalars import (
     _LEAVES,
     _fallback,
     _instance_of,

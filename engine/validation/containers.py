@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from engine.validation.base import Compile, Converter, _identity, _Invalid
-from engine.validation.scalars import _fallback, _msgspec_leaf
+from millstream._engine.validation.base import Compile, Converter, _identity, _Invalid
+from millstream._engine.validation.scalars import _fallback, _msgspec_leaf
 
 # What pydantic's lax mode takes for a list, tuple or set: never a str, bytes or mapping.
 _ITEMS_INPUTS = (

@@ -7,8 +7,8 @@ import types
 import typing
 from typing import Any
 
-from engine.exceptions import ParameterTypeError
-from engine.validation.base import _NONE_TYPE, _Invalid
+from millstream._engine.exceptions import ParameterTypeError
+from millstream._engine.validation.base import _NONE_TYPE, _Invalid
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = 60

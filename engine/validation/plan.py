@@ -9,12 +9,12 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.validation.base import _EMPTY, Converter, _Invalid
-from engine.validation.classes import _pydantic, _wants_pydantic
-from engine.validation.compile import _compile
-from engine.validation.containers import _each
-from engine.validation.hints import _function_hints
-from engine.validation.messages import _detail, _problem, _raise
+from millstream._engine.validation.base import _EMPTY, Converter, _Invalid
+from millstream._engine.validation.classes import _pydantic, _wants_pydantic
+from millstream._engine.validation.compile import _compile
+from millstream._engine.validation.containers import _each
+from millstream._engine.validation.hints import _function_hints
+from millstream._engine.validation.messages import _detail, _problem, _raise
 
 __all__ = ["validate_parameters"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from engine.validation.base import _NONE_TYPE, Converter, _Invalid
+from millstream._engine.validation.base import _NONE_TYPE, Converter, _Invalid
 
 # -- scalars: pydantic's lax rules --------------------------------------------------------------
 # Prefect validates flow parameters with pydantic; the same answers come here from msgspec

@@ -8,10 +8,10 @@ from typing import Any
 
 import msgspec
 
-from engine.validation.base import _EMPTY
-from engine.validation.classes import _wants_pydantic
-from engine.validation.messages import _raise, _short
-from engine.validation.plan import _plan
+from millstream._engine.validation.base import _EMPTY
+from millstream._engine.validation.classes import _wants_pydantic
+from millstream._engine.validation.messages import _raise, _short
+from millstream._engine.validation.plan import _plan
 
 __all__ = ["check_against_schema", "parameter_schema"]
 

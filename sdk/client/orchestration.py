@@ -1,7 +1,7 @@
 """``get_client()``: Prefect's client API, read straight from the SQLite file (no HTTP).
 
 ``PrefectClient`` (async) is the one implementation; each ``SyncPrefectClient`` method is
-derived from it with ``sdk._sync.dual``. Every read opens its own read connection, so a run
+derived from it with ``millstream._sync.dual``. Every read opens its own read connection, so a run
 recorded by another process is visible as soon as that process has committed it.
 """
 
@@ -14,14 +14,21 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Concatenate, Literal, NoReturn, ParamSpec, Self, TypeVar, overload
 
-from engine import logs, queries
-from engine.exceptions import NotSupportedError, ObjectAlreadyExists, ObjectNotFound
-from engine.records import FlowRecord, FlowRun, LogRecord, TaskRun
-from engine.settings import get_current_settings
-from engine.states import State
-from engine.store import Store, db_id, flow_run_from_row, get_store, task_run_from_row
-from sdk._sync import dual
-from sdk.variables import Variable
+from millstream._engine.exceptions import NotSupportedError, ObjectAlreadyExists, ObjectNotFound
+from millstream._engine.logs import runlogs as logs
+from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
+from millstream._engine.model.states import State
+from millstream._engine.settings import get_current_settings
+from millstream._engine.store import queries
+from millstream._engine.store.sqlite import (
+    Store,
+    db_id,
+    flow_run_from_row,
+    get_store,
+    task_run_from_row,
+)
+from millstream._sync import dual
+from millstream.variables import Variable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -221,7 +228,7 @@ class PrefectClient(_ServerOnlyNames):
     async def cancel_flow_run(self, flow_run_id: uuid.UUID | str) -> State:
         """Cancel a flow run: at once if not started, else its process stops it (async bodies
         at once, sync bodies at their next task call). Returns the state it was put in."""
-        from engine.control import cancel_flow_run
+        from millstream._engine.serve.control import cancel_flow_run
 
         return await cancel_flow_run(self._store, flow_run_id)
 
@@ -229,7 +236,7 @@ class PrefectClient(_ServerOnlyNames):
         self, flow_run_id: uuid.UUID | str, run_input: dict[str, Any] | None = None
     ) -> None:
         """Resume a paused flow run."""
-        from engine.control import resume_flow_run
+        from millstream._engine.serve.control import resume_flow_run
 
         await resume_flow_run(self._store, flow_run_id, run_input)
 
@@ -368,7 +375,7 @@ class PrefectClient(_ServerOnlyNames):
     # -- deployments --------------------------------------------------------------------------
     async def read_deployment_by_name(self, name: str) -> Any:
         """The deployment called ``flow-name/deployment-name``."""
-        from engine.deployments import read
+        from millstream._engine.serve.deployments import read
 
         if "/" not in name:
             raise ValueError(f"Give the deployment as 'flow-name/deployment-name', got {name!r}")
@@ -376,13 +383,13 @@ class PrefectClient(_ServerOnlyNames):
 
     async def read_deployment(self, deployment_id: uuid.UUID | str) -> Any:
         """The deployment with this id."""
-        from engine.deployments import read
+        from millstream._engine.serve.deployments import read
 
         return await read(self._store, str(deployment_id))
 
     async def read_deployments(self, *, limit: int | None = None, offset: int = 0) -> list[Any]:
         """Every deployment, by flow and name."""
-        from engine.deployments import read_all
+        from millstream._engine.serve.deployments import read_all
 
         return await read_all(self._store, limit=limit, offset=offset)
 
@@ -397,7 +404,7 @@ class PrefectClient(_ServerOnlyNames):
         idempotency_key: str | None = None,
     ) -> FlowRun:
         """A Scheduled run of a deployment (what ``run_deployment(..., timeout=0)`` does)."""
-        from sdk.deployments import arun_deployment
+        from millstream.deployments import arun_deployment
 
         scheduled = getattr(getattr(state, "state_details", None), "scheduled_time", None)
         return await arun_deployment(

@@ -1,4 +1,4 @@
-"""Attributes of the current run as module attributes: ``sdk.runtime.flow_run.name`` and co.
+"""Attributes of the current run as module attributes: ``millstream.runtime.flow_run.name`` and co.
 
 Each attribute can be mocked through the environment, e.g. ``MILLSTREAM__RUNTIME__FLOW_RUN__NAME``
 (Prefect's ``PREFECT__RUNTIME__FLOW_RUN__NAME`` works too); the text is cast to the attribute's
@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from engine.context import FlowRunContext, flow_run_var
-from engine.settings import get_current_settings
-from engine.store import Store, get_store
+from millstream._engine.orchestrate.context import FlowRunContext, flow_run_var
+from millstream._engine.settings import get_current_settings
+from millstream._engine.store.sqlite import Store, get_store
 
 _PREFIXES = ("MILLSTREAM", "PREFECT")
 
@@ -45,7 +45,8 @@ def _cast(env_name: str, raw: str, kind: type) -> Any:
 
 
 def _attribute(module: str, name: str, values: dict[str, tuple[type, Callable[[], Any]]]) -> Any:
-    """The value of ``sdk.runtime.<module>.<name>``: the environment override, else the run's."""
+    """The value of ``millstream.runtime.<module>.<name>``: the environment override, else the
+    run's."""
     entry = values.get(name)
     for prefix in _PREFIXES:
         env_name = f"{prefix}__RUNTIME__{module.upper()}__{name.upper()}"
@@ -54,7 +55,7 @@ def _attribute(module: str, name: str, values: dict[str, tuple[type, Callable[[]
             # An unknown attribute can be mocked too (as text), as Prefect allows.
             return raw if entry is None else _cast(env_name, raw, entry[0])
     if entry is None:
-        raise AttributeError(f"module 'sdk.runtime.{module}' has no attribute {name!r}")
+        raise AttributeError(f"module 'millstream.runtime.{module}' has no attribute {name!r}")
     return entry[1]()
 
 
@@ -77,7 +78,7 @@ def _store() -> Store:
 
 def _run_lookup(flow_run_id: uuid.UUID) -> tuple[str | None, str | None, str] | None:
     """``(deployment_id, parent_flow_run_id, parameters JSON)`` of a recorded flow run."""
-    from sdk._sync import run_sync
+    from millstream._sync import run_sync
 
     store = _store()
     sql = "SELECT deployment_id, parent_flow_run_id, parameters FROM flow_run WHERE id = ?"
@@ -119,9 +120,9 @@ def _deployment_run() -> tuple[Any, str, dict[str, Any]] | None:
 
 
 def _read_deployment(deployment_id: str) -> Any:
-    from engine.deployments import read
-    from engine.exceptions import ObjectNotFound
-    from sdk._sync import run_sync
+    from millstream._engine.exceptions import ObjectNotFound
+    from millstream._engine.serve.deployments import read
+    from millstream._sync import run_sync
 
     store = _store()
 
@@ -144,6 +145,6 @@ class _Unknown:
 
 
 # The submodules use the helpers above, so they are imported last.
-from sdk.runtime import deployment, flow_run, task_run  # noqa: E402
+from millstream.runtime import deployment, flow_run, task_run  # noqa: E402
 
 __all__ = ["deployment", "flow_run", "task_run"]

@@ -1,4 +1,4 @@
-"""The deployment of the current run: ``from sdk.runtime import deployment``.
+"""The deployment of the current run: ``from millstream.runtime import deployment``.
 
 Set inside a run started from a deployment (a served run) and inside its subflows; outside
 one, the ids, name and version are None and ``parameters`` is {}.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.context import flow_run_var
-from sdk.runtime import _attribute, _deployment_run
+from millstream._engine.orchestrate.context import flow_run_var
+from millstream.runtime import _attribute, _deployment_run
 
 __all__ = ["flow_run_id", "id", "name", "parameters", "version"]
 

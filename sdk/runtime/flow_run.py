@@ -1,4 +1,4 @@
-"""The current flow run, also from inside its tasks: ``from sdk.runtime import flow_run``.
+"""The current flow run, also from inside its tasks: ``from millstream.runtime import flow_run``.
 
 Outside a flow run: ids and names are None, ``parameters`` is {}, ``tags`` is [], ``run_count``
 is 0 and ``scheduled_start_time`` is now.
@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from engine.context import FlowRunContext, flow_run_var, task_run_var
-from sdk.runtime import _attribute, _run_lookup, _scheduled
+from millstream._engine.orchestrate.context import FlowRunContext, flow_run_var, task_run_var
+from millstream.runtime import _attribute, _run_lookup, _scheduled
 
 __all__ = [
     "api_url",

@@ -1,4 +1,4 @@
-"""The current task run: ``from sdk.runtime import task_run``.
+"""The current task run: ``from millstream.runtime import task_run``.
 
 Outside a task run (also in a flow body): ids and names are None, ``parameters`` is {},
 ``tags`` is [] and ``run_count`` is 0.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.context import TaskRunContext, task_run_var
-from sdk.runtime import _attribute
+from millstream._engine.orchestrate.context import TaskRunContext, task_run_var
+from millstream.runtime import _attribute
 
 __all__ = ["api_url", "id", "name", "parameters", "run_count", "tags", "task_name", "ui_url"]
 

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine.store import get_store
-from sdk import flow, task
-from sdk.states import StateType
+from millstream import flow, task
+from millstream._engine.store.sqlite import get_store
+from millstream.states import StateType
 
 
 @task

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from sdk import get_client
+from millstream import get_client
 
 SCRIPT = textwrap.dedent(
     """
     import asyncio, os, sys, time
     from pathlib import Path
-    from sdk import flow, task
-    from sdk.flow_runs import pause_flow_run
+    from millstream import flow, task
+    from millstream.flow_runs import pause_flow_run
 
     MARK = Path(os.environ["MARK"])
     HOOKED = Path(os.environ["HOOKED"])

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import sdk.cli
-from sdk import flow, get_run_logger, tags, task
-from sdk.cli import main
+import millstream.cli
+from millstream import flow, get_run_logger, tags, task
+from millstream.cli import main
 
 
 @task
@@ -113,8 +113,8 @@ def test_runs_logs_follow_a_run_in_another_process(capsys, millstream_home, tmp_
         textwrap.dedent(
             """
             import sys, time
-            from sdk import flow, get_run_logger
-            from sdk.runtime import flow_run
+            from millstream import flow, get_run_logger
+            from millstream.runtime import flow_run
 
             @flow
             def slow() -> None:
@@ -153,10 +153,10 @@ def test_runs_logs_follow_a_run_in_another_process(capsys, millstream_home, tmp_
 
 
 def test_runs_logs_follow_gives_up_after_its_timeout(capsys):
-    from engine.records import FlowRun
-    from engine.settings import get_current_settings
-    from engine.states import Running
-    from engine.store import get_store
+    from millstream._engine.model.records import FlowRun
+    from millstream._engine.model.states import Running
+    from millstream._engine.settings import get_current_settings
+    from millstream._engine.store.sqlite import get_store
 
     store = get_store(get_current_settings().database_path)
     running = Running()
@@ -190,7 +190,7 @@ def test_ctrl_c_exits_130(monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sdk.cli, "cmd_db_path", interrupted)
+    monkeypatch.setattr(millstream.cli, "cmd_db_path", interrupted)
     assert main(["db", "path"]) == 130
 
 
@@ -223,7 +223,7 @@ def test_variables_commands(capsys):
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["NAME", "VALUE", "TAGS"]
     assert table[1].split() == ["config", '{"retries":3}']
-    from sdk.variables import Variable
+    from millstream.variables import Variable
 
     assert Variable.get("config") == {"retries": 3}  # the same encoding as Variable's
     assert main(["variables", "unset", "limit"]) == 0
@@ -257,7 +257,7 @@ def test_the_console_script_runs_in_a_subprocess(millstream_home: Path):
 
     def cli(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "sdk.cli", *argv],
+            [sys.executable, "-m", "millstream.cli", *argv],
             env=env,
             capture_output=True,
             text=True,
@@ -279,7 +279,7 @@ def test_serve_deployments_and_cancel_commands(tmp_path, millstream_home, db_pat
 
     flow_file = tmp_path / "served.py"
     flow_file.write_text(
-        "from sdk import flow\n"
+        "from millstream import flow\n"
         "@flow\n"
         "def greet(name: str = 'world') -> str:\n"
         "    return f'hello {name}'\n"
@@ -293,7 +293,7 @@ def test_serve_deployments_and_cancel_commands(tmp_path, millstream_home, db_pat
         [
             sys.executable,
             "-m",
-            "sdk.cli",
+            "millstream.cli",
             "serve",
             f"{flow_file}:greet",
             "--name",

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from engine import logs
-from sdk import flow, get_client, get_run_logger, tags, task
-from sdk.client.orchestration import PrefectClient, SyncPrefectClient
-from sdk.client.schemas.filters import (
+from millstream import flow, get_client, get_run_logger, tags, task
+from millstream._engine.logs import runlogs as logs
+from millstream.client.orchestration import PrefectClient, SyncPrefectClient
+from millstream.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     DeploymentFilterName,
@@ -60,9 +60,9 @@ from sdk.client.schemas.filters import (
     TaskRunFilterSubFlowRuns,
     TaskRunFilterTags,
 )
-from sdk.client.schemas.sorting import FlowRunSort, FlowSort, LogSort, TaskRunSort
-from sdk.exceptions import NotSupportedError, ObjectAlreadyExists, ObjectNotFound
-from sdk.states import StateType
+from millstream.client.schemas.sorting import FlowRunSort, FlowSort, LogSort, TaskRunSort
+from millstream.exceptions import NotSupportedError, ObjectAlreadyExists, ObjectNotFound
+from millstream.states import StateType
 
 
 @task(retries=1, retry_delay_seconds=0, tags=["math"])
@@ -613,7 +613,7 @@ def test_delete_flow_run_takes_its_task_runs_and_logs(seeded: Seeded, db_path: A
 
 
 def test_variables_through_the_client() -> None:
-    from sdk.variables import Variable
+    from millstream.variables import Variable
 
     Variable.set("colour", {"r": 1}, tags=["paint"])
 
@@ -675,7 +675,7 @@ def test_a_run_finished_in_another_process_is_readable_at_once(
 ) -> None:
     script = tmp_path / "one.py"
     script.write_text(
-        "from sdk import flow\n"
+        "from millstream import flow\n"
         "@flow\n"
         "def remote() -> int:\n"
         "    return 41 + 1\n"

@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from sdk import allow_failure, as_completed, flow, quote, task, unmapped, wait
-from sdk.exceptions import MappingLengthMismatch, MappingMissingIterable, UnfinishedRun
-from sdk.futures import PrefectFuture, PrefectFutureList
-from sdk.states import StateType
-from sdk.task_runners import ThreadPoolTaskRunner
+from millstream import allow_failure, as_completed, flow, quote, task, unmapped, wait
+from millstream.exceptions import MappingLengthMismatch, MappingMissingIterable, UnfinishedRun
+from millstream.futures import PrefectFuture, PrefectFutureList
+from millstream.states import StateType
+from millstream.task_runners import ThreadPoolTaskRunner
 
 
 @task

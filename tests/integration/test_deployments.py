@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sdk import aserve, flow, get_client
-from sdk.cli import main
-from sdk.deployments import arun_deployment, run_deployment
-from sdk.states import StateType
+from millstream import aserve, flow, get_client
+from millstream.cli import main
+from millstream.deployments import arun_deployment, run_deployment
+from millstream.states import StateType
 
 
 @flow
@@ -138,8 +138,8 @@ WORKER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from sdk import flow, get_run_logger, serve
-    from sdk.states import Cancelled
+    from millstream import flow, get_run_logger, serve
+    from millstream.states import Cancelled
 
     def block_once() -> None:
         if os.environ.get("BLOCK") == "1":
@@ -388,7 +388,7 @@ def test_params_by_name_recovery_of_a_crashed_run(
 
 
 def test_watch_details_include_a_recorded_exception_with_its_cause():
-    from sdk.cli import _failure_details
+    from millstream.cli import _failure_details
 
     @flow
     def fails_here() -> None:

@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from engine.store import get_store
-from sdk import Flow, Task, flow, tags, task
-from sdk.exceptions import FailedRun, ParameterBindError
-from sdk.states import Completed, Failed, State, StateType
+from millstream import Flow, Task, flow, tags, task
+from millstream._engine.store.sqlite import get_store
+from millstream.exceptions import FailedRun, ParameterBindError
+from millstream.states import Completed, Failed, State, StateType
 
 
 def read_run(db_path, run_id):
@@ -448,7 +448,7 @@ def test_sdk_never_runs_a_sync_body_on_an_event_loop_thread():
 
 
 def test_bad_parameters_fail_before_any_task_runs(db_path):
-    from sdk.exceptions import ParameterTypeError
+    from millstream.exceptions import ParameterTypeError
 
     ran = []
 
@@ -478,8 +478,8 @@ def test_task_returning_a_failed_state_fails():
 
 
 def test_run_contexts():
-    from sdk.context import FlowRunContext, TaskRunContext, get_run_context
-    from sdk.exceptions import MissingContextError
+    from millstream.context import FlowRunContext, TaskRunContext, get_run_context
+    from millstream.exceptions import MissingContextError
 
     with pytest.raises(MissingContextError):
         get_run_context()

@@ -12,11 +12,11 @@ import uuid
 
 import pytest
 
-from engine import logs
-from sdk import flow, get_run_logger, task
-from sdk.exceptions import MissingContextError
-from sdk.logging import disable_run_logger, get_logger
-from sdk.runtime import flow_run, task_run
+from millstream import flow, get_run_logger, task
+from millstream._engine.logs import runlogs as logs
+from millstream.exceptions import MissingContextError
+from millstream.logging import disable_run_logger, get_logger
+from millstream.runtime import flow_run, task_run
 
 
 @pytest.fixture(autouse=True)
@@ -154,7 +154,7 @@ def test_other_loggers_warnings_still_show_when_nothing_else_would(db_path, caps
         logging.getLogger("lib").warning("lib warning in a run")
 
     f()  # installs Millstream's handlers
-    root.handlers = [h for h in saved if h.__module__ == "engine.logs"]
+    root.handlers = [h for h in saved if h.__module__ == "millstream._engine.logs.runlogs"]
     try:
         f()
         logging.getLogger("lib").warning("lib warning outside runs")
@@ -441,8 +441,8 @@ def test_run_finished_writes_queued_lines_and_the_final_count(db_path, monkeypat
 
     task_id = uuid.UUID(alone())
     logs.run_finished(task_id)
-    from engine.settings import get_current_settings
-    from engine.store import get_store
+    from millstream._engine.settings import get_current_settings
+    from millstream._engine.store.sqlite import get_store
 
     get_store(get_current_settings().database_path).flush_sync()
     found = messages(db_path, "task_run_id = ?", (task_id.hex,))

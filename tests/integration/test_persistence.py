@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import store as store_module
-from engine.store import get_store
-from sdk import flow, task
-from sdk.exceptions import StoreError
-from sdk.states import StateType
+from millstream import flow, task
+from millstream._engine.store import sqlite as store_module
+from millstream._engine.store.sqlite import get_store
+from millstream.exceptions import StoreError
+from millstream.states import StateType
 
 
 def count(db: Path, sql: str) -> int:
@@ -131,7 +131,7 @@ def test_concurrent_async_flows_in_one_loop_are_all_recorded(db_path):
 WRITER_SCRIPT = textwrap.dedent(
     """
     import sys
-    from sdk import flow, task
+    from millstream import flow, task
 
     @task
     def step(i: int) -> int:
@@ -250,7 +250,8 @@ def test_process_exit_flushes_runs_of_tasks_called_outside_flows(
 ):
     script = tmp_path / "tasks_only.py"
     script.write_text(
-        "from sdk import task\n@task\ndef t(x):\n    return x\nfor i in range(50):\n    t(i)\n"
+        "from millstream import task\n@task\ndef t(x):\n    return x\n"
+        "for i in range(50):\n    t(i)\n"
     )
     env = {**os.environ, "MILLSTREAM_HOME": str(millstream_home)}
     subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=60)

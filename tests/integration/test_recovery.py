@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sdk import flow, task
-from sdk.recovery import recover
+from millstream import flow, task
+from millstream.recovery import recover
 
 FLOW_SCRIPT = textwrap.dedent(
     """
@@ -24,7 +24,7 @@ FLOW_SCRIPT = textwrap.dedent(
     import time
     from pathlib import Path
 
-    from sdk import flow, task
+    from millstream import flow, task
 
     COUNTS = Path(os.environ["COUNTS_FILE"])
 
@@ -52,7 +52,9 @@ FLOW_SCRIPT = textwrap.dedent(
     """
 )
 
-RECOVER = "from sdk.recovery import recover; r = recover(); print(len(r.resumed), len(r.crashed))"
+RECOVER = (
+    "from millstream.recovery import recover; r = recover(); print(len(r.resumed), len(r.crashed))"
+)
 
 
 def query(db: Path, sql: str, *params: object) -> list[tuple]:
@@ -143,7 +145,7 @@ def test_sigkill_mid_flow_then_recover_runs_only_unfinished_tasks(script, db_pat
         timeout=120,
     )
     assert clean.stdout.strip() == "385"
-    from engine.resultref import decode
+    from millstream._engine.results.refs import decode
 
     results = query(db_path, "SELECT result FROM flow_run ORDER BY created")
     assert [decode(r[0]) for r in results] == [385, 385]
@@ -180,7 +182,7 @@ def test_kill_during_heavy_writes_never_leaves_completed_without_result(
     script.write_text(
         textwrap.dedent(
             """
-            from sdk import flow, task
+            from millstream import flow, task
 
             @task
             def work(i: int) -> dict:
@@ -293,7 +295,7 @@ def test_results_recorded_without_a_code_fingerprint_are_not_reused(db_path):
 def test_arecover_from_async_code_resumes_sync_flows(script, db_path, tmp_path):
     import asyncio
 
-    from sdk import arecover
+    from millstream import arecover
 
     path, env, counts = script
     kill_while_task_6_runs(path, env, tmp_path, db_path)
@@ -313,7 +315,7 @@ TWO_TASK_SCRIPT = textwrap.dedent(
     import time
     from pathlib import Path
 
-    from sdk import flow, task
+    from millstream import flow, task
 
     COUNTS = Path(os.environ["COUNTS_FILE"])
 
@@ -378,7 +380,7 @@ def test_recovery_runs_again_the_tasks_whose_code_changed_and_says_why(script, d
         **{str(i): 2 for i in range(1, 7)},
         **{str(i): 1 for i in range(7, 11)},
     }
-    from engine.resultref import decode
+    from millstream._engine.results.refs import decode
 
     ((state, result),) = query(db_path, "SELECT state_type, result FROM flow_run")
     assert state == "COMPLETED" and decode(result) == 3850
@@ -401,7 +403,7 @@ def test_recovery_from_a_moved_checkout_reuses_the_recorded_results(script, db_p
     assert out.stdout.split() == ["1", "0"]
     executions = Counter(int(line) for line in counts.read_text().split())
     assert executions == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 2, 7: 1, 8: 1, 9: 1, 10: 1}
-    from engine.resultref import decode
+    from millstream._engine.results.refs import decode
 
     ((state, result),) = query(db_path, "SELECT state_type, result FROM flow_run")
     assert state == "COMPLETED" and decode(result) == 385

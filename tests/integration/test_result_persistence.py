@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.resultref import decode
-from engine.results import resolve_serializer
-from sdk import flow, task
-from sdk.cache_policies import INPUTS
+from millstream import flow, task
+from millstream._engine.results import resolve_serializer
+from millstream._engine.results.refs import decode
+from millstream.cache_policies import INPUTS
 
 
 def files_under(d: Path) -> list[Path]:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.resultref import decode
-from engine.store import get_store
-from sdk import flow, task
-from sdk.cache_policies import DEFAULT, INPUTS, NO_CACHE, NONE, RUN_ID, TASK_SOURCE, Inputs
-from sdk.exceptions import SerializationError, StorageKeyError, UnhashableInputError
-from sdk.tasks import task_input_hash
+from millstream import flow, task
+from millstream._engine.results.refs import decode
+from millstream._engine.store.sqlite import get_store
+from millstream.cache_policies import DEFAULT, INPUTS, NO_CACHE, NONE, RUN_ID, TASK_SOURCE, Inputs
+from millstream.exceptions import SerializationError, StorageKeyError, UnhashableInputError
+from millstream.tasks import task_input_hash
 
 
 @dataclasses.dataclass
@@ -301,8 +301,8 @@ CACHE_SCRIPT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from sdk import flow, task
-    from sdk.cache_policies import INPUTS
+    from millstream import flow, task
+    from millstream.cache_policies import INPUTS
 
     @task(cache_policy=INPUTS)
     def expensive(payload: dict) -> str:
@@ -342,8 +342,8 @@ def test_cache_written_by_one_process_is_used_by_another(tmp_path, millstream_ho
 READER_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
-    from engine.settings import get_current_settings
-    from engine.store import get_store
+    from millstream._engine.settings import get_current_settings
+    from millstream._engine.store.sqlite import get_store
 
     store = get_store(get_current_settings().database_path)
     run = asyncio.run(store.read_task_run(sys.argv[1]))

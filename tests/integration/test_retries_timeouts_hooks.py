@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from engine.store import get_store
-from sdk import flow, task
-from sdk.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
-from sdk.states import Cancelled, StateType
-from sdk.tasks import exponential_backoff
+from millstream import flow, task
+from millstream._engine.store.sqlite import get_store
+from millstream.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
+from millstream.states import Cancelled, StateType
+from millstream.tasks import exponential_backoff
 
 
 def task_states(db_path, task_run_id):

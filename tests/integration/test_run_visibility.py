@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from engine import logs
-from engine.states import State, StateType
-from sdk import flow, get_client, task
-from sdk.client.schemas.filters import (
+from millstream import flow, get_client, task
+from millstream._engine.logs import runlogs as logs
+from millstream._engine.model.states import State, StateType
+from millstream.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
 )
-from sdk.runtime import flow_run
+from millstream.runtime import flow_run
 
 
 def run_logs(flow_run_id: Any) -> list[tuple[str, str, str]]:
@@ -152,7 +152,7 @@ def test_retry_delay_no_retries_and_flow_retries_are_logged():
 def test_a_returned_failed_state_and_a_timeout_are_logged_as_prefect_does():
     @task
     def gives_up() -> State:
-        from sdk.states import Failed
+        from millstream.states import Failed
 
         return Failed(message="nope")
 
@@ -211,7 +211,7 @@ def test_the_traceback_is_kept_with_the_failed_states():
 
 
 def test_cli_runs_logs_and_inspect_show_the_traceback(capsys):
-    from sdk.cli import main
+    from millstream.cli import main
 
     @task
     def bad() -> None:
@@ -380,7 +380,7 @@ def test_the_async_client_in_an_async_flow_reads_what_the_flow_wrote():
 
 def test_a_read_waits_for_the_batch_the_writer_is_committing(db_path, monkeypatch):
     """The queue is empty while the writer holds what it took off it: a read still waits."""
-    from engine.store import get_store
+    from millstream._engine.store.sqlite import get_store
 
     store = get_store(db_path)
     store.ensure_open_sync()

@@ -1,4 +1,4 @@
-"""sdk.runtime attributes outside and inside runs (as prefect 3.9.1 reports them), overrides."""
+"""millstream.runtime attributes outside and inside runs (as prefect 3.9.1 reports them)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from sdk import aserve, flow, tags, task
-from sdk.deployments import arun_deployment
-from sdk.runtime import deployment, flow_run, task_run
-from sdk.states import StateType
+from millstream import aserve, flow, tags, task
+from millstream.deployments import arun_deployment
+from millstream.runtime import deployment, flow_run, task_run
+from millstream.states import StateType
 
 
 def test_outside_any_run():
@@ -222,7 +222,7 @@ def test_unknown_attribute_and_from_imports():
     with pytest.raises(AttributeError, match="nope"):
         flow_run.nope  # noqa: B018
     with pytest.raises(ImportError, match="nope"):
-        from sdk.runtime.task_run import nope  # noqa: F401
-    from sdk.runtime.flow_run import name  # a value, read at import time
+        from millstream.runtime.task_run import nope  # noqa: F401
+    from millstream.runtime.flow_run import name  # a value, read at import time
 
     assert name is None

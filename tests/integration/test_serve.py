@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from sdk import aserve, flow, get_client, task
-from sdk.deployments import arun_deployment, run_deployment
-from sdk.exceptions import NotSupportedError, ObjectNotFound, ParameterTypeError
-from sdk.runtime import deployment as runtime_deployment
-from sdk.states import StateType
+from millstream import aserve, flow, get_client, task
+from millstream.deployments import arun_deployment, run_deployment
+from millstream.exceptions import NotSupportedError, ObjectNotFound, ParameterTypeError
+from millstream.runtime import deployment as runtime_deployment
+from millstream.states import StateType
 
 
 @task
@@ -144,7 +144,7 @@ WORKER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from sdk import flow, serve, task
+    from millstream import flow, serve, task
 
     LOG = Path(os.environ["EXEC_LOG"])
 
@@ -159,7 +159,7 @@ WORKER = textwrap.dedent(
 
     @flow
     def counted(n: int = 0) -> int:
-        from sdk.runtime import flow_run
+        from millstream.runtime import flow_run
         with LOG.open("a") as f:
             f.write(f"run {flow_run.id}\\n")
         return n
@@ -383,7 +383,7 @@ def test_webserver_triggers_runs(worker_env, db_path, token):
 
 
 def test_schedules_compute_due_times():
-    from engine.schedules import Schedule
+    from millstream._engine.serve.schedules import Schedule
 
     start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     end = start + dt.timedelta(minutes=3)

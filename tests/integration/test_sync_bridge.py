@@ -20,8 +20,8 @@ from typing import Any
 import anyio.to_thread
 import pytest
 
-from sdk import flow, task
-from sdk.task_runners import ThreadPoolTaskRunner
+from millstream import flow, task
+from millstream.task_runners import ThreadPoolTaskRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def run_script(source: str, home: Path, timeout: float = 60.0) -> str:
 # -- deadlock A: a sync wait on the loop's own thread -------------------------------------------
 SYNC_WAIT_IN_ASYNC_TASK = """
     import asyncio
-    from sdk import flow, task
+    from millstream import flow, task
 
     @task
     def inner_sync(x):
@@ -107,7 +107,7 @@ def test_sync_result_inside_an_async_task_returns_the_value(millstream_home: Pat
 def test_waiting_for_a_moved_run_before_its_lane_started(monkeypatch: pytest.MonkeyPatch) -> None:
     # Lanes start one after another (each once the previous one ended), so the flow waits for
     # the second run while it is moved but not yet running anywhere.
-    from engine import executors
+    from millstream._engine.bridge import executors
 
     real = executors.run_on_lane
     lanes: list[Any] = []
@@ -152,7 +152,7 @@ def test_waiting_for_a_moved_run_before_its_lane_started(monkeypatch: pytest.Mon
 def test_a_flow_timeout_stops_runs_moved_off_a_blocked_loop(millstream_home: Path) -> None:
     source = """
         import asyncio, time
-        from sdk import flow, task
+        from millstream import flow, task
 
         @task
         async def sleeper():
@@ -175,8 +175,8 @@ def test_a_flow_timeout_stops_runs_moved_off_a_blocked_loop(millstream_home: Pat
 
 # -- deadlock B: recursive waits deeper than the pool ---------------------------------------------
 RECURSIVE_SUBMIT = """
-    from sdk import flow, task
-    from sdk.task_runners import ThreadPoolTaskRunner
+    from millstream import flow, task
+    from millstream.task_runners import ThreadPoolTaskRunner
 
     @task
     def rec(n):
@@ -208,8 +208,8 @@ def test_recursive_waits_deeper_than_max_workers_finish_and_the_process_exits(
 
 BOUNDED_WAITS = """
     import asyncio
-    from sdk import as_completed, flow, task
-    from sdk.task_runners import ThreadPoolTaskRunner
+    from millstream import as_completed, flow, task
+    from millstream.task_runners import ThreadPoolTaskRunner
 
     @task
     def inner_sync(x):
@@ -363,7 +363,7 @@ def test_pool_threads_do_not_keep_the_process_alive(millstream_home: Path) -> No
     # must not hold up the interpreter's exit.
     source = """
         import threading, time
-        from sdk import flow, task
+        from millstream import flow, task
 
         started = threading.Event()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sdk import flow, task
-from sdk.exceptions import NotSupportedError
-from sdk.transactions import get_transaction, transaction
+from millstream import flow, task
+from millstream.exceptions import NotSupportedError
+from millstream.transactions import get_transaction, transaction
 
 
 def make_task(log: list):

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from engine.store import get_store
-from sdk import flow, runtime, task
-from sdk.exceptions import ParameterTypeError
-from sdk.states import State, StateType
+from millstream import flow, runtime, task
+from millstream._engine.store.sqlite import get_store
+from millstream.exceptions import ParameterTypeError
+from millstream.states import State, StateType
 
 
 def read_run(db_path, run_id):
@@ -76,7 +76,7 @@ def test_a_flow_call_does_not_change_the_users_seeded_random_sequence():
 
 
 def test_forked_children_make_ids_of_their_own():
-    from engine.ids import new_id
+    from millstream._engine.model.ids import new_id
 
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -120,14 +120,14 @@ def test_keyword_only_task_parameters_are_passed_by_name_inline_and_submitted():
 
 
 def unmapped_zero():
-    from sdk import unmapped
+    from millstream import unmapped
 
     return unmapped(0)
 
 
 def test_a_flow_called_from_a_mapping_that_omits_an_earlier_default_binds_by_name(db_path):
-    from engine import run as engine_run
-    from sdk._sync import run_sync
+    from millstream._engine.orchestrate import run as engine_run
+    from millstream._sync import run_sync
 
     seen = []
 
@@ -141,7 +141,7 @@ def test_a_flow_called_from_a_mapping_that_omits_an_earlier_default_binds_by_nam
 
 
 def test_binder_call_args_keeps_each_value_on_its_name():
-    from engine.spec import Binder
+    from millstream._engine.model.spec import Binder
 
     def fn(a, b=2, c=3, /, d=4, *args, e, f=6, **kw):  # type: ignore[no-untyped-def]
         return (a, b, c, d, args, e, f, kw)
@@ -242,7 +242,7 @@ def test_bad_parameters_with_return_state_give_a_failed_state(db_path):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork")
 def test_ids_differ_across_many_quick_calls():
-    from engine.ids import new_id
+    from millstream._engine.model.ids import new_id
 
     random.seed(0)
     first = [new_id() for _ in range(1000)]

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from sdk import flow, get_client, task
-from sdk.variables import Variable
+from millstream import flow, get_client, task
+from millstream.variables import Variable
 
 
 def test_set_get_unset_and_overwrite(db_path):
@@ -135,7 +135,7 @@ def run_python(code: str, home) -> subprocess.CompletedProcess[str]:
 def test_shared_with_another_process(millstream_home):
     Variable.set("shared", {"from": "parent"})
     code = (
-        "from sdk.variables import Variable\n"
+        "from millstream.variables import Variable\n"
         "print(Variable.get('shared'))\n"
         "Variable.set('back', [1, 'child'])\n"
         "try:\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, assert_type
 
-from sdk import Flow, Task, flow, task
-from sdk.futures import PrefectFuture, PrefectFutureList
+from millstream import Flow, Task, flow, task
+from millstream.futures import PrefectFuture, PrefectFutureList
 
 
 @task

@@ -17,8 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine import cache_policies as cp
-from engine.cache_policies import (
+from millstream._engine.exceptions import NotSupportedError, UnhashableInputError
+from millstream._engine.results import cache_policies as cp
+from millstream._engine.results.cache_policies import (
     DEFAULT,
     FLOW_PARAMETERS,
     INPUTS,
@@ -36,7 +37,6 @@ from engine.cache_policies import (
     source_fingerprint,
     task_input_hash,
 )
-from engine.exceptions import NotSupportedError, UnhashableInputError
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 FLOW_RUN = uuid.UUID(int=1)
@@ -335,7 +335,7 @@ CHILD = textwrap.dedent(
     from types import SimpleNamespace
     sys.path.insert(0, sys.argv[1])
     import tasks_under_test
-    from engine.cache_policies import DEFAULT, task_input_hash
+    from millstream._engine.results.cache_policies import DEFAULT, task_input_hash
 
     ctx = SimpleNamespace(
         task=SimpleNamespace(fn=tasks_under_test.work, task_key="work-1"),

@@ -23,8 +23,8 @@ import zoneinfo
 import msgspec
 import pytest
 
-from engine.exceptions import UnhashableInputError
-from engine.hashing import hash_inputs, hash_objects, stable_hash
+from millstream._engine.exceptions import UnhashableInputError
+from millstream._engine.results.hashing import hash_inputs, hash_objects, stable_hash
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -264,7 +264,7 @@ def test_unhashable_parameter_is_named():
 CHILD = textwrap.dedent(
     """
     import dataclasses, datetime as dt
-    from engine.hashing import hash_inputs, hash_objects
+    from millstream._engine.results.hashing import hash_inputs, hash_objects
 
     @dataclasses.dataclass
     class Point:

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-import sdk
-from sdk.exceptions import NotSupportedError
+import millstream
+from millstream.exceptions import NotSupportedError
 
-PACKAGE = sdk.__name__
+PACKAGE = millstream.__name__
 
 # Prefect modules ported code imports that need Prefect's server (checked independently of the
 # refusal table, so that removing an entry by mistake is caught): (imported, refused module
@@ -51,7 +51,7 @@ def test_prefect_only_modules_are_refused_with_a_reason(relative, refused):
 
 
 def test_every_table_entry_is_refused_naming_the_module():
-    from sdk._refusals import REFUSED
+    from millstream._refusals import REFUSED
 
     assert REFUSED, "the table is empty"
     for relative, why in REFUSED.items():
@@ -71,16 +71,16 @@ def test_refused_messages_say_what_to_use_instead():
 
 def test_from_imports_are_refused_too():
     with pytest.raises(NotSupportedError, match=rf"{PACKAGE}\.infrastructure is not offered"):
-        from sdk.infrastructure import Process  # noqa: F401
+        from millstream.infrastructure import Process  # noqa: F401
     with pytest.raises(NotSupportedError, match=rf"{PACKAGE}\.blocks is not offered"):
-        from sdk import blocks  # noqa: F401
+        from millstream import blocks  # noqa: F401
     with pytest.raises(NotSupportedError, match=r"deployments\.steps is not offered"):
-        from sdk.deployments.steps import git_clone  # noqa: F401
+        from millstream.deployments.steps import git_clone  # noqa: F401
 
 
 def test_an_except_import_error_fallback_still_works():
     try:
-        from sdk.blocks.system import Secret  # noqa: F401
+        from millstream.blocks.system import Secret  # noqa: F401
     except ImportError:
         fell_back = True
     else:
@@ -99,8 +99,8 @@ def test_other_missing_modules_still_raise_module_not_found(module):
 
 
 def test_real_modules_are_untouched_and_other_packages_unaffected():
-    from sdk.client.orchestration import get_client
-    from sdk.deployments import run_deployment
+    from millstream.client.orchestration import get_client
+    from millstream.deployments import run_deployment
 
     assert callable(run_deployment) and callable(get_client)
     with pytest.raises(ModuleNotFoundError):
@@ -110,7 +110,7 @@ def test_real_modules_are_untouched_and_other_packages_unaffected():
 
 
 def test_the_finder_is_installed_once_and_last():
-    from sdk import _refusals
+    from millstream import _refusals
 
     importlib.reload(_refusals)
     _refusals.install()

@@ -18,9 +18,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine import results
-from engine.exceptions import SerializationError, StorageKeyError
-from engine.results import (
+from millstream._engine import results
+from millstream._engine.exceptions import SerializationError, StorageKeyError
+from millstream._engine.results import (
     JSONSerializer,
     LocalFileSystem,
     MsgpackSerializer,

@@ -15,9 +15,8 @@ import uuid
 import msgspec
 import pytest
 
-from engine.exceptions import SerializationError, StorageKeyError, UnhashableInputError
-from engine.hashing import hash_inputs, hash_objects
-from engine.results import (
+from millstream._engine.exceptions import SerializationError, StorageKeyError, UnhashableInputError
+from millstream._engine.results import (
     JSONSerializer,
     LocalFileSystem,
     MsgpackSerializer,
@@ -25,6 +24,7 @@ from engine.results import (
     render_storage_key,
     resolve_serializer,
 )
+from millstream._engine.results.hashing import hash_inputs, hash_objects
 
 
 class Colour(enum.Enum):
@@ -115,7 +115,7 @@ def test_unhashable_inputs_name_the_parameter():
 
 HASH_CHILD = (
     "import datetime as dt\n"
-    "from engine.hashing import hash_inputs\n"
+    "from millstream._engine.results.hashing import hash_inputs\n"
     "print(hash_inputs({'tags': {'alpha', 'beta', 'gamma'}, 'when': dt.date(2024, 1, 1),"
     " 'nested': {'z': [1, 2], 'a': ('x', 'y')}}))\n"
 )

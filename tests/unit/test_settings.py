@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import settings as settings_module
-from engine.exceptions import ConfigurationError
-from engine.settings import ENV_NAMES, database_path, home_dir, setting_names
-from sdk.settings import Settings, get_current_settings, temporary_settings
+from millstream._engine import settings as settings_module
+from millstream._engine.exceptions import ConfigurationError
+from millstream._engine.settings import ENV_NAMES, database_path, home_dir, setting_names
+from millstream.settings import Settings, get_current_settings, temporary_settings
 
 
 @pytest.fixture(autouse=True)

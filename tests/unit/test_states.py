@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from engine import states as st
-from engine.exceptions import CancelledRun, CrashedRun, FailedRun, UnfinishedRun
+from millstream._engine.exceptions import CancelledRun, CrashedRun, FailedRun, UnfinishedRun
+from millstream._engine.model import states as st
 
 
 def test_state_types_have_name_values():
@@ -163,7 +163,14 @@ def test_cached_state_keeps_data():
 
 
 def test_str_is_prefects_short_form_for_log_lines():
-    from engine.states import AwaitingRetry, Completed, Failed, Pending, State, StateType
+    from millstream._engine.model.states import (
+        AwaitingRetry,
+        Completed,
+        Failed,
+        Pending,
+        State,
+        StateType,
+    )
 
     assert str(Completed()) == "Completed()"
     assert str(Completed(message="")) == "Completed()"
@@ -179,7 +186,11 @@ def test_str_is_prefects_short_form_for_log_lines():
 
 
 def test_failed_states_from_exceptions_keep_their_traceback():
-    from engine.states import crashed_from_exception, failed_from_exception, format_traceback
+    from millstream._engine.model.states import (
+        crashed_from_exception,
+        failed_from_exception,
+        format_traceback,
+    )
 
     def boom() -> None:
         raise ValueError("boom")

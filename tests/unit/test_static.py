@@ -15,10 +15,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_mypy_strict_on_engine_sdk_and_typing_cases():
+def test_mypy_strict_on_the_package_and_typing_cases():
     # warn_unused_ignores makes the `type: ignore` lines in tests/typing assertions that those
     # calls are rejected; assert_type checks the accepted ones.
-    result = run("mypy", "engine", "sdk", "tests/typing")
+    result = run("mypy", "millstream", "tests/typing")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -21,8 +21,12 @@ import msgspec
 import pydantic
 import pytest
 
-from engine.exceptions import ParameterTypeError
-from engine.validation import check_against_schema, parameter_schema, validate_parameters
+from millstream._engine.exceptions import ParameterTypeError
+from millstream._engine.validation import (
+    check_against_schema,
+    parameter_schema,
+    validate_parameters,
+)
 
 UTC = dt.UTC
 ID = "12345678-1234-5678-1234-567812345678"
@@ -441,7 +445,7 @@ def test_pydantic_constraints_in_annotated():
 def test_pydantic_is_not_imported_unless_an_annotation_needs_it():
     code = (
         "import sys, datetime\n"
-        "from engine.validation import validate_parameters, parameter_schema\n"
+        "from millstream._engine.validation import validate_parameters, parameter_schema\n"
         "def f(a: int, b: list[datetime.date], c: 'str | None' = None): ...\n"
         "assert validate_parameters(f, {'a': '1', 'b': ['2024-01-02'], 'c': None})['a'] == 1\n"
         "parameter_schema(f)\n"

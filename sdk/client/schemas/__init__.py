@@ -1,5 +1,5 @@
 """Client schemas: filters, sorts and the objects reads return."""
 
-from sdk.client.schemas import filters, objects, sorting
+from millstream.client.schemas import filters, objects, sorting
 
 __all__ = ["filters", "objects", "sorting"]

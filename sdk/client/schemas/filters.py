@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from engine.states import StateType
+from millstream._engine.model.states import StateType
 
 Ids = Sequence[uuid.UUID | str]
 

@@ -1,9 +1,9 @@
 """Objects the client returns: flows, runs, states, log lines, variables."""
 
-from engine.records import FlowRecord as Flow
-from engine.records import FlowRun, LogRecord, TaskRun
-from engine.states import State, StateDetails, StateType
-from sdk.variables import Variable
+from millstream._engine.model.records import FlowRecord as Flow
+from millstream._engine.model.records import FlowRun, LogRecord, TaskRun
+from millstream._engine.model.states import State, StateDetails, StateType
+from millstream.variables import Variable
 
 # Prefect calls a log line a Log.
 Log = LogRecord

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from engine.exceptions import NotSupportedError
-from engine.ids import new_id
+from millstream._engine.exceptions import NotSupportedError
+from millstream._engine.model.ids import new_id
 
 logger = logging.getLogger("millstream.transactions")
 

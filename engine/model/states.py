@@ -12,14 +12,14 @@ from typing import Any
 
 import msgspec
 
-from engine.exceptions import (
+from millstream._engine.exceptions import (
     CancelledRun,
     CrashedRun,
     FailedRun,
     PausedRun,
     UnfinishedRun,
 )
-from engine.ids import new_id, rng
+from millstream._engine.model.ids import new_id, rng
 
 
 def now() -> dt.datetime:

@@ -39,7 +39,7 @@ from typing import Any
 
 import msgspec
 
-from engine.exceptions import UnhashableInputError
+from millstream._engine.exceptions import UnhashableInputError
 
 __all__ = ["hash_inputs", "hash_objects", "stable_hash"]
 

@@ -11,9 +11,16 @@ import sqlite3
 import uuid
 from collections.abc import Iterable
 
-from engine.exceptions import ObjectNotFound
-from engine.states import Cancelled, Cancelling, State, StateType
-from engine.store import Store, _details_json, _history_entry, _lines_encoder, _ts, db_id
+from millstream._engine.exceptions import ObjectNotFound
+from millstream._engine.model.states import Cancelled, Cancelling, State, StateType
+from millstream._engine.store.sqlite import (
+    Store,
+    _details_json,
+    _history_entry,
+    _lines_encoder,
+    _ts,
+    db_id,
+)
 
 _SET_STATE = """
 UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, state_message = ?,
@@ -89,7 +96,7 @@ async def resume_flow_run(
     """Resume a paused flow run (in whichever process waits for it)."""
     import msgspec
 
-    from engine.states import Running
+    from millstream._engine.model.states import Running
 
     run = await store.read_flow_run(flow_run_id)
     resuming = Running(name="Resuming", message="Resumed on request.")
@@ -111,7 +118,7 @@ async def wait_while_paused(
     ``timeout`` seconds."""
     import time
 
-    from engine.exceptions import FlowPauseTimeout
+    from millstream._engine.exceptions import FlowPauseTimeout
 
     deadline = time.monotonic() + timeout
     while True:

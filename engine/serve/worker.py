@@ -20,15 +20,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from engine import cancellation, deployments
-from engine.deployments import DeploymentRecord
-from engine.executors import PoolExecutor
-from engine.records import FlowRun
-from engine.recovery import recorded_parameters, recover_all
-from engine.spec import FlowSpec
-from engine.states import Cancelled, Late, now
-from engine.store import Store
-from engine.task_runners import default_task_runner
+from millstream._engine.bridge.executors import PoolExecutor
+from millstream._engine.bridge.task_runners import default_task_runner
+from millstream._engine.model.records import FlowRun
+from millstream._engine.model.spec import FlowSpec
+from millstream._engine.model.states import Cancelled, Late, now
+from millstream._engine.orchestrate import cancellation
+from millstream._engine.serve import deployments
+from millstream._engine.serve.deployments import DeploymentRecord
+from millstream._engine.serve.recovery import recorded_parameters, recover_all
+from millstream._engine.store.sqlite import Store
 
 logger = logging.getLogger("millstream.worker")
 
@@ -198,7 +199,7 @@ class Worker:
                 return
         # Sync flow bodies must not run on this loop: they run on the task runner's pool.
         executor = None if spec.is_async else PoolExecutor(default_task_runner().acquire())
-        from engine.run import run_flow
+        from millstream._engine.orchestrate.run import run_flow
 
         await run_flow(
             spec,

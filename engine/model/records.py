@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from engine.states import State, StateType
+from millstream._engine.model.states import State, StateType
 
 
 class FlowRecord(msgspec.Struct, kw_only=True):

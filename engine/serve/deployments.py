@@ -12,12 +12,12 @@ from typing import Any
 
 import msgspec
 
-from engine.exceptions import ObjectNotFound, ParameterTypeError
-from engine.ids import new_id
-from engine.records import FlowRun
-from engine.schedules import Schedule
-from engine.states import Scheduled, now
-from engine.store import (
+from millstream._engine.exceptions import ObjectNotFound, ParameterTypeError
+from millstream._engine.model.ids import new_id
+from millstream._engine.model.records import FlowRun
+from millstream._engine.model.states import Scheduled, now
+from millstream._engine.serve.schedules import Schedule
+from millstream._engine.store.sqlite import (
     HOSTNAME,
     Q,
     Store,

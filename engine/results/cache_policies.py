@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from engine.exceptions import NotSupportedError, UnhashableInputError
-from engine.hashing import hash_inputs, hash_objects, stable_hash
+from millstream._engine.exceptions import NotSupportedError, UnhashableInputError
+from millstream._engine.results.hashing import hash_inputs, hash_objects, stable_hash
 
 __all__ = [
     "CacheKeyFnPolicy",

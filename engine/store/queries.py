@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
-from engine.exceptions import NotSupportedError, ObjectNotFound
-from engine.records import FlowRecord, LogRecord
-from engine.store import _parse_ts, _ts, _uuid, db_id
+from millstream._engine.exceptions import NotSupportedError, ObjectNotFound
+from millstream._engine.model.records import FlowRecord, LogRecord
+from millstream._engine.store.sqlite import _parse_ts, _ts, _uuid, db_id
 
 Query = tuple[str, tuple[Any, ...]]
 

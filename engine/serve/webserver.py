@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from engine.exceptions import NotSupportedError, ObjectNotFound, ParameterTypeError
+from millstream._engine.exceptions import NotSupportedError, ObjectNotFound, ParameterTypeError
 
 
 def build_app(deployments: Any, token: str | None, trigger: Any) -> Any:

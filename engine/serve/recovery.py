@@ -20,11 +20,12 @@ from typing import Any
 
 import msgspec
 
-from engine.exceptions import RecoveryError
-from engine.records import FlowRun
-from engine.spec import FlowSpec
-from engine.states import Crashed, now
-from engine.store import HOSTNAME, Q, Store, _ts, db_id, flow_run_from_row
+from millstream._engine.bridge.processes import pid_alive
+from millstream._engine.exceptions import RecoveryError
+from millstream._engine.model.records import FlowRun
+from millstream._engine.model.spec import FlowSpec
+from millstream._engine.model.states import Crashed, now
+from millstream._engine.store.sqlite import HOSTNAME, Q, Store, _ts, db_id, flow_run_from_row
 
 logger = logging.getLogger("millstream.engine")
 
@@ -38,19 +39,6 @@ class RecoveryReport(msgspec.Struct, kw_only=True):
     resumed: list[uuid.UUID] = msgspec.field(default_factory=list)
     crashed: list[uuid.UUID] = msgspec.field(default_factory=list)
     skipped: list[uuid.UUID] = msgspec.field(default_factory=list)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def is_orphan(run: FlowRun, lease_seconds: float, live_here: set[uuid.UUID]) -> bool:
@@ -132,7 +120,7 @@ def load_flow_spec(entrypoint: str | None) -> FlowSpec:
 def recorded_parameters(run: FlowRun) -> dict[str, Any]:
     """The parameters a run was called with, decoded type-faithfully when recorded so."""
     if run.parameters_blob is not None:
-        from engine.resultref import decode
+        from millstream._engine.results.refs import decode
 
         value = decode(run.parameters_blob)
         if isinstance(value, dict):
@@ -206,10 +194,10 @@ async def recover_all(
 ) -> RecoveryReport:
     """Resume every orphaned top-level flow run of ``store``, one after another.
 
-    ``executor`` runs sync flow bodies (see ``engine.executors``). A run whose flow cannot be
+    ``executor`` runs sync flow bodies (see ``bridge.executors``). A run whose flow cannot be
     imported any more is marked Crashed, saying why.
     """
-    from engine.run import run_flow
+    from millstream._engine.orchestrate.run import run_flow
 
     report = RecoveryReport()
     for run in await find_orphans(store, lease_seconds, live_here):

@@ -1,7 +1,7 @@
 """The run coroutines: bind → Pending → Running → body → retry → final state → persist → hooks.
 
 Both sync and async callers end up here: async callers await these coroutines on their own loop,
-sync callers reach them through the portal (``engine.executors.Portal``) with an executor that
+sync callers reach them through the portal (``bridge.executors.Portal``) with an executor that
 runs the sync body back on the calling thread.
 """
 
@@ -20,29 +20,26 @@ from typing import Any
 
 import msgspec
 
-from engine import cancellation, logs
-from engine import context as ctxmod
-from engine.cache_policies import source_fingerprint
-from engine.exceptions import (
+from millstream._engine.bridge.executors import (
+    AbandonableThread,
+    Executor,
+    get_portal,
+    is_private_loop,
+)
+from millstream._engine.bridge.processes import pid_alive
+from millstream._engine.bridge.task_runners import default_task_runner
+from millstream._engine.exceptions import (
     FlowRunTimeoutError,
     ParameterTypeError,
     TaskRunTimeoutError,
     UnfinishedRun,
     UpstreamTaskError,
 )
-from engine.executors import AbandonableThread, Executor, get_portal, is_private_loop
-from engine.ids import new_id, rng
-from engine.records import FlowRun, TaskRun
-from engine.resultref import StoredResult, journal, persist
-from engine.scheduler import (
-    EngineFuture,
-    RunGroup,
-    Upstream,
-    has_futures,
-    resolve_inputs,
-)
-from engine.spec import FlowSpec, Hook, TaskSpec
-from engine.states import (
+from millstream._engine.logs import runlogs as logs
+from millstream._engine.model.ids import new_id, rng
+from millstream._engine.model.records import FlowRun, TaskRun
+from millstream._engine.model.spec import FlowSpec, Hook, TaskSpec
+from millstream._engine.model.states import (
     AwaitingRetry,
     Cancelled,
     Completed,
@@ -60,9 +57,19 @@ from engine.states import (
     state_result,
     timed_out,
 )
-from engine.store import HOSTNAME, Store, get_store
-from engine.task_runners import default_task_runner
-from engine.transactions import task_run_finished
+from millstream._engine.orchestrate import cancellation
+from millstream._engine.orchestrate import context as ctxmod
+from millstream._engine.orchestrate.scheduler import (
+    EngineFuture,
+    RunGroup,
+    Upstream,
+    has_futures,
+    resolve_inputs,
+)
+from millstream._engine.orchestrate.transactions import task_run_finished
+from millstream._engine.results.cache_policies import source_fingerprint
+from millstream._engine.results.refs import StoredResult, journal, persist
+from millstream._engine.store.sqlite import HOSTNAME, Store, get_store
 
 logger = logging.getLogger("millstream.engine")
 
@@ -199,7 +206,7 @@ def _log_not_reused(
 def _store_for_tasks(flow_ctx: ctxmod.FlowRunContext | None) -> Store:
     if flow_ctx is not None:
         return flow_ctx.store
-    from engine.settings import get_current_settings
+    from millstream._engine.settings import get_current_settings
 
     return get_store(get_current_settings().database_path)
 
@@ -370,7 +377,7 @@ async def run_task(
 def _settings(flow_ctx: ctxmod.FlowRunContext | None) -> Any:
     if flow_ctx is not None and flow_ctx.settings is not None:
         return flow_ctx.settings
-    from engine.settings import get_current_settings
+    from millstream._engine.settings import get_current_settings
 
     return get_current_settings()
 
@@ -512,7 +519,7 @@ def _log_task_failure(task_run: TaskRun, state: State, retries: int) -> None:
 
 
 def _unwrap(value: Any) -> Any:
-    from engine.scheduler import BaseAnnotation
+    from millstream._engine.orchestrate.scheduler import BaseAnnotation
 
     return value.value if isinstance(value, BaseAnnotation) else value
 
@@ -713,11 +720,11 @@ def _states_to_final(states: list[State], single: bool) -> State:
     kinds = {s.type for s in bad}
     message = f"{len(bad)}/{len(states)} states failed."
     if kinds <= {StateType.CANCELLED}:
-        from engine.states import Cancelled
+        from millstream._engine.model.states import Cancelled
 
         return Cancelled(message=f"{len(bad)}/{len(states)} states cancelled.", data=data)
     if StateType.CRASHED in kinds and len(kinds) == 1:
-        from engine.states import Crashed
+        from millstream._engine.model.states import Crashed
 
         return Crashed(message=f"{len(bad)}/{len(states)} states crashed.", data=data)
     if all(s.is_final() for s in bad):
@@ -782,7 +789,7 @@ async def run_flow(
 
     Raises only for an unusable database and for cancellation and crashes, after recording them.
     """
-    from engine.settings import get_current_settings
+    from millstream._engine.settings import get_current_settings
 
     settings = get_current_settings()
     parent_ctx = ctxmod.flow_run_var.get()
@@ -819,7 +826,7 @@ async def run_flow(
         put = _mirroring(store, tracker)
 
     if spec.validate_parameters:
-        from engine.validation import validate_parameters
+        from millstream._engine.validation import validate_parameters
 
         try:
             parameters = validate_parameters(spec.fn, parameters)
@@ -909,7 +916,7 @@ def subflow_task_run(
     concurrently in any order).
     """
     fn = spec.fn
-    # The same recipe as a task's key (sdk.tasks): stable across processes for one function.
+    # The same recipe as a task's key (millstream.tasks): stable across processes for one function.
     try:
         source_file = os.path.abspath(inspect.getfile(fn))
     except TypeError:
@@ -1074,8 +1081,6 @@ def _check_not_running_elsewhere(run: FlowRun) -> None:
     if run.state is None or run.state.is_final():
         return
     if run.hostname == HOSTNAME and run.pid is not None and run.pid != _PID:
-        from engine.recovery import pid_alive
-
         if pid_alive(run.pid):
             raise RuntimeError(
                 f"Flow run {run.id} is still running in process {run.pid}; it can be resumed "

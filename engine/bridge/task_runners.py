@@ -6,7 +6,7 @@ import concurrent.futures
 import sys
 from typing import Any
 
-from engine.executors import elastic_pool
+from millstream._engine.bridge.executors import elastic_pool
 
 
 class TaskRunner:
@@ -54,7 +54,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         """The bound in force: the one given, else the setting's, else ``sys.maxsize``."""
         if self._max_workers is not None:
             return self._max_workers
-        from engine.settings import get_current_settings
+        from millstream._engine.settings import get_current_settings
 
         configured: int | None = get_current_settings().tasks.runner_thread_pool_max_workers
         return configured if configured is not None else sys.maxsize

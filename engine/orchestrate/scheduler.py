@@ -14,8 +14,14 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from engine.records import TaskRun
-from engine.states import Pending, State, StateType, crashed_from_exception, state_result
+from millstream._engine.model.records import TaskRun
+from millstream._engine.model.states import (
+    Pending,
+    State,
+    StateType,
+    crashed_from_exception,
+    state_result,
+)
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -561,7 +567,7 @@ class RunGroup:
         ctx: contextvars.Context,
     ) -> None:
         """Run ``make()`` on a thread and loop of its own (this group's loop cannot)."""
-        from engine.executors import run_on_lane
+        from millstream._engine.bridge.executors import run_on_lane
 
         future._task = None
         # A copy: the moved task may still be unwinding in ``ctx`` on its old loop.

@@ -30,10 +30,9 @@ from typing import Any, TypeVar
 import aiosqlite
 import msgspec
 
-from engine import cancellation
-from engine.exceptions import ObjectNotFound, StoreError
-from engine.records import FlowRecord, FlowRun, LogRecord, TaskRun
-from engine.states import State, StateDetails, StateType
+from millstream._engine.exceptions import ObjectNotFound, StoreError
+from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
+from millstream._engine.model.states import State, StateDetails, StateType
 
 T = TypeVar("T")
 
@@ -45,7 +44,7 @@ _HOSTNAME = socket.gethostname()
 
 
 def _load_sql() -> tuple[list[tuple[int, str]], dict[str, str]]:
-    text = resources.files("engine").joinpath("schema.sql").read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
     migrations: list[tuple[int, str]] = []
     queries: dict[str, str] = {}
     kind: str | None = None
@@ -167,6 +166,22 @@ class _Flush:
 
     def __init__(self) -> None:
         self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+
+_cancellation_watch: tuple[Callable[[], list[uuid.UUID]], Callable[[uuid.UUID], object]] | None = (
+    None
+)
+
+
+def watch_cancellations(
+    live_ids: Callable[[], list[uuid.UUID]], request: Callable[[uuid.UUID], object]
+) -> None:
+    """Have the store poll for Cancelling runs among ``live_ids()`` and ``request`` their stop.
+
+    Orchestration registers itself here (the store knows nothing of running flows).
+    """
+    global _cancellation_watch
+    _cancellation_watch = (live_ids, request)
 
 
 class Store:
@@ -319,7 +334,11 @@ class Store:
 
     def _deliver_cancellations(self, conn: sqlite3.Connection) -> None:
         # Another process may have asked a run of ours to stop (state Cancelling).
-        live = cancellation.live_ids()
+        watch = _cancellation_watch
+        if watch is None:
+            return
+        live_ids, request = watch
+        live = live_ids()
         if not live:
             return
         marks = ", ".join("?" * len(live))
@@ -328,7 +347,7 @@ class Store:
             [i.hex for i in live],
         ).fetchall()
         for (run_id,) in rows:
-            cancellation.request(uuid.UUID(run_id))
+            request(uuid.UUID(run_id))
 
     def _fail_pending(self, exc: BaseException) -> None:
         # The database never opened: fail every flush so no caller waits forever.
@@ -858,7 +877,7 @@ def _row_state(row: sqlite3.Row) -> State | None:
         return None
     data: Any = None
     if "result" in row.keys() and row["result"] is not None:
-        from engine.resultref import StoredResult
+        from millstream._engine.results.refs import StoredResult
 
         # The recorded result, decoded when state.result() asks for it.
         data = StoredResult(row["result"])

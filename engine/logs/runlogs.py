@@ -20,10 +20,10 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from engine import context as ctxmod
-from engine.exceptions import MissingContextError
-from engine.records import FlowRun, LogRecord, TaskRun
-from engine.store import Store, get_store
+from millstream._engine.exceptions import MissingContextError
+from millstream._engine.model.records import FlowRun, LogRecord, TaskRun
+from millstream._engine.orchestrate import context as ctxmod
+from millstream._engine.store.sqlite import Store, get_store
 
 ROOT = "millstream"
 FLOW_RUNS = "millstream.flow_runs"
@@ -164,7 +164,7 @@ def _make_target(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext | TaskRun) -
         label, logger = f"Flow run {ctx.flow_run.name!r}", _flow_runs_logger
     settings = flow_ctx.settings if flow_ctx is not None else None
     if settings is None:
-        from engine.settings import get_current_settings
+        from millstream._engine.settings import get_current_settings
 
         settings = get_current_settings()
     return _Target(
@@ -963,7 +963,7 @@ def run_finished(run_id: uuid.UUID, store: Store | None = None) -> None:
 
 
 def _at_exit() -> None:
-    # Registered after engine.store's close_all (imported above), so it runs first: the last
+    # Registered after the store's close_all (imported above), so it runs first: the last
     # lines and counts are queued while the store can still write them.
     with contextlib.suppress(Exception):
         _sink.drain()
@@ -1030,7 +1030,7 @@ def configure() -> None:
 
     Cheap when nothing changed; the engine calls it when a top-level flow run starts.
     """
-    from engine.settings import get_current_settings
+    from millstream._engine.settings import get_current_settings
 
     settings = get_current_settings().logging
     wanted = (settings.level, settings.format)

@@ -13,6 +13,8 @@ import asyncio
 import threading
 import uuid
 
+from millstream._engine.store.sqlite import watch_cancellations
+
 
 class FlowRunCancelled(BaseException):
     """Raised at a task boundary of a flow run that was asked to stop.
@@ -73,3 +75,6 @@ def live_ids() -> list[uuid.UUID]:
     """Flow runs of this process that can be cancelled."""
     with _lock:
         return list(_live)
+
+
+watch_cancellations(live_ids, request)

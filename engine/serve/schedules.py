@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from engine.exceptions import ConfigurationError
+from millstream._engine.exceptions import ConfigurationError
 
 
 class Schedule(msgspec.Struct, kw_only=True, omit_defaults=True):

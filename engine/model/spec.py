@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.exceptions import ParameterBindError
+from millstream._engine.exceptions import ParameterBindError
 
 Hook = Callable[..., Any]
 

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from engine.exceptions import MissingContextError
+from millstream._engine.exceptions import MissingContextError
 
 if TYPE_CHECKING:
-    from engine.records import FlowRun, TaskRun
-    from engine.scheduler import RunGroup
-    from engine.spec import FlowSpec, TaskSpec
-    from engine.store import Store
+    from millstream._engine.model.records import FlowRun, TaskRun
+    from millstream._engine.model.spec import FlowSpec, TaskSpec
+    from millstream._engine.orchestrate.scheduler import RunGroup
+    from millstream._engine.store.sqlite import Store
 
 
 class RunContext:

@@ -1,0 +1,1 @@
+"""Logs: run loggers, print capture, rendering and the sink into the store."""

@@ -1,0 +1,1 @@
+"""Orchestration coroutines: task and flow runs, scheduling, context, cancellation, transactions."""

@@ -1,0 +1,1 @@
+"""Serving: workers, deployments, schedules, recovery, control and the HTTP API."""
