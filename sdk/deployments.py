@@ -12,9 +12,9 @@ import uuid
 from typing import Any, NoReturn
 
 from millstream._engine.exceptions import NotSupportedError
+from millstream._engine.model.names import random_run_name
 from millstream._engine.model.records import FlowRun
 from millstream._engine.orchestrate.context import flow_run_var
-from millstream._engine.orchestrate.run import random_run_name
 from millstream._engine.results.refs import journal
 from millstream._engine.serve import deployments as engine_deployments
 from millstream._engine.serve.deployments import DeploymentRecord

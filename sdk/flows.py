@@ -12,7 +12,7 @@ from millstream._engine.bridge.task_runners import TaskRunner
 from millstream._engine.exceptions import NotSupportedError
 from millstream._engine.model.spec import Binder, FlowSpec, Hook
 from millstream._engine.model.states import resolve_retry_delays
-from millstream._engine.orchestrate import run as engine_run
+from millstream._engine.orchestrate import flow_run as engine_run
 from millstream._options import check_hooks, check_timeout, merge
 from millstream._sync import run_sync
 

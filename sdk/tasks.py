@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import inspect
-import os
-import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
 
 from millstream._engine.bridge.executors import PoolExecutor
 from millstream._engine.exceptions import MappingLengthMismatch, MappingMissingIterable
+from millstream._engine.model.keys import task_key
 from millstream._engine.model.spec import Binder, Hook, TaskSpec
 from millstream._engine.model.states import (
     State,
@@ -20,10 +18,9 @@ from millstream._engine.model.states import (
     state_result,
 )
 from millstream._engine.orchestrate import context as ctxmod
-from millstream._engine.orchestrate import run as engine_run
+from millstream._engine.orchestrate import task_run as engine_run
 from millstream._engine.orchestrate.scheduler import EngineFuture, quote, unmapped
 from millstream._engine.results.cache_policies import source_fingerprint
-from millstream._engine.serve.recovery import SCRIPT_MODULE_PREFIX
 from millstream._options import NotSet, check_hooks, check_timeout, merge
 from millstream._sync import run_sync
 from millstream.futures import PrefectFuture, PrefectFutureList
@@ -31,33 +28,6 @@ from millstream.futures import PrefectFuture, PrefectFutureList
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-def _task_key(fn: Callable[..., Any]) -> str:
-    # Recovery matches task runs on this key, in another process and possibly from a checkout
-    # in another directory: it is made from where the function lives in the code (module, or
-    # script file name, and qualified name), never from an absolute path.
-    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
-    digest = hashlib.sha1(f"{_code_location(fn)}:{qualname}".encode()).hexdigest()[:8]
-    return f"{qualname}-{digest}"
-
-
-def _code_location(fn: Callable[..., Any]) -> str:
-    """The module name of ``fn``, or ``file:<name>.py`` for a script run or loaded by path."""
-    module_name = getattr(fn, "__module__", None) or ""
-    module = sys.modules.get(module_name)
-    if module_name == "__main__" and module is not None:
-        spec = getattr(module, "__spec__", None)
-        if spec is not None and spec.name and spec.name != "__main__":
-            return str(spec.name)  # `python -m pkg.mod`: the same key as when imported
-    if module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX):
-        # A script (`python flows/etl.py`, or recovery loading it again from its path): its
-        # file name is what stays the same when the checkout moves.
-        try:
-            return "file:" + os.path.basename(inspect.getfile(fn))
-        except TypeError:
-            pass
-    return module_name
 
 
 _OPTION_NAMES = (
@@ -189,7 +159,7 @@ class Task(Generic[P, R]):
         self.on_running_hooks = check_hooks("on_running", on_running)
         self.on_commit_hooks = check_hooks("on_commit", on_commit)
         self.on_rollback_hooks = check_hooks("on_rollback", on_rollback)
-        self.task_key = _task_key(fn)
+        self.task_key = task_key(fn)
         self._binder = Binder(fn)
         self._options = {
             "name": name,

@@ -329,30 +329,7 @@ def Retrying(**kwargs: Any) -> State:
     return Running(**kwargs)
 
 
-# -- transition decisions ----------------------------------------------------------------------
-_ALLOWED: dict[StateType, frozenset[StateType]] = {
-    StateType.SCHEDULED: frozenset(StateType) - {StateType.CANCELLING},
-    StateType.PENDING: frozenset(StateType),
-    StateType.RUNNING: frozenset(StateType) - {StateType.PENDING},
-    StateType.PAUSED: frozenset(StateType),
-    StateType.CANCELLING: frozenset(
-        {StateType.CANCELLED, StateType.CRASHED, StateType.FAILED, StateType.COMPLETED}
-    ),
-    # A terminal state only leaves for a new attempt (flow retries, recovery, rerun).
-    StateType.COMPLETED: frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}),
-    StateType.FAILED: frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}),
-    StateType.CRASHED: frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}),
-    StateType.CANCELLED: frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}),
-}
-
-
-def is_legal_transition(from_type: StateType | None, to_type: StateType) -> bool:
-    """Whether a run in ``from_type`` may move to ``to_type`` (None: a new run)."""
-    if from_type is None:
-        return True
-    return to_type in _ALLOWED[from_type]
-
-
+# -- retry delays and failure states (the decisions are in model.transitions) ------------------
 RetryDelay = float | Sequence[float] | Callable[[int], Any] | None
 
 
@@ -450,18 +427,3 @@ def timed_out(kind: str, seconds: float, exc: BaseException) -> State:
     return Failed(
         name="TimedOut", message=f"{kind} exceeded timeout of {seconds:g} second(s)", data=exc
     )
-
-
-def cached(source: State) -> State:
-    """The state a cache hit becomes: Completed named Cached with the cached data."""
-    return Completed(
-        name="Cached",
-        message=source.message,
-        data=source.data,
-        state_details=msgspec.structs.replace(source.state_details),
-    )
-
-
-def should_retry(run_count: int, retries: int) -> bool:
-    """Whether an attempt that just failed may be retried (run_count counts attempts so far)."""
-    return run_count <= retries

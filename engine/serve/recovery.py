@@ -22,6 +22,7 @@ import msgspec
 
 from millstream._engine.bridge.processes import pid_alive
 from millstream._engine.exceptions import RecoveryError
+from millstream._engine.model.keys import SCRIPT_MODULE_PREFIX
 from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import Crashed, now
@@ -30,7 +31,6 @@ from millstream._engine.store.sqlite import HOSTNAME, Q, Store, _ts, db_id, flow
 logger = logging.getLogger("millstream.engine")
 
 # Flow files are imported again under this module-name prefix (``__main__`` is taken).
-SCRIPT_MODULE_PREFIX = "millstream_recovered_"
 
 
 class RecoveryReport(msgspec.Struct, kw_only=True):
@@ -197,7 +197,7 @@ async def recover_all(
     ``executor`` runs sync flow bodies (see ``bridge.executors``). A run whose flow cannot be
     imported any more is marked Crashed, saying why.
     """
-    from millstream._engine.orchestrate.run import run_flow
+    from millstream._engine.orchestrate.flow_run import run_flow
 
     report = RecoveryReport()
     for run in await find_orphans(store, lease_seconds, live_here):

@@ -199,7 +199,7 @@ class Worker:
                 return
         # Sync flow bodies must not run on this loop: they run on the task runner's pool.
         executor = None if spec.is_async else PoolExecutor(default_task_runner().acquire())
-        from millstream._engine.orchestrate.run import run_flow
+        from millstream._engine.orchestrate.flow_run import run_flow
 
         await run_flow(
             spec,

@@ -126,7 +126,7 @@ def unmapped_zero():
 
 
 def test_a_flow_called_from_a_mapping_that_omits_an_earlier_default_binds_by_name(db_path):
-    from millstream._engine.orchestrate import run as engine_run
+    from millstream._engine.orchestrate import flow_run as engine_run
     from millstream._sync import run_sync
 
     seen = []

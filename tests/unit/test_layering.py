@@ -54,12 +54,14 @@ PURE = {
     "datetime",
     "enum",
     "functools",
+    "hashlib",
     "inspect",
     "itertools",
     "msgspec",
     "operator",
     "os",  # only os.register_at_fork: a forked child reseeds the engine's generator
     "random",
+    "sys",  # only sys.modules: where a function's module came from (model.keys)
     "time",
     "traceback",
     "typing",

@@ -120,14 +120,6 @@ def test_exception_of_a_state_holding_failed_states():
     assert isinstance(st.get_state_exception(outer), ValueError)
 
 
-def test_legal_transitions():
-    assert st.is_legal_transition(None, st.StateType.PENDING)
-    assert st.is_legal_transition(st.StateType.RUNNING, st.StateType.COMPLETED)
-    assert not st.is_legal_transition(st.StateType.RUNNING, st.StateType.PENDING)
-    assert not st.is_legal_transition(st.StateType.COMPLETED, st.StateType.FAILED)
-    assert st.is_legal_transition(st.StateType.FAILED, st.StateType.RUNNING)
-
-
 def test_retry_delays():
     assert st.resolve_retry_delays(None, 3) == 0.0
     assert st.resolve_retry_delays(2, 3) == 2.0
@@ -155,11 +147,6 @@ def test_exception_to_state():
     assert crashed.is_crashed()
     timed = st.timed_out("Task run", 1.5, TimeoutError())
     assert (timed.type, timed.name) == (st.StateType.FAILED, "TimedOut")
-
-
-def test_cached_state_keeps_data():
-    cached = st.cached(st.Completed(data=9))
-    assert (cached.name, cached.result()) == ("Cached", 9)
 
 
 def test_str_is_prefects_short_form_for_log_lines():

@@ -1,0 +1,153 @@
+"""Calling a run's body: awaited, or a sync body through its executor, under its timeout; what
+it returned or raised becomes a state."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from millstream._engine.bridge.executors import AbandonableThread, Executor
+from millstream._engine.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
+from millstream._engine.model import transitions
+from millstream._engine.model.spec import FlowSpec, TaskSpec
+from millstream._engine.model.states import (
+    State,
+    StateType,
+    crashed_from_exception,
+    failed_from_exception,
+    timed_out,
+)
+from millstream._engine.orchestrate import cancellation
+from millstream._engine.orchestrate.inputs import engine_future_of
+from millstream._engine.orchestrate.scheduler import RunGroup
+
+_COMPLETED = StateType.COMPLETED
+
+
+def call_kw(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``fn(*args, **kwargs)``: executors take positional arguments only."""
+    return fn(*args, **kwargs)
+
+
+async def call_body(
+    spec: TaskSpec | FlowSpec,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    executor: Executor | None,
+    error: type[TaskRunTimeoutError] | type[FlowRunTimeoutError],
+) -> Any:
+    """The body's return value (raises what the body raised; ``error`` on timeout)."""
+    timeout = spec.timeout_seconds
+    if spec.is_async:
+        body = spec.fn(*args, **kwargs)
+        return await (body if timeout is None else with_timeout(body, timeout, error))
+    if timeout is None:
+        assert executor is not None
+        if kwargs:
+            value = await executor.run(call_kw, spec.fn, args, kwargs)
+        else:
+            value = await executor.run(spec.fn, *args)
+    else:
+        thread = AbandonableThread(error)
+        value = await with_timeout(thread.run(call_kw, spec.fn, args, kwargs), timeout, error)
+    if inspect.isawaitable(value):
+        # A sync body that returns an async task's call (a coroutine): its value is the
+        # result, as in Prefect.
+        value = await value
+    return value
+
+
+async def with_timeout(
+    awaitable: Any, seconds: float, error: type[TaskRunTimeoutError] | type[FlowRunTimeoutError]
+) -> Any:
+    """Await ``awaitable`` for at most ``seconds``; ``error`` when that time runs out."""
+    try:
+        async with asyncio.timeout(seconds) as scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise error(f"{seconds:g} second(s)") from None
+        raise
+
+
+async def task_body_state(
+    spec: TaskSpec, parameters: dict[str, Any], executor: Executor | None
+) -> State:
+    """Run a task body once; its value, exception or timeout as a state."""
+    args, kwargs = spec.binder.call_args(parameters)
+    try:
+        value = await call_body(spec, args, kwargs, executor, TaskRunTimeoutError)
+    except TaskRunTimeoutError as exc:
+        return timed_out("Task run", spec.timeout_seconds or 0, exc)
+    except Exception as exc:
+        return failed_from_exception(exc, "Task run")
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return crashed_from_exception(exc, "Task run")
+    return (
+        value if isinstance(value, State) else State(type=_COMPLETED, name="Completed", data=value)
+    )
+
+
+async def flow_body_state(
+    spec: FlowSpec,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    executor: Executor | None,
+    group: RunGroup,
+) -> State:
+    """Run a flow body once, then wait for what it submitted; the outcome as a state."""
+    try:
+        try:
+            value = await call_body(spec, args, kwargs, executor, FlowRunTimeoutError)
+        except FlowRunTimeoutError:
+            group.cancel_all()
+            await asyncio.shield(group.wait_all())
+            raise
+        except Exception:
+            # The body failed: what it submitted still runs to its end (and is recorded).
+            await group.wait_all()
+            raise
+        except BaseException:
+            # Cancelled or interrupted: its submitted task runs are stopped with it.
+            group.cancel_all()
+            await asyncio.shield(group.wait_all())
+            raise
+        # Submitted task runs finish before the flow does, returned or not.
+        await group.wait_all()
+    except FlowRunTimeoutError as exc:
+        return timed_out("Flow run", spec.timeout_seconds or 0, exc)
+    except Exception as exc:
+        return failed_from_exception(exc, "Flow run")
+    except (asyncio.CancelledError, cancellation.FlowRunCancelled):
+        raise
+    except BaseException as exc:
+        # KeyboardInterrupt, SystemExit: the run crashed. Returned (not raised) so that the
+        # loop orchestrating it survives; the caller re-raises it from the Crashed state.
+        return crashed_from_exception(exc, "Flow run")
+    return final_state_from_return(value)
+
+
+def final_state_from_return(value: Any) -> State:
+    """A flow's final state from what its body returned (``model.transitions`` decides; the
+    futures among it stand for their states)."""
+    engine_future = engine_future_of(value)
+    if engine_future is not None:
+        return transitions.final_from_return(value, [engine_future.state], single=True)
+    states: list[State] | None = None
+    if isinstance(value, list | tuple | set) and value:
+        items = list(value)
+        if all(isinstance(v, State) or engine_future_of(v) is not None for v in items):
+            states = [_state_of(v) for v in items]
+    return transitions.final_from_return(value, states, single=False)
+
+
+def _state_of(value: Any) -> State:
+    if isinstance(value, State):
+        return value
+    engine_future = engine_future_of(value)
+    assert engine_future is not None
+    return engine_future.state

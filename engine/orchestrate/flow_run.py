@@ -1,0 +1,400 @@
+"""A flow run from call to final state: record → validate → attempts → result → hooks → flush.
+
+A top-level flow run's terminal state is durable before ``run_flow`` returns (the flush
+point); a subflow's is recorded with its parent's. A flow run called again with the id of an
+unfinished run resumes it, reusing what its task runs completed; with the id of a completed
+run it returns that run's recorded result and runs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from typing import Any
+
+from millstream._engine.bridge.executors import Executor, get_portal, is_private_loop
+from millstream._engine.bridge.processes import pid_alive
+from millstream._engine.bridge.task_runners import default_task_runner
+from millstream._engine.exceptions import ParameterTypeError, UnfinishedRun
+from millstream._engine.logs import runlogs as logs
+from millstream._engine.model import transitions
+from millstream._engine.model.ids import new_id
+from millstream._engine.model.names import random_run_name, render_run_name
+from millstream._engine.model.records import FlowRun
+from millstream._engine.model.spec import FlowSpec
+from millstream._engine.model.states import (
+    Pending,
+    ResultLoader,
+    State,
+    StateType,
+    crashed_from_exception,
+    now,
+    state_result,
+)
+from millstream._engine.orchestrate import cancellation, lines, persist
+from millstream._engine.orchestrate import context as ctxmod
+from millstream._engine.orchestrate.attempts import Put, link, run_attempts
+from millstream._engine.orchestrate.body import flow_body_state
+from millstream._engine.orchestrate.hooks import run_hooks
+from millstream._engine.orchestrate.scheduler import RunGroup
+from millstream._engine.orchestrate.subflows import mirrored, subflow_task_run
+from millstream._engine.results.refs import StoredResult, journal
+from millstream._engine.store.sqlite import HOSTNAME, Store, get_store
+
+_PID = os.getpid()
+_COMPLETED = StateType.COMPLETED
+
+
+def new_flow_run(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    store: Store,
+    *,
+    parent_flow_ctx: ctxmod.FlowRunContext | None,
+    flow_run_id: uuid.UUID | None = None,
+) -> FlowRun:
+    """A new FlowRun record for a call of ``spec``."""
+    parent_task = ctxmod.task_run_var.get()
+    tags = ctxmod.tags_var.get()
+    parent_id = parent_flow_ctx.flow_run.id if parent_flow_ctx is not None else None
+    root_id = (
+        (parent_flow_ctx.flow_run.root_flow_run_id or parent_id)
+        if parent_flow_ctx is not None
+        else None
+    )
+    run_id = flow_run_id or new_id()
+    created = now()
+    template = spec.flow_run_name
+    return FlowRun(
+        id=run_id,
+        # A callable name is rendered once the run's context exists (``_name_run``).
+        name=(render_run_name(template, parameters) if isinstance(template, str) else None)
+        or random_run_name(),
+        flow_id=store.flow_id(spec.name),
+        flow_name=spec.name,
+        flow_version=spec.version,
+        parameters=parameters,
+        tags=sorted(tags) if tags else [],
+        parent_task_run_id=parent_task.task_run.id if parent_task is not None else None,
+        parent_flow_run_id=parent_id,
+        root_flow_run_id=root_id or run_id,
+        entrypoint=spec.entrypoint,
+        created=created,
+        pid=_PID,
+        hostname=HOSTNAME,
+        heartbeat=created,
+    )
+
+
+async def run_flow(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    *,
+    executor: Executor | None,
+    flow_run_id: uuid.UUID | None = None,
+    deployment: Any = None,
+    claimed: FlowRun | None = None,
+) -> State:
+    """Orchestrate one flow run to its final state (bad parameters give a Failed state).
+
+    Raises only for an unusable database and for cancellation and crashes, after recording them.
+    """
+    parent_ctx = ctxmod.flow_run_var.get()
+    store = await _store_of(parent_ctx)
+    # A worker that just claimed the run passes it: no need to read it again.
+    existing = claimed or (await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None)
+    if existing is not None and existing.state_type is _COMPLETED:
+        # Called again with the id of a finished run: its recorded result, nothing runs.
+        return _recorded_final_state(existing, await store.read_flow_run_result(existing.id))
+    flow_run, recovered = await _the_run(spec, parameters, store, parent_ctx, existing, flow_run_id)
+    put = store.put_flow_run_state
+    if parent_ctx is not None and existing is None:
+        # A subflow: a task run of the parent flow run stands for it and follows its states.
+        tracker = subflow_task_run(spec, parameters, parent_ctx)
+        flow_run.parent_task_run_id = tracker.id
+        put = mirrored(store, tracker)
+    try:
+        parameters = _validated(spec, parameters, flow_run)
+    except ParameterTypeError as exc:
+        return await _failed_validation(exc, flow_run, put, parent_ctx, store)
+    flow_ctx = _context(spec, flow_run, parameters, store, deployment, recovered)
+    try:
+        if existing is None:
+            _name_run(spec, flow_run, flow_ctx)
+        _record(put, flow_run, Pending())
+        state = await _run_to_the_end(spec, flow_run, flow_ctx, executor, put)
+    finally:
+        pool = flow_ctx.group.pool
+        if pool is not None:
+            (spec.task_runner or default_task_runner()).release(pool)
+    lines.flow_finished(flow_ctx, state)
+    logs.run_finished(flow_run.id, store)  # its queued log lines and any dropped count
+    if parent_ctx is None:
+        store.untrack_live(flow_run.id)
+        # Flush point: a top-level flow run's terminal state is durable before the call returns.
+        await store.flush()
+    return state
+
+
+def flow_result(state: State, raise_on_failure: bool = True) -> Any:
+    """What a flow call returns for its final state (raising its exception if it failed)."""
+    return state_result(state, raise_on_failure)
+
+
+# -- before the body ----------------------------------------------------------------------------
+async def _store_of(parent_ctx: ctxmod.FlowRunContext | None) -> Store:
+    if parent_ctx is not None:
+        return parent_ctx.store
+    store = get_store(persist.settings_of(None).database_path)
+    await store.ensure_open()
+    logs.configure()
+    return store
+
+
+async def _the_run(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    store: Store,
+    parent_ctx: ctxmod.FlowRunContext | None,
+    existing: FlowRun | None,
+    flow_run_id: uuid.UUID | None,
+) -> tuple[FlowRun, dict[tuple[str, str], tuple[bytes, str | None]] | None]:
+    """The run's record (new, or the unfinished one resumed) and, when it ran before, what its
+    completed task runs recorded."""
+    if existing is None:
+        run = new_flow_run(
+            spec, parameters, store, parent_flow_ctx=parent_ctx, flow_run_id=flow_run_id
+        )
+        return run, None
+    _check_not_running_elsewhere(existing)
+    existing.pid, existing.hostname, existing.end_time = _PID, HOSTNAME, None
+    if existing.run_count == 0:
+        return existing, None
+    return existing, await store.read_completed_task_results(existing.id)
+
+
+def _validated(spec: FlowSpec, parameters: dict[str, Any], flow_run: FlowRun) -> dict[str, Any]:
+    """The parameters coerced to their annotations (raises ``ParameterTypeError``)."""
+    if spec.validate_parameters:
+        from millstream._engine.validation import validate_parameters
+
+        parameters = validate_parameters(spec.fn, parameters)
+        flow_run.parameters = parameters
+    if flow_run.parent_flow_run_id is None and flow_run.parameters_blob is None:
+        flow_run.parameters_blob = journal(parameters)
+    return parameters
+
+
+async def _failed_validation(
+    exc: ParameterTypeError,
+    flow_run: FlowRun,
+    put: Put,
+    parent_ctx: ctxmod.FlowRunContext | None,
+    store: Store,
+) -> State:
+    failed = transitions.validation_failed(exc)
+    flow_run.end_time = failed.timestamp
+    _record(put, flow_run, failed)
+    if parent_ctx is None:
+        await store.flush()
+    # The caller raises it (``flow_result``) unless it asked for the state.
+    return failed
+
+
+def _context(
+    spec: FlowSpec,
+    flow_run: FlowRun,
+    parameters: dict[str, Any],
+    store: Store,
+    deployment: Any,
+    recovered: dict[tuple[str, str], tuple[bytes, str | None]] | None,
+) -> ctxmod.FlowRunContext:
+    """The flow run's context, with the run group its submitted task runs go to."""
+    loop = asyncio.get_running_loop()
+    if is_private_loop(loop):
+        # This loop stops while the sync body runs inline: submitted task runs go to the
+        # engine loop thread, which keeps running them meanwhile.
+        portal = get_portal()
+        group_loop, group_thread = portal.loop, portal.thread_id
+    else:
+        group_loop, group_thread = loop, threading.get_ident()
+    runner = spec.task_runner or default_task_runner()
+    group = RunGroup(group_loop, group_thread, runner.acquire(), runner.max_concurrency())
+    flow_ctx = ctxmod.FlowRunContext(
+        spec=spec, flow_run=flow_run, parameters=parameters, loop=loop, group=group, store=store
+    )
+    flow_ctx.recovered = recovered
+    flow_ctx.settings = persist.settings_of(None)
+    flow_ctx.deployment = deployment
+    return flow_ctx
+
+
+def _name_run(spec: FlowSpec, flow_run: FlowRun, flow_ctx: ctxmod.FlowRunContext) -> None:
+    if callable(spec.flow_run_name):
+        # A name callable reads the run's parameters through ``runtime.flow_run``.
+        token = ctxmod.flow_run_var.set(flow_ctx)
+        try:
+            flow_run.name = (
+                render_run_name(spec.flow_run_name, flow_ctx.parameters) or flow_run.name
+            )
+        finally:
+            ctxmod.flow_run_var.reset(token)
+
+
+def _record(put: Put, flow_run: FlowRun, state: State, blob: bytes | None = None) -> None:
+    link(flow_run, state)
+    flow_run.state = state
+    put(flow_run, state, blob)
+
+
+# -- the body and its end ------------------------------------------------------------------------
+async def _run_to_the_end(
+    spec: FlowSpec,
+    flow_run: FlowRun,
+    flow_ctx: ctxmod.FlowRunContext,
+    executor: Executor | None,
+    put: Put,
+) -> State:
+    """Attempts until the last, then its result and hooks; a stop on request ends Cancelled, a
+    cancellation from outside is recorded Crashed and raised on."""
+    if flow_run.parent_flow_run_id is None:
+        flow_ctx.store.track_live(flow_run.id)
+    # An async body is stopped by cancelling this task; a sync body at its next task call.
+    cancellation.register(flow_run.id, cancel_task=spec.is_async)
+    try:
+        state = await run_attempts(
+            flow_run, spec, put, _attempt, (spec, flow_ctx, executor), executor, flow_ctx
+        )
+        return await _finish(spec, flow_run, flow_ctx, state, executor, put)
+    except asyncio.CancelledError as exc:
+        flow_ctx.group.cancel_all()
+        if not cancellation.requested(flow_run.id):
+            await _record_crash(exc, spec, flow_run, flow_ctx, executor, put)
+            raise
+        # Stopped on request (client.cancel_flow_run, a worker shutting down): the run ends
+        # Cancelled and the caller gets that state, not the CancelledError.
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        return await _finish_cancelled(spec, flow_run, executor, put)
+    except cancellation.FlowRunCancelled:
+        flow_ctx.group.cancel_all()
+        return await _finish_cancelled(spec, flow_run, executor, put)
+    finally:
+        cancellation.unregister(flow_run.id)
+
+
+async def _attempt(
+    spec: FlowSpec, flow_ctx: ctxmod.FlowRunContext, executor: Executor | None
+) -> State:
+    flow_ctx.task_counters.clear()
+    args, kwargs = spec.binder.call_args(flow_ctx.parameters)
+    token = ctxmod.flow_run_var.set(flow_ctx)
+    task_token = ctxmod.task_run_var.set(None)
+    try:
+        return await flow_body_state(spec, args, kwargs, executor, flow_ctx.group)
+    finally:
+        ctxmod.task_run_var.reset(task_token)
+        ctxmod.flow_run_var.reset(token)
+
+
+async def _finish(
+    spec: FlowSpec,
+    flow_run: FlowRun,
+    flow_ctx: ctxmod.FlowRunContext,
+    state: State,
+    executor: Executor | None,
+    put: Put,
+) -> State:
+    """Record the final state with what is kept of its result, and run the hooks it fires."""
+    blob = None
+    by_default = persist.settings_of(flow_ctx).results.persist_by_default
+    if transitions.should_persist(state, spec.persist_result, by_default, None) and not (
+        persist.holds_states(state.data)
+    ):
+        state, blob = persist.persist_result(
+            spec, state, flow_ctx.parameters, flow_ctx, kind="Flow run"
+        )
+    elif state.type is _COMPLETED and flow_run.parent_flow_run_id is None:
+        blob = persist.journal_of(state)
+    flow_run.end_time = state.timestamp
+    _record(put, flow_run, state, blob)
+    # A body that returns Cancelled() fires no hook (as in Prefect); the engine's own
+    # cancellation path runs on_cancellation.
+    kind = transitions.hook_kind(state, flow=True)
+    if kind is not None:
+        hooks = getattr(spec, kind)
+        if hooks:
+            await run_hooks(hooks, (spec.owner, flow_run, state), executor, "state")
+    return state
+
+
+async def _record_crash(
+    exc: BaseException,
+    spec: FlowSpec,
+    flow_run: FlowRun,
+    flow_ctx: ctxmod.FlowRunContext,
+    executor: Executor | None,
+    put: Put,
+) -> None:
+    """Record a flow run cancelled from outside (the awaiting task was cancelled) as Crashed."""
+    state = crashed_from_exception(exc, "Flow run")
+    flow_run.end_time = state.timestamp
+    _record(put, flow_run, state)
+    if spec.on_crashed:
+        await asyncio.shield(
+            run_hooks(spec.on_crashed, (spec.owner, flow_run, state), executor, "on_crashed")
+        )
+    lines.flow_finished(flow_ctx, state)
+    if flow_run.parent_flow_run_id is None:
+        flow_ctx.store.untrack_live(flow_run.id)
+        await asyncio.shield(flow_ctx.store.flush())
+
+
+async def _finish_cancelled(
+    spec: FlowSpec, flow_run: FlowRun, executor: Executor | None, put: Put
+) -> State:
+    """Record a flow run stopped on request as Cancelled and run its on_cancellation hooks."""
+    state = transitions.cancelled_on_request()
+    flow_run.end_time = state.timestamp
+    _record(put, flow_run, state)
+    if spec.on_cancellation:
+        await run_hooks(
+            spec.on_cancellation, (spec.owner, flow_run, state), executor, "on_cancellation"
+        )
+    return state
+
+
+# -- runs called again ----------------------------------------------------------------------------
+def _recorded_final_state(run: FlowRun, blob: bytes | None) -> State:
+    assert run.state is not None
+    state = run.state.copy()
+    state.data = StoredResult(blob) if blob is not None else _Unrecorded(run.id)
+    return state
+
+
+class _Unrecorded(ResultLoader):
+    """The result of a finished run that was not recorded (too large, or needs pickle)."""
+
+    def __init__(self, run_id: uuid.UUID) -> None:
+        self.run_id = run_id
+
+    def load(self) -> Any:
+        raise UnfinishedRun(
+            f"Flow run {self.run_id} finished earlier but its result was not recorded (results "
+            "are journaled when msgspec encodes them in at most 64 KB; persist_result=True "
+            "records any result)"
+        )
+
+
+def _check_not_running_elsewhere(run: FlowRun) -> None:
+    if run.state is None or run.state.is_final():
+        return
+    if run.hostname == HOSTNAME and run.pid is not None and run.pid != _PID:
+        if pid_alive(run.pid):
+            raise RuntimeError(
+                f"Flow run {run.id} is still running in process {run.pid}; it can be resumed "
+                "only once that process is gone"
+            )
