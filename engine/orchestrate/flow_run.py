@@ -42,6 +42,7 @@ from millstream._engine.orchestrate.scheduler import RunGroup
 from millstream._engine.orchestrate.subflows import mirrored, subflow_task_run
 from millstream._engine.results.refs import StoredResult, journal
 from millstream._engine.store.sqlite import HOSTNAME, Store, get_store
+from millstream._engine.validation import validate_parameters
 
 _PID = os.getpid()
 _COMPLETED = StateType.COMPLETED
@@ -178,8 +179,6 @@ async def _the_run(
 def _validated(spec: FlowSpec, parameters: dict[str, Any], flow_run: FlowRun) -> dict[str, Any]:
     """The parameters coerced to their annotations (raises ``ParameterTypeError``)."""
     if spec.validate_parameters:
-        from millstream._engine.validation import validate_parameters
-
         parameters = validate_parameters(spec.fn, parameters)
         flow_run.parameters = parameters
     if flow_run.parent_flow_run_id is None and flow_run.parameters_blob is None:

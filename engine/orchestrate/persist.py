@@ -14,14 +14,13 @@ from millstream._engine.model.states import (
 )
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.results.refs import StoredResult, journal, persist
+from millstream._engine.settings import get_current_settings
 
 
 def settings_of(flow_ctx: ctxmod.FlowRunContext | None) -> Any:
     """The settings a run works with: its flow run's, else the current ones."""
     if flow_ctx is not None and flow_ctx.settings is not None:
         return flow_ctx.settings
-    from millstream._engine.settings import get_current_settings
-
     return get_current_settings()
 
 

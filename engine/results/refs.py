@@ -16,6 +16,10 @@ import msgspec
 from millstream._engine.exceptions import SerializationError
 from millstream._engine.model.ids import new_id
 from millstream._engine.model.states import ResultLoader
+from millstream._engine.results.faithful import MsgpackSerializer
+from millstream._engine.results.keys import render_storage_key
+from millstream._engine.results.serializers import resolve_serializer
+from millstream._engine.results.storage import LocalFileSystem, resolve_storage
 
 # Journal entries larger than this are not kept: recovery then runs that task again.
 JOURNAL_MAX_BYTES = 64 * 1024
@@ -59,7 +63,6 @@ class StoredResult(ResultLoader):
 
 def decode(blob: bytes, serializer: Any = None) -> Any:
     """The value an envelope stands for (reading its file if it was stored as one)."""
-    from millstream._engine.results import LocalFileSystem, resolve_serializer
 
     envelope = _decoder.decode(blob)
     if serializer is None or getattr(serializer, "type", None) != envelope.serializer:
@@ -86,8 +89,6 @@ def journal(value: Any) -> bytes | None:
     global _journal_serializer
     serializer = _journal_serializer
     if serializer is None:
-        from millstream._engine.results import MsgpackSerializer
-
         serializer = _journal_serializer = MsgpackSerializer(pickle_fallback=False)
     try:
         data = serializer.dumps(value)
@@ -114,8 +115,6 @@ def persist(
     Returns the envelope and the resolved serializer; raises ``SerializationError`` naming the
     type when no serializer can encode the value, and then nothing has been written.
     """
-    from millstream._engine.results import render_storage_key, resolve_serializer, resolve_storage
-
     resolved = resolve_serializer(serializer, pickle_fallback=pickle_fallback)
     data = resolved.dumps(value)
     if storage_key is None and storage is None and len(data) <= inline_max_bytes:

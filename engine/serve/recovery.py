@@ -26,6 +26,7 @@ from millstream._engine.model.keys import SCRIPT_MODULE_PREFIX
 from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import Crashed, now
+from millstream._engine.orchestrate.flow_run import run_flow
 from millstream._engine.store.sqlite import HOSTNAME, Q, Store, _ts, db_id, flow_run_from_row
 
 logger = logging.getLogger("millstream.engine")
@@ -197,7 +198,6 @@ async def recover_all(
     ``executor`` runs sync flow bodies (see ``bridge.executors``). A run whose flow cannot be
     imported any more is marked Crashed, saying why.
     """
-    from millstream._engine.orchestrate.flow_run import run_flow
 
     report = RecoveryReport()
     for run in await find_orphans(store, lease_seconds, live_here):

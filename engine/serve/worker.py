@@ -26,6 +26,7 @@ from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import Cancelled, Late, now
 from millstream._engine.orchestrate import cancellation
+from millstream._engine.orchestrate.flow_run import run_flow
 from millstream._engine.serve import deployments
 from millstream._engine.serve.deployments import DeploymentRecord
 from millstream._engine.serve.recovery import recorded_parameters, recover_all
@@ -199,7 +200,6 @@ class Worker:
                 return
         # Sync flow bodies must not run on this loop: they run on the task runner's pool.
         executor = None if spec.is_async else PoolExecutor(default_task_runner().acquire())
-        from millstream._engine.orchestrate.flow_run import run_flow
 
         await run_flow(
             spec,
