@@ -297,6 +297,11 @@ class OptionTable:
                 raise TypeError(f"{options.__name__}.{name} needs exactly one Option")
             self.options[name] = found[0]
         self.names = frozenset(self.options)
+        # Flattened once: reading options runs for every Task/Flow made (and every method task
+        # bound by __get__), so the loop touches no descriptor attributes.
+        self._read = [
+            (name, o.default, o.fill, o.check, o.attr or name) for name, o in self.options.items()
+        ]
         # (option, attribute, spec field, converter) for the options copied into the spec.
         self._to_spec = [
             (name, o.attr or name, name if o.spec is True else o.spec, o.to_spec)
@@ -313,15 +318,17 @@ class OptionTable:
 
     def read(self, given: Mapping[str, Any], fn: Callable[..., Any]) -> dict[str, Any]:
         """Every option's kept value (by attribute name): defaults filled, checks run."""
-        self.check_names(given, f"{self.kind}()")
+        if not self.names.issuperset(given):
+            self.check_names(given, f"{self.kind}()")
         values: dict[str, Any] = {}
-        for name, option in self.options.items():
-            value = given.get(name, option.default)
-            if option.fill is not None:
-                value = option.fill(value, fn)
-            if option.check is not None:
-                value = option.check(name, value)
-            values[option.attr or name] = value
+        get = given.get
+        for name, default, fill, check, attr in self._read:
+            value = get(name, default)
+            if fill is not None:
+                value = fill(value, fn)
+            if check is not None:
+                value = check(name, value)
+            values[attr] = value
         return values
 
     def carried(self, obj: Any, given: Mapping[str, Any]) -> dict[str, Any]:

@@ -228,3 +228,9 @@ def test_transaction_hooks_and_flow_hooks_are_wrapped():
     assert [h.__wrapped__ for h in hooks.on_running] == [added]  # rebuilt after the decorator
     assert f.spec.on_running == (added,)
     assert hooks.retry_condition is None and hooks.on_commit == ()
+
+
+@pytest.mark.parametrize(("cls", "table"), [(Task, TASK_OPTIONS), (Flow, FLOW_OPTIONS)])
+def test_every_option_attribute_is_declared_on_the_class_for_type_checkers(cls, table):
+    declared = set(typing.get_type_hints(cls))
+    assert {option.attr or name for name, option in table.options.items()} <= declared
