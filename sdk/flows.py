@@ -6,40 +6,18 @@ import inspect
 import os
 import uuid
 from collections.abc import Callable
-from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, overload
 
 from millstream._engine.bridge.task_runners import TaskRunner
 from millstream._engine.exceptions import NotSupportedError
 from millstream._engine.model.spec import Binder, FlowSpec, Hook
 from millstream._engine.model.states import resolve_retry_delays
 from millstream._engine.orchestrate import flow_run as engine_run
-from millstream._options import check_hooks, check_timeout, merge
+from millstream._options import FLOW_OPTIONS, FlowOptions, check_hooks
 from millstream._sync import run_sync
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_OPTION_NAMES = (
-    "name",
-    "version",
-    "retries",
-    "retry_delay_seconds",
-    "description",
-    "flow_run_name",
-    "task_runner",
-    "timeout_seconds",
-    "validate_parameters",
-    "persist_result",
-    "result_storage",
-    "result_serializer",
-    "cache_result_in_memory",
-    "log_prints",
-    "on_completion",
-    "on_failure",
-    "on_cancellation",
-    "on_crashed",
-    "on_running",
-)
 
 
 def _entrypoint(fn: Callable[..., Any]) -> str | None:
@@ -73,98 +51,42 @@ def _run_id(value: Any) -> uuid.UUID | None:
 class Flow(Generic[P, R]):
     """A function whose calls are recorded as flow runs: the unit of orchestration."""
 
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        name: str | None = None,
-        version: str | None = None,
-        flow_run_name: str | Callable[[], str] | None = None,
-        retries: int | None = None,
-        retry_delay_seconds: float | None = None,
-        task_runner: TaskRunner | None = None,
-        description: str | None = None,
-        timeout_seconds: float | None = None,
-        validate_parameters: bool = True,
-        persist_result: bool | None = None,
-        result_storage: Any = None,
-        result_serializer: Any = None,
-        cache_result_in_memory: bool = True,
-        log_prints: bool | None = None,
-        on_completion: list[Hook] | None = None,
-        on_failure: list[Hook] | None = None,
-        on_cancellation: list[Hook] | None = None,
-        on_crashed: list[Hook] | None = None,
-        on_running: list[Hook] | None = None,
-    ) -> None:
+    # The options' attributes (set from FLOW_OPTIONS in __init__), for type checkers.
+    name: str
+    version: str | None
+    flow_run_name: str | Callable[[], str] | None
+    retries: int
+    retry_delay_seconds: float
+    task_runner: TaskRunner | None
+    description: str | None
+    timeout_seconds: float | None
+    should_validate_parameters: bool
+    persist_result: bool | None
+    result_storage: Any
+    result_serializer: Any
+    cache_result_in_memory: bool
+    log_prints: bool | None
+    on_completion_hooks: list[Hook]
+    on_failure_hooks: list[Hook]
+    on_cancellation_hooks: list[Hook]
+    on_crashed_hooks: list[Hook]
+    on_running_hooks: list[Hook]
+
+    def __init__(self, fn: Callable[P, R], **options: Unpack[FlowOptions]) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {fn!r}")
-        from millstream._engine.settings import get_current_settings
-
-        settings = get_current_settings()
         self.fn = fn
-        self.name = name or fn.__name__.replace("_", "-")
-        if not isinstance(self.name, str) or not self.name:
-            raise TypeError(f"Flow name must be a non-empty string, got {self.name!r}")
-        for bad in ("/", "%", "&", ">", "<"):
-            if bad in self.name:
-                raise ValueError(
-                    f"Flow name {self.name!r} contains the forbidden character {bad!r}"
-                )
-        self.version = version
-        self.description = description if description is not None else inspect.getdoc(fn)
-        if flow_run_name is not None and not (
-            isinstance(flow_run_name, str) or callable(flow_run_name)
+        for attr, value in FLOW_OPTIONS.read(options, fn).items():
+            setattr(self, attr, value)
+        self._retry_delays = resolve_retry_delays(self.retry_delay_seconds, self.retries)
+        if self.persist_result is None and (
+            self.result_storage is not None or self.result_serializer is not None
         ):
-            raise TypeError(f"flow_run_name must be a string or a callable, got {flow_run_name!r}")
-        self.flow_run_name = flow_run_name
-        if task_runner is not None and not isinstance(task_runner, TaskRunner):
-            if isinstance(task_runner, type) and issubclass(task_runner, TaskRunner):
-                task_runner = task_runner()
-            else:
-                raise TypeError(f"task_runner must be a TaskRunner, got {task_runner!r}")
-        self.task_runner = task_runner
-        self.timeout_seconds = check_timeout(timeout_seconds)
-        self.should_validate_parameters = bool(validate_parameters)
-        if retries is None:
-            retries = settings.flows.default_retries
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-        self.retries = retries
-        if retry_delay_seconds is None:
-            retry_delay_seconds = settings.flows.default_retry_delay_seconds
-        self.retry_delay_seconds = retry_delay_seconds
-        self._retry_delays = resolve_retry_delays(retry_delay_seconds, retries)
-        if persist_result is None and (result_storage is not None or result_serializer is not None):
             # As in Prefect 3: saying where or how to store the result means storing it.
-            persist_result = True
-        self.persist_result = persist_result
-        self.result_storage = result_storage
-        self.result_serializer = result_serializer
-        self.cache_result_in_memory = cache_result_in_memory
-        self.log_prints = log_prints
-        self.on_completion_hooks = check_hooks("on_completion", on_completion)
-        self.on_failure_hooks = check_hooks("on_failure", on_failure)
-        self.on_cancellation_hooks = check_hooks("on_cancellation", on_cancellation)
-        self.on_crashed_hooks = check_hooks("on_crashed", on_crashed)
-        self.on_running_hooks = check_hooks("on_running", on_running)
+            self.persist_result = True
         self.isasync = inspect.iscoroutinefunction(fn)
         self._binder = Binder(fn)
-        self._options = {
-            "name": name,
-            "version": version,
-            "flow_run_name": flow_run_name,
-            "retries": retries,
-            "retry_delay_seconds": retry_delay_seconds,
-            "task_runner": task_runner,
-            "description": description,
-            "timeout_seconds": timeout_seconds,
-            "validate_parameters": validate_parameters,
-            "persist_result": persist_result,
-            "result_storage": result_storage,
-            "result_serializer": result_serializer,
-            "cache_result_in_memory": cache_result_in_memory,
-            "log_prints": log_prints,
-        }
+        self._options: dict[str, Any] = dict(options)  # as given: with_options starts here
         self._spec_cache: FlowSpec | None = None
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
@@ -179,29 +101,12 @@ class Flow(Generic[P, R]):
         if spec is None:
             spec = self._spec_cache = FlowSpec(
                 fn=self.fn,
-                name=self.name,
                 is_async=self.isasync,
                 binder=self._binder,
                 owner=self,
-                description=self.description,
-                version=self.version,
-                flow_run_name=self.flow_run_name,
-                task_runner=self.task_runner,
-                timeout_seconds=self.timeout_seconds,
-                validate_parameters=self.should_validate_parameters,
-                retries=self.retries,
                 retry_delays=self._retry_delays,
-                persist_result=self.persist_result,
-                result_storage=self.result_storage,
-                result_serializer=self.result_serializer,
-                cache_result_in_memory=self.cache_result_in_memory,
-                log_prints=self.log_prints,
                 entrypoint=_entrypoint(self.fn),
-                on_completion=tuple(self.on_completion_hooks),
-                on_failure=tuple(self.on_failure_hooks),
-                on_cancellation=tuple(self.on_cancellation_hooks),
-                on_crashed=tuple(self.on_crashed_hooks),
-                on_running=tuple(self.on_running_hooks),
+                **FLOW_OPTIONS.spec_fields(self),
             )
         return spec
 
@@ -256,16 +161,11 @@ class Flow(Generic[P, R]):
         return validate_parameters(self.fn, bound)
 
     # -- options and hooks ----------------------------------------------------------------------
-    def with_options(self, **options: Any) -> Flow[P, R]:
+    def with_options(self, **options: Unpack[FlowOptions]) -> Flow[P, R]:
         """A copy of this flow with some options replaced; this flow is unchanged."""
-        unknown = set(options) - set(_OPTION_NAMES)
-        if unknown:
-            raise TypeError(f"Flow.with_options() got unknown option(s): {sorted(unknown)}")
-        merged = merge(self._options, options)
-        if "name" not in options:
-            merged["name"] = self.name
-        for hook in ("on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running"):
-            merged[hook] = options.get(hook, getattr(self, f"{hook}_hooks"))
+        FLOW_OPTIONS.check_names(options, "Flow.with_options()")
+        merged = FLOW_OPTIONS.carried(self, self._options)
+        merged.update(options)
         return Flow(self.fn, **merged)
 
     def _add_hook(self, hooks: list[Hook], fn: Hook) -> Hook:
@@ -346,39 +246,16 @@ class Flow(Generic[P, R]):
 
 
 @overload
-def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
+def flow(__fn: Callable[P, R], /, **options: Unpack[FlowOptions]) -> Flow[P, R]: ...
 
 
 @overload
-def flow(
-    *,
-    name: str | None = None,
-    version: str | None = None,
-    flow_run_name: str | Callable[[], str] | None = None,
-    retries: int | None = None,
-    retry_delay_seconds: float | None = None,
-    task_runner: TaskRunner | None = None,
-    description: str | None = None,
-    timeout_seconds: float | None = None,
-    validate_parameters: bool = True,
-    persist_result: bool | None = None,
-    result_storage: Any = None,
-    result_serializer: Any = None,
-    cache_result_in_memory: bool = True,
-    log_prints: bool | None = None,
-    on_completion: list[Hook] | None = None,
-    on_failure: list[Hook] | None = None,
-    on_cancellation: list[Hook] | None = None,
-    on_crashed: list[Hook] | None = None,
-    on_running: list[Hook] | None = None,
-) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+def flow(**options: Unpack[FlowOptions]) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
-def flow(__fn: Any = None, **options: Any) -> Any:
+def flow(__fn: Any = None, /, **options: Unpack[FlowOptions]) -> Any:
     """Turn a function into a ``Flow``: bare ``@flow`` or ``@flow(name=..., retries=...)``."""
-    unknown = set(options) - set(_OPTION_NAMES)
-    if unknown:
-        raise TypeError(f"flow() got unexpected keyword argument(s): {sorted(unknown)}")
+    FLOW_OPTIONS.check_names(options, "flow()")
     if __fn is not None:
         return Flow(__fn, **options)
 

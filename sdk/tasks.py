@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, cast, overload
 
 from millstream._engine.bridge.executors import PoolExecutor
 from millstream._engine.exceptions import MappingLengthMismatch, MappingMissingIterable
@@ -21,7 +21,7 @@ from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate import task_run as engine_run
 from millstream._engine.orchestrate.scheduler import EngineFuture, quote, unmapped
 from millstream._engine.results.cache_policies import source_fingerprint
-from millstream._options import NotSet, check_hooks, check_timeout, merge
+from millstream._options import TASK_OPTIONS, NotSet, TaskOptions, check_hooks
 from millstream._sync import run_sync
 from millstream.futures import PrefectFuture, PrefectFutureList
 
@@ -30,164 +30,63 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-_OPTION_NAMES = (
-    "name",
-    "description",
-    "tags",
-    "version",
-    "cache_policy",
-    "cache_key_fn",
-    "cache_expiration",
-    "task_run_name",
-    "retries",
-    "retry_delay_seconds",
-    "retry_jitter_factor",
-    "persist_result",
-    "result_storage",
-    "result_serializer",
-    "result_storage_key",
-    "cache_result_in_memory",
-    "timeout_seconds",
-    "log_prints",
-    "refresh_cache",
-    "on_completion",
-    "on_failure",
-    "on_running",
-    "on_commit",
-    "on_rollback",
-    "retry_condition_fn",
-)
-
-
 class Task(Generic[P, R]):
     """A function whose calls are recorded as task runs, with retries, caching and timeouts."""
 
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        name: str | None = None,
-        description: str | None = None,
-        tags: Iterable[str] | None = None,
-        version: str | None = None,
-        cache_policy: Any = NotSet,
-        cache_key_fn: Callable[..., str | None] | None = None,
-        cache_expiration: dt.timedelta | None = None,
-        task_run_name: str | Callable[[], str] | None = None,
-        retries: int | None = None,
-        retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
-        retry_jitter_factor: float | None = None,
-        persist_result: bool | None = None,
-        result_storage: Any = None,
-        result_serializer: Any = None,
-        result_storage_key: str | None = None,
-        cache_result_in_memory: bool = True,
-        timeout_seconds: float | None = None,
-        log_prints: bool | None = None,
-        refresh_cache: bool | None = None,
-        on_completion: list[Hook] | None = None,
-        on_failure: list[Hook] | None = None,
-        on_running: list[Hook] | None = None,
-        on_commit: list[Hook] | None = None,
-        on_rollback: list[Hook] | None = None,
-        retry_condition_fn: Callable[..., bool] | None = None,
-    ) -> None:
+    # The options' attributes (set from TASK_OPTIONS in __init__), for type checkers.
+    name: str
+    description: str | None
+    tags: set[str]
+    version: str | None
+    cache_policy: Any
+    cache_key_fn: Callable[..., str | None] | None
+    cache_expiration: dt.timedelta | None
+    task_run_name: str | Callable[[], str] | None
+    retries: int
+    retry_delay_seconds: float | list[float] | Callable[[int], list[float]]
+    retry_jitter_factor: float | None
+    persist_result: bool | None
+    result_storage: Any
+    result_serializer: Any
+    result_storage_key: str | None
+    cache_result_in_memory: bool
+    timeout_seconds: float | None
+    log_prints: bool | None
+    refresh_cache: bool | None
+    on_completion_hooks: list[Hook]
+    on_failure_hooks: list[Hook]
+    on_running_hooks: list[Hook]
+    on_commit_hooks: list[Hook]
+    on_rollback_hooks: list[Hook]
+    retry_condition_fn: Callable[..., bool] | None
+
+    def __init__(self, fn: Callable[P, R], **options: Unpack[TaskOptions]) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
-        from millstream._engine.settings import get_current_settings
-
-        settings = get_current_settings()
         self.fn = fn
-        self.name = name or fn.__name__
-        if not isinstance(self.name, str):
-            raise TypeError(f"Task name must be a string, got {self.name!r}")
-        self.description = description if description is not None else inspect.getdoc(fn)
-        self.version = version
-        if isinstance(tags, str):
-            raise TypeError(f"tags must be an iterable of strings, not the string {tags!r}")
-        self.tags: set[str] = set(tags or ())
+        for attr, value in TASK_OPTIONS.read(options, fn).items():
+            setattr(self, attr, value)
         self.isasync = inspect.iscoroutinefunction(fn)
-        self.task_run_name = task_run_name
-        if task_run_name is not None and not (
-            isinstance(task_run_name, str) or callable(task_run_name)
-        ):
-            raise TypeError(f"task_run_name must be a string or a callable, got {task_run_name!r}")
-        if retries is None:
-            retries = settings.tasks.default_retries
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-        self.retries = retries
-        if retry_delay_seconds is None:
-            retry_delay_seconds = settings.tasks.default_retry_delay_seconds
-        self.retry_delay_seconds = retry_delay_seconds
-        self._retry_delays = resolve_retry_delays(retry_delay_seconds, retries)
-        if retry_jitter_factor is not None and retry_jitter_factor < 0:
-            raise ValueError(f"retry_jitter_factor must be >= 0, got {retry_jitter_factor!r}")
-        self.retry_jitter_factor = retry_jitter_factor
-        self.retry_condition_fn = retry_condition_fn
-        if retry_condition_fn is not None and not callable(retry_condition_fn):
-            raise TypeError(f"retry_condition_fn must be callable, got {retry_condition_fn!r}")
-        self.timeout_seconds = check_timeout(timeout_seconds)
-        self.log_prints = log_prints
-        self.cache_policy = cache_policy
-        self.cache_key_fn = cache_key_fn
-        self.cache_expiration = cache_expiration
-        if cache_expiration is not None and not isinstance(cache_expiration, dt.timedelta):
-            raise TypeError(
-                f"cache_expiration must be a datetime.timedelta, got {cache_expiration!r}"
-            )
-        self.refresh_cache = refresh_cache
+        # Options read together: the delay list, the implied persist_result, the cache policy.
+        self._retry_delays = resolve_retry_delays(self.retry_delay_seconds, self.retries)
+        given_persist = self.persist_result
         self.persist_result = _implied_persist_result(
-            persist_result,
-            cache_policy,
-            cache_key_fn,
-            result_storage,
-            result_serializer,
-            result_storage_key,
+            given_persist,
+            self.cache_policy,
+            self.cache_key_fn,
+            self.result_storage,
+            self.result_serializer,
+            self.result_storage_key,
         )
         # As in Prefect, a storage key alone does not bring the default cache policy in.
         self._cache_policy = _resolve_cache_policy(
-            cache_policy,
-            cache_key_fn,
-            self.persist_result if result_storage_key is None else persist_result,
+            self.cache_policy,
+            self.cache_key_fn,
+            self.persist_result if self.result_storage_key is None else given_persist,
         )
-        self.result_storage = result_storage
-        self.result_serializer = result_serializer
-        self.result_storage_key = result_storage_key
-        self.cache_result_in_memory = cache_result_in_memory
-        self.on_completion_hooks = check_hooks("on_completion", on_completion)
-        self.on_failure_hooks = check_hooks("on_failure", on_failure)
-        self.on_running_hooks = check_hooks("on_running", on_running)
-        self.on_commit_hooks = check_hooks("on_commit", on_commit)
-        self.on_rollback_hooks = check_hooks("on_rollback", on_rollback)
         self.task_key = task_key(fn)
         self._binder = Binder(fn)
-        self._options = {
-            "name": name,
-            "description": description,
-            "tags": tags,
-            "version": version,
-            "cache_policy": cache_policy,
-            "cache_key_fn": cache_key_fn,
-            "cache_expiration": cache_expiration,
-            "task_run_name": task_run_name,
-            "retries": retries,
-            "retry_delay_seconds": retry_delay_seconds,
-            "retry_jitter_factor": retry_jitter_factor,
-            "persist_result": persist_result,
-            "result_storage": result_storage,
-            "result_serializer": result_serializer,
-            "result_storage_key": result_storage_key,
-            "cache_result_in_memory": cache_result_in_memory,
-            "timeout_seconds": timeout_seconds,
-            "log_prints": log_prints,
-            "refresh_cache": refresh_cache,
-            "on_completion": on_completion,
-            "on_failure": on_failure,
-            "on_running": on_running,
-            "on_commit": on_commit,
-            "on_rollback": on_rollback,
-            "retry_condition_fn": retry_condition_fn,
-        }
+        self._options: dict[str, Any] = dict(options)  # as given: with_options starts here
         self._spec_cache: TaskSpec | None = None
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
@@ -203,36 +102,14 @@ class Task(Generic[P, R]):
         if spec is None:
             spec = self._spec_cache = TaskSpec(
                 fn=self.fn,
-                name=self.name,
                 task_key=self.task_key,
                 is_async=self.isasync,
                 code_fingerprint=source_fingerprint(self.fn),
                 binder=self._binder,
                 owner=self,
-                description=self.description,
-                version=self.version,
-                tags=frozenset(self.tags),
-                task_run_name=self.task_run_name,
-                retries=self.retries,
                 retry_delays=self._retry_delays,
-                retry_jitter_factor=self.retry_jitter_factor,
-                retry_condition_fn=self.retry_condition_fn,
-                timeout_seconds=self.timeout_seconds,
-                log_prints=self.log_prints,
                 cache_policy=self._cache_policy,
-                cache_key_fn=self.cache_key_fn,
-                cache_expiration=self.cache_expiration,
-                refresh_cache=self.refresh_cache,
-                persist_result=self.persist_result,
-                result_storage=self.result_storage,
-                result_serializer=self.result_serializer,
-                result_storage_key=self.result_storage_key,
-                cache_result_in_memory=self.cache_result_in_memory,
-                on_completion=tuple(self.on_completion_hooks),
-                on_failure=tuple(self.on_failure_hooks),
-                on_running=tuple(self.on_running_hooks),
-                on_commit=tuple(self.on_commit_hooks),
-                on_rollback=tuple(self.on_rollback_hooks),
+                **TASK_OPTIONS.spec_fields(self),
             )
         return spec
 
@@ -369,21 +246,11 @@ class Task(Generic[P, R]):
         return futures
 
     # -- options and hooks ----------------------------------------------------------------------
-    def with_options(self, **options: Any) -> Task[P, R]:
+    def with_options(self, **options: Unpack[TaskOptions]) -> Task[P, R]:
         """A copy of this task with some options replaced; this task is unchanged."""
-        unknown = set(options) - set(_OPTION_NAMES)
-        if unknown:
-            raise TypeError(f"Task.with_options() got unknown option(s): {sorted(unknown)}")
-        merged = merge(self._options, options)
-        merged["on_completion"] = options.get("on_completion", self.on_completion_hooks)
-        merged["on_failure"] = options.get("on_failure", self.on_failure_hooks)
-        merged["on_running"] = options.get("on_running", self.on_running_hooks)
-        merged["on_commit"] = options.get("on_commit", self.on_commit_hooks)
-        merged["on_rollback"] = options.get("on_rollback", self.on_rollback_hooks)
-        if "name" not in options:
-            merged["name"] = self.name
-        if "tags" not in options:
-            merged["tags"] = set(self.tags)
+        TASK_OPTIONS.check_names(options, "Task.with_options()")
+        merged = TASK_OPTIONS.carried(self, self._options)
+        merged.update(options)
         return Task(self.fn, **merged)
 
     def _add_hook(self, hooks: list[Hook], fn: Hook) -> Hook:
@@ -513,45 +380,16 @@ def _is_mappable(value: Any) -> bool:
 
 
 @overload
-def task(__fn: Callable[P, R]) -> Task[P, R]: ...
+def task(__fn: Callable[P, R], /, **options: Unpack[TaskOptions]) -> Task[P, R]: ...
 
 
 @overload
-def task(
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    tags: Iterable[str] | None = None,
-    version: str | None = None,
-    cache_policy: Any = NotSet,
-    cache_key_fn: Callable[..., str | None] | None = None,
-    cache_expiration: dt.timedelta | None = None,
-    task_run_name: str | Callable[[], str] | None = None,
-    retries: int | None = None,
-    retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
-    retry_jitter_factor: float | None = None,
-    persist_result: bool | None = None,
-    result_storage: Any = None,
-    result_serializer: Any = None,
-    result_storage_key: str | None = None,
-    cache_result_in_memory: bool = True,
-    timeout_seconds: float | None = None,
-    log_prints: bool | None = None,
-    refresh_cache: bool | None = None,
-    on_completion: list[Hook] | None = None,
-    on_failure: list[Hook] | None = None,
-    on_running: list[Hook] | None = None,
-    on_commit: list[Hook] | None = None,
-    on_rollback: list[Hook] | None = None,
-    retry_condition_fn: Callable[..., bool] | None = None,
-) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(**options: Unpack[TaskOptions]) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
-def task(__fn: Any = None, **options: Any) -> Any:
+def task(__fn: Any = None, /, **options: Unpack[TaskOptions]) -> Any:
     """Turn a function into a ``Task``: bare ``@task`` or ``@task(retries=2, ...)``."""
-    unknown = set(options) - set(_OPTION_NAMES)
-    if unknown:
-        raise TypeError(f"task() got unexpected keyword argument(s): {sorted(unknown)}")
+    TASK_OPTIONS.check_names(options, "task()")
     if __fn is not None:
         return Task(__fn, **options)
 

@@ -5,13 +5,48 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from millstream._engine.exceptions import ParameterBindError
+from millstream._engine.model.states import State
 
 Hook = Callable[..., Any]
+
+# Hooks as the engine awaits them: wrapped once when the spec is built (by the sdk), so that
+# orchestration never asks whether a user's hook is sync or async nor where to run it. A wrapped
+# hook raises what the user's hook raised; keeping that from changing the run's state (and
+# logging it) stays the orchestrator's job. Each wrapper keeps the user's hook as __wrapped__
+# and its __name__ (for log lines).
+StateHook = Callable[[Any, Any, State], Awaitable[None]]
+"""``await hook(task_or_flow, task_run_or_flow_run, state)``: a wrapped state hook."""
+TransactionHook = Callable[[Any], Awaitable[None]]
+"""``await hook(transaction)``: a wrapped ``on_commit`` / ``on_rollback`` hook."""
+RetryCondition = Callable[[Any, Any, State], Awaitable[bool]]
+"""``await condition(task, task_run, state) -> bool``: a wrapped ``retry_condition_fn``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hooks:
+    """A task's or flow's hooks, each already an awaitable callable, in the order given.
+
+    Tasks use on_running, on_completion, on_failure, on_commit, on_rollback and
+    retry_condition; flows use on_running, on_completion, on_failure, on_cancellation and
+    on_crashed. The others stay empty.
+    """
+
+    on_running: tuple[StateHook, ...] = ()
+    on_completion: tuple[StateHook, ...] = ()
+    on_failure: tuple[StateHook, ...] = ()
+    on_cancellation: tuple[StateHook, ...] = ()
+    on_crashed: tuple[StateHook, ...] = ()
+    on_commit: tuple[TransactionHook, ...] = ()
+    on_rollback: tuple[TransactionHook, ...] = ()
+    retry_condition: RetryCondition | None = None
+
+
+NO_HOOKS = Hooks()
 
 
 class Binder:
@@ -124,6 +159,8 @@ class TaskSpec:
     on_running: tuple[Hook, ...] = ()
     on_commit: tuple[Hook, ...] = ()
     on_rollback: tuple[Hook, ...] = ()
+    # The hooks above and retry_condition_fn, wrapped to be awaited (see Hooks).
+    hooks: Hooks = NO_HOOKS
     extras: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -155,3 +192,5 @@ class FlowSpec:
     on_cancellation: tuple[Hook, ...] = ()
     on_crashed: tuple[Hook, ...] = ()
     on_running: tuple[Hook, ...] = ()
+    # The hooks above, wrapped to be awaited (see Hooks).
+    hooks: Hooks = NO_HOOKS

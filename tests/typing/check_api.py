@@ -55,3 +55,29 @@ def futures_inside_a_flow() -> None:
 def wrong_calls_are_rejected() -> None:
     add("x")  # type: ignore[arg-type]
     pipeline()  # type: ignore[call-arg]
+
+
+# Options are typed once (TaskOptions / FlowOptions): the decorator with options, the
+# decorator called with the function, the constructors and with_options keep Task[P, R].
+def plain(x: int, /) -> str:
+    return str(x)
+
+
+assert_type(task(retries=2)(plain), Task[[int], str])
+assert_type(task(plain, retries=2, tags={"a"}), Task[[int], str])
+assert_type(flow(name="x")(plain), Flow[[int], str])
+assert_type(flow(plain, name="x", retries=1), Flow[[int], str])
+assert_type(Task(plain, retries=2), Task[[int], str])
+assert_type(Flow(plain, name="x"), Flow[[int], str])
+assert_type(task(plain).with_options(retries=3, timeout_seconds=1.5), Task[[int], str])
+assert_type(flow(plain).with_options(name="y", log_prints=True), Flow[[int], str])
+
+
+def unknown_or_mistyped_options_are_rejected() -> None:
+    task(plain).with_options(retriez=3)  # type: ignore[call-arg]
+    flow(plain).with_options(nmae="y")  # type: ignore[call-arg]
+    Task(plain, bogus=1)  # type: ignore[call-arg]
+    task(retriez=2)  # type: ignore[call-overload]
+    flow(nmae="x")  # type: ignore[call-overload]
+    task(retries="2")  # type: ignore[call-overload]
+    flow(plain).with_options(timeout_seconds="5")  # type: ignore[arg-type]
