@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from millstream._engine.bridge.executors import Executor
 from millstream._engine.model import transitions
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.model.spec import FlowSpec, TaskSpec
@@ -39,7 +38,6 @@ async def run_attempts(
     put: Put,
     attempt: Callable[..., Awaitable[State]],
     args: tuple[Any, ...],
-    executor: Executor | None,
     flow_ctx: ctxmod.FlowRunContext | None,
 ) -> State:
     """Run attempts of ``run`` (``attempt(*args)`` each) until one is not retried."""
@@ -51,12 +49,12 @@ async def run_attempts(
             run.start_time = running.timestamp
         run.state = running
         put(run, running)
-        if spec.on_running:
-            await run_hooks(spec.on_running, (spec.owner, run, running), executor, "on_running")
+        if spec.hooks.on_running:
+            await run_hooks(spec.hooks.on_running, (spec.owner, run, running), "on_running")
         if task_run is None and flow_ctx is not None:
             lines.flow_beginning(flow_ctx)
         state = link(run, await attempt(*args))
-        retry = await _retry_of(run, task_run, spec, state, executor)
+        retry = await _retry_of(run, task_run, spec, state)
         _say_failed(run, task_run, spec, state, retry, flow_ctx)
         if retry is None:
             return state
@@ -73,7 +71,6 @@ async def _retry_of(
     task_run: TaskRun | None,
     spec: TaskSpec | FlowSpec,
     state: State,
-    executor: Executor | None,
 ) -> tuple[float, State] | None:
     """The wait and AwaitingRetry state of a retry, or None when this attempt is the last."""
     if not transitions.may_retry(state, run.run_count, spec.retries):
@@ -81,7 +78,7 @@ async def _retry_of(
     jitter = None
     if task_run is not None:
         assert isinstance(spec, TaskSpec)
-        if not await retry_allowed(spec, task_run, state, executor):
+        if not await retry_allowed(spec, task_run, state):
             return None
         jitter = spec.retry_jitter_factor
     return transitions.retry(state, run.run_count, spec.retry_delays, jitter)

@@ -264,23 +264,23 @@ async def _run_to_the_end(
     cancellation.register(flow_run.id, cancel_task=spec.is_async)
     try:
         state = await run_attempts(
-            flow_run, spec, put, _attempt, (spec, flow_ctx, executor), executor, flow_ctx
+            flow_run, spec, put, _attempt, (spec, flow_ctx, executor), flow_ctx
         )
-        return await _finish(spec, flow_run, flow_ctx, state, executor, put)
+        return await _finish(spec, flow_run, flow_ctx, state, put)
     except asyncio.CancelledError as exc:
         flow_ctx.group.cancel_all()
         if not cancellation.requested(flow_run.id):
-            await _record_crash(exc, spec, flow_run, flow_ctx, executor, put)
+            await _record_crash(exc, spec, flow_run, flow_ctx, put)
             raise
         # Stopped on request (client.cancel_flow_run, a worker shutting down): the run ends
         # Cancelled and the caller gets that state, not the CancelledError.
         current = asyncio.current_task()
         if current is not None:
             current.uncancel()
-        return await _finish_cancelled(spec, flow_run, executor, put)
+        return await _finish_cancelled(spec, flow_run, put)
     except cancellation.FlowRunCancelled:
         flow_ctx.group.cancel_all()
-        return await _finish_cancelled(spec, flow_run, executor, put)
+        return await _finish_cancelled(spec, flow_run, put)
     finally:
         cancellation.unregister(flow_run.id)
 
@@ -304,7 +304,6 @@ async def _finish(
     flow_run: FlowRun,
     flow_ctx: ctxmod.FlowRunContext,
     state: State,
-    executor: Executor | None,
     put: Put,
 ) -> State:
     """Record the final state with what is kept of its result, and run the hooks it fires."""
@@ -324,9 +323,9 @@ async def _finish(
     # cancellation path runs on_cancellation.
     kind = transitions.hook_kind(state, flow=True)
     if kind is not None:
-        hooks = getattr(spec, kind)
+        hooks = getattr(spec.hooks, kind)
         if hooks:
-            await run_hooks(hooks, (spec.owner, flow_run, state), executor, "state")
+            await run_hooks(hooks, (spec.owner, flow_run, state), "state")
     return state
 
 
@@ -335,16 +334,15 @@ async def _record_crash(
     spec: FlowSpec,
     flow_run: FlowRun,
     flow_ctx: ctxmod.FlowRunContext,
-    executor: Executor | None,
     put: Put,
 ) -> None:
     """Record a flow run cancelled from outside (the awaiting task was cancelled) as Crashed."""
     state = crashed_from_exception(exc, "Flow run")
     flow_run.end_time = state.timestamp
     _record(put, flow_run, state)
-    if spec.on_crashed:
+    if spec.hooks.on_crashed:
         await asyncio.shield(
-            run_hooks(spec.on_crashed, (spec.owner, flow_run, state), executor, "on_crashed")
+            run_hooks(spec.hooks.on_crashed, (spec.owner, flow_run, state), "on_crashed")
         )
     lines.flow_finished(flow_ctx, state)
     if flow_run.parent_flow_run_id is None:
@@ -352,16 +350,14 @@ async def _record_crash(
         await asyncio.shield(flow_ctx.store.flush())
 
 
-async def _finish_cancelled(
-    spec: FlowSpec, flow_run: FlowRun, executor: Executor | None, put: Put
-) -> State:
+async def _finish_cancelled(spec: FlowSpec, flow_run: FlowRun, put: Put) -> State:
     """Record a flow run stopped on request as Cancelled and run its on_cancellation hooks."""
     state = transitions.cancelled_on_request()
     flow_run.end_time = state.timestamp
     _record(put, flow_run, state)
-    if spec.on_cancellation:
+    if spec.hooks.on_cancellation:
         await run_hooks(
-            spec.on_cancellation, (spec.owner, flow_run, state), executor, "on_cancellation"
+            spec.hooks.on_cancellation, (spec.owner, flow_run, state), "on_cancellation"
         )
     return state
 

@@ -118,7 +118,6 @@ async def run_task(
         store.put_task_run_state,
         _attempt,
         (spec, parameters, executor, task_ctx),
-        executor,
         flow_ctx,
     )
     state, blob = _kept_result(spec, task_run, state, parameters, cache_key, flow_ctx, store)
@@ -264,9 +263,10 @@ async def _finish(
         else:
             task_run_finished(*args)
     kind = transitions.hook_kind(state, flow=False)
-    hooks = spec.on_completion if kind == "on_completion" else spec.on_failure if kind else ()
-    if hooks:
-        await run_hooks(hooks, (spec.owner, task_run, state), executor, kind or "")
+    if kind is not None:
+        hooks = spec.hooks.on_completion if kind == "on_completion" else spec.hooks.on_failure
+        if hooks:
+            await run_hooks(hooks, (spec.owner, task_run, state), kind)
     lines.task_finished(task_run, state)
     if flow_ctx is None and ctxmod.task_run_var.get() is None:
         # A top-level task run (called outside any flow) is durable when the call returns,
