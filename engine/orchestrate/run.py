@@ -35,7 +35,7 @@ from millstream._engine.exceptions import (
     UnfinishedRun,
     UpstreamTaskError,
 )
-from millstream._engine.logs import runlogs as logs
+from millstream._engine.logs import loggers as logs
 from millstream._engine.model.ids import new_id, rng
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.model.spec import FlowSpec, Hook, TaskSpec
