@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from millstream._engine import logs
 from millstream._engine.bridge.executors import (
     AbandonableThread,
     Executor,
@@ -35,7 +36,6 @@ from millstream._engine.exceptions import (
     UnfinishedRun,
     UpstreamTaskError,
 )
-from millstream._engine.logs import loggers as logs
 from millstream._engine.model.ids import new_id, rng
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.model.spec import FlowSpec, Hook, TaskSpec
