@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
 import msgspec
@@ -37,24 +37,46 @@ class ConsoleRenderer:
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
         """Render one event (keys ``created``, ``level``, ``label``, ``event``, then extras)."""
-        millis = int(event_dict.pop("created") * 1000)
-        if millis != self._millis:  # a flood logs many lines per millisecond: format once
-            self._millis = millis
-            second, rest = divmod(millis, 1000)
-            self._stamp = time.strftime("%H:%M:%S", time.localtime(second)) + f".{rest:03d} | "
+        created: float = event_dict.pop("created")
         level: str = event_dict.pop("level")
         label: str = event_dict.pop("label")
         event: str = event_dict.pop("event")
         exception: str | None = event_dict.pop("exception", None)
-        line = f"{self._stamp}{_PADDED.get(level) or level.ljust(7)} | {label} - {event}"
-        if event_dict:
+        padded = _PADDED_BY_NAME.get(level) or level.ljust(7)
+        return self.line(created, padded, label, event, exception, event_dict)
+
+    def line(
+        self,
+        created: float,
+        padded: str,
+        label: str,
+        event: str,
+        exception: str | None,
+        extra: Mapping[str, Any] | None,
+    ) -> str:
+        """The line itself, from its parts (``padded``: the level name padded to 7): the log
+        thread calls this directly, with no event dict to build and take apart."""
+        millis = int(created * 1000)
+        if millis != self._millis:  # a flood logs many lines per millisecond: format once
+            self._millis = millis
+            second, rest = divmod(millis, 1000)
+            self._stamp = time.strftime("%H:%M:%S", time.localtime(second)) + f".{rest:03d} | "
+        line = f"{self._stamp}{padded} | {label} - {event}"
+        if extra:
             line += " " + " ".join(
-                f"{k}={v}" if type(v) is str else f"{k}={v!r}" for k, v in event_dict.items()
+                f"{k}={v}" if type(v) is str else f"{k}={v!r}" for k, v in extra.items()
             )
         return f"{line}\n{exception}\n" if exception else line + "\n"
 
 
-_PADDED = {name: name.ljust(7) for name in _LEVEL_NAMES.values()}
+_PADDED_BY_NAME = {name: name.ljust(7) for name in _LEVEL_NAMES.values()}
+# By level number, for the log thread's direct path.
+_PADDED = {level: name.ljust(7) for level, name in _LEVEL_NAMES.items()}
+
+
+def _padded(level: int) -> str:
+    padded = _PADDED.get(level)
+    return padded if padded is not None else _level_name(level).ljust(7)
 
 
 _json_encoder = msgspec.json.Encoder(enc_hook=repr)
@@ -94,12 +116,16 @@ def _render_line(renderer: Renderer, json_lines: bool, entry: Entry) -> str:
         if exc_text:
             event["exception"] = exc_text
         return renderer(None, "", event) + "\n"
+    # Run lines (and Millstream's own, inside a run) are labelled with the run, as Prefect
+    # does; other loggers' records keep their logger's name.
+    label = target.label if target is not None and name.startswith(ROOT) else name
+    if not extra and type(renderer) is ConsoleRenderer:
+        # The default console: straight from the parts (an event dict costs more than the line).
+        return renderer.line(created, _padded(level), label, message, exc_text, None)
     event = {
         "created": created,
         "level": _level_name(level),
-        # Run lines (and Millstream's own, inside a run) are labelled with the run, as Prefect
-        # does; other loggers' records keep their logger's name.
-        "label": target.label if target is not None and name.startswith(ROOT) else name,
+        "label": label,
         "event": message,
     }
     if extra:

@@ -163,9 +163,11 @@ class _Sink:
         renderer, json_lines = _state.renderer, _state.json_lines
         text: list[str] = []
         rows: dict[Store, list[LogRecord]] = {}
-        last: _Target | None = None
+        last_key: uuid.UUID | None = None
+        last_store: Store | None = None
         cap: _Cap | None = None
         kept: list[LogRecord] = []
+        utc, from_timestamp = dt.UTC, dt.datetime.fromtimestamp
         for entry in batch:
             target, level, name, message, created, exc_text, _, where = entry
             if where & _SHOW:
@@ -175,10 +177,14 @@ class _Sink:
                     text.append(f"{message} (this log line could not be rendered: {exc!r})\n")
             if target is None or not where & _KEEP:
                 continue
-            if target is not last or cap is None:  # floods come from one run: look up once
-                last = target
+            # Lines come in runs of one flow run (a flood, or its tasks one after the other):
+            # its cap and rows are looked up once (by identity: UUID hashing is Python code).
+            if target.key is not last_key or cap is None:
+                last_key = target.key
                 cap = self._cap(target)
-                kept = rows.setdefault(target.store, [])
+            if target.store is not last_store:
+                last_store = target.store
+                kept = rows.setdefault(last_store, [])
             cap.count += 1
             if cap.count > cap.limit:
                 cap.dropped += 1
@@ -207,7 +213,7 @@ class _Sink:
                     level=level,
                     name=name,
                     message=f"{message}\n{exc_text}" if exc_text else message,
-                    timestamp=dt.datetime.fromtimestamp(created, dt.UTC),
+                    timestamp=from_timestamp(created, utc),
                 )
             )
         for store, records in rows.items():

@@ -42,15 +42,19 @@ _SHOW, _KEEP = 1, 2
 
 # -- where a run's lines go ---------------------------------------------------------------------
 class _Target:
-    """A run's log destination and labels, computed once per run (not once per line)."""
+    """A run's log destination and labels, computed once per run (not once per line).
+
+    Built on the caller's thread for every task run's final line, so it does the least there:
+    the label and the fields are made on first use (on the log thread for the label).
+    """
 
     __slots__ = (
         "_fields",
         "_flow_run",
+        "_label",
         "_task_run",
         "flow_run_id",
         "key",
-        "label",
         "limit",
         "logger",
         "store",
@@ -59,30 +63,41 @@ class _Target:
 
     def __init__(
         self,
-        *,
         flow_run: FlowRun | None,
         task_run: TaskRun | None,
         flow_run_id: uuid.UUID | None,
-        task_run_id: uuid.UUID | None,
-        label: str,
         logger: logging.Logger,
         store: Store,
         limit: int,
     ) -> None:
         self._fields: dict[str, Any] | None = None
+        self._label: str | None = None
         self._flow_run = flow_run
         self._task_run = task_run
         self.flow_run_id = flow_run_id
-        self.task_run_id = task_run_id
+        self.task_run_id = task_run.id if task_run is not None else None
         # Lines are capped per flow run (a task's lines count towards its flow run's); a task
         # run outside any flow is a run of its own.
-        key = flow_run_id if flow_run_id is not None else task_run_id
+        key = flow_run_id if flow_run_id is not None else self.task_run_id
         assert key is not None
         self.key: uuid.UUID = key
-        self.label = label
         self.logger = logger
         self.store = store
         self.limit = limit
+
+    @property
+    def label(self) -> str:
+        """How console lines name the run: ``Task run 'name'`` or ``Flow run 'name'``."""
+        label = self._label
+        if label is None:
+            task_run, flow_run = self._task_run, self._flow_run
+            if task_run is not None:
+                label = f"Task run {task_run.name!r}"
+            else:
+                assert flow_run is not None
+                label = f"Flow run {flow_run.name!r}"
+            self._label = label
+        return label
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -128,26 +143,36 @@ def _make_target(ctx: ctxmod.FlowRunContext | ctxmod.TaskRunContext | TaskRun) -
     if not isinstance(ctx, ctxmod.FlowRunContext):
         task_run = ctx if isinstance(ctx, TaskRun) else ctx.task_run
         flow_ctx = _flow_var.get()
-        if flow_ctx is not None and flow_ctx.flow_run.id != task_run.flow_run_id:
-            flow_ctx = None  # a task context handed in explicitly, from another flow run
         flow_run_id = task_run.flow_run_id
-        label, logger = f"Task run {task_run.name!r}", _task_runs_logger
+        if flow_ctx is not None:
+            run_id = flow_ctx.flow_run.id
+            # UUID's == is Python code: the same object (the usual case) needs no comparing.
+            if run_id is not flow_run_id and run_id != flow_run_id:
+                flow_ctx = None  # a task context handed in explicitly, from another flow run
+        logger = _task_runs_logger
     else:
         task_run, flow_ctx = None, ctx
         flow_run_id = ctx.flow_run.id
-        label, logger = f"Flow run {ctx.flow_run.name!r}", _flow_runs_logger
-    settings = flow_ctx.settings if flow_ctx is not None else None
-    if settings is None:
-        settings = get_current_settings()
+        logger = _flow_runs_logger
+    if flow_ctx is not None:
+        settings = flow_ctx.settings
+        if settings is not None:
+            return _Target(
+                flow_ctx.flow_run,
+                task_run,
+                flow_run_id,
+                logger,
+                flow_ctx.store,
+                settings.logging.max_lines_per_run,
+            )
+    settings = get_current_settings()
     return _Target(
-        flow_run=flow_ctx.flow_run if flow_ctx is not None else None,
-        task_run=task_run,
-        flow_run_id=flow_run_id,
-        task_run_id=task_run.id if task_run is not None else None,
-        label=label,
-        logger=logger,
-        store=flow_ctx.store if flow_ctx is not None else get_store(settings.database_path),
-        limit=settings.logging.max_lines_per_run,
+        flow_ctx.flow_run if flow_ctx is not None else None,
+        task_run,
+        flow_run_id,
+        logger,
+        flow_ctx.store if flow_ctx is not None else get_store(settings.database_path),
+        settings.logging.max_lines_per_run,
     )
 
 
