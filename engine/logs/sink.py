@@ -5,8 +5,8 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import datetime as dt
 import logging
+import math
 import os
 import sys
 import threading
@@ -25,8 +25,7 @@ from millstream._engine.logs.targets import (
     _Target,
     _targets,
 )
-from millstream._engine.model.records import LogRecord
-from millstream._engine.store.sqlite import Store
+from millstream._engine.store.sqlite import Q, Store
 
 # How long the log thread lets a burst gather before rendering it: one console write and one
 # hand-over to the store per batch instead of one per line, still prompt for a human watching.
@@ -51,6 +50,7 @@ class _Cap:
     __slots__ = (
         "count",
         "dropped",
+        "flow_hex",
         "flow_run_id",
         "last_report",
         "limit",
@@ -63,6 +63,7 @@ class _Cap:
         # The marker is a row of the run the cap counts for: the flow run (not the task whose
         # line happened to be the first one dropped), or the task run outside any flow.
         self.flow_run_id = target.flow_run_id
+        self.flow_hex = target.flow_run_id.hex if target.flow_run_id is not None else None
         self.task_run_id = target.task_run_id if target.flow_run_id is None else None
         self.store = target.store
         self.limit = target.limit
@@ -99,6 +100,48 @@ def _marker_update(cap: _Cap, dropped: int) -> Callable[[Any], None]:
     return update
 
 
+# A stored line: flow run id, task run id (hex or None), level, logger name, message, timestamp.
+Row = tuple[str | None, str | None, int, str, str, str]
+
+
+class _Stamps:
+    """Row timestamps as the store keeps them (fixed-width UTC text, ``...T12:00:00.000000Z``),
+    from a line's creation time: a ``datetime`` per line cost more than the rest of its row.
+
+    The microseconds are rounded as ``datetime.fromtimestamp`` rounds them (half to even on
+    the fraction); the date and time of day are formatted once per second.
+    """
+
+    __slots__ = ("prefix", "second")
+
+    def __init__(self) -> None:
+        self.second: int | None = None
+        self.prefix = ""
+
+    def text(self, created: float) -> str:
+        """The stored timestamp of a line created at ``created`` (seconds since the epoch)."""
+        fraction, whole = math.modf(created)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            whole, micros = whole + 1.0, micros - 1_000_000
+        elif micros < 0:
+            whole, micros = whole - 1.0, micros + 1_000_000
+        second = int(whole)
+        if second != self.second:
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self.prefix}.{micros:06d}Z"
+
+
+def _insert_rows(rows: list[Row]) -> Callable[[Any], None]:
+    # Ready rows in one call of the store's writer: no record per line to build there and
+    # take apart again (ids and timestamps are already the stored text).
+    def insert(conn: Any) -> None:
+        conn.executemany(Q["insert_log"], rows)
+
+    return insert
+
+
 class _Sink:
     """The queue of log lines, and the one thread per process that renders and stores them."""
 
@@ -114,6 +157,7 @@ class _Sink:
         self.thread: threading.Thread | None = None
         self.caps: collections.OrderedDict[uuid.UUID, _Cap] = collections.OrderedDict()
         self.dirty: set[_Cap] = set()
+        self.stamps = _Stamps()
 
     def put(self, entry: Entry) -> None:
         """Queue a line (from any thread); the caller does no I/O."""
@@ -162,12 +206,13 @@ class _Sink:
     def _process(self, batch: list[Entry]) -> None:
         renderer, json_lines = _state.renderer, _state.json_lines
         text: list[str] = []
-        rows: dict[Store, list[LogRecord]] = {}
+        rows: dict[Store, list[Row]] = {}
         last_key: uuid.UUID | None = None
         last_store: Store | None = None
         cap: _Cap | None = None
-        kept: list[LogRecord] = []
-        utc, from_timestamp = dt.UTC, dt.datetime.fromtimestamp
+        kept: list[Row] = []
+        flow_hex: str | None = None
+        stamp = self.stamps.text
         for entry in batch:
             target, level, name, message, created, exc_text, _, where = entry
             if where & _SHOW:
@@ -182,6 +227,7 @@ class _Sink:
             if target.key is not last_key or cap is None:
                 last_key = target.key
                 cap = self._cap(target)
+                flow_hex = cap.flow_hex
             if target.store is not last_store:
                 last_store = target.store
                 kept = rows.setdefault(last_store, [])
@@ -195,29 +241,33 @@ class _Sink:
                 cap.reported = 1
                 cap.last_report = time.monotonic()
                 text.append(_cap_notice(renderer, json_lines, target, cap.limit))
+                task_id = cap.task_run_id
                 rows.setdefault(cap.store, []).append(
-                    LogRecord(
-                        flow_run_id=cap.flow_run_id,
-                        task_run_id=cap.task_run_id,
-                        level=logging.WARNING,
-                        name=CAP_LOGGER,
-                        message=_dropped_message(1, cap.limit),
-                        timestamp=dt.datetime.fromtimestamp(created, dt.UTC),
+                    (
+                        flow_hex,
+                        task_id.hex if task_id is not None else None,
+                        logging.WARNING,
+                        CAP_LOGGER,
+                        _dropped_message(1, cap.limit),
+                        stamp(created),
                     )
                 )
                 continue
+            task_id = target.task_run_id
             kept.append(
-                LogRecord(
-                    flow_run_id=target.flow_run_id,
-                    task_run_id=target.task_run_id,
-                    level=level,
-                    name=name,
-                    message=f"{message}\n{exc_text}" if exc_text else message,
-                    timestamp=from_timestamp(created, utc),
+                (
+                    # The cap is the flow run's: its id is the target's (None outside flows).
+                    flow_hex,
+                    task_id.hex if task_id is not None else None,
+                    level,
+                    name,
+                    f"{message}\n{exc_text}" if exc_text else message,
+                    stamp(created),
                 )
             )
-        for store, records in rows.items():
-            store.put_logs(records)
+        for store, store_rows in rows.items():
+            if store_rows:
+                store.put_call(_insert_rows(store_rows))
         if text:
             _write("".join(text))
 
