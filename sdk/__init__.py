@@ -6,7 +6,7 @@ Change ``from prefect import flow, task`` to ``from millstream import flow, task
 from typing import Any
 
 from millstream import _refusals
-from millstream._engine.logs.runlogs import get_run_logger
+from millstream._engine.logs import get_run_logger
 from millstream._engine.model.states import State
 from millstream._engine.orchestrate.context import tags
 from millstream._engine.orchestrate.scheduler import allow_failure, quote, unmapped

@@ -14,11 +14,11 @@ import threading
 import uuid
 from typing import Any
 
+from millstream._engine import logs
 from millstream._engine.bridge.executors import Executor, get_portal, is_private_loop
 from millstream._engine.bridge.processes import pid_alive
 from millstream._engine.bridge.task_runners import default_task_runner
 from millstream._engine.exceptions import ParameterTypeError, UnfinishedRun
-from millstream._engine.logs import runlogs as logs
 from millstream._engine.model import transitions
 from millstream._engine.model.ids import new_id
 from millstream._engine.model.names import random_run_name, render_run_name

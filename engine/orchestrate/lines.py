@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from millstream._engine.logs import runlogs as logs
+from millstream._engine import logs
 from millstream._engine.model.records import TaskRun
 from millstream._engine.model.states import State, StateType
 from millstream._engine.orchestrate import context as ctxmod

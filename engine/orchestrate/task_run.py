@@ -10,8 +10,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from millstream._engine import logs
 from millstream._engine.bridge.executors import Executor
-from millstream._engine.logs import runlogs as logs
 from millstream._engine.model import transitions
 from millstream._engine.model.ids import new_id
 from millstream._engine.model.names import render_run_name

@@ -14,8 +14,8 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Concatenate, Literal, NoReturn, ParamSpec, Self, TypeVar, overload
 
+from millstream._engine import logs
 from millstream._engine.exceptions import NotSupportedError, ObjectAlreadyExists, ObjectNotFound
-from millstream._engine.logs import runlogs as logs
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State
 from millstream._engine.settings import get_current_settings

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from millstream import flow, get_client, get_run_logger, tags, task
-from millstream._engine.logs import runlogs as logs
+from millstream._engine import logs
 from millstream.client.orchestration import PrefectClient, SyncPrefectClient
 from millstream.client.schemas.filters import (
     DeploymentFilter,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from millstream import flow, get_client, task
-from millstream._engine.logs import runlogs as logs
+from millstream._engine import logs
 from millstream._engine.model.states import State, StateType
 from millstream.client.schemas.filters import (
     FlowRunFilter,
