@@ -597,7 +597,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MillstreamError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())
