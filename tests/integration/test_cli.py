@@ -190,7 +190,7 @@ def test_ctrl_c_exits_130(monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(millstream.cli, "cmd_db_path", interrupted)
+    monkeypatch.setattr(millstream.cli.db, "cmd_db_path", interrupted)
     assert main(["db", "path"]) == 130
 
 

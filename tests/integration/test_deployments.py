@@ -388,7 +388,7 @@ def test_params_by_name_recovery_of_a_crashed_run(
 
 
 def test_watch_details_include_a_recorded_exception_with_its_cause():
-    from millstream.cli import _failure_details
+    from millstream.cli.deployments import _failure_details
 
     @flow
     def fails_here() -> None:

@@ -1,0 +1,53 @@
+"""The ``db`` commands (where the database file is, vacuum it) and ``recover``."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+
+from millstream._engine.exceptions import ObjectNotFound
+from millstream._engine.settings import get_current_settings
+from millstream.cli.output import EXIT_OK, as_json
+
+__all__ = [
+    "cmd_db_path",
+    "cmd_db_vacuum",
+    "cmd_recover",
+]
+
+
+def cmd_db_path(args: argparse.Namespace) -> int:
+    """``db path``: the database file's path."""
+    print(get_current_settings().database_path)
+    return EXIT_OK
+
+
+def cmd_db_vacuum(args: argparse.Namespace) -> int:
+    """``db vacuum``: rewrite the database file compactly."""
+    path = get_current_settings().database_path
+    if not path.exists():
+        raise ObjectNotFound(f"No database at {path}")
+    before = path.stat().st_size
+    with sqlite3.connect(path, timeout=30) as conn:
+        conn.execute("VACUUM")
+    print(f"Vacuumed {path}: {before} -> {path.stat().st_size} bytes")
+    return EXIT_OK
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """``recover``: resume the flow runs whose process died (or mark them crashed)."""
+    from millstream.recovery import recover
+
+    report = recover(lease_seconds=args.lease)
+    if args.json:
+        print(as_json(report))
+    else:
+        print(
+            f"Resumed {len(report.resumed)} flow run(s), marked {len(report.crashed)} crashed, "
+            f"skipped {len(report.skipped)}"
+        )
+        for run_id in report.resumed:
+            print(f"  resumed {run_id}")
+        for run_id in report.crashed:
+            print(f"  crashed {run_id} (cannot be resumed)")
+    return EXIT_OK
