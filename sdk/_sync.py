@@ -16,7 +16,8 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from millstream._engine.bridge.executors import Executor, get_portal, run_here, running_loop
+from millstream._engine.bridge.executors import Executor
+from millstream._engine.bridge.loops import get_portal, run_here, running_loop
 from millstream._engine.orchestrate.context import flow_run_var, task_run_var
 
 T = TypeVar("T")

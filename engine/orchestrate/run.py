@@ -1,7 +1,7 @@
 """The run coroutines: bind → Pending → Running → body → retry → final state → persist → hooks.
 
 Both sync and async callers end up here: async callers await these coroutines on their own loop,
-sync callers reach them through the portal (``bridge.executors.Portal``) with an executor that
+sync callers reach them through the portal (``bridge.loops.Portal``) with an executor that
 runs the sync body back on the calling thread.
 """
 
@@ -20,14 +20,11 @@ from typing import Any
 
 import msgspec
 
-from millstream._engine.bridge.executors import (
-    AbandonableThread,
-    Executor,
-    get_portal,
-    is_private_loop,
-)
+from millstream._engine.bridge.executors import Executor
+from millstream._engine.bridge.loops import get_portal, is_private_loop
 from millstream._engine.bridge.processes import pid_alive
 from millstream._engine.bridge.task_runners import default_task_runner
+from millstream._engine.bridge.threads import call_with_timeout
 from millstream._engine.exceptions import (
     FlowRunTimeoutError,
     ParameterTypeError,
@@ -560,10 +557,7 @@ async def _call_task_body(
                 else await executor.run(spec.fn, *args)
             )
         else:
-            body = AbandonableThread(TaskRunTimeoutError)
-            value = await _with_timeout(
-                body.run(_call_kw, spec.fn, args, kwargs), timeout, TaskRunTimeoutError
-            )
+            value = await call_with_timeout(spec.fn, args, kwargs, timeout, TaskRunTimeoutError)
         if not spec.is_async and inspect.isawaitable(value):
             # A sync body that returns an async task's call (a coroutine): its value is the
             # result, as in Prefect.
@@ -1197,10 +1191,7 @@ async def _call_flow_body(
                 assert executor is not None
                 value = await executor.run(_call_kw, spec.fn, args, kwargs)
             else:
-                thread = AbandonableThread(FlowRunTimeoutError)
-                value = await _with_timeout(
-                    thread.run(_call_kw, spec.fn, args, kwargs), timeout, FlowRunTimeoutError
-                )
+                value = await call_with_timeout(spec.fn, args, kwargs, timeout, FlowRunTimeoutError)
             if not spec.is_async and inspect.isawaitable(value):
                 value = await value  # a returned async task call: its value is the result
         except FlowRunTimeoutError:

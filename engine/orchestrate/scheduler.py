@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from millstream._engine.bridge.executors import Executor
 from millstream._engine.model.records import TaskRun
 from millstream._engine.model.states import (
     Pending,
@@ -506,7 +507,7 @@ class RunGroup:
         self,
         loop: asyncio.AbstractEventLoop,
         thread_id: int,
-        pool: concurrent.futures.Executor | None,
+        pool: Executor | None,
         max_concurrency: int | None,
     ) -> None:
         self.loop = loop

@@ -464,3 +464,65 @@ def test_sync_flow_submitting_tasks_on_a_loop_does_not_block_it_beyond_its_run()
     assert total == sum(range(20))
     # Twenty 0.1 s bodies run at once: the loop is held about 0.1 s, not 20 x 0.1 s.
     assert gap < 0.1 + 0.2
+
+
+# -- timeouts of sync bodies ------------------------------------------------------------------
+def test_sync_body_timeouts_end_at_the_deadline_under_a_tracer(millstream_home: Path) -> None:
+    # Under a tracer (coverage, a debugger) a timed-out sync body must still end its run at the
+    # deadline: the body's thread is abandoned, not interrupted.
+    source = """
+        import sys, threading, time
+        from millstream import flow, task
+
+        def tracer(frame, event, arg):
+            return tracer
+
+        @task(timeout_seconds=0.2)
+        def blocks():
+            time.sleep(3)
+
+        @flow(timeout_seconds=0.2)
+        def flow_blocks():
+            time.sleep(3)
+
+        @flow
+        def submits():
+            return blocks.submit().wait() or 'waited'
+
+        submits()  # warm up the engine loop thread and the database
+        sys.settrace(tracer)
+        threading.settrace(tracer)
+        for call in (blocks, flow_blocks):
+            start = time.monotonic()
+            state = call(return_state=True)
+            print(state.name, time.monotonic() - start < 1.0)
+        start = time.monotonic()
+        submits()
+        print(time.monotonic() - start < 1.0)
+    """
+    out = run_script(source, millstream_home, timeout=40).split()
+    assert out == ["TimedOut", "True", "TimedOut", "True", "True"]
+
+
+def test_an_abandoned_timed_out_body_runs_on_and_its_outcome_is_dropped() -> None:
+    release = threading.Event()
+    finished = threading.Event()
+
+    @task(timeout_seconds=0.1)
+    def late() -> str:
+        release.wait(10)
+        finished.set()
+        return "late"
+
+    states: list[Any] = []
+
+    @flow
+    def f() -> str:
+        states.append(late(return_state=True))
+        return "flow done"
+
+    assert f() == "flow done"
+    assert states[0].name == "TimedOut"
+    release.set()
+    assert finished.wait(5)  # the thread was left to finish, not killed
+    assert states[0].name == "TimedOut"
