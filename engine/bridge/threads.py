@@ -38,10 +38,22 @@ def _limiter() -> anyio.CapacityLimiter:
         return limiter
 
 
-async def run_in_worker(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` on an anyio worker thread of the running loop, in a copy of this
-    context; cancelling the caller abandons the thread (its outcome is dropped)."""
+async def _to_thread(fn: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=_limiter())
+
+
+async def run_in_worker(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` on an anyio worker thread, in a copy of this context; cancelling
+    the caller abandons the thread (it runs on, its outcome is dropped).
+
+    The thread is a daemon, so a body stuck forever never holds up the interpreter's exit:
+    anyio's worker threads inherit the daemon flag of the loop thread that starts them, so a
+    caller on a non-daemon thread (a loop on the main thread) uses the engine loop's workers.
+    """
+    if threading.current_thread().daemon:
+        return await _to_thread(fn, *args)
+    outcome = get_portal().submit(_to_thread(fn, *args))
+    return await asyncio.wrap_future(outcome)
 
 
 class WorkerThreads:
@@ -71,15 +83,9 @@ async def call_with_timeout(
     """Call the sync ``fn(*args, **kwargs)`` on a worker thread; at ``seconds`` stop waiting
     and raise ``error_type("<seconds> second(s)")``, abandoning the thread.
 
-    The abandoned body runs on to its end in the background and its outcome is dropped. Its
-    thread is a daemon, so a body stuck forever does not hold up the interpreter's exit: on a
-    non-daemon thread (the main thread's private loop) the call goes to a worker thread of
-    the engine loop, whose threads are daemons like it.
+    The abandoned body runs on to its end in the background (on a daemon thread, see
+    ``run_in_worker``) and its outcome is dropped.
     """
-    if threading.current_thread().daemon:
-        call: Any = run_in_worker(_call, fn, args, kwargs)
-    else:
-        call = asyncio.wrap_future(get_portal().submit(run_in_worker(_call, fn, args, kwargs)))
     with anyio.move_on_after(seconds):
-        return await call  # type: ignore[no-any-return]
+        return await run_in_worker(_call, fn, args, kwargs)
     raise error_type(f"{seconds:g} second(s)")

@@ -383,6 +383,38 @@ def test_pool_threads_do_not_keep_the_process_alive(millstream_home: Path) -> No
     assert run_script(source, millstream_home, timeout=30).strip() == "FAILED"
 
 
+def test_stuck_bodies_of_an_async_flow_do_not_keep_the_process_alive(millstream_home: Path) -> None:
+    # The same for an async flow on the main thread's loop, and for a timed-out sync task.
+    source = """
+        import asyncio, threading, time
+        from millstream import flow, task
+
+        started = threading.Event()
+
+        @task
+        def forever():
+            started.set()
+            threading.Event().wait()
+
+        @task(timeout_seconds=0.2)
+        def stuck():
+            threading.Event().wait()
+
+        @flow(timeout_seconds=0.5)
+        async def f():
+            forever.submit()
+            await asyncio.to_thread(started.wait, 10)
+            await asyncio.sleep(5)
+
+        @flow
+        async def g():
+            return stuck(return_state=True).name  # a sync task blocks, even in an async flow
+
+        print(asyncio.run(f(return_state=True)).name, asyncio.run(g()))
+    """
+    assert run_script(source, millstream_home, timeout=30).split() == ["TimedOut", "TimedOut"]
+
+
 # -- a sync flow called on a running loop ---------------------------------------------------------
 @flow
 def sleepy_sync_flow(seconds: float) -> str:
