@@ -24,13 +24,14 @@ The thread-and-loop model::
     │ Runs the orchestration of sync calls made on a running loop and the task runs that   │
     │ sync flows submit; async bodies of those runs run on E.                              │
     └──────────────────────────────────────────────────────────────────────────────────────┘
-    submitted sync task body: WORKER_THREADS = anyio.to_thread.run_sync on an anyio worker
-        thread of the loop running the task run (E, L, or a lane); bounded by the task
-        runner's slots (ThreadPoolTaskRunner(max_workers)), given back while a run waits.
-    sync body with timeout_seconds: call_with_timeout, an anyio worker thread under
-        anyio.move_on_after with abandon_on_cancel: TimedOut at the deadline, the thread is
-        abandoned (its outcome dropped). From a non-daemon thread the call goes to E's
-        worker threads (daemons), so an abandoned body never holds up the interpreter's exit.
+    submitted sync task body: WORKER_THREADS, anyio.to_thread.run_sync (abandon_on_cancel)
+        on an anyio worker thread of the loop running the task run when that loop's thread
+        is a daemon (E, a lane), else of E (anyio's workers inherit the daemon flag, and a
+        stuck body must not hold up the interpreter's exit); bounded by the task runner's
+        slots (ThreadPoolTaskRunner(max_workers)), which a run gives back while it waits.
+    sync body with timeout_seconds: call_with_timeout, the same worker threads under
+        anyio.move_on_after: TimedOut at the deadline, the thread abandoned (runs on, its
+        outcome dropped).
     "millstream-lane": a daemon thread with a loop of its own for one task run whose loop's
         thread is blocked in a sync wait (``future.result()`` on L or E); its sync body runs
         on that lane loop's anyio worker thread.

@@ -155,8 +155,7 @@ class Portal:
     Hand-built rather than ``anyio.from_thread.BlockingPortal``: a call costs one
     ``call_soon_threadsafe`` and one task, where the blocking portal first waits for the loop
     to acknowledge the spawn and runs each call in a task group under a cancel scope (measured
-    in ``engine/bridge/__init__.py``). The loop runs under ``run_until_complete``, so anyio
-    sees a root task and keeps its worker threads for the engine loop between calls.
+    in ``engine/bridge/__init__.py``).
     """
 
     def __init__(self) -> None:
@@ -172,9 +171,13 @@ class Portal:
 
     def _main(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        forever = self.loop.create_future()
         self.loop.call_soon(started.set)
-        self.loop.run_until_complete(forever)
+        # A task, not a bare future: anyio takes the task run_until_complete drives for the
+        # loop's root task, and keeps the loop's worker threads until it ends (never).
+        self.loop.run_until_complete(self._forever())
+
+    async def _forever(self) -> None:
+        await self.loop.create_future()
 
     def call(self, make: Callable[[CallerThread], Coroutine[Any, Any, T]]) -> T:
         """Run ``make(caller)`` on the engine loop; sync bodies it posts run on this thread.
