@@ -558,3 +558,40 @@ def test_an_abandoned_timed_out_body_runs_on_and_its_outcome_is_dropped() -> Non
     release.set()
     assert finished.wait(5)  # the thread was left to finish, not killed
     assert states[0].name == "TimedOut"
+
+
+# -- one outcome, every waiter ---------------------------------------------------------------
+def test_every_kind_of_waiter_sees_the_one_final_state() -> None:
+    # Waiters on the run's loop, on another loop, on a thread and a done callback all get the
+    # same final state, settled once.
+    gate = threading.Event()
+    seen: dict[str, Any] = {}
+
+    @task
+    async def slow(x: int) -> int:
+        await asyncio.to_thread(gate.wait, 10)
+        return x * 10
+
+    @flow
+    async def f() -> dict[str, Any]:
+        target = slow.submit(1)
+        target.add_done_callback(lambda fut: seen.setdefault("callback", fut.state))
+        box: list[Any] = []
+        thread = threading.Thread(target=lambda: box.append(target.result(timeout=20)))
+        thread.start()
+        other_loop = asyncio.ensure_future(asyncio.to_thread(asyncio.run, target.await_state()))
+        engine_future = target._engine_future
+        deadline = time.monotonic() + 10
+        while engine_future._event is None or not engine_future._waiters:  # both wait now
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.001)
+        gate.set()
+        seen["here"] = await target
+        seen["other loop"] = await (await other_loop).aresult()
+        thread.join(20)
+        seen["thread"] = box[0]
+        return seen
+
+    out = asyncio.run(f())
+    assert out["callback"].is_completed()
+    assert [out[k] for k in ("here", "other loop", "thread")] == [10, 10, 10]
