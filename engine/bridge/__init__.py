@@ -20,7 +20,7 @@ The thread-and-loop model::
               ▼ (P stops while a body runs)                   ▼ an async flow's stay on L
     ┌──────────────────────────────────────────────────────────────────────────────────────┐
     │ "millstream-engine": one daemon thread per process, loop E (run_until_complete of a  │
-    │ future that never ends, so anyio sees a root task and keeps its worker threads).     │
+    │ task that never ends, so anyio sees a root task and keeps its worker threads).       │
     │ Runs the orchestration of sync calls made on a running loop and the task runs that   │
     │ sync flows submit; async bodies of those runs run on E.                              │
     └──────────────────────────────────────────────────────────────────────────────────────┘
@@ -39,8 +39,9 @@ The thread-and-loop model::
         fresh private loop in a thread of its own (blocking E would deadlock).
 
 Where a sync body runs: on the calling thread when called (a sync flow, a task called in a
-sync flow), on an anyio worker thread when submitted or given a timeout. A sync body never
-runs on a running event loop.
+sync flow), on an anyio worker thread when submitted or given a timeout. The engine never
+runs a sync body from inside its loops: on L's thread it runs within the user's own blocking
+call, as a direct call would.
 
 The portal is hand-built rather than ``anyio.from_thread.BlockingPortal``: a round trip with a
 trivial coroutine costs 38 us against 95 us through a ``BlockingPortal`` (median of 7 x 2000
