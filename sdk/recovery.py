@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from millstream._engine.bridge.executors import PoolExecutor
 from millstream._engine.bridge.task_runners import default_task_runner
 from millstream._engine.serve.recovery import RecoveryReport, recover_all
 from millstream._engine.store.sqlite import get_store
@@ -23,7 +22,7 @@ async def arecover(lease_seconds: float | None = None) -> RecoveryReport:
     await store.ensure_open()
     lease = settings.serve.lease_seconds if lease_seconds is None else lease_seconds
     # Sync flow bodies must not run on this event loop: they go to the task runner's pool.
-    executor = PoolExecutor(default_task_runner().acquire())
+    executor = default_task_runner().acquire()
     return await recover_all(
         store, lease_seconds=lease, executor=executor, live_here=store.live_runs
     )

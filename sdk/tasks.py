@@ -7,7 +7,6 @@ import inspect
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, cast, overload
 
-from millstream._engine.bridge.executors import PoolExecutor
 from millstream._engine.exceptions import MappingLengthMismatch, MappingMissingIterable
 from millstream._engine.model.keys import task_key
 from millstream._engine.model.spec import Binder, Hook, TaskSpec
@@ -186,7 +185,7 @@ class Task(Generic[P, R]):
         task_run = engine_run.new_task_run(spec, parameters, flow_ctx)
         engine_future = EngineFuture(task_run, group.loop)
         future: PrefectFuture[Any] = PrefectFuture(engine_future)
-        executor = None if spec.is_async else PoolExecutor(group.pool) if group.pool else None
+        executor = None if spec.is_async else group.pool
 
         def make() -> Coroutine[Any, Any, State]:
             return engine_run.run_task(

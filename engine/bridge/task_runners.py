@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import sys
 from typing import Any
 
-from millstream._engine.bridge.executors import elastic_pool
+from millstream._engine.bridge.executors import Executor
+from millstream._engine.bridge.threads import WORKER_THREADS
 
 
 class TaskRunner:
@@ -15,11 +15,11 @@ class TaskRunner:
     def __init__(self) -> None:
         self.name = type(self).__name__
 
-    def acquire(self) -> concurrent.futures.Executor:
+    def acquire(self) -> Executor:
         """An executor for one flow run's submitted sync task bodies."""
         raise NotImplementedError
 
-    def release(self, executor: concurrent.futures.Executor) -> None:
+    def release(self, executor: Executor) -> None:
         """Give back what ``acquire`` returned when the flow run ends."""
 
     def max_concurrency(self) -> int | None:
@@ -38,7 +38,10 @@ class ThreadPoolTaskRunner(TaskRunner):
     running at once (a run blocked waiting for another run's result does not count while it
     waits). Left out, it is the ``tasks.runner_thread_pool_max_workers`` setting, read when a
     flow run starts, or unbounded (``sys.maxsize``, as in Prefect): one thread per running
-    sync body. Threads come from one process-wide pool that grows on demand.
+    sync body. Each body runs on an anyio worker thread of the loop running its task run
+    (``anyio.to_thread.run_sync``); the bound is kept by the scheduler's slots rather than an
+    anyio ``CapacityLimiter``, because a worker thread blocked waiting for another run gives
+    its slot back, and an anyio token cannot be given back from the thread holding it.
     """
 
     def __init__(self, max_workers: int | None = None) -> None:
@@ -59,11 +62,11 @@ class ThreadPoolTaskRunner(TaskRunner):
         configured: int | None = get_current_settings().tasks.runner_thread_pool_max_workers
         return configured if configured is not None else sys.maxsize
 
-    def acquire(self) -> concurrent.futures.Executor:
+    def acquire(self) -> Executor:
         # Shared: a flow run that submits nothing costs no pool and no thread.
-        return elastic_pool()
+        return WORKER_THREADS
 
-    def release(self, executor: concurrent.futures.Executor) -> None:
+    def release(self, executor: Executor) -> None:
         pass
 
     def max_concurrency(self) -> int | None:

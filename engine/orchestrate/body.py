@@ -8,7 +8,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from millstream._engine.bridge.executors import AbandonableThread, Executor
+from millstream._engine.bridge.executors import Executor
+from millstream._engine.bridge.threads import call_with_timeout
 from millstream._engine.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
 from millstream._engine.model import transitions
 from millstream._engine.model.spec import FlowSpec, TaskSpec
@@ -50,8 +51,7 @@ async def call_body(
         else:
             value = await executor.run(spec.fn, *args)
     else:
-        thread = AbandonableThread(error)
-        value = await with_timeout(thread.run(call_kw, spec.fn, args, kwargs), timeout, error)
+        value = await call_with_timeout(spec.fn, args, kwargs, timeout, error)
     if inspect.isawaitable(value):
         # A sync body that returns an async task's call (a coroutine): its value is the
         # result, as in Prefect.

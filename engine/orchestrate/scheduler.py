@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from millstream._engine.bridge.executors import Executor
 from millstream._engine.model.records import TaskRun
 from millstream._engine.model.states import (
     Pending,
@@ -309,7 +310,12 @@ class _Waiting:
 
 
 class EngineFuture:
-    """The future of one submitted task run; safe to wait on from any thread or loop."""
+    """The future of one submitted task run; safe to wait on from any thread or loop.
+
+    ``_settle`` is the one place its outcome is set (the run's driver calls it once, on
+    whichever loop ran the run); ``wait`` (threads) and ``wait_async`` (any loop) are thin
+    waiters on top of it.
+    """
 
     __slots__ = (
         "_callbacks",
@@ -338,9 +344,12 @@ class EngineFuture:
         self._waiters: list[asyncio.Future[State]] | None = None
         self._group: RunGroup | None = None
 
-    # -- completion (always on the thread of the loop running the task run) ------------------
-    def _finish(self, state: State, owner: Any) -> None:
+    # -- the outcome --------------------------------------------------------------------------
+    def _settle(self, state: State, owner: Any) -> None:
+        """Set the final state and wake every waiter: threads, loops and callbacks."""
         with self._lock:
+            if self._state is not None:
+                return
             self._state = state
             event = self._event
             callbacks = self._callbacks
@@ -352,8 +361,7 @@ class EngineFuture:
             for waiter in waiters:
                 wloop = waiter.get_loop()
                 if wloop is here:
-                    if not waiter.done():
-                        waiter.set_result(state)
+                    _resolve_waiter(waiter, state)
                 else:
                     try:
                         wloop.call_soon_threadsafe(_resolve_waiter, waiter, state)
@@ -381,11 +389,9 @@ class EngineFuture:
 
     def on_owning_loop(self) -> bool:
         """Whether the caller is running on the loop that runs this task."""
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
+        return asyncio.events._get_running_loop() is self._loop
 
+    # -- waiting ------------------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> bool:
         """Block the calling thread until done or ``timeout``; True when done.
 
@@ -436,32 +442,16 @@ class EngineFuture:
             await held.take_back()
 
     async def _wait_async(self, timeout: float | None) -> State:
-        loop = asyncio.get_running_loop()
-        task = self._task
-        if loop is self._loop and task is not None:
-            coro: Any = asyncio.shield(task)
-        else:
-            waiter: asyncio.Future[State] = loop.create_future()
-            with self._lock:
-                if self._state is not None:
-                    return self._state
-                if self._waiters is None:
-                    self._waiters = []
-                self._waiters.append(waiter)
-            coro = waiter
-        try:
-            state: State | None = await (
-                coro if timeout is None else asyncio.wait_for(coro, timeout)
-            )
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if task is not None and self._task is not task and not current.cancelling():  # type: ignore[union-attr]
-                # Not this waiter's cancellation: the run moved to a lane before it started.
-                return await self._wait_async(timeout)
-            raise
-        if state is None:  # the run moved to a lane while waiting for a slot
-            return await self._wait_async(timeout)
-        return state
+        waiter: asyncio.Future[State] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self._state is not None:
+                return self._state
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+        if timeout is None:
+            return await waiter
+        return await asyncio.wait_for(waiter, timeout)
 
     def add_done_callback(self, fn: Callable[[Any], object], owner: Any) -> None:
         """Call ``fn(owner)`` once done (at once if already done)."""
@@ -506,7 +496,7 @@ class RunGroup:
         self,
         loop: asyncio.AbstractEventLoop,
         thread_id: int,
-        pool: concurrent.futures.Executor | None,
+        pool: Executor | None,
         max_concurrency: int | None,
     ) -> None:
         self.loop = loop
@@ -517,7 +507,7 @@ class RunGroup:
         self._pending: set[asyncio.Task[State | None]] = set()
         # Outcomes of runs moved to lanes (their loop's thread blocked in a wait), and the
         # tasks running them there (for cancel_all).
-        self._stolen: list[concurrent.futures.Future[State]] = []
+        self._stolen: list[concurrent.futures.Future[State | None]] = []
         self._lane_tasks: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = set()
 
     def submit(
@@ -554,6 +544,7 @@ class RunGroup:
         self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
     ) -> None:
         ctx = contextvars.copy_context()
+        # The driver learns its own task through ``future._task``, set before it first runs.
         task = self.loop.create_task(self._drive(future, make, owner), context=ctx)
         future._task = task
         self._pending.add(task)
@@ -573,78 +564,75 @@ class RunGroup:
         # A copy: the moved task may still be unwinding in ``ctx`` on its old loop.
         self._stolen.append(run_on_lane(self._drive_lane(future, make, owner), ctx.copy()))
 
-    async def _take_slot(self) -> _Held | None:
-        slots = self.slots
-        if slots is None:
-            if _held_var.get() is not None:  # inherited from a submitting run: not ours
-                _held_var.set(None)
-            return None
-        await slots.acquire()
-        held = _Held(slots)
-        _held_var.set(held)
-        return held
-
     async def _drive_lane(
         self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
-    ) -> State:
+    ) -> State | None:
         loop = future._loop = asyncio.get_running_loop()
         current = asyncio.current_task()
         assert current is not None
         me = (loop, current)
         self._lane_tasks.add(me)
         try:
-            held = await self._take_slot()
-            try:
-                state = await make()
-            finally:
-                if held is not None:
-                    held.give_back()
-        except BaseException as exc:
-            future._finish(crashed_from_exception(exc, "Task run"), owner)
-            raise
+            return await self._drive(future, make, owner, on_lane=True)
         finally:
             self._lane_tasks.discard(me)
-        future._finish(state, owner)
-        return state
+
+    async def _take_slot(
+        self, future: EngineFuture, home: asyncio.Task[Any] | None
+    ) -> _Held | None:
+        slots = self.slots
+        if slots is None:
+            if _held_var.get() is not None:  # inherited from a submitting run: not ours
+                _held_var.set(None)
+            return None
+        ticket = slots.request(asyncio.get_running_loop())
+        if ticket is not None:
+            if home is None:
+                await slots.wait(ticket)
+            else:
+                # Still queued while it waits: a blocking wait here may move it to a lane.
+                future._ticket = ticket
+                await slots.wait(ticket)
+                future._ticket = None
+        held = _Held(slots)
+        _held_var.set(held)
+        return held
 
     async def _drive(
-        self, future: EngineFuture, make: Callable[[], Coroutine[Any, Any, State]], owner: Any
+        self,
+        future: EngineFuture,
+        make: Callable[[], Coroutine[Any, Any, State]],
+        owner: Any,
+        on_lane: bool = False,
     ) -> State | None:
+        """Run one task run to its final state and settle its future with it (the only
+        caller of ``_settle``): on this group's loop, or on a lane."""
         queued = self._lane.queued
-        task = future._task
-        held: _Held | None = None
+        # Its task on this group's loop (None on a lane): no longer the future's once moved.
+        home = None if on_lane else future._task
+        state: State | None = None
         try:
-            slots = self.slots
-            if slots is None:
-                if _held_var.get() is not None:  # inherited from a submitting run: not ours
-                    _held_var.set(None)
-            else:
-                ticket = slots.request(self.loop)
-                if ticket is not None:
-                    # Still queued while it waits: a blocking wait here may move it to a lane.
-                    future._ticket = ticket
-                    await slots.wait(ticket)
-                    future._ticket = None
-                held = _Held(slots)
-                _held_var.set(held)
-            queued.pop(future, None)
+            held = await self._take_slot(future, home)
+            if home is not None:
+                queued.pop(future, None)
             try:
                 state = await make()
             finally:
                 if held is not None:
                     held.give_back()
         except BaseException as exc:
-            if future._task is not task:  # moved to a lane while waiting for a slot
-                return None
-            queued.pop(future, None)
+            if home is not None:
+                if future._task is not home:  # moved to a lane while waiting for a slot
+                    return None
+                queued.pop(future, None)
             state = crashed_from_exception(exc, "Task run")
-            future._finish(state, owner)
             raise
         finally:
-            # Discarded here rather than by a done callback: one less loop callback per run.
-            if task is not None:
-                self._pending.discard(task)
-        future._finish(state, owner)
+            if home is not None:
+                # Discarded here rather than by a done callback: one less loop callback per run.
+                self._pending.discard(home)
+            if state is not None:
+                future._settle(state, owner)
         return state
 
     async def wait_all(self) -> None:

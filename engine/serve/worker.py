@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from millstream._engine.bridge.executors import PoolExecutor
 from millstream._engine.bridge.task_runners import default_task_runner
 from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
@@ -199,7 +198,7 @@ class Worker:
                 await self.store.flush()
                 return
         # Sync flow bodies must not run on this loop: they run on the task runner's pool.
-        executor = None if spec.is_async else PoolExecutor(default_task_runner().acquire())
+        executor = None if spec.is_async else default_task_runner().acquire()
 
         await run_flow(
             spec,
@@ -227,7 +226,7 @@ async def recover_orphans_of(
     store: Store, deployment_ids: set[uuid.UUID], settings: Any, live: set[uuid.UUID]
 ) -> list[uuid.UUID]:
     """Resume orphaned runs (lease expired or owner dead) of these deployments."""
-    executor = PoolExecutor(default_task_runner().acquire())
+    executor = default_task_runner().acquire()
     report = await recover_all(
         store,
         lease_seconds=settings.serve.lease_seconds,

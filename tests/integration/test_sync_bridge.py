@@ -383,6 +383,38 @@ def test_pool_threads_do_not_keep_the_process_alive(millstream_home: Path) -> No
     assert run_script(source, millstream_home, timeout=30).strip() == "FAILED"
 
 
+def test_stuck_bodies_of_an_async_flow_do_not_keep_the_process_alive(millstream_home: Path) -> None:
+    # The same for an async flow on the main thread's loop, and for a timed-out sync task.
+    source = """
+        import asyncio, threading, time
+        from millstream import flow, task
+
+        started = threading.Event()
+
+        @task
+        def forever():
+            started.set()
+            threading.Event().wait()
+
+        @task(timeout_seconds=0.2)
+        def stuck():
+            threading.Event().wait()
+
+        @flow(timeout_seconds=0.5)
+        async def f():
+            forever.submit()
+            await asyncio.to_thread(started.wait, 10)
+            await asyncio.sleep(5)
+
+        @flow
+        async def g():
+            return stuck(return_state=True).name  # a sync task blocks, even in an async flow
+
+        print(asyncio.run(f(return_state=True)).name, asyncio.run(g()))
+    """
+    assert run_script(source, millstream_home, timeout=30).split() == ["TimedOut", "TimedOut"]
+
+
 # -- a sync flow called on a running loop ---------------------------------------------------------
 @flow
 def sleepy_sync_flow(seconds: float) -> str:
@@ -464,3 +496,102 @@ def test_sync_flow_submitting_tasks_on_a_loop_does_not_block_it_beyond_its_run()
     assert total == sum(range(20))
     # Twenty 0.1 s bodies run at once: the loop is held about 0.1 s, not 20 x 0.1 s.
     assert gap < 0.1 + 0.2
+
+
+# -- timeouts of sync bodies ------------------------------------------------------------------
+def test_sync_body_timeouts_end_at_the_deadline_under_a_tracer(millstream_home: Path) -> None:
+    # Under a tracer (coverage, a debugger) a timed-out sync body must still end its run at the
+    # deadline: the body's thread is abandoned, not interrupted.
+    source = """
+        import sys, threading, time
+        from millstream import flow, task
+
+        def tracer(frame, event, arg):
+            return tracer
+
+        @task(timeout_seconds=0.2)
+        def blocks():
+            time.sleep(3)
+
+        @flow(timeout_seconds=0.2)
+        def flow_blocks():
+            time.sleep(3)
+
+        @flow
+        def submits():
+            return blocks.submit().wait() or 'waited'
+
+        submits()  # warm up the engine loop thread and the database
+        sys.settrace(tracer)
+        threading.settrace(tracer)
+        for call in (blocks, flow_blocks):
+            start = time.monotonic()
+            state = call(return_state=True)
+            print(state.name, time.monotonic() - start < 1.0)
+        start = time.monotonic()
+        submits()
+        print(time.monotonic() - start < 1.0)
+    """
+    out = run_script(source, millstream_home, timeout=40).split()
+    assert out == ["TimedOut", "True", "TimedOut", "True", "True"]
+
+
+def test_an_abandoned_timed_out_body_runs_on_and_its_outcome_is_dropped() -> None:
+    release = threading.Event()
+    finished = threading.Event()
+
+    @task(timeout_seconds=0.1)
+    def late() -> str:
+        release.wait(10)
+        finished.set()
+        return "late"
+
+    states: list[Any] = []
+
+    @flow
+    def f() -> str:
+        states.append(late(return_state=True))
+        return "flow done"
+
+    assert f() == "flow done"
+    assert states[0].name == "TimedOut"
+    release.set()
+    assert finished.wait(5)  # the thread was left to finish, not killed
+    assert states[0].name == "TimedOut"
+
+
+# -- one outcome, every waiter ---------------------------------------------------------------
+def test_every_kind_of_waiter_sees_the_one_final_state() -> None:
+    # Waiters on the run's loop, on another loop, on a thread and a done callback all get the
+    # same final state, settled once.
+    gate = threading.Event()
+    seen: dict[str, Any] = {}
+
+    @task
+    async def slow(x: int) -> int:
+        await asyncio.to_thread(gate.wait, 10)
+        return x * 10
+
+    @flow
+    async def f() -> dict[str, Any]:
+        target = slow.submit(1)
+        target.add_done_callback(lambda fut: seen.setdefault("callback", fut.state))
+        box: list[Any] = []
+        thread = threading.Thread(target=lambda: box.append(target.result(timeout=20)))
+        thread.start()
+        other_loop = asyncio.ensure_future(asyncio.to_thread(asyncio.run, target.await_state()))
+        engine_future = target._engine_future
+        deadline = time.monotonic() + 10
+        while engine_future._event is None or not engine_future._waiters:  # both wait now
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.001)
+        gate.set()
+        seen["here"] = await target
+        seen["other loop"] = await (await other_loop).aresult()
+        thread.join(20)
+        seen["thread"] = box[0]
+        return seen
+
+    out = asyncio.run(f())
+    assert out["callback"].is_completed()
+    assert [out[k] for k in ("here", "other loop", "thread")] == [10, 10, 10]
