@@ -2,7 +2,7 @@
 
 Modules: ``loops`` (private loops of sync callers, the portal), ``threads`` (anyio worker
 threads: submitted sync bodies, ``call_with_timeout``), ``executors`` (the ``Executor``
-protocol, ``PoolExecutor``, lanes), ``task_runners``, ``processes``.
+protocol, lanes), ``task_runners``, ``processes``.
 
 The thread-and-loop model::
 

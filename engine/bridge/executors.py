@@ -2,8 +2,7 @@
 
 Executors: ``INLINE`` (``loops``: on the thread driving a private loop), ``CallerThread``
 (``loops``: posted back to the thread waiting in ``Portal.call``), ``WORKER_THREADS``
-(``threads``: an anyio worker thread, for submitted sync task bodies) and ``PoolExecutor``
-(any ``concurrent.futures`` executor). A lane is a thread with an event loop of its own, for
+(``threads``: an anyio worker thread, for submitted sync task bodies). A lane is a thread with an event loop of its own, for
 one task run whose loop is blocked in a sync wait.
 """
 
@@ -23,21 +22,6 @@ class Executor(Protocol):
     """Runs a sync callable somewhere that is not an event loop and awaits its result."""
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
-
-
-class PoolExecutor:
-    """Runs sync bodies on a ``concurrent.futures`` executor (a process pool, say)."""
-
-    __slots__ = ("pool",)
-
-    def __init__(self, pool: concurrent.futures.Executor) -> None:
-        self.pool = pool
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the pool, in a copy of this context."""
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        return await loop.run_in_executor(self.pool, ctx.run, fn, *args)
 
 
 def run_on_lane(
