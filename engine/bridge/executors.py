@@ -2,8 +2,8 @@
 
 Executors: ``INLINE`` (``loops``: on the thread driving a private loop), ``CallerThread``
 (``loops``: posted back to the thread waiting in ``Portal.call``), ``WORKER_THREADS``
-(``threads``: an anyio worker thread, for submitted sync task bodies). A lane is a thread with an event loop of its own, for
-one task run whose loop is blocked in a sync wait.
+(``threads``: an anyio worker thread, for submitted sync task bodies). A lane is a thread with
+an event loop of its own, for one task run whose loop is blocked in a sync wait.
 """
 
 from __future__ import annotations
