@@ -8,8 +8,8 @@ from typing import Any
 from millstream import _refusals
 from millstream._engine.logs import get_run_logger
 from millstream._engine.model.states import State
+from millstream._engine.orchestrate.annotations import allow_failure, quote, unmapped
 from millstream._engine.orchestrate.context import tags
-from millstream._engine.orchestrate.scheduler import allow_failure, quote, unmapped
 from millstream._engine.orchestrate.transactions import Transaction
 from millstream.flows import Flow, flow
 from millstream.futures import PrefectFuture, as_completed, wait

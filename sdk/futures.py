@@ -7,12 +7,8 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from millstream._engine.model.states import State, state_result
-from millstream._engine.orchestrate.scheduler import (
-    EngineFuture,
-    as_completed_sync,
-    wait_all_async,
-    wait_many,
-)
+from millstream._engine.orchestrate.scheduler import EngineFuture
+from millstream._engine.orchestrate.waiting import as_completed_sync, wait_all_async, wait_many
 
 R = TypeVar("R")
 

@@ -18,7 +18,8 @@ from millstream._engine.model.states import (
 )
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate import task_run as engine_run
-from millstream._engine.orchestrate.scheduler import EngineFuture, quote, unmapped
+from millstream._engine.orchestrate.annotations import quote, unmapped
+from millstream._engine.orchestrate.scheduler import EngineFuture
 from millstream._engine.results.cache_policies import source_fingerprint
 from millstream._options import TASK_OPTIONS, NotSet, TaskOptions, check_hooks
 from millstream._sync import run_sync

@@ -4,15 +4,12 @@ their results, annotations unwrapped, failed upstreams collected."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from millstream._engine.orchestrate.scheduler import (
-    BaseAnnotation,
-    EngineFuture,
-    Upstream,
-    has_futures,
-    resolve_inputs,
-)
+from millstream._engine.model.states import State, StateType, state_result
+from millstream._engine.orchestrate.annotations import BaseAnnotation, allow_failure, quote
+from millstream._engine.orchestrate.scheduler import EngineFuture
 
 # Argument types that can hold neither futures nor annotations: no need to look inside.
 _PLAIN_TYPES = frozenset({int, float, str, bool, bytes, type(None)})
@@ -53,3 +50,63 @@ async def resolve(
         k: await resolve_inputs(v, engine_future_of, upstream) for k, v in parameters.items()
     }
     return resolved, upstream.failed, True
+
+
+class Upstream:
+    """What resolving a task's inputs found: failed upstreams block the run unless allowed."""
+
+    __slots__ = ("failed",)
+
+    def __init__(self) -> None:
+        self.failed: list[uuid.UUID] = []
+
+
+def has_futures(value: Any, is_future: Callable[[Any], bool], depth: int = 0) -> bool:
+    """Whether ``value`` is or holds (in lists, tuples, sets, dicts) a future or a state."""
+    if is_future(value) or isinstance(value, State | allow_failure):
+        return True
+    if depth > 5:
+        return False
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(has_futures(v, is_future, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(has_futures(v, is_future, depth + 1) for v in value.values())
+    return False
+
+
+async def resolve_inputs(
+    value: Any,
+    to_engine: Callable[[Any], EngineFuture | None],
+    upstream: Upstream,
+    allow: bool = False,
+) -> Any:
+    """Replace futures and states inside ``value`` by their results."""
+    if isinstance(value, quote):
+        return value.value
+    if isinstance(value, allow_failure):
+        return await resolve_inputs(value.value, to_engine, upstream, allow=True)
+    engine_future = to_engine(value)
+    if engine_future is not None:
+        state = await engine_future.wait_async()
+        return _state_value(state, engine_future.task_run_id, upstream, allow)
+    if isinstance(value, State):
+        return _state_value(value, None, upstream, allow)
+    if isinstance(value, list):
+        return [await resolve_inputs(v, to_engine, upstream, allow) for v in value]
+    if isinstance(value, tuple):
+        items = [await resolve_inputs(v, to_engine, upstream, allow) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, set | frozenset):
+        return type(value)([await resolve_inputs(v, to_engine, upstream, allow) for v in value])
+    if isinstance(value, dict):
+        return {k: await resolve_inputs(v, to_engine, upstream, allow) for k, v in value.items()}
+    return value
+
+
+def _state_value(state: State, run_id: uuid.UUID | None, upstream: Upstream, allow: bool) -> Any:
+    if state.type is StateType.COMPLETED:
+        return state_result(state)
+    if allow:
+        return state_result(state, raise_on_failure=False)
+    upstream.failed.append(run_id or state.state_details.task_run_id or uuid.UUID(int=0))
+    return None

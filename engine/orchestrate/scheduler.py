@@ -1,210 +1,29 @@
-"""Scheduling of submitted task runs: run groups, thread-safe engine futures, input resolution."""
+"""Scheduling of submitted task runs: the loops that run them, thread-safe engine futures, and
+run groups (the submitted task runs of one flow run)."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextvars
-import functools
 import threading
-import time
 import uuid
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from millstream._engine.bridge.executors import Executor
 from millstream._engine.model.records import TaskRun
 from millstream._engine.model.states import (
     Pending,
     State,
-    StateType,
     crashed_from_exception,
     state_result,
 )
+from millstream._engine.orchestrate.slots import Held, Slots, Ticket, held_var
 
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-class BaseAnnotation(Generic[T]):
-    """Wraps a task argument to change how the engine treats it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-
-    def unwrap(self) -> T:
-        """The wrapped value."""
-        return self.value
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, BaseAnnotation)
-            and type(self) is type(other)
-            and (self.value == other.value)
-        )
-
-    def __hash__(self) -> int:
-        return hash((type(self), id(self.value)))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.value!r})"
-
-
-class unmapped(BaseAnnotation[T]):
-    """A ``Task.map`` argument passed whole to every mapped run instead of being iterated."""
-
-    def __getitem__(self, _: object) -> T:
-        return self.value
-
-
-class allow_failure(BaseAnnotation[T]):
-    """An upstream future whose failure does not block the downstream task; the task
-    receives the upstream exception in place of its result."""
-
-
-class quote(BaseAnnotation[T]):
-    """An argument passed as is: not inspected for futures, not iterated by ``map``."""
-
-
-# -- slots: the task runner's bound on concurrently running task runs -------------------------
-class _Ticket:
-    """One party waiting for a slot: a thread (``event``) or a coroutine (``fut`` on ``loop``)."""
-
-    __slots__ = ("event", "fut", "granted", "loop", "withdrawn")
-
-    def __init__(
-        self,
-        event: threading.Event | None = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        self.event = event
-        self.loop = loop
-        self.fut: asyncio.Future[None] | None = loop.create_future() if loop is not None else None
-        self.granted = False
-        self.withdrawn = False
-
-
-def _grant(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-class Slots:
-    """A first-come first-served counting semaphore for any thread and any event loop.
-
-    Unlike ``asyncio.Semaphore`` it is not tied to one loop: a run moved to another loop, and a
-    worker thread that gave its slot back while it waited, take slots from the same count.
-    """
-
-    __slots__ = ("_free", "_lock", "_waiters")
-
-    def __init__(self, count: int) -> None:
-        self._free = count
-        self._lock = threading.Lock()
-        self._waiters: collections.deque[_Ticket] = collections.deque()
-
-    def request(self, loop: asyncio.AbstractEventLoop) -> _Ticket | None:
-        """Take a slot now (None), or get a ticket to ``wait`` for one on ``loop``."""
-        with self._lock:
-            if self._free > 0 and not self._waiters:
-                self._free -= 1
-                return None
-            ticket = _Ticket(loop=loop)
-            self._waiters.append(ticket)
-            return ticket
-
-    async def wait(self, ticket: _Ticket) -> None:
-        """Wait until ``ticket`` is granted its slot (a cancelled wait withdraws it)."""
-        assert ticket.fut is not None
-        try:
-            await ticket.fut
-        except asyncio.CancelledError:
-            self.withdraw(ticket)
-            raise
-
-    async def acquire(self) -> None:
-        """Take a slot, waiting on the running loop for one."""
-        ticket = self.request(asyncio.get_running_loop())
-        if ticket is not None:
-            await self.wait(ticket)
-
-    def acquire_blocking(self) -> None:
-        """Take a slot, blocking this thread (which must not be running a loop) for one."""
-        with self._lock:
-            if self._free > 0 and not self._waiters:
-                self._free -= 1
-                return
-            ticket = _Ticket(event=threading.Event())
-            self._waiters.append(ticket)
-        assert ticket.event is not None
-        ticket.event.wait()
-
-    def withdraw(self, ticket: _Ticket) -> None:
-        """Stop waiting with ``ticket``; a slot it was already granted goes to the next."""
-        with self._lock:
-            if ticket.withdrawn:
-                return
-            ticket.withdrawn = True
-            if ticket.granted:
-                self._release_locked()
-            else:
-                self._waiters.remove(ticket)
-
-    def release(self) -> None:
-        """Give a slot back (to the longest waiting party, if any)."""
-        with self._lock:
-            self._release_locked()
-
-    def _release_locked(self) -> None:
-        while self._waiters:
-            ticket = self._waiters.popleft()
-            ticket.granted = True
-            if ticket.event is not None:
-                ticket.event.set()
-                return
-            assert ticket.loop is not None and ticket.fut is not None
-            try:
-                ticket.loop.call_soon_threadsafe(_grant, ticket.fut)
-            except RuntimeError:  # its loop closed: nobody waits there anymore
-                ticket.withdrawn = True
-                continue
-            return
-        self._free += 1
-
-
-class _Held:
-    """The slot a running task run holds; given back while the run waits for another run."""
-
-    __slots__ = ("held", "slots")
-
-    def __init__(self, slots: Slots) -> None:
-        self.slots = slots
-        self.held = True
-
-    def give_back(self) -> bool:
-        if not self.held:
-            return False
-        self.held = False
-        self.slots.release()
-        return True
-
-    def take_back_blocking(self) -> None:
-        self.slots.acquire_blocking()
-        self.held = True
-
-    async def take_back(self) -> None:
-        await self.slots.acquire()
-        self.held = True
-
-
-# The slot of the task run whose code is running (its coroutine, or its sync body's thread).
-_held_var: contextvars.ContextVar[_Held | None] = contextvars.ContextVar(
-    "millstream_held_slot", default=None
-)
 
 
 # -- the loops that run task runs -------------------------------------------------------------
@@ -275,7 +94,7 @@ def _loop_state(loop: asyncio.AbstractEventLoop, thread_id: int) -> _LoopState:
     return state
 
 
-def _blocking_here() -> _LoopState | None:
+def blocking_here() -> _LoopState | None:
     """The state of the loop this thread runs, if task runs are scheduled on it."""
     loop = asyncio.events._get_running_loop()
     if loop is None:
@@ -286,13 +105,13 @@ def _blocking_here() -> _LoopState | None:
     return state
 
 
-class _Waiting:
+class Waiting:
     """A blocking wait on this thread: the loop it runs (if any) hands its waiting runs to
     lanes meanwhile, and the task run it is part of gives its slot back until the wait ends."""
 
     __slots__ = ("_held", "_state")
 
-    def __init__(self, state: _LoopState | None, held: _Held | None) -> None:
+    def __init__(self, state: _LoopState | None, held: Held | None) -> None:
         self._state = state
         self._held = held
 
@@ -337,7 +156,7 @@ class EngineFuture:
         self._loop = loop
         self._state: State | None = None
         self._task: asyncio.Task[State | None] | None = None
-        self._ticket: _Ticket | None = None
+        self._ticket: Ticket | None = None
         self._lock = threading.Lock()
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[Any], object]] | None = None
@@ -401,8 +220,8 @@ class EngineFuture:
         """
         if self._state is not None:
             return True
-        state = _blocking_here()
-        held = _held_var.get()
+        state = blocking_here()
+        held = held_var.get()
         if state is None and held is None:
             return self._wait_event(timeout)
         task = self._task  # None once moved to a lane (its loop may not be known yet)
@@ -417,7 +236,7 @@ class EngineFuture:
                 "event loop would block it forever; use `await future` (or "
                 "`await future.aresult()`) inside async flows."
             )
-        with _Waiting(state, held):
+        with Waiting(state, held):
             return self._wait_event(timeout)
 
     def _wait_event(self, timeout: float | None) -> bool:
@@ -433,7 +252,7 @@ class EngineFuture:
         """Wait, from any event loop, for the final state (raises ``TimeoutError``)."""
         if self._state is not None:
             return self._state
-        held = _held_var.get()
+        held = held_var.get()
         if held is None or not held.give_back():
             return await self._wait_async(timeout)
         try:
@@ -577,13 +396,11 @@ class RunGroup:
         finally:
             self._lane_tasks.discard(me)
 
-    async def _take_slot(
-        self, future: EngineFuture, home: asyncio.Task[Any] | None
-    ) -> _Held | None:
+    async def _take_slot(self, future: EngineFuture, home: asyncio.Task[Any] | None) -> Held | None:
         slots = self.slots
         if slots is None:
-            if _held_var.get() is not None:  # inherited from a submitting run: not ours
-                _held_var.set(None)
+            if held_var.get() is not None:  # inherited from a submitting run: not ours
+                held_var.set(None)
             return None
         ticket = slots.request(asyncio.get_running_loop())
         if ticket is not None:
@@ -594,8 +411,8 @@ class RunGroup:
                 future._ticket = ticket
                 await slots.wait(ticket)
                 future._ticket = None
-        held = _Held(slots)
-        _held_var.set(held)
+        held = Held(slots)
+        held_var.set(held)
         return held
 
     async def _drive(
@@ -667,151 +484,3 @@ class RunGroup:
     def _cancel_pending(self) -> None:
         for task in list(self._pending):
             task.cancel()
-
-
-# -- resolving inputs -------------------------------------------------------------------------
-class Upstream:
-    """What resolving a task's inputs found: failed upstreams block the run unless allowed."""
-
-    __slots__ = ("failed",)
-
-    def __init__(self) -> None:
-        self.failed: list[uuid.UUID] = []
-
-
-def has_futures(value: Any, is_future: Callable[[Any], bool], depth: int = 0) -> bool:
-    """Whether ``value`` is or holds (in lists, tuples, sets, dicts) a future or a state."""
-    if is_future(value) or isinstance(value, State | allow_failure):
-        return True
-    if depth > 5:
-        return False
-    if isinstance(value, list | tuple | set | frozenset):
-        return any(has_futures(v, is_future, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return any(has_futures(v, is_future, depth + 1) for v in value.values())
-    return False
-
-
-async def resolve_inputs(
-    value: Any,
-    to_engine: Callable[[Any], EngineFuture | None],
-    upstream: Upstream,
-    allow: bool = False,
-) -> Any:
-    """Replace futures and states inside ``value`` by their results."""
-    if isinstance(value, quote):
-        return value.value
-    if isinstance(value, allow_failure):
-        return await resolve_inputs(value.value, to_engine, upstream, allow=True)
-    engine_future = to_engine(value)
-    if engine_future is not None:
-        state = await engine_future.wait_async()
-        return _state_value(state, engine_future.task_run_id, upstream, allow)
-    if isinstance(value, State):
-        return _state_value(value, None, upstream, allow)
-    if isinstance(value, list):
-        return [await resolve_inputs(v, to_engine, upstream, allow) for v in value]
-    if isinstance(value, tuple):
-        items = [await resolve_inputs(v, to_engine, upstream, allow) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
-    if isinstance(value, set | frozenset):
-        return type(value)([await resolve_inputs(v, to_engine, upstream, allow) for v in value])
-    if isinstance(value, dict):
-        return {k: await resolve_inputs(v, to_engine, upstream, allow) for k, v in value.items()}
-    return value
-
-
-def _state_value(state: State, run_id: uuid.UUID | None, upstream: Upstream, allow: bool) -> Any:
-    if state.type is StateType.COMPLETED:
-        return state_result(state)
-    if allow:
-        return state_result(state, raise_on_failure=False)
-    upstream.failed.append(run_id or state.state_details.task_run_id or uuid.UUID(int=0))
-    return None
-
-
-# -- waiting on many --------------------------------------------------------------------------
-async def wait_all_async(futures: Iterable[EngineFuture]) -> None:
-    """Wait, from any event loop, until every future is done (one wake-up, not one per run)."""
-    pending = [f for f in futures if f._state is None]
-    if not pending:
-        return
-    loop = asyncio.get_running_loop()
-    all_done: asyncio.Future[None] = loop.create_future()
-    remaining = [len(pending)]
-
-    def settle() -> None:
-        remaining[0] -= 1
-        if remaining[0] == 0 and not all_done.done():
-            all_done.set_result(None)
-
-    def on_done(_owner: Any) -> None:
-        # Called on the thread of whichever loop ran the task run (it may have moved).
-        if asyncio.events._get_running_loop() is loop:
-            settle()
-        else:
-            loop.call_soon_threadsafe(settle)
-
-    for fut in pending:
-        fut.add_done_callback(on_done, None)
-    held = _held_var.get()
-    if held is None or not held.give_back():
-        await all_done
-        return
-    try:
-        await all_done
-    finally:
-        await held.take_back()
-
-
-def wait_many(
-    futures: Iterable[EngineFuture], timeout: float | None = None
-) -> tuple[set[EngineFuture], set[EngineFuture]]:
-    """Block until all futures are done or ``timeout``; return ``(done, not_done)``."""
-    futures = list(futures)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for fut in futures:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not fut.wait(remaining):
-            break
-    done = {f for f in futures if f.done()}
-    return done, {f for f in futures if not f.done()}
-
-
-def _ignore_owner(fn: Callable[[EngineFuture], None], fut: EngineFuture, _owner: Any) -> None:
-    fn(fut)
-
-
-def as_completed_sync(
-    futures: Iterable[EngineFuture], timeout: float | None = None
-) -> Iterator[EngineFuture]:
-    """Yield futures as they finish (blocking); ``TimeoutError`` when ``timeout`` passes."""
-    pending = list(dict.fromkeys(futures))
-    done_queue: list[EngineFuture] = []
-    cond = threading.Condition()
-
-    def on_done(fut: EngineFuture) -> None:
-        with cond:
-            done_queue.append(fut)
-            cond.notify_all()
-
-    for fut in pending:
-        fut.add_done_callback(functools.partial(_ignore_owner, on_done, fut), None)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    yielded = 0
-    while yielded < len(pending):
-        with cond:
-            item = done_queue.pop(0) if done_queue else None
-        if item is None:
-            # Outside the condition's lock: giving back or taking a slot may take a while.
-            with _Waiting(_blocking_here(), _held_var.get()), cond:
-                while not done_queue:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError(
-                            f"{len(pending) - yielded} (of {len(pending)}) futures unfinished"
-                        )
-                    cond.wait(remaining)
-                item = done_queue.pop(0)
-        yielded += 1
-        yield item
