@@ -217,7 +217,7 @@ CRASHING_CHILD = textwrap.dedent(
         if i == 900 and os.environ.get("CRASH") == "1":
             # Crash once tasks 0-899 are on disk (the writer may lag a few ms behind).
             from millstream._engine.settings import get_current_settings
-            from millstream._engine.store.sqlite import get_store
+            from millstream._engine.store import get_store
             get_store(get_current_settings().database_path).flush_sync()
             os.kill(os.getpid(), signal.SIGKILL)
         if i == 900:
@@ -272,7 +272,8 @@ def observability(reps: int) -> list[dict]:
     from millstream._engine.model.records import FlowRun
     from millstream._engine.model.states import Completed, Failed
     from millstream._engine.settings import get_current_settings
-    from millstream._engine.store.sqlite import _flow_run_row, get_store
+    from millstream._engine.store import get_store
+    from millstream._engine.store.rows import flow_run_row as _flow_run_row
     from millstream.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterState,

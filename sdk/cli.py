@@ -10,7 +10,6 @@ import argparse
 import datetime as dt
 import json
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from millstream._engine.exceptions import MillstreamError, ObjectNotFound
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.model.states import StateType
 from millstream._engine.settings import get_current_settings
+from millstream._engine.store.sqlite import vacuum
 from millstream._tables import duration, render_table, when
 from millstream.client.orchestration import get_client
 from millstream.client.schemas.filters import (
@@ -300,8 +300,7 @@ def cmd_db_vacuum(args: argparse.Namespace) -> int:
     if not path.exists():
         raise ObjectNotFound(f"No database at {path}")
     before = path.stat().st_size
-    with sqlite3.connect(path, timeout=30) as conn:
-        conn.execute("VACUUM")
+    vacuum(path)
     print(f"Vacuumed {path}: {before} -> {path.stat().st_size} bytes")
     return EXIT_OK
 
@@ -377,7 +376,7 @@ def _parameters(pairs: list[str]) -> dict[str, Any]:
 
 def cmd_deployments_ls(args: argparse.Namespace) -> int:
     from millstream._engine.serve import deployments as engine_deployments
-    from millstream._engine.store.sqlite import get_store
+    from millstream._engine.store import get_store
     from millstream._sync import run_sync
 
     store = get_store(get_current_settings().database_path)

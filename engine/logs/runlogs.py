@@ -23,7 +23,7 @@ import msgspec
 from millstream._engine.exceptions import MissingContextError
 from millstream._engine.model.records import FlowRun, LogRecord, TaskRun
 from millstream._engine.orchestrate import context as ctxmod
-from millstream._engine.store.sqlite import Store, get_store
+from millstream._engine.store import Store, get_store
 
 ROOT = "millstream"
 FLOW_RUNS = "millstream.flow_runs"
@@ -747,26 +747,6 @@ def _dropped_message(dropped: int, limit: int) -> str:
     )
 
 
-def _marker_update(cap: _Cap, dropped: int) -> Callable[[Any], None]:
-    # The marker is the run's last row under CAP_LOGGER: the (flow_run_id, id) and
-    # (task_run_id, id) indexes find it without a scan.
-    if cap.flow_run_id is not None:
-        where, run = "flow_run_id = ?", cap.flow_run_id.hex
-    else:
-        assert cap.task_run_id is not None
-        where, run = "flow_run_id IS NULL AND task_run_id = ?", cap.task_run_id.hex
-    sql = (
-        "UPDATE log SET message = ? WHERE id = (SELECT id FROM log WHERE "
-        f"{where} AND name = ? ORDER BY id DESC LIMIT 1)"
-    )
-    params = (_dropped_message(dropped, cap.limit), run, CAP_LOGGER)
-
-    def update(conn: Any) -> None:
-        conn.execute(sql, params)
-
-    return update
-
-
 class _Sink:
     """The queue of log lines, and the one thread per process that renders and stores them."""
 
@@ -898,7 +878,10 @@ class _Sink:
             return
         cap.reported = cap.dropped
         cap.last_report = time.monotonic()
-        (store or cap.store).put_call(_marker_update(cap, cap.dropped))
+        # The marker is the run's last row under CAP_LOGGER.
+        (store or cap.store).put_dropped_marker(
+            cap.flow_run_id, cap.task_run_id, CAP_LOGGER, _dropped_message(cap.dropped, cap.limit)
+        )
 
     def forget(self, run_id: uuid.UUID, store: Store | None) -> None:
         """Write a finished run's final dropped count and drop its bookkeeping."""

@@ -69,7 +69,7 @@ from millstream._engine.orchestrate.scheduler import (
 from millstream._engine.orchestrate.transactions import task_run_finished
 from millstream._engine.results.cache_policies import source_fingerprint
 from millstream._engine.results.refs import StoredResult, journal, persist
-from millstream._engine.store.sqlite import HOSTNAME, Store, get_store
+from millstream._engine.store import HOSTNAME, Store, get_store
 
 logger = logging.getLogger("millstream.engine")
 

@@ -233,3 +233,126 @@ WHERE id = ? AND state_type IN ('PENDING', 'RUNNING')
     AND coalesce(pid, -1) = coalesce(?, -1) AND coalesce(hostname, '') = coalesce(?, '')
     AND coalesce(heartbeat, '') = coalesce(?, '')
 RETURNING id;
+
+-- name: user_version
+PRAGMA user_version;
+
+-- name: count_schema_objects
+SELECT count(*) FROM sqlite_master;
+
+-- name: vacuum
+VACUUM;
+
+-- name: ping
+SELECT 1;
+
+-- name: select_flow_run_result
+SELECT result FROM flow_run WHERE id = ?;
+
+-- name: select_cancelling
+SELECT id FROM flow_run
+WHERE state_type = 'CANCELLING' AND id IN (SELECT value FROM json_each(?));
+
+-- name: select_flow_run_lineage
+SELECT deployment_id, parent_flow_run_id, parameters FROM flow_run WHERE id = ?;
+
+-- name: select_newest_flow_run_of_flow
+SELECT id FROM flow_run WHERE flow_name = ? ORDER BY created DESC LIMIT 1;
+
+-- name: delete_flow_run
+DELETE FROM flow_run WHERE id = ?;
+
+-- name: delete_task_runs_of_flow_run
+DELETE FROM task_run WHERE flow_run_id = ?;
+
+-- name: delete_logs_of_flow_run
+DELETE FROM log WHERE flow_run_id = ?;
+
+-- name: update_flow_run_state_if
+-- Applied only while the run is in one of the expected state types (a JSON list); a final
+-- state also sets the end time. The new state is appended to the history.
+UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, state_message = ?,
+    state_timestamp = ?, state_details = ?, updated = ?,
+    end_time = CASE WHEN ? THEN ? ELSE end_time END,
+    history = history || ?
+WHERE id = ? AND state_type IN (SELECT value FROM json_each(?));
+
+-- name: insert_scheduled_flow_run
+-- The same columns as upsert_flow_run; a run that exists already is left alone.
+INSERT INTO flow_run (
+    id, name, flow_id, flow_name, flow_version, parameters, tags, parent_task_run_id,
+    parent_flow_run_id, root_flow_run_id, deployment_id, idempotency_key, entrypoint, run_count,
+    state_id, state_type, state_name, state_message, state_timestamp, state_details,
+    start_time, end_time, expected_start_time, created, updated, pid, hostname, heartbeat,
+    parameters_blob, history, result
+) VALUES (
+    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+)
+ON CONFLICT DO NOTHING;
+
+-- name: claim_due_flow_run
+-- The oldest due Scheduled run of these deployments (a JSON list of ids), taken for a worker.
+UPDATE flow_run SET state_type = 'PENDING', state_name = 'Pending', pid = ?, hostname = ?,
+    heartbeat = ?, updated = ?
+WHERE id = (
+    SELECT id FROM flow_run
+    WHERE state_type = 'SCHEDULED' AND deployment_id IN (SELECT value FROM json_each(?))
+        AND coalesce(expected_start_time, created) <= ?
+    ORDER BY coalesce(expected_start_time, created) LIMIT 1
+) AND state_type = 'SCHEDULED'
+RETURNING *;
+
+-- name: upsert_deployment
+INSERT INTO deployment (
+    id, name, flow_name, entrypoint, description, version, tags, parameters, parameters_blob,
+    parameter_schema, enforce_parameter_schema, paused, schedules, created, updated
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET entrypoint = excluded.entrypoint,
+    description = excluded.description, version = excluded.version,
+    tags = excluded.tags, parameters = excluded.parameters,
+    parameters_blob = excluded.parameters_blob,
+    parameter_schema = excluded.parameter_schema,
+    enforce_parameter_schema = excluded.enforce_parameter_schema,
+    paused = excluded.paused, schedules = excluded.schedules, updated = excluded.updated;
+
+-- name: select_deployment_by_name
+SELECT * FROM deployment WHERE flow_name = ? AND name = ?;
+
+-- name: select_deployment
+SELECT * FROM deployment WHERE id = ?;
+
+-- name: select_deployments
+SELECT * FROM deployment ORDER BY flow_name, name LIMIT ? OFFSET ?;
+
+-- name: update_deployment_paused
+UPDATE deployment SET paused = ? WHERE id = ?;
+
+-- name: insert_variable
+INSERT INTO variable (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: upsert_variable
+INSERT INTO variable (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, tags = excluded.tags,
+    updated = excluded.updated;
+
+-- name: select_variable
+SELECT name, value, tags FROM variable WHERE name = ?;
+
+-- name: select_variables
+SELECT name, value, tags FROM variable ORDER BY name ASC LIMIT ? OFFSET ?;
+
+-- name: delete_variable
+DELETE FROM variable WHERE name = ?;
+
+-- name: update_dropped_marker_of_flow_run
+-- The marker is the run's last row under its logger: the (flow_run_id, id) index finds it.
+UPDATE log SET message = ? WHERE id = (
+    SELECT id FROM log WHERE flow_run_id = ? AND name = ? ORDER BY id DESC LIMIT 1
+);
+
+-- name: update_dropped_marker_of_task_run
+UPDATE log SET message = ? WHERE id = (
+    SELECT id FROM log WHERE flow_run_id IS NULL AND task_run_id = ? AND name = ?
+    ORDER BY id DESC LIMIT 1
+);

@@ -442,7 +442,7 @@ def test_run_finished_writes_queued_lines_and_the_final_count(db_path, monkeypat
     task_id = uuid.UUID(alone())
     logs.run_finished(task_id)
     from millstream._engine.settings import get_current_settings
-    from millstream._engine.store.sqlite import get_store
+    from millstream._engine.store import get_store
 
     get_store(get_current_settings().database_path).flush_sync()
     found = messages(db_path, "task_run_id = ?", (task_id.hex,))

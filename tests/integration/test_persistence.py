@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from millstream import flow, task
-from millstream._engine.store import sqlite as store_module
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
+from millstream._engine.store import migrations as store_module
 from millstream.exceptions import StoreError
 from millstream.states import StateType
 

@@ -17,7 +17,7 @@ import pytest
 
 from millstream import flow, task
 from millstream._engine.results.refs import decode
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
 from millstream.cache_policies import DEFAULT, INPUTS, NO_CACHE, NONE, RUN_ID, TASK_SOURCE, Inputs
 from millstream.exceptions import SerializationError, StorageKeyError, UnhashableInputError
 from millstream.tasks import task_input_hash
@@ -343,7 +343,7 @@ READER_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
     from millstream._engine.settings import get_current_settings
-    from millstream._engine.store.sqlite import get_store
+    from millstream._engine.store import get_store
 
     store = get_store(get_current_settings().database_path)
     run = asyncio.run(store.read_task_run(sys.argv[1]))

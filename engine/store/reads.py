@@ -1,4 +1,4 @@
-"""Read queries for the client: SQL built at run time from filters, sorts and paging.
+"""The client's read queries: SQL built at run time from filters, sorts and paging.
 
 Filters are read by attribute (``flow_run_filter.state.type.any_``), so the engine needs no
 sdk types: any object with Prefect's filter attributes works, and an attribute left at None
@@ -10,16 +10,12 @@ a subquery over another (flow runs that have a failed task run).
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
-
 from millstream._engine.exceptions import NotSupportedError, ObjectNotFound
-from millstream._engine.model.records import FlowRecord, LogRecord
-from millstream._engine.store.sqlite import _parse_ts, _ts, _uuid, db_id
+from millstream._engine.store.rows import db_id, ts
 
 Query = tuple[str, tuple[Any, ...]]
 
@@ -86,8 +82,6 @@ LOG_SORTS: dict[str, str] = {
     "TIMESTAMP_ASC": "log.timestamp ASC, log.id ASC",
     "TIMESTAMP_DESC": "log.timestamp DESC, log.id DESC",
 }
-
-SELECT_VARIABLE = "SELECT name, value, tags FROM variable WHERE name = ?"
 
 
 class _Where:
@@ -191,7 +185,7 @@ def _ids(values: Iterable[Any] | None, what: str) -> list[str | None] | None:
 def _time(value: Any, column: str) -> str | None:
     if not isinstance(value, dt.datetime):
         raise TypeError(f"A time filter on {column} needs a datetime, got {value!r}")
-    return _ts(value)
+    return ts(value)
 
 
 def _state_types(values: Iterable[Any] | None) -> list[str] | None:
@@ -430,41 +424,3 @@ def logs(
 def variables(*, limit: int | None = None, offset: int | None = None) -> Query:
     """Every variable, by name."""
     return _paged("SELECT name, value, tags FROM variable", _Where(), "name ASC", limit, offset)
-
-
-def delete_flow_run(conn: sqlite3.Connection, flow_run_id: uuid.UUID | str) -> bool:
-    """Delete a flow run with its task runs and log lines; False if there is no such run.
-
-    Runs on the writer's connection inside its transaction, so all three go or none do.
-    """
-    run_id = db_id(flow_run_id)
-    if not conn.execute("DELETE FROM flow_run WHERE id = ?", (run_id,)).rowcount:
-        return False
-    conn.execute("DELETE FROM task_run WHERE flow_run_id = ?", (run_id,))
-    conn.execute("DELETE FROM log WHERE flow_run_id = ?", (run_id,))
-    return True
-
-
-def flow_from_row(row: sqlite3.Row) -> FlowRecord:
-    """A ``FlowRecord`` from a ``flow`` row."""
-    return FlowRecord(id=uuid.UUID(row["id"]), name=row["name"], created=_parse_ts(row["created"]))
-
-
-def log_from_row(row: sqlite3.Row) -> LogRecord:
-    """A ``LogRecord`` from a ``log`` row."""
-    timestamp = _parse_ts(row["timestamp"])
-    assert timestamp is not None  # the column is NOT NULL
-    return LogRecord(
-        id=row["id"],
-        flow_run_id=_uuid(row["flow_run_id"]),
-        task_run_id=_uuid(row["task_run_id"]),
-        level=row["level"],
-        name=row["name"],
-        message=row["message"],
-        timestamp=timestamp,
-    )
-
-
-def variable_fields(row: sqlite3.Row) -> tuple[str, Any, list[str]]:
-    """Name, value and tags of a ``variable`` row (value and tags are stored as JSON)."""
-    return row["name"], msgspec.json.decode(row["value"]), msgspec.json.decode(row["tags"])
