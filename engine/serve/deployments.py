@@ -16,7 +16,7 @@ from millstream._engine.model.records import FlowRun
 from millstream._engine.model.states import Scheduled, now
 from millstream._engine.serve.schedules import Schedule
 from millstream._engine.store import HOSTNAME, Store
-from millstream._engine.store.rows import db_id, ts
+from millstream._engine.store.rows import ts_text
 
 _schedules_decoder = msgspec.json.Decoder(list[Schedule])
 
@@ -72,8 +72,8 @@ async def read(store: Store, name_or_id: str | uuid.UUID) -> DeploymentRecord:
         fields = await store.read_deployment(full_name=(flow_name, name))
     else:
         try:
-            key = db_id(text)
-        except ObjectNotFound:
+            key = uuid.UUID(text)
+        except ValueError:
             raise ObjectNotFound(
                 f"Deployment {text!r} not found: give its id or 'flow-name/deployment-name'"
             ) from None
@@ -165,7 +165,7 @@ async def create_flow_run(
 def scheduled_run_id(deployment_id: uuid.UUID, when: dt.datetime) -> uuid.UUID:
     """The id of a deployment's run for one schedule time: the same in every worker, so a
     due time creates its run once however many workers see it."""
-    return uuid.uuid5(deployment_id, f"schedule:{ts(when)}")
+    return uuid.uuid5(deployment_id, f"schedule:{ts_text(when)}")
 
 
 async def claim_next(store: Store, deployment_ids: list[uuid.UUID]) -> FlowRun | None:

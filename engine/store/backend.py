@@ -49,6 +49,7 @@ class Backend(Protocol):
         """One row of a named query, on the calling thread's own read-only connection."""
         ...
 
-    def point_read_all(self, name: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Every row of a named query, on the calling thread's own read-only connection."""
+    def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Every row of a query (a named one, lists expanded), on the calling thread's own
+        read-only connection."""
         ...

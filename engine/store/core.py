@@ -27,7 +27,7 @@ from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, Tas
 from millstream._engine.model.states import State
 from millstream._engine.store import rows
 from millstream._engine.store.liveness import LivenessTimer
-from millstream._engine.store.migrations import Q
+from millstream._engine.store.migrations import Q, expand
 from millstream._engine.store.ops import StoreOperations
 from millstream._engine.store.sqlite import SQLiteBackend
 from millstream._engine.store.writer import (
@@ -284,14 +284,14 @@ class Store(StoreOperations):
         row = await self.fetchone("select_flow_run_history", (rows.db_id(flow_run_id),))
         if row is None:
             raise ObjectNotFound(f"Flow run {str(flow_run_id)!r} not found in {self.path}")
-        return rows.parse_history(row[0])
+        return rows.parse_history(row[0], rows.as_uuid(flow_run_id), "flow_run_id")
 
     async def read_task_run_states(self, task_run_id: uuid.UUID | str) -> list[State]:
         """Every state a task run went through, oldest first; raises ``ObjectNotFound``."""
         row = await self.fetchone("select_task_run_history", (rows.db_id(task_run_id),))
         if row is None:
             raise ObjectNotFound(f"Task run {str(task_run_id)!r} not found in {self.path}")
-        return rows.parse_history(row[0])
+        return rows.parse_history(row[0], rows.as_uuid(task_run_id), "task_run_id")
 
     async def read_flow_run_result(self, flow_run_id: uuid.UUID | str) -> bytes | None:
         """The recorded result envelope of a flow run (None when none was recorded)."""
@@ -324,8 +324,9 @@ class Store(StoreOperations):
 
     def cancelling_among(self, run_ids: list[uuid.UUID]) -> list[uuid.UUID]:
         """Those of ``run_ids`` in state Cancelling (read on the calling thread)."""
-        ids = rows.encode_json([i.hex for i in run_ids])
-        return [uuid.UUID(r[0]) for r in self.backend.point_read_all("select_cancelling", (ids,))]
+        sql = expand("select_cancelling", len(run_ids))
+        found = self.backend.point_read_all(sql, tuple(rows.encode_ids(run_ids)))
+        return [uuid.UUID(bytes=r[0]) for r in found]
 
 
 # -- registry ---------------------------------------------------------------------------------

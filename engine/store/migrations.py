@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
+import uuid
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from millstream._engine.exceptions import StoreError
+from millstream._engine.model.states import State, StateDetails, StateType
 
 
 def _load_sql() -> tuple[list[tuple[int, str]], dict[str, str]]:
@@ -33,6 +39,11 @@ MIGRATIONS, Q = _load_sql()
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
 
+def expand(name: str, count: int) -> str:
+    """The named query with its ``/*ids*/`` list standing for ``count`` parameters."""
+    return Q[name].replace("IN (/*ids*/)", f"IN ({', '.join('?' * count)})")
+
+
 def check_version(version: int, path: Path) -> None:
     """Refuse a database made by a newer Millstream."""
     if version > SCHEMA_VERSION:
@@ -45,6 +56,7 @@ def check_version(version: int, path: Path) -> None:
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Apply every migration newer than the database's ``user_version``, in one transaction."""
     # Each migration and its version bump commit together: a crash leaves the old version whole.
+    _register_converters(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute(Q["user_version"]).fetchone()[0]
@@ -68,3 +80,79 @@ def statements(ddl: str) -> list[str]:
     """The statements of a migration, comments left out."""
     lines = [ln for ln in ddl.splitlines() if not ln.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+# -- converters for migration 3 (text ids, text times and JSON histories to compact rows) ----
+class _JsonHistoryEntry(msgspec.Struct, array_like=True):
+    id: uuid.UUID
+    type: str
+    name: str | None
+    message: str | None
+    timestamp: dt.datetime
+    details: StateDetails | None
+
+
+_json_history = msgspec.json.Decoder(_JsonHistoryEntry)
+
+
+def _to_id(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return uuid.UUID(value).bytes
+    except ValueError:
+        return value
+
+
+def _to_time(value: Any) -> Any:
+    from millstream._engine.store.rows import ts
+
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return ts(parsed) if parsed.tzinfo is not None else value
+
+
+def _to_details(value: Any, own: Any, field: str) -> Any:
+    from millstream._engine.store.rows import pack_details
+
+    try:
+        own_id = uuid.UUID(own)
+        details = msgspec.json.decode(value or "{}", type=StateDetails)
+    except (TypeError, ValueError, msgspec.DecodeError):
+        return value
+    return pack_details(details, own_id, field)
+
+
+def _to_history(value: Any, own: Any, field: str) -> Any:
+    from millstream._engine.store.rows import encode_history, history_entry
+
+    try:
+        own_id = uuid.UUID(own)
+        entries = [_json_history.decode(line) for line in (value or "").splitlines() if line]
+    except (TypeError, ValueError, msgspec.DecodeError):
+        return value
+    states = [
+        State(
+            id=e.id,
+            type=StateType(e.type),
+            name=e.name,
+            message=e.message,
+            timestamp=e.timestamp,
+            state_details=e.details or StateDetails(),
+        )
+        for e in entries
+    ]
+    if not states:
+        return b""
+    return encode_history([history_entry(s, own_id, field) for s in states])
+
+
+def _register_converters(conn: sqlite3.Connection) -> None:
+    conn.create_function("ms_id", 1, _to_id, deterministic=True)
+    conn.create_function("ms_time", 1, _to_time, deterministic=True)
+    conn.create_function("ms_details", 3, _to_details, deterministic=True)
+    conn.create_function("ms_history", 3, _to_history, deterministic=True)

@@ -18,7 +18,7 @@ import msgspec
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State, StateType
 from millstream._engine.store import reads, rows
-from millstream._engine.store.migrations import Q
+from millstream._engine.store.migrations import Q, expand
 
 
 class StoreOperations:
@@ -118,7 +118,7 @@ class StoreOperations:
 
         One statement in the writer's transaction: "exists?" and the write are atomic, even
         against other processes sharing the file."""
-        stamp = dt.datetime.now(dt.UTC).isoformat()
+        stamp = rows.ts(dt.datetime.now(dt.UTC))
         params = (name, value_json, rows.encode_json(tags), stamp, stamp)
         sql = Q["upsert_variable" if overwrite else "insert_variable"]
         written: int = await self._call(lambda conn: conn.execute(sql, params).rowcount)
@@ -149,7 +149,7 @@ class StoreOperations:
         stamp = rows.ts(dt.datetime.now(dt.UTC))
         schema = fields.get("parameter_schema")
         params = (
-            fields["id"].hex,
+            fields["id"].bytes,
             fields["name"],
             fields["flow_name"],
             fields.get("entrypoint"),
@@ -190,14 +190,15 @@ class StoreOperations:
 
     async def set_deployments_paused(self, deployment_ids: list[uuid.UUID], paused: bool) -> None:
         """Pause or resume the schedules of deployments."""
-        params = [(int(paused), i.hex) for i in deployment_ids]
+        params = [(int(paused), i.bytes) for i in deployment_ids]
         sql = Q["update_deployment_paused"]
         await self._call(lambda conn: conn.executemany(sql, params))
 
     async def insert_scheduled_flow_run(self, run: FlowRun, state: State) -> None:
         """Record a new flow run in ``state`` unless a run with its id (or idempotency key)
         exists; durable when it returns."""
-        row = rows.flow_run_row(run, state, rows.encode_history([rows.history_entry(state)]), None)
+        history = rows.encode_history([rows.history_entry(state, run.id, "flow_run_id")])
+        row = rows.flow_run_row(run, state, history, None)
         sql = Q["insert_scheduled_flow_run"]
         await self._call(lambda conn: conn.execute(sql, row))
 
@@ -207,9 +208,8 @@ class StoreOperations:
         """Take the oldest Scheduled run of these deployments due at ``at`` for the process
         ``pid`` on ``hostname`` (one conditional UPDATE … RETURNING), or None."""
         stamp = rows.ts(at)
-        ids = rows.encode_json([i.hex for i in deployment_ids])
-        params = (pid, hostname, stamp, stamp, ids, stamp)
-        sql = Q["claim_due_flow_run"]
+        params = (pid, hostname, stamp, stamp, *rows.encode_ids(deployment_ids), stamp)
+        sql = expand("claim_due_flow_run", len(deployment_ids))
 
         def claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
             conn.row_factory = sqlite3.Row
@@ -253,16 +253,16 @@ class StoreOperations:
         its history; durable when it returns."""
         stamp = rows.ts(state.timestamp)
         params = (
-            state.id.hex,
+            state.id.bytes,
             state.type.value,
             state.name,
             state.message,
             stamp,
-            rows.details_json(state.state_details),
+            rows.pack_details(state.state_details, run_id, "flow_run_id"),
             stamp,
             state.is_final(),
             stamp,
-            rows.encode_history([rows.history_entry(state)]),
+            rows.encode_history([rows.history_entry(state, run_id, "flow_run_id")]),
             rows.db_id(run_id),
             rows.encode_json([t.value for t in from_types]),
         )
@@ -275,8 +275,8 @@ class StoreOperations:
     ) -> None:
         """Queue a rewrite of a run's last ``logger`` line (its "N lines dropped" marker)."""
         if flow_run_id is not None:
-            sql, params = Q["update_dropped_marker_of_flow_run"], (text, flow_run_id.hex, logger)
+            sql, params = Q["update_dropped_marker_of_flow_run"], (text, flow_run_id.bytes, logger)
         else:
             assert task_run_id is not None
-            sql, params = Q["update_dropped_marker_of_task_run"], (text, task_run_id.hex, logger)
+            sql, params = Q["update_dropped_marker_of_task_run"], (text, task_run_id.bytes, logger)
         self.put_call(lambda conn: conn.execute(sql, params))

@@ -43,15 +43,10 @@ FLOW_RUN_SORTS: dict[str, str] = {
     "flow_run.expected_start_time END ASC NULLS LAST, flow_run.id ASC",
     "END_TIME_DESC": "flow_run.end_time DESC, flow_run.id DESC",
 }
-# How long a task run ran (a running one: until now), in microseconds. Whole seconds come
-# from julianday and the microseconds from the text: julianday alone resolves only ~50 us,
-# too coarse to order task runs that take a few hundred.
-_END = "coalesce(task_run.end_time, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))"
-_DURATION = (
-    f"(CAST(round((julianday(substr({_END}, 1, 19)) - julianday(substr(task_run.start_time, "
-    f"1, 19))) * 86400) AS INTEGER) * 1000000 + CAST(substr({_END}, 21, 6) AS INTEGER) "
-    "- CAST(substr(task_run.start_time, 21, 6) AS INTEGER))"
-)
+# How long a task run ran (a running one: until now), in microseconds (times are integer
+# microseconds since the epoch; 'now' from julianday, which resolves about a millisecond).
+_NOW = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
+_DURATION = f"(coalesce(task_run.end_time, {_NOW}) - task_run.start_time)"
 TASK_RUN_SORTS: dict[str, str] = {
     "": "task_run.created DESC, task_run.id DESC",
     "ID_DESC": "task_run.id DESC",
@@ -135,7 +130,7 @@ class _Where:
             self.add(f"{column} IS {'' if is_null else 'NOT '}NULL")
 
     def time_range(self, column: str, flt: Any) -> None:
-        # Timestamps are fixed-width UTC text: comparing the texts compares the times.
+        # Timestamps are integer microseconds: comparing them compares the times.
         before, after = _get(flt, "before_"), _get(flt, "after_")
         if before is not None:
             self.add(f"{column} <= ?", _time(before, column))
@@ -171,7 +166,7 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
-def _ids(values: Iterable[Any] | None, what: str) -> list[str | None] | None:
+def _ids(values: Iterable[Any] | None, what: str) -> list[bytes | None] | None:
     if values is None:
         return None
     if isinstance(values, str | bytes | uuid.UUID):
@@ -182,7 +177,7 @@ def _ids(values: Iterable[Any] | None, what: str) -> list[str | None] | None:
         raise ValueError(f"{what}: {exc}") from None
 
 
-def _time(value: Any, column: str) -> str | None:
+def _time(value: Any, column: str) -> int | None:
     if not isinstance(value, dt.datetime):
         raise TypeError(f"A time filter on {column} needs a datetime, got {value!r}")
     return ts(value)

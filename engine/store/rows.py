@@ -1,4 +1,10 @@
-"""Records to database rows and back: ids, timestamps, JSON fields and state histories."""
+"""Records to database rows and back: ids, timestamps, JSON fields and state histories.
+
+Rows are compact: ids are 16-byte BLOBs, times INTEGER microseconds since the epoch (UTC),
+state details msgpack with the run's own id left out, and a run's state history a BLOB of
+msgpack chunks (one appended per write of the row: a 4-byte length, then an array of
+entries), so recording states costs one row write however many states a batch holds.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,26 @@ from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, Tas
 from millstream._engine.model.states import State, StateDetails, StateType
 
 _UTC = dt.UTC
-_encode = msgspec.json.encode
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 _json_encoder = msgspec.json.Encoder(enc_hook=lambda obj: _short(repr(obj)))
-_details_encoder = msgspec.json.Encoder()
+_packer = msgspec.msgpack.Encoder(uuid_format="bytes")
+_details_decoder = msgspec.msgpack.Decoder(StateDetails)
 _EMPTY_DETAILS = StateDetails()
+# Codes of state types as stored in histories: append only, never renumber.
+_TYPES: tuple[StateType, ...] = (
+    StateType.SCHEDULED,
+    StateType.PENDING,
+    StateType.RUNNING,
+    StateType.COMPLETED,
+    StateType.FAILED,
+    StateType.CANCELLED,
+    StateType.CRASHED,
+    StateType.PAUSED,
+    StateType.CANCELLING,
+)
+_CODES = {t: i for i, t in enumerate(_TYPES)}
+_DEFAULT_NAMES = {t: State(type=t).name for t in _TYPES}
 
 
 def _short(text: str, limit: int = 2_000) -> str:
@@ -32,114 +54,158 @@ def encode_json(value: Any) -> str:
         return _json_encoder.encode(_short(repr(value))).decode()
 
 
-def ts(value: dt.datetime | None) -> str | None:
-    """A timestamp as fixed-width UTC text (``...T12:00:00.000000Z``), so text order is time
-    order; msgspec formats it in C, several times faster than ``isoformat``."""
+def ts(value: dt.datetime | None) -> int | None:
+    """A timestamp as stored: integer microseconds since the epoch, UTC."""
     if value is None:
         return None
-    if value.tzinfo is not _UTC:
-        if value.tzinfo is None:
-            raise ValueError(f"Timestamps must be timezone-aware, got {value!r}")
-        value = value.astimezone(_UTC)
-    text = _encode(value)
+    if value.tzinfo is None:
+        raise ValueError(f"Timestamps must be timezone-aware, got {value!r}")
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def ts_text(value: dt.datetime) -> str:
+    """A timestamp as fixed-width UTC text (``...T12:00:00.000000Z``): the form that earlier
+    versions stored, still used where ids are derived from times (they must not change)."""
+    if value.tzinfo is None:
+        raise ValueError(f"Timestamps must be timezone-aware, got {value!r}")
+    text = msgspec.json.encode(value.astimezone(_UTC))
     if len(text) == 22:  # no fraction is printed for a whole second
         return text[1:-2].decode() + ".000000Z"
     return text[1:-1].decode()
 
 
-def parse_ts(value: str | None) -> dt.datetime | None:
-    """A stored timestamp back as an aware datetime (None stays None)."""
-    return dt.datetime.fromisoformat(value) if value else None
+def parse_ts(value: int | None) -> dt.datetime | None:
+    """A stored timestamp back as an aware UTC datetime (None stays None)."""
+    return _EPOCH + dt.timedelta(microseconds=value) if value is not None else None
 
 
-def db_id(value: uuid.UUID | str | None) -> str | None:
-    """An id as stored: 32 hex digits (accepts a UUID or any string form of one)."""
+def db_id(value: uuid.UUID | str | bytes | None) -> bytes | None:
+    """An id as stored: 16 bytes (accepts a UUID, any string form of one, or a stored id)."""
     if value is None:
         return None
+    return as_uuid(value).bytes
+
+
+def as_uuid(value: uuid.UUID | str | bytes) -> uuid.UUID:
+    """A UUID from a UUID, any string form of one, or a stored id; ``ObjectNotFound`` else."""
     if isinstance(value, uuid.UUID):
-        return value.hex
+        return value
     try:
-        return uuid.UUID(str(value)).hex
+        if isinstance(value, bytes):
+            return uuid.UUID(bytes=value)
+        return uuid.UUID(str(value))
     except ValueError:
         raise ObjectNotFound(f"{value!r} is not a valid id") from None
 
 
-def _id(value: uuid.UUID | None) -> str | None:
-    return value.hex if value is not None else None
+def _id(value: uuid.UUID | None) -> bytes | None:
+    return value.bytes if value is not None else None
 
 
-def parse_id(value: str | None) -> uuid.UUID | None:
+def parse_id(value: bytes | None) -> uuid.UUID | None:
     """A stored id back as a UUID (None stays None)."""
-    return uuid.UUID(value) if value else None
+    return uuid.UUID(bytes=value) if value is not None else None
 
 
-def details_json(details: StateDetails) -> str | None:
-    """State details as stored (None when they are all defaults)."""
+def encode_ids(values: list[uuid.UUID]) -> list[bytes]:
+    """Ids as stored."""
+    return [v.bytes for v in values]
+
+
+def pack_details(details: StateDetails, own_id: uuid.UUID, field: str) -> bytes | None:
+    """State details as stored for the run ``own_id``: None when they only name the run
+    itself (in ``field``: the usual case), else a flag byte (1: the run's own id was left
+    out) then msgpack of the rest (nothing when the rest is all defaults)."""
+    if getattr(details, field) == own_id:
+        details = msgspec.structs.replace(details, **{field: None})
+        if details == _EMPTY_DETAILS:
+            return None
+        return b"\x01" + _packer.encode(details)
     if details == _EMPTY_DETAILS:
-        return None
-    return _details_encoder.encode(details).decode()
+        return b""
+    return b"\x00" + _packer.encode(details)
+
+
+def unpack_details(blob: bytes | None, own_id: uuid.UUID, field: str) -> StateDetails:
+    """``pack_details`` undone."""
+    if blob is None:
+        details = StateDetails()
+        setattr(details, field, own_id)
+        return details
+    if not blob:
+        return StateDetails()
+    details = _details_decoder.decode(blob[1:])
+    if blob[0] == 1:
+        setattr(details, field, own_id)
+    return details
 
 
 class HistoryEntry(msgspec.Struct, array_like=True):
-    """One line of a run's state history (msgspec writes ids and timestamps in C)."""
+    """One state in a run's history: id, type code, name (None: the type's default name),
+    message, time (microseconds) and details (``pack_details``)."""
 
     id: uuid.UUID
-    type: str
+    code: int
     name: str | None
     message: str | None
-    timestamp: dt.datetime
-    details: StateDetails | None
+    timestamp: int
+    details: bytes | None
 
 
-_lines_encoder = msgspec.json.Encoder()
-_history_decoder = msgspec.json.Decoder(HistoryEntry)
+_history_decoder = msgspec.msgpack.Decoder(list[HistoryEntry])
 
 
-def history_entry(state: State) -> HistoryEntry:
-    """A state as one history entry."""
-    details = state.state_details
+def history_entry(state: State, own_id: uuid.UUID, field: str) -> HistoryEntry:
+    """A state of the run ``own_id`` as one history entry (``field``: ``"task_run_id"`` or
+    ``"flow_run_id"``, where its details name the run)."""
+    name = state.name
     return HistoryEntry(
         state.id,
-        state.type,  # a StrEnum member is a str: no need for the slow .value lookup
-        state.name,
+        _CODES[state.type],
+        None if name == _DEFAULT_NAMES[state.type] else name,
         state.message,
-        state.timestamp,
-        details if details != _EMPTY_DETAILS else None,
+        (state.timestamp - _EPOCH) // _MICROSECOND,
+        pack_details(state.state_details, own_id, field),
     )
 
 
-def encode_history(entries: list[HistoryEntry]) -> str:
-    """History entries as the text appended to a run's history column."""
-    return _lines_encoder.encode_lines(entries).decode()
+def encode_history(entries: list[HistoryEntry]) -> bytes:
+    """History entries as the chunk appended to a run's history column."""
+    chunk = _packer.encode(entries)
+    return len(chunk).to_bytes(4, "little") + chunk
 
 
-def parse_history(text: str) -> list[State]:
+def parse_history(blob: bytes, own_id: uuid.UUID, field: str) -> list[State]:
     """The states recorded in a run's history column, oldest first."""
-    states = []
-    for line in text.splitlines():
-        if not line:
-            continue
-        entry = _history_decoder.decode(line)
-        states.append(
+    states: list[State] = []
+    view = memoryview(blob)
+    at = 0
+    while at < len(view):
+        size = int.from_bytes(view[at : at + 4], "little")
+        states.extend(
             State(
                 id=entry.id,
-                type=StateType(entry.type),
+                type=_TYPES[entry.code],
                 name=entry.name,
                 message=entry.message,
-                timestamp=entry.timestamp,
-                state_details=entry.details or StateDetails(),
+                timestamp=_EPOCH + dt.timedelta(microseconds=entry.timestamp),
+                state_details=unpack_details(entry.details, own_id, field),
             )
+            for entry in _history_decoder.decode(view[at + 4 : at + 4 + size])
         )
+        at += 4 + size
     return states
 
 
-def flow_run_row(run: FlowRun, state: State, history: str, result: bytes | None) -> tuple[Any, ...]:
+def flow_run_row(
+    run: FlowRun, state: State, history: bytes, result: bytes | None
+) -> tuple[Any, ...]:
     """The ``upsert_flow_run`` parameters of a flow run in ``state``."""
-    now = ts(state.timestamp)
+    now = (state.timestamp - _EPOCH) // _MICROSECOND
     return (
-        run.id.hex,
+        run.id.bytes,
         run.name,
-        run.flow_id.hex,
+        run.flow_id.bytes,
         run.flow_name,
         run.flow_version,
         encode_json(run.parameters),
@@ -151,12 +217,12 @@ def flow_run_row(run: FlowRun, state: State, history: str, result: bytes | None)
         run.idempotency_key,
         run.entrypoint,
         run.run_count,
-        state.id.hex,
+        state.id.bytes,
         state.type,  # a StrEnum member is a str: no need for the slow .value lookup
         state.name,
         state.message,
         now,
-        details_json(state.state_details),
+        pack_details(state.state_details, run.id, "flow_run_id"),
         ts(run.start_time),
         ts(run.end_time),
         ts(run.expected_start_time),
@@ -171,11 +237,14 @@ def flow_run_row(run: FlowRun, state: State, history: str, result: bytes | None)
     )
 
 
-def task_run_row(run: TaskRun, state: State, history: str, result: bytes | None) -> tuple[Any, ...]:
+def task_run_row(
+    run: TaskRun, state: State, history: bytes, result: bytes | None
+) -> tuple[Any, ...]:
     """The ``upsert_task_run`` parameters of a task run in ``state``."""
-    now = ts(state.timestamp)
+    now = (state.timestamp - _EPOCH) // _MICROSECOND
+    start = run.start_time
     return (
-        run.id.hex,
+        run.id.bytes,
         _id(run.flow_run_id),
         run.name,
         run.task_key,
@@ -187,14 +256,14 @@ def task_run_row(run: TaskRun, state: State, history: str, result: bytes | None)
         encode_json(run.parameters),
         encode_json(run.tags),
         run.run_count,
-        state.id.hex,
+        state.id.bytes,
         state.type,  # a StrEnum member is a str: no need for the slow .value lookup
         state.name,
         state.message,
         now,
-        details_json(state.state_details),
-        ts(run.start_time),
-        # The final state's timestamp is the end time: format it once.
+        pack_details(state.state_details, run.id, "task_run_id"),
+        None if start is None else (start - _EPOCH) // _MICROSECOND,
+        # The final state's timestamp is the end time: convert it once.
         now if run.end_time is state.timestamp else ts(run.end_time),
         ts(run.expected_start_time),
         ts(run.created) or now,
@@ -222,7 +291,7 @@ def flow_row(item: FlowRecord) -> tuple[Any, ...]:
     return (_id(item.id), item.name, ts(item.created))
 
 
-def _row_state(row: sqlite3.Row) -> State | None:
+def _row_state(row: sqlite3.Row, field: str) -> State | None:
     if row["state_type"] is None:
         return None
     data: Any = None
@@ -231,23 +300,24 @@ def _row_state(row: sqlite3.Row) -> State | None:
 
         # The recorded result, decoded when state.result() asks for it.
         data = StoredResult(row["result"])
+    own_id = uuid.UUID(bytes=row["id"])
     return State(
-        id=uuid.UUID(row["state_id"]),
+        id=uuid.UUID(bytes=row["state_id"]),
         type=StateType(row["state_type"]),
         name=row["state_name"],
         message=row["state_message"],
-        timestamp=dt.datetime.fromisoformat(row["state_timestamp"]),
+        timestamp=_EPOCH + dt.timedelta(microseconds=row["state_timestamp"]),
         data=data,
-        state_details=msgspec.json.decode(row["state_details"] or "{}", type=StateDetails),
+        state_details=unpack_details(row["state_details"], own_id, field),
     )
 
 
 def flow_run_from_row(row: sqlite3.Row) -> FlowRun:
     """A ``FlowRun`` from a ``flow_run`` row."""
     return FlowRun(
-        id=uuid.UUID(row["id"]),
+        id=uuid.UUID(bytes=row["id"]),
         name=row["name"],
-        flow_id=uuid.UUID(row["flow_id"]),
+        flow_id=uuid.UUID(bytes=row["flow_id"]),
         flow_name=row["flow_name"],
         flow_version=row["flow_version"],
         parameters=msgspec.json.decode(row["parameters"]),
@@ -259,7 +329,7 @@ def flow_run_from_row(row: sqlite3.Row) -> FlowRun:
         idempotency_key=row["idempotency_key"],
         entrypoint=row["entrypoint"],
         run_count=row["run_count"],
-        state=_row_state(row),
+        state=_row_state(row, "flow_run_id"),
         start_time=parse_ts(row["start_time"]),
         end_time=parse_ts(row["end_time"]),
         expected_start_time=parse_ts(row["expected_start_time"]),
@@ -274,7 +344,7 @@ def flow_run_from_row(row: sqlite3.Row) -> FlowRun:
 def task_run_from_row(row: sqlite3.Row) -> TaskRun:
     """A ``TaskRun`` from a ``task_run`` row."""
     return TaskRun(
-        id=uuid.UUID(row["id"]),
+        id=uuid.UUID(bytes=row["id"]),
         flow_run_id=parse_id(row["flow_run_id"]),
         name=row["name"],
         task_key=row["task_key"],
@@ -286,7 +356,7 @@ def task_run_from_row(row: sqlite3.Row) -> TaskRun:
         parameters=msgspec.json.decode(row["parameters"]),
         tags=msgspec.json.decode(row["tags"]),
         run_count=row["run_count"],
-        state=_row_state(row),
+        state=_row_state(row, "task_run_id"),
         start_time=parse_ts(row["start_time"]),
         end_time=parse_ts(row["end_time"]),
         expected_start_time=parse_ts(row["expected_start_time"]),
@@ -297,7 +367,9 @@ def task_run_from_row(row: sqlite3.Row) -> TaskRun:
 
 def flow_from_row(row: sqlite3.Row) -> FlowRecord:
     """A ``FlowRecord`` from a ``flow`` row."""
-    return FlowRecord(id=uuid.UUID(row["id"]), name=row["name"], created=parse_ts(row["created"]))
+    return FlowRecord(
+        id=uuid.UUID(bytes=row["id"]), name=row["name"], created=parse_ts(row["created"])
+    )
 
 
 def log_from_row(row: sqlite3.Row) -> LogRecord:
@@ -325,7 +397,7 @@ def deployment_fields(row: sqlite3.Row) -> dict[str, Any]:
     JSON text (its types belong to serving)."""
     schema = row["parameter_schema"]
     return {
-        "id": uuid.UUID(row["id"]),
+        "id": uuid.UUID(bytes=row["id"]),
         "name": row["name"],
         "flow_name": row["flow_name"],
         "entrypoint": row["entrypoint"],

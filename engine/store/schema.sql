@@ -1,6 +1,6 @@
 -- Millstream's SQLite schema and named queries; the store is their only reader.
--- A run's state history is kept in its own row as JSON lines (one per state, appended by the
--- upsert), so recording a state costs one row write however many states a batch holds.
+-- A run's state history is kept in its own row (msgpack chunks appended by the upsert, see
+-- rows.py), so recording a state costs one row write however many states a batch holds.
 -- Sections start with "-- migration: N" (applied in order, tracked in PRAGMA user_version)
 -- or "-- name: NAME" (a query the store runs by name).
 
@@ -133,6 +133,179 @@ CREATE TABLE variable (
 -- only when the code resumed still has the same digest (NULL: recorded before it was kept).
 ALTER TABLE task_run ADD COLUMN code_fingerprint TEXT;
 
+-- migration: 3
+-- Compact rows: ids as 16-byte BLOBs, times as INTEGER microseconds since the epoch (UTC),
+-- state details and histories as msgpack BLOBs (see rows.py). ms_id, ms_time, ms_details and
+-- ms_history are functions the migration registers on its connection; a value they cannot
+-- read is kept as it was.
+CREATE TABLE flow_v3 (
+    id BLOB PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL
+);
+INSERT INTO flow_v3 SELECT ms_id(id), name, ms_time(created) FROM flow;
+DROP TABLE flow;
+ALTER TABLE flow_v3 RENAME TO flow;
+
+CREATE TABLE flow_run_v3 (
+    id BLOB PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow_id BLOB NOT NULL,
+    flow_name TEXT NOT NULL,
+    flow_version TEXT,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    parent_task_run_id BLOB,
+    parent_flow_run_id BLOB,
+    root_flow_run_id BLOB,
+    deployment_id BLOB,
+    idempotency_key TEXT UNIQUE,
+    entrypoint TEXT,
+    run_count INTEGER NOT NULL DEFAULT 0,
+    state_id BLOB,
+    state_type TEXT,
+    state_name TEXT,
+    state_message TEXT,
+    state_timestamp INTEGER,
+    state_details BLOB,
+    start_time INTEGER,
+    end_time INTEGER,
+    expected_start_time INTEGER,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    pid INTEGER,
+    hostname TEXT,
+    heartbeat INTEGER,
+    parameters_blob BLOB,
+    history BLOB NOT NULL DEFAULT x'',
+    result BLOB
+);
+INSERT INTO flow_run_v3 SELECT
+    ms_id(id), name, ms_id(flow_id), flow_name, flow_version, parameters, tags,
+    ms_id(parent_task_run_id), ms_id(parent_flow_run_id), ms_id(root_flow_run_id),
+    ms_id(deployment_id), idempotency_key, entrypoint, run_count, ms_id(state_id), state_type,
+    state_name, state_message, ms_time(state_timestamp),
+    ms_details(state_details, id, 'flow_run_id'), ms_time(start_time), ms_time(end_time),
+    ms_time(expected_start_time), ms_time(created), ms_time(updated), pid, hostname,
+    ms_time(heartbeat), parameters_blob, ms_history(history, id, 'flow_run_id'), result
+FROM flow_run ORDER BY rowid;
+DROP TABLE flow_run;
+ALTER TABLE flow_run_v3 RENAME TO flow_run;
+CREATE INDEX ix_flow_run_state_created ON flow_run (state_type, created DESC);
+CREATE INDEX ix_flow_run_created ON flow_run (created DESC);
+CREATE INDEX ix_flow_run_flow_name ON flow_run (flow_name, created DESC);
+CREATE INDEX ix_flow_run_start_time ON flow_run (start_time);
+CREATE INDEX ix_flow_run_parent ON flow_run (parent_flow_run_id);
+CREATE INDEX ix_flow_run_idempotency ON flow_run (idempotency_key);
+CREATE INDEX ix_flow_run_scheduled ON flow_run (state_type, deployment_id, expected_start_time);
+
+CREATE TABLE task_run_v3 (
+    id BLOB PRIMARY KEY,
+    flow_run_id BLOB,
+    name TEXT NOT NULL,
+    task_key TEXT NOT NULL,
+    task_name TEXT NOT NULL,
+    dynamic_key TEXT NOT NULL,
+    task_version TEXT,
+    cache_key TEXT,
+    cache_expiration INTEGER,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    run_count INTEGER NOT NULL DEFAULT 0,
+    state_id BLOB,
+    state_type TEXT,
+    state_name TEXT,
+    state_message TEXT,
+    state_timestamp INTEGER,
+    state_details BLOB,
+    start_time INTEGER,
+    end_time INTEGER,
+    expected_start_time INTEGER,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    history BLOB NOT NULL DEFAULT x'',
+    result BLOB,
+    code_fingerprint TEXT
+);
+INSERT INTO task_run_v3 SELECT
+    ms_id(id), ms_id(flow_run_id), name, task_key, task_name, dynamic_key, task_version,
+    cache_key, ms_time(cache_expiration), parameters, tags, run_count, ms_id(state_id),
+    state_type, state_name, state_message, ms_time(state_timestamp),
+    ms_details(state_details, id, 'task_run_id'), ms_time(start_time), ms_time(end_time),
+    ms_time(expected_start_time), ms_time(created), ms_time(updated),
+    ms_history(history, id, 'task_run_id'), result, code_fingerprint
+FROM task_run ORDER BY rowid;
+DROP TABLE task_run;
+ALTER TABLE task_run_v3 RENAME TO task_run;
+CREATE INDEX ix_task_run_flow_run ON task_run (flow_run_id);
+
+CREATE TABLE log_v3 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow_run_id BLOB,
+    task_run_id BLOB,
+    level INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    message TEXT NOT NULL,
+    timestamp INTEGER NOT NULL
+);
+INSERT INTO log_v3 SELECT
+    id, ms_id(flow_run_id), ms_id(task_run_id), level, name, message, ms_time(timestamp)
+FROM log;
+DROP TABLE log;
+ALTER TABLE log_v3 RENAME TO log;
+CREATE INDEX ix_log_flow_run ON log (flow_run_id, id);
+CREATE INDEX ix_log_task_run ON log (task_run_id, id);
+
+CREATE TABLE cache_v3 (
+    key TEXT PRIMARY KEY,
+    result BLOB NOT NULL,
+    expiration INTEGER,
+    task_run_id BLOB,
+    created INTEGER NOT NULL
+);
+INSERT INTO cache_v3 SELECT key, result, ms_time(expiration), ms_id(task_run_id), ms_time(created)
+FROM cache;
+DROP TABLE cache;
+ALTER TABLE cache_v3 RENAME TO cache;
+
+CREATE TABLE deployment_v3 (
+    id BLOB PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow_name TEXT NOT NULL,
+    entrypoint TEXT,
+    description TEXT,
+    version TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    parameters TEXT NOT NULL DEFAULT '{}',
+    parameters_blob BLOB,
+    parameter_schema TEXT,
+    enforce_parameter_schema INTEGER NOT NULL DEFAULT 0,
+    paused INTEGER NOT NULL DEFAULT 0,
+    schedules TEXT NOT NULL DEFAULT '[]',
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    UNIQUE (flow_name, name)
+);
+INSERT INTO deployment_v3 SELECT
+    ms_id(id), name, flow_name, entrypoint, description, version, tags, parameters,
+    parameters_blob, parameter_schema, enforce_parameter_schema, paused, schedules,
+    ms_time(created), ms_time(updated)
+FROM deployment;
+DROP TABLE deployment;
+ALTER TABLE deployment_v3 RENAME TO deployment;
+
+CREATE TABLE variable_v3 (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]',
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+INSERT INTO variable_v3 SELECT name, value, tags, ms_time(created), ms_time(updated)
+FROM variable;
+DROP TABLE variable;
+ALTER TABLE variable_v3 RENAME TO variable;
+
 -- name: upsert_flow
 INSERT INTO flow (id, name, created) VALUES (?, ?, ?)
 ON CONFLICT (name) DO NOTHING;
@@ -156,7 +329,7 @@ ON CONFLICT (id) DO UPDATE SET
     end_time = excluded.end_time, updated = excluded.updated, pid = excluded.pid,
     hostname = excluded.hostname, heartbeat = excluded.heartbeat,
     parameters_blob = coalesce(excluded.parameters_blob, flow_run.parameters_blob),
-    history = flow_run.history || excluded.history,
+    history = CAST(flow_run.history || excluded.history AS BLOB),
     result = coalesce(excluded.result, flow_run.result);
 
 -- name: upsert_task_run
@@ -173,7 +346,7 @@ ON CONFLICT (id) DO UPDATE SET
     state_name = excluded.state_name, state_message = excluded.state_message,
     state_timestamp = excluded.state_timestamp, state_details = excluded.state_details,
     start_time = excluded.start_time, end_time = excluded.end_time, updated = excluded.updated,
-    history = task_run.history || excluded.history,
+    history = CAST(task_run.history || excluded.history AS BLOB),
     result = coalesce(excluded.result, task_run.result);
 
 -- name: insert_log
@@ -220,7 +393,7 @@ ORDER BY created, rowid;
 SELECT * FROM flow_run WHERE idempotency_key = ?;
 
 -- name: update_heartbeats
-UPDATE flow_run SET heartbeat = ? WHERE id IN (SELECT value FROM json_each(?));
+UPDATE flow_run SET heartbeat = ? WHERE id = ?;
 
 -- name: select_recoverable_flow_runs
 SELECT * FROM flow_run
@@ -250,8 +423,8 @@ SELECT 1;
 SELECT result FROM flow_run WHERE id = ?;
 
 -- name: select_cancelling
-SELECT id FROM flow_run
-WHERE state_type = 'CANCELLING' AND id IN (SELECT value FROM json_each(?));
+-- "/*ids*/" stands for one "?" per id (see migrations.expand).
+SELECT id FROM flow_run WHERE state_type = 'CANCELLING' AND id IN (/*ids*/);
 
 -- name: select_flow_run_lineage
 SELECT deployment_id, parent_flow_run_id, parameters FROM flow_run WHERE id = ?;
@@ -274,7 +447,7 @@ DELETE FROM log WHERE flow_run_id = ?;
 UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, state_message = ?,
     state_timestamp = ?, state_details = ?, updated = ?,
     end_time = CASE WHEN ? THEN ? ELSE end_time END,
-    history = history || ?
+    history = CAST(history || ? AS BLOB)
 WHERE id = ? AND state_type IN (SELECT value FROM json_each(?));
 
 -- name: insert_scheduled_flow_run
@@ -291,12 +464,12 @@ INSERT INTO flow_run (
 ON CONFLICT DO NOTHING;
 
 -- name: claim_due_flow_run
--- The oldest due Scheduled run of these deployments (a JSON list of ids), taken for a worker.
+-- The oldest due Scheduled run of these deployments ("/*ids*/": one "?" per id), for a worker.
 UPDATE flow_run SET state_type = 'PENDING', state_name = 'Pending', pid = ?, hostname = ?,
     heartbeat = ?, updated = ?
 WHERE id = (
     SELECT id FROM flow_run
-    WHERE state_type = 'SCHEDULED' AND deployment_id IN (SELECT value FROM json_each(?))
+    WHERE state_type = 'SCHEDULED' AND deployment_id IN (/*ids*/)
         AND coalesce(expected_start_time, created) <= ?
     ORDER BY coalesce(expected_start_time, created) LIMIT 1
 ) AND state_type = 'SCHEDULED'

@@ -97,9 +97,10 @@ class SQLiteBackend:
         row: tuple[Any, ...] | None = self._point_conn().execute(Q[name], params).fetchone()
         return row
 
-    def point_read_all(self, name: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Every row of a named query, on this thread's read-only connection."""
-        return list(self._point_conn().execute(Q[name], params).fetchall())
+    def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Every row of a query (a named one, lists expanded), on this thread's read-only
+        connection."""
+        return list(self._point_conn().execute(sql, params).fetchall())
 
 
 def _run_call(fn: Callable[[Any], Any], conn: sqlite3.Connection) -> Any:

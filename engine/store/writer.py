@@ -227,10 +227,13 @@ def build_batch(items: Iterable[Item]) -> tuple[Batch, list[CallWrite], list[Flu
         cls = type(item)
         if cls is RunStateWrite:
             assert isinstance(item, RunStateWrite)
-            entry = runs.get(item.run.id)
-            line = history_entry(item.state)
+            run_id = item.run.id
+            entry = runs.get(run_id)
+            line = history_entry(
+                item.state, run_id, "task_run_id" if item.is_task else "flow_run_id"
+            )
             if entry is None:
-                runs[item.run.id] = [item, [line], item.result]
+                runs[run_id] = [item, [line], item.result]
             else:
                 entry[0] = item
                 entry[1].append(line)
@@ -249,15 +252,14 @@ def build_batch(items: Iterable[Item]) -> tuple[Batch, list[CallWrite], list[Flu
                     item.key,
                     item.blob,
                     rows.ts(item.expiration),
-                    item.task_run_id.hex,
+                    item.task_run_id.bytes,
                     rows.ts(dt.datetime.now(dt.UTC)),
                 )
             )
         elif cls is HeartbeatWrite:
             assert isinstance(item, HeartbeatWrite)
-            batch.heartbeats.append(
-                (rows.ts(item.stamp), rows.encode_json([i.hex for i in item.run_ids]))
-            )
+            stamp = rows.ts(item.stamp)
+            batch.heartbeats.extend((stamp, i.bytes) for i in item.run_ids)
         elif cls is FlushMarker:
             assert isinstance(item, FlushMarker)
             flushes.append(item)
