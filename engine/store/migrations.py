@@ -151,7 +151,14 @@ def _to_history(value: Any, own: Any, field: str) -> Any:
     return encode_history([history_entry(s, own_id, field) for s in states])
 
 
+def _to_name(state_type: Any, name: Any) -> Any:
+    from millstream._engine.store.rows import default_names
+
+    return None if default_names().get(state_type) == name else name
+
+
 def _register_converters(conn: sqlite3.Connection) -> None:
+    conn.create_function("ms_name", 2, _to_name, deterministic=True)
     conn.create_function("ms_id", 1, _to_id, deterministic=True)
     conn.create_function("ms_time", 1, _to_time, deterministic=True)
     conn.create_function("ms_details", 3, _to_details, deterministic=True)

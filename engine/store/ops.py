@@ -255,7 +255,7 @@ class StoreOperations:
         params = (
             state.id.bytes,
             state.type.value,
-            state.name,
+            rows.stored_name(state),
             state.message,
             stamp,
             rows.pack_details(state.state_details, run_id, "flow_run_id"),

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from millstream._engine.exceptions import NotSupportedError, ObjectNotFound
-from millstream._engine.store.rows import db_id, ts
+from millstream._engine.store.rows import db_id, default_names, ts
 
 Query = tuple[str, tuple[Any, ...]]
 
@@ -158,6 +158,12 @@ class _Where:
             self.add(template.format(where=inner.clause()), *inner.params)
 
 
+def _state_name(table: str) -> str:
+    # A row stores NULL for its type's default name (see rows.stored_name).
+    cases = " ".join(f"WHEN '{t}' THEN '{n}'" for t, n in default_names().items())
+    return f"coalesce({table}.state_name, CASE {table}.state_type {cases} END)"
+
+
 def _get(obj: Any, *path: str) -> Any:
     for name in path:
         if obj is None:
@@ -228,8 +234,8 @@ def _flow_run_terms(w: _Where, flt: Any) -> None:
     state = _get(flt, "state")
     w.any_of("flow_run.state_type", _state_types(_get(state, "type", "any_")))
     w.any_of("flow_run.state_type", _state_types(_get(state, "type", "not_any_")), negate=True)
-    w.any_of("flow_run.state_name", _get(state, "name", "any_"))
-    w.any_of("flow_run.state_name", _get(state, "name", "not_any_"), negate=True)
+    w.any_of(_state_name("flow_run"), _get(state, "name", "any_"))
+    w.any_of(_state_name("flow_run"), _get(state, "name", "not_any_"), negate=True)
     w.any_of("flow_run.flow_version", _get(flt, "flow_version", "any_"))
     w.time_range("flow_run.start_time", _get(flt, "start_time"))
     w.time_range("flow_run.end_time", _get(flt, "end_time"))
@@ -264,7 +270,7 @@ def _task_run_terms(w: _Where, flt: Any) -> None:
     w.tags("task_run", _get(flt, "tags"))
     state = _get(flt, "state")
     w.any_of("task_run.state_type", _state_types(_get(state, "type", "any_")))
-    w.any_of("task_run.state_name", _get(state, "name", "any_"))
+    w.any_of(_state_name("task_run"), _get(state, "name", "any_"))
     w.time_range("task_run.start_time", _get(flt, "start_time"))
     w.time_range("task_run.end_time", _get(flt, "end_time"))
     flow_run = _get(flt, "flow_run_id")

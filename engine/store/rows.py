@@ -116,7 +116,9 @@ def pack_details(details: StateDetails, own_id: uuid.UUID, field: str) -> bytes 
     """State details as stored for the run ``own_id``: None when they only name the run
     itself (in ``field``: the usual case), else a flag byte (1: the run's own id was left
     out) then msgpack of the rest (nothing when the rest is all defaults)."""
-    if getattr(details, field) == own_id:
+    named = getattr(details, field)
+    # The engine puts the run's own id object there: ``is`` spares UUID.__eq__ (Python code).
+    if named is own_id or named == own_id:
         details = msgspec.structs.replace(details, **{field: None})
         if details == _EMPTY_DETAILS:
             return None
@@ -153,6 +155,17 @@ class HistoryEntry(msgspec.Struct, array_like=True):
 
 
 _history_decoder = msgspec.msgpack.Decoder(list[HistoryEntry])
+
+
+def stored_name(state: State) -> str | None:
+    """A state's name as stored in its run's row: None when it is its type's default name."""
+    name = state.name
+    return None if name == _DEFAULT_NAMES[state.type] else name
+
+
+def default_names() -> dict[str, str]:
+    """Each state type's default name, by type (for SQL that reads stored names)."""
+    return {t.value: str(name) for t, name in _DEFAULT_NAMES.items()}
 
 
 def history_entry(state: State, own_id: uuid.UUID, field: str) -> HistoryEntry:
@@ -209,7 +222,7 @@ def flow_run_row(
         run.flow_name,
         run.flow_version,
         encode_json(run.parameters),
-        encode_json(run.tags),
+        encode_json(run.tags) if run.tags else "[]",
         _id(run.parent_task_run_id),
         _id(run.parent_flow_run_id),
         _id(run.root_flow_run_id),
@@ -219,7 +232,7 @@ def flow_run_row(
         run.run_count,
         state.id.bytes,
         state.type,  # a StrEnum member is a str: no need for the slow .value lookup
-        state.name,
+        stored_name(state),
         state.message,
         now,
         pack_details(state.state_details, run.id, "flow_run_id"),
@@ -254,11 +267,11 @@ def task_run_row(
         run.cache_key,
         ts(run.cache_expiration),
         encode_json(run.parameters),
-        encode_json(run.tags),
+        encode_json(run.tags) if run.tags else "[]",
         run.run_count,
         state.id.bytes,
         state.type,  # a StrEnum member is a str: no need for the slow .value lookup
-        state.name,
+        stored_name(state),
         state.message,
         now,
         pack_details(state.state_details, run.id, "task_run_id"),
@@ -267,7 +280,6 @@ def task_run_row(
         now if run.end_time is state.timestamp else ts(run.end_time),
         ts(run.expected_start_time),
         ts(run.created) or now,
-        now,
         history,
         result,
         run.code_fingerprint,
@@ -276,13 +288,14 @@ def task_run_row(
 
 def log_row(item: LogRecord) -> tuple[Any, ...]:
     """The ``insert_log`` parameters of a log line."""
+    flow_run_id, task_run_id = item.flow_run_id, item.task_run_id
     return (
-        _id(item.flow_run_id),
-        _id(item.task_run_id),
+        None if flow_run_id is None else flow_run_id.bytes,
+        None if task_run_id is None else task_run_id.bytes,
         item.level,
         item.name,
         item.message,
-        ts(item.timestamp),
+        (item.timestamp - _EPOCH) // _MICROSECOND,
     )
 
 

@@ -135,7 +135,8 @@ ALTER TABLE task_run ADD COLUMN code_fingerprint TEXT;
 
 -- migration: 3
 -- Compact rows: ids as 16-byte BLOBs, times as INTEGER microseconds since the epoch (UTC),
--- state details and histories as msgpack BLOBs (see rows.py). ms_id, ms_time, ms_details and
+-- state details and histories as msgpack BLOBs (see rows.py), a state name NULL when it is its
+-- type's default name, and no task_run.updated (it always equalled state_timestamp). ms_id, ms_time, ms_details and
 -- ms_history are functions the migration registers on its connection; a value they cannot
 -- read is kept as it was.
 CREATE TABLE flow_v3 (
@@ -184,7 +185,7 @@ INSERT INTO flow_run_v3 SELECT
     ms_id(id), name, ms_id(flow_id), flow_name, flow_version, parameters, tags,
     ms_id(parent_task_run_id), ms_id(parent_flow_run_id), ms_id(root_flow_run_id),
     ms_id(deployment_id), idempotency_key, entrypoint, run_count, ms_id(state_id), state_type,
-    state_name, state_message, ms_time(state_timestamp),
+    ms_name(state_type, state_name), state_message, ms_time(state_timestamp),
     ms_details(state_details, id, 'flow_run_id'), ms_time(start_time), ms_time(end_time),
     ms_time(expected_start_time), ms_time(created), ms_time(updated), pid, hostname,
     ms_time(heartbeat), parameters_blob, ms_history(history, id, 'flow_run_id'), result
@@ -222,7 +223,6 @@ CREATE TABLE task_run_v3 (
     end_time INTEGER,
     expected_start_time INTEGER,
     created INTEGER NOT NULL,
-    updated INTEGER NOT NULL,
     history BLOB NOT NULL DEFAULT x'',
     result BLOB,
     code_fingerprint TEXT
@@ -230,9 +230,9 @@ CREATE TABLE task_run_v3 (
 INSERT INTO task_run_v3 SELECT
     ms_id(id), ms_id(flow_run_id), name, task_key, task_name, dynamic_key, task_version,
     cache_key, ms_time(cache_expiration), parameters, tags, run_count, ms_id(state_id),
-    state_type, state_name, state_message, ms_time(state_timestamp),
+    state_type, ms_name(state_type, state_name), state_message, ms_time(state_timestamp),
     ms_details(state_details, id, 'task_run_id'), ms_time(start_time), ms_time(end_time),
-    ms_time(expected_start_time), ms_time(created), ms_time(updated),
+    ms_time(expected_start_time), ms_time(created),
     ms_history(history, id, 'task_run_id'), result, code_fingerprint
 FROM task_run ORDER BY rowid;
 DROP TABLE task_run;
@@ -253,8 +253,10 @@ INSERT INTO log_v3 SELECT
 FROM log;
 DROP TABLE log;
 ALTER TABLE log_v3 RENAME TO log;
-CREATE INDEX ix_log_flow_run ON log (flow_run_id, id);
-CREATE INDEX ix_log_task_run ON log (task_run_id, id);
+-- The rowid (id) ends every index entry already: (flow_run_id) orders lines like
+-- (flow_run_id, id) without storing the id twice.
+CREATE INDEX ix_log_flow_run ON log (flow_run_id);
+CREATE INDEX ix_log_task_run ON log (task_run_id);
 
 CREATE TABLE cache_v3 (
     key TEXT PRIMARY KEY,
@@ -337,15 +339,15 @@ INSERT INTO task_run (
     id, flow_run_id, name, task_key, task_name, dynamic_key, task_version, cache_key,
     cache_expiration, parameters, tags, run_count, state_id, state_type, state_name,
     state_message, state_timestamp, state_details, start_time, end_time, expected_start_time,
-    created, updated, history, result, code_fingerprint
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    created, history, result, code_fingerprint
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     name = excluded.name, cache_key = excluded.cache_key,
     cache_expiration = excluded.cache_expiration, run_count = excluded.run_count,
     state_id = excluded.state_id, state_type = excluded.state_type,
     state_name = excluded.state_name, state_message = excluded.state_message,
     state_timestamp = excluded.state_timestamp, state_details = excluded.state_details,
-    start_time = excluded.start_time, end_time = excluded.end_time, updated = excluded.updated,
+    start_time = excluded.start_time, end_time = excluded.end_time,
     history = CAST(task_run.history || excluded.history AS BLOB),
     result = coalesce(excluded.result, task_run.result);
 

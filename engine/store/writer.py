@@ -224,9 +224,8 @@ def build_batch(items: Iterable[Item]) -> tuple[Batch, list[CallWrite], list[Flu
     flushes: list[FlushMarker] = []
     history_entry = rows.history_entry
     for item in items:
-        cls = type(item)
-        if cls is RunStateWrite:
-            assert isinstance(item, RunStateWrite)
+        # Most frequent first; isinstance both dispatches and narrows the type.
+        if isinstance(item, RunStateWrite):
             run_id = item.run.id
             entry = runs.get(run_id)
             line = history_entry(
@@ -239,14 +238,11 @@ def build_batch(items: Iterable[Item]) -> tuple[Batch, list[CallWrite], list[Flu
                 entry[1].append(line)
                 if item.result is not None:
                     entry[2] = item.result
-        elif cls is LogWrite:
-            assert isinstance(item, LogWrite)
-            batch.logs.extend(rows.log_row(r) for r in item.records)
-        elif cls is FlowWrite:
-            assert isinstance(item, FlowWrite)
+        elif isinstance(item, LogWrite):
+            batch.logs.extend(map(rows.log_row, item.records))
+        elif isinstance(item, FlowWrite):
             batch.flows.append(rows.flow_row(item.record))
-        elif cls is CacheWrite:
-            assert isinstance(item, CacheWrite)
+        elif isinstance(item, CacheWrite):
             batch.caches.append(
                 (
                     item.key,
@@ -256,12 +252,10 @@ def build_batch(items: Iterable[Item]) -> tuple[Batch, list[CallWrite], list[Flu
                     rows.ts(dt.datetime.now(dt.UTC)),
                 )
             )
-        elif cls is HeartbeatWrite:
-            assert isinstance(item, HeartbeatWrite)
+        elif isinstance(item, HeartbeatWrite):
             stamp = rows.ts(item.stamp)
             batch.heartbeats.extend((stamp, i.bytes) for i in item.run_ids)
-        elif cls is FlushMarker:
-            assert isinstance(item, FlushMarker)
+        elif isinstance(item, FlushMarker):
             flushes.append(item)
         else:
             assert isinstance(item, CallWrite)
