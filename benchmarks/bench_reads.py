@@ -36,12 +36,8 @@ def build(path: Path, runs: int, flows: int = 20) -> None:
     """Write ``runs`` finished flow runs of ``flows`` flows, one a second up to now."""
     from millstream._engine.model.records import FlowRun
     from millstream._engine.model.states import State, StateType
-    from millstream._engine.store.sqlite import (
-        _flow_run_row,
-        _history_entry,
-        _lines_encoder,
-        open_for_writing,
-    )
+    from millstream._engine.store.rows import encode_history, flow_run_row, history_entry
+    from millstream._engine.store.sqlite import open_for_writing
 
     open_for_writing(path).close()  # creates and migrates the file, as the store would
     rng = random.Random(7)
@@ -74,8 +70,8 @@ def build(path: Path, runs: int, flows: int = 20) -> None:
             end_time=end,
             created=created,
         )
-        lines = _lines_encoder.encode_lines([_history_entry(s) for s in history]).decode()
-        rows.append(_flow_run_row(run, history[-1], lines, None))
+        lines = encode_history([history_entry(s) for s in history])
+        rows.append(flow_run_row(run, history[-1], lines, None))
     with sqlite3.connect(path) as conn:
         conn.executemany(
             "INSERT INTO flow (id, name, created) VALUES (?, ?, ?)",
@@ -108,7 +104,7 @@ def main() -> int:
         os.environ["MILLSTREAM_HOME"] = home
         os.environ.pop("MILLSTREAM_DATABASE_PATH", None)
         from millstream._engine.settings import get_current_settings
-        from millstream._engine.store import queries
+        from millstream._engine.store import reads as queries
         from millstream.client.orchestration import get_client
         from millstream.client.schemas.filters import (
             FlowFilter,

@@ -217,7 +217,7 @@ CRASHING_CHILD = textwrap.dedent(
         if i == 900 and os.environ.get("CRASH") == "1":
             # Crash once tasks 0-899 are on disk (the writer may lag a few ms behind).
             from millstream._engine.settings import get_current_settings
-            from millstream._engine.store.sqlite import get_store
+            from millstream._engine.store import get_store
             get_store(get_current_settings().database_path).flush_sync()
             os.kill(os.getpid(), signal.SIGKILL)
         if i == 900:
@@ -272,7 +272,8 @@ def observability(reps: int) -> list[dict]:
     from millstream._engine.model.records import FlowRun
     from millstream._engine.model.states import Completed, Failed
     from millstream._engine.settings import get_current_settings
-    from millstream._engine.store.sqlite import _flow_run_row, get_store
+    from millstream._engine.store import get_store
+    from millstream._engine.store.rows import flow_run_row as _flow_run_row
     from millstream.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterState,
@@ -446,11 +447,61 @@ def startup(reps: int) -> dict:
     return {"scenario": "S5", "import_ms": imp, "first_call_ms": first}
 
 
+def database_bytes(n: int = 10_000) -> dict:
+    """Sb: database bytes (file + WAL after a checkpoint) per task run, for a flow of ``n``
+    trivial async tasks in a fresh database (their log lines included)."""
+    import logging
+    import sqlite3
+
+    from millstream import flow, task
+    from millstream._engine.settings import get_current_settings
+    from millstream._engine.store import get_store
+
+    @task
+    async def tiny(x: int) -> int:
+        return x
+
+    @flow
+    async def many(n: int) -> int:
+        return sum([await tiny(i) for i in range(n)])
+
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["MILLSTREAM_HOME"] = home
+        try:
+            asyncio.run(many(1))  # the console handler exists once a run has logged
+            console = logging.getLogger("millstream").handlers[0]
+            level = console.level
+            console.setLevel(logging.CRITICAL)  # keep stderr quiet; lines are still stored
+            try:
+                asyncio.run(many(n))
+            finally:
+                console.setLevel(level)
+            path = get_current_settings().database_path
+            get_store(path).flush_sync()
+            with sqlite3.connect(path) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            wal = Path(f"{path}-wal")
+            total = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        finally:
+            from millstream._engine.store import close_all
+
+            close_all()
+    per_run = total / (n + 1)
+    print(
+        f"Sb   database {total / 1e6:6.2f} MB for {n + 1} task runs: {per_run:6.0f} B/task run "
+        f"(target <= 500) | {'ok' if per_run <= 500 else 'MISSED'}"
+    )
+    return {"scenario": "Sb", "bytes_per_task_run": per_run}
+
+
 def main() -> None:
     """Run every scenario and print the figures (``--json`` adds a machine-readable line)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions per scenario (>= 5)")
     parser.add_argument("--json", action="store_true", help="also print results as JSON")
+    parser.add_argument(
+        "--core", action="store_true", help="only S1-S4 and database bytes per task run (Sb)"
+    )
     args = parser.parse_args()
     if args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
@@ -459,6 +510,11 @@ def main() -> None:
         os.environ.pop("MILLSTREAM_DATABASE_PATH", None)
         print(f"Millstream benchmarks, median of {args.reps} runs, python {sys.version.split()[0]}")
         results = scenarios(args.reps)
+        if args.core:
+            results.append(database_bytes())
+            if args.json:
+                print(json.dumps(results))
+            return
         results += results_scenarios(args.reps)
         results.append(recovery(args.reps))
         results += observability(args.reps)

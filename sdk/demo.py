@@ -10,7 +10,7 @@ import asyncio
 
 from millstream import flow, task
 from millstream._engine.settings import get_current_settings
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
 
 _attempts: dict[str, int] = {}
 
@@ -62,10 +62,9 @@ def main() -> None:
     store = get_store(database)
 
     async def read_back() -> None:
-        newest = await store.fetchall_sql(
-            "SELECT id FROM flow_run WHERE flow_name = 'demo-etl' ORDER BY created DESC LIMIT 1"
-        )
-        run = await store.read_flow_run(newest[0]["id"])
+        newest = await store.newest_flow_run_id("demo-etl")
+        assert newest is not None  # etl() just ran
+        run = await store.read_flow_run(newest)
         states = await store.read_flow_run_states(run.id)
         print(f"flow run {run.name!r} ({run.id}) -> {run.state_name}, result {total}")
         print("  states: " + " -> ".join(s.name or "" for s in states))

@@ -21,7 +21,7 @@ from millstream._engine.serve.deployments import DeploymentRecord
 from millstream._engine.serve.schedules import Schedule, make_schedules
 from millstream._engine.serve.worker import Worker, finished, notify
 from millstream._engine.settings import get_current_settings
-from millstream._engine.store.sqlite import Store, get_store
+from millstream._engine.store import Store, get_store
 from millstream._engine.validation import check_against_schema, parameter_schema
 from millstream._sync import dispatch, dual
 

@@ -14,7 +14,7 @@ from millstream._engine.model.states import Paused
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.serve import control
 from millstream._engine.settings import get_current_settings
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
 from millstream._sync import run_sync
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from millstream._engine.bridge.task_runners import default_task_runner
 from millstream._engine.serve.recovery import RecoveryReport, recover_all
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
 from millstream._sync import run_sync
 
 

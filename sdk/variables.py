@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import math
 import re
 from collections.abc import Iterable
@@ -12,8 +10,7 @@ from typing import Any
 import msgspec
 
 from millstream._engine.orchestrate.context import flow_run_var
-from millstream._engine.store import queries
-from millstream._engine.store.sqlite import Store, get_store
+from millstream._engine.store import Store, get_store
 from millstream._sync import dual
 
 __all__ = ["Variable"]
@@ -23,19 +20,6 @@ MAX_VALUE_BYTES = 64 * 1024
 # Deeper nesting than this is refused rather than risking RecursionError (or a cycle).
 _MAX_DEPTH = 100
 _NAME = re.compile(r"[a-z0-9_-]+")
-
-# One statement each, run inside the store writer's transaction: "exists?" and the write are
-# atomic, even against other processes sharing the file.
-_INSERT = (
-    "INSERT INTO variable (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (name) DO NOTHING"
-)
-_UPSERT = (
-    "INSERT INTO variable (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (name) DO UPDATE SET value = excluded.value, tags = excluded.tags, "
-    "updated = excluded.updated"
-)
-_DELETE = "DELETE FROM variable WHERE name = ?"
 
 
 async def _aset(
@@ -55,15 +39,8 @@ async def _aset(
     text = _encode(name, value)
     tag_list = _check_tags(name, tags)
     store = await _store()
-    stamp = dt.datetime.now(dt.UTC).isoformat()
-    params = (name, text, msgspec.json.encode(tag_list).decode(), stamp, stamp)
-    sql = _UPSERT if overwrite else _INSERT
-
-    def write(conn: Any) -> int:
-        rowcount: int = conn.execute(sql, params).rowcount
-        return rowcount
-
-    if not await asyncio.wrap_future(store.put_call(write)):
+    # "Exists?" and the write are one statement of the store: atomic across processes too.
+    if not await store.write_variable(name, text, tag_list, overwrite=overwrite):
         raise ValueError(f"Variable {name!r} already exists. Use `overwrite=True` to update it.")
     return cls(name=name, value=msgspec.json.decode(text), tags=tag_list)
 
@@ -71,22 +48,16 @@ async def _aset(
 async def _aget(cls: type[Variable], name: str, default: Any = None) -> Any:
     """The value stored under ``name``, or ``default`` when there is none."""
     store = await _store()
-    rows = await store.fetchall_sql(queries.SELECT_VARIABLE, (name,))
-    if not rows:
+    found = await store.read_variable(name)
+    if found is None:
         return default
-    _, value, _ = queries.variable_fields(rows[0])
-    return value
+    return found[1]
 
 
 async def _aunset(cls: type[Variable], name: str) -> bool:
     """Delete the variable ``name``; True if there was one."""
     store = await _store()
-
-    def delete(conn: Any) -> bool:
-        return bool(conn.execute(_DELETE, (name,)).rowcount)
-
-    deleted: bool = await asyncio.wrap_future(store.put_call(delete))
-    return deleted
+    return await store.delete_variable(name)
 
 
 for _fn, _public in ((_aset, "aset"), (_aget, "aget"), (_aunset, "aunset")):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from millstream._engine.store import sqlite as store_module
+import millstream._engine.store as store_module
 
 
 @pytest.fixture(autouse=True)

@@ -6,14 +6,11 @@ import atexit
 import collections
 import contextlib
 import logging
-import math
 import os
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 from millstream._engine.logs.render import Renderer, _render_line, _state
 from millstream._engine.logs.targets import (
@@ -25,7 +22,7 @@ from millstream._engine.logs.targets import (
     _Target,
     _targets,
 )
-from millstream._engine.store.sqlite import Q, Store
+from millstream._engine.store import Store
 
 # How long the log thread lets a burst gather before rendering it: one console write and one
 # hand-over to the store per batch instead of one per line, still prompt for a human watching.
@@ -50,7 +47,6 @@ class _Cap:
     __slots__ = (
         "count",
         "dropped",
-        "flow_hex",
         "flow_run_id",
         "last_report",
         "limit",
@@ -63,7 +59,6 @@ class _Cap:
         # The marker is a row of the run the cap counts for: the flow run (not the task whose
         # line happened to be the first one dropped), or the task run outside any flow.
         self.flow_run_id = target.flow_run_id
-        self.flow_hex = target.flow_run_id.hex if target.flow_run_id is not None else None
         self.task_run_id = target.task_run_id if target.flow_run_id is None else None
         self.store = target.store
         self.limit = target.limit
@@ -80,66 +75,8 @@ def _dropped_message(dropped: int, limit: int) -> str:
     )
 
 
-def _marker_update(cap: _Cap, dropped: int) -> Callable[[Any], None]:
-    # The marker is the run's last row under CAP_LOGGER: the (flow_run_id, id) and
-    # (task_run_id, id) indexes find it without a scan.
-    if cap.flow_run_id is not None:
-        where, run = "flow_run_id = ?", cap.flow_run_id.hex
-    else:
-        assert cap.task_run_id is not None
-        where, run = "flow_run_id IS NULL AND task_run_id = ?", cap.task_run_id.hex
-    sql = (
-        "UPDATE log SET message = ? WHERE id = (SELECT id FROM log WHERE "
-        f"{where} AND name = ? ORDER BY id DESC LIMIT 1)"
-    )
-    params = (_dropped_message(dropped, cap.limit), run, CAP_LOGGER)
-
-    def update(conn: Any) -> None:
-        conn.execute(sql, params)
-
-    return update
-
-
-# A stored line: flow run id, task run id (hex or None), level, logger name, message, timestamp.
-Row = tuple[str | None, str | None, int, str, str, str]
-
-
-class _Stamps:
-    """Row timestamps as the store keeps them (fixed-width UTC text, ``...T12:00:00.000000Z``),
-    from a line's creation time: a ``datetime`` per line cost more than the rest of its row.
-
-    The microseconds are rounded as ``datetime.fromtimestamp`` rounds them (half to even on
-    the fraction); the date and time of day are formatted once per second.
-    """
-
-    __slots__ = ("prefix", "second")
-
-    def __init__(self) -> None:
-        self.second: int | None = None
-        self.prefix = ""
-
-    def text(self, created: float) -> str:
-        """The stored timestamp of a line created at ``created`` (seconds since the epoch)."""
-        fraction, whole = math.modf(created)
-        micros = round(fraction * 1e6)
-        if micros >= 1_000_000:
-            whole, micros = whole + 1.0, micros - 1_000_000
-        elif micros < 0:
-            whole, micros = whole - 1.0, micros + 1_000_000
-        second = int(whole)
-        if second != self.second:
-            self.second = second
-            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self.prefix}.{micros:06d}Z"
-
-
-def _insert_rows(rows: list[Row]) -> Callable[[Any], None]:
-    # Ready rows in one call of the store's writer: no record per line to build there and
-    # take apart again (ids and timestamps are already the stored text).
-    def insert(conn: Any) -> None:
-        conn.executemany(Q["insert_log"], rows)
-
-    return insert
+# A stored line: flow run id, task run id, level, logger name, message, created (epoch seconds).
+Row = tuple[uuid.UUID | None, uuid.UUID | None, int, str, str, float]
 
 
 class _Sink:
@@ -157,7 +94,6 @@ class _Sink:
         self.thread: threading.Thread | None = None
         self.caps: collections.OrderedDict[uuid.UUID, _Cap] = collections.OrderedDict()
         self.dirty: set[_Cap] = set()
-        self.stamps = _Stamps()
 
     def put(self, entry: Entry) -> None:
         """Queue a line (from any thread); the caller does no I/O."""
@@ -211,8 +147,7 @@ class _Sink:
         last_store: Store | None = None
         cap: _Cap | None = None
         kept: list[Row] = []
-        flow_hex: str | None = None
-        stamp = self.stamps.text
+        flow_id: uuid.UUID | None = None
         for entry in batch:
             target, level, name, message, created, exc_text, _, where = entry
             if where & _SHOW:
@@ -227,7 +162,7 @@ class _Sink:
             if target.key is not last_key or cap is None:
                 last_key = target.key
                 cap = self._cap(target)
-                flow_hex = cap.flow_hex
+                flow_id = cap.flow_run_id
             if target.store is not last_store:
                 last_store = target.store
                 kept = rows.setdefault(last_store, [])
@@ -241,33 +176,31 @@ class _Sink:
                 cap.reported = 1
                 cap.last_report = time.monotonic()
                 text.append(_cap_notice(renderer, json_lines, target, cap.limit))
-                task_id = cap.task_run_id
                 rows.setdefault(cap.store, []).append(
                     (
-                        flow_hex,
-                        task_id.hex if task_id is not None else None,
+                        flow_id,
+                        cap.task_run_id,
                         logging.WARNING,
                         CAP_LOGGER,
                         _dropped_message(1, cap.limit),
-                        stamp(created),
+                        created,
                     )
                 )
                 continue
-            task_id = target.task_run_id
             kept.append(
                 (
                     # The cap is the flow run's: its id is the target's (None outside flows).
-                    flow_hex,
-                    task_id.hex if task_id is not None else None,
+                    flow_id,
+                    target.task_run_id,
                     level,
                     name,
                     f"{message}\n{exc_text}" if exc_text else message,
-                    stamp(created),
+                    created,
                 )
             )
         for store, store_rows in rows.items():
             if store_rows:
-                store.put_call(_insert_rows(store_rows))
+                store.put_log_lines(store_rows)
         if text:
             _write("".join(text))
 
@@ -290,7 +223,10 @@ class _Sink:
             return
         cap.reported = cap.dropped
         cap.last_report = time.monotonic()
-        (store or cap.store).put_call(_marker_update(cap, cap.dropped))
+        # The marker is the run's last row under CAP_LOGGER.
+        (store or cap.store).put_dropped_marker(
+            cap.flow_run_id, cap.task_run_id, CAP_LOGGER, _dropped_message(cap.dropped, cap.limit)
+        )
 
     def forget(self, run_id: uuid.UUID, store: Store | None) -> None:
         """Write a finished run's final dropped count and drop its bookkeeping."""

@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.settings import get_current_settings
-from millstream._engine.store.sqlite import Store, get_store
+from millstream._engine.store import Store, get_store
 
 ROOT = "millstream"
 FLOW_RUNS = "millstream.flow_runs"

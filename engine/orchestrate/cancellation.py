@@ -13,7 +13,7 @@ import asyncio
 import threading
 import uuid
 
-from millstream._engine.store.sqlite import watch_cancellations
+from millstream._engine.store import watch_cancellations
 
 
 class FlowRunCancelled(BaseException):

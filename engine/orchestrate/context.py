@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from millstream._engine.model.records import FlowRun, TaskRun
     from millstream._engine.model.spec import FlowSpec, TaskSpec
     from millstream._engine.orchestrate.scheduler import RunGroup
-    from millstream._engine.store.sqlite import Store
+    from millstream._engine.store import Store
 
 
 class RunContext:

@@ -42,7 +42,7 @@ from millstream._engine.orchestrate.hooks import run_hooks
 from millstream._engine.orchestrate.scheduler import RunGroup
 from millstream._engine.orchestrate.subflows import mirrored, subflow_task_run
 from millstream._engine.results.refs import StoredResult, journal
-from millstream._engine.store.sqlite import HOSTNAME, Store, get_store
+from millstream._engine.store import HOSTNAME, Store, get_store
 from millstream._engine.validation import validate_parameters
 
 _PID = os.getpid()

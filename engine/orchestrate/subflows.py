@@ -18,7 +18,7 @@ from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import State, now
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import Put
-from millstream._engine.store.sqlite import Store
+from millstream._engine.store import Store
 
 
 def subflow_task_run(

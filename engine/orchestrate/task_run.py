@@ -26,7 +26,7 @@ from millstream._engine.orchestrate.hooks import run_hooks
 from millstream._engine.orchestrate.transactions import task_run_finished
 from millstream._engine.results.cache_policies import source_fingerprint
 from millstream._engine.results.refs import StoredResult
-from millstream._engine.store.sqlite import Store, get_store
+from millstream._engine.store import Store, get_store
 
 _PENDING = StateType.PENDING
 _COMPLETED = StateType.COMPLETED

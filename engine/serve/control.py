@@ -1,73 +1,25 @@
 """Changing a flow run's state from outside the process running it: cancel, pause, resume.
 
-Each change is one conditional UPDATE (applied only if the run is still in an expected
+Each change is one conditional store write (applied only if the run is still in an expected
 state) that also appends the new state to the run's history.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from collections.abc import Iterable
 
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.model.states import Cancelled, Cancelling, State, StateType
-from millstream._engine.store.sqlite import (
-    Store,
-    _details_json,
-    _history_entry,
-    _lines_encoder,
-    _ts,
-    db_id,
-)
-
-_SET_STATE = """
-UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, state_message = ?,
-    state_timestamp = ?, state_details = ?, updated = ?,
-    end_time = CASE WHEN ? THEN ? ELSE end_time END,
-    history = history || ?
-WHERE id = ? AND state_type IN ({marks})
-"""
-
-
-def set_state_if(
-    conn: sqlite3.Connection, run_id: uuid.UUID, state: State, from_types: Iterable[StateType]
-) -> bool:
-    """Move a run to ``state`` if it is in one of ``from_types`` (on the writer's connection)."""
-    types = [t.value for t in from_types]
-    stamp = _ts(state.timestamp)
-    final = state.is_final()
-    line = _lines_encoder.encode_lines([_history_entry(state)]).decode()
-    cursor = conn.execute(
-        _SET_STATE.format(marks=", ".join("?" * len(types))),
-        (
-            state.id.hex,
-            state.type.value,
-            state.name,
-            state.message,
-            stamp,
-            _details_json(state.state_details),
-            stamp,
-            final,
-            stamp,
-            line,
-            db_id(run_id),
-            *types,
-        ),
-    )
-    return cursor.rowcount > 0
+from millstream._engine.store import Store
 
 
 async def change_state(
     store: Store, run_id: uuid.UUID, state: State, from_types: Iterable[StateType]
 ) -> bool:
-    """``set_state_if`` through the store's writer, durable when it returns."""
-    types = list(from_types)
-    changed: bool = await asyncio.wrap_future(
-        store.put_call(lambda conn: set_state_if(conn, run_id, state, types))
-    )
-    return changed
+    """Move a run to ``state`` if it is in one of ``from_types``; durable when it returns."""
+    return await store.set_flow_run_state_if(run_id, state, list(from_types))
 
 
 async def cancel_flow_run(store: Store, flow_run_id: uuid.UUID | str) -> State:

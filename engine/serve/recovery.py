@@ -27,7 +27,7 @@ from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import Crashed, now
 from millstream._engine.orchestrate.flow_run import run_flow
-from millstream._engine.store.sqlite import HOSTNAME, Q, Store, _ts, db_id, flow_run_from_row
+from millstream._engine.store import HOSTNAME, Store
 
 logger = logging.getLogger("millstream.engine")
 
@@ -133,32 +133,10 @@ async def claim(store: Store, run: FlowRun) -> bool:
     """Atomically take ownership of an orphaned run (False if someone else changed it)."""
     stamp = now()
 
-    async def update(conn: Any) -> bool:
-        async with conn.execute(
-            Q["claim_flow_run"],
-            (
-                os.getpid(),
-                HOSTNAME,
-                _ts(stamp),
-                db_id(run.id),
-                run.pid,
-                run.hostname,
-                _ts(run.heartbeat),
-            ),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return row is not None
-
-    claimed: bool = await _wrap(store.put_call(update))
+    claimed = await store.claim_flow_run(run, os.getpid(), HOSTNAME, stamp)
     if claimed:
         run.pid, run.hostname, run.heartbeat = os.getpid(), HOSTNAME, stamp
     return claimed
-
-
-async def _wrap(fut: Any) -> Any:
-    import asyncio
-
-    return await asyncio.wrap_future(fut)
 
 
 async def mark_unresumable(store: Store, run: FlowRun, reason: str) -> None:
@@ -175,8 +153,7 @@ async def find_orphans(
     store: Store, lease_seconds: float, live_here: set[uuid.UUID]
 ) -> list[FlowRun]:
     """Top-level runs that are not final and whose owner is gone, oldest first."""
-    rows = await store.fetchall("select_recoverable_flow_runs")
-    runs = [flow_run_from_row(r) for r in rows]
+    runs = await store.read_recoverable_flow_runs()
     return [r for r in runs if is_orphan(r, lease_seconds, live_here)]
 
 

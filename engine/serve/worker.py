@@ -29,7 +29,7 @@ from millstream._engine.orchestrate.flow_run import run_flow
 from millstream._engine.serve import deployments
 from millstream._engine.serve.deployments import DeploymentRecord
 from millstream._engine.serve.recovery import recorded_parameters, recover_all
-from millstream._engine.store.sqlite import Store
+from millstream._engine.store import Store
 
 logger = logging.getLogger("millstream.worker")
 

@@ -36,6 +36,7 @@ from millstream._engine.settings.keys import (
     ResultsSettings,
     ServeSettings,
     Settings,
+    StoreSettings,
     TasksSettings,
     setting_names,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "LoggingSettings",
     "ResultsSettings",
     "ServeSettings",
+    "StoreSettings",
     "Settings",
     "TasksSettings",
     "database_path",

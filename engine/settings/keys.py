@@ -81,12 +81,21 @@ class ServeSettings(msgspec.Struct, frozen=True, kw_only=True):
     token: str | None = None
 
 
+class StoreSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The write-behind store (``settings.store``)."""
+
+    # Writes queued and not yet taken by the writer; a producer that finds the queue this full
+    # waits for the writer, so memory stays bounded however many runs a process makes.
+    queue_max_items: _PositiveInt = 8_192
+
+
 _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "logging": LoggingSettings,
     "results": ResultsSettings,
     "tasks": TasksSettings,
     "flows": FlowsSettings,
     "serve": ServeSettings,
+    "store": StoreSettings,
 }
 
 
@@ -100,6 +109,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tasks: TasksSettings = TasksSettings()
     flows: FlowsSettings = FlowsSettings()
     serve: ServeSettings = ServeSettings()
+    store: StoreSettings = StoreSettings()
 
     def value_of(self, name: str) -> Any:
         """The value of one setting, by dotted name (``"logging.level"``) or environment name."""

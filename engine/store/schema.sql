@@ -1,6 +1,6 @@
 -- Millstream's SQLite schema and named queries; the store is their only reader.
--- A run's state history is kept in its own row as JSON lines (one per state, appended by the
--- upsert), so recording a state costs one row write however many states a batch holds.
+-- A run's state history is kept in its own row (msgpack chunks appended by the upsert, see
+-- rows.py), so recording a state costs one row write however many states a batch holds.
 -- Sections start with "-- migration: N" (applied in order, tracked in PRAGMA user_version)
 -- or "-- name: NAME" (a query the store runs by name).
 
@@ -133,6 +133,181 @@ CREATE TABLE variable (
 -- only when the code resumed still has the same digest (NULL: recorded before it was kept).
 ALTER TABLE task_run ADD COLUMN code_fingerprint TEXT;
 
+-- migration: 3
+-- Compact rows: ids as 16-byte BLOBs, times as INTEGER microseconds since the epoch (UTC),
+-- state details and histories as msgpack BLOBs (see rows.py), a state name NULL when it is its
+-- type's default name, and no task_run.updated (it always equalled state_timestamp). ms_id, ms_time, ms_details and
+-- ms_history are functions the migration registers on its connection; a value they cannot
+-- read is kept as it was.
+CREATE TABLE flow_v3 (
+    id BLOB PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL
+);
+INSERT INTO flow_v3 SELECT ms_id(id), name, ms_time(created) FROM flow;
+DROP TABLE flow;
+ALTER TABLE flow_v3 RENAME TO flow;
+
+CREATE TABLE flow_run_v3 (
+    id BLOB PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow_id BLOB NOT NULL,
+    flow_name TEXT NOT NULL,
+    flow_version TEXT,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    parent_task_run_id BLOB,
+    parent_flow_run_id BLOB,
+    root_flow_run_id BLOB,
+    deployment_id BLOB,
+    idempotency_key TEXT UNIQUE,
+    entrypoint TEXT,
+    run_count INTEGER NOT NULL DEFAULT 0,
+    state_id BLOB,
+    state_type TEXT,
+    state_name TEXT,
+    state_message TEXT,
+    state_timestamp INTEGER,
+    state_details BLOB,
+    start_time INTEGER,
+    end_time INTEGER,
+    expected_start_time INTEGER,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    pid INTEGER,
+    hostname TEXT,
+    heartbeat INTEGER,
+    parameters_blob BLOB,
+    history BLOB NOT NULL DEFAULT x'',
+    result BLOB
+);
+INSERT INTO flow_run_v3 SELECT
+    ms_id(id), name, ms_id(flow_id), flow_name, flow_version, parameters, tags,
+    ms_id(parent_task_run_id), ms_id(parent_flow_run_id), ms_id(root_flow_run_id),
+    ms_id(deployment_id), idempotency_key, entrypoint, run_count, ms_id(state_id), state_type,
+    ms_name(state_type, state_name), state_message, ms_time(state_timestamp),
+    ms_details(state_details, id, 'flow_run_id'), ms_time(start_time), ms_time(end_time),
+    ms_time(expected_start_time), ms_time(created), ms_time(updated), pid, hostname,
+    ms_time(heartbeat), parameters_blob, ms_history(history, id, 'flow_run_id'), result
+FROM flow_run ORDER BY rowid;
+DROP TABLE flow_run;
+ALTER TABLE flow_run_v3 RENAME TO flow_run;
+CREATE INDEX ix_flow_run_state_created ON flow_run (state_type, created DESC);
+CREATE INDEX ix_flow_run_created ON flow_run (created DESC);
+CREATE INDEX ix_flow_run_flow_name ON flow_run (flow_name, created DESC);
+CREATE INDEX ix_flow_run_start_time ON flow_run (start_time);
+CREATE INDEX ix_flow_run_parent ON flow_run (parent_flow_run_id);
+CREATE INDEX ix_flow_run_idempotency ON flow_run (idempotency_key);
+CREATE INDEX ix_flow_run_scheduled ON flow_run (state_type, deployment_id, expected_start_time);
+
+CREATE TABLE task_run_v3 (
+    id BLOB PRIMARY KEY,
+    flow_run_id BLOB,
+    name TEXT NOT NULL,
+    task_key TEXT NOT NULL,
+    task_name TEXT NOT NULL,
+    dynamic_key TEXT NOT NULL,
+    task_version TEXT,
+    cache_key TEXT,
+    cache_expiration INTEGER,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    run_count INTEGER NOT NULL DEFAULT 0,
+    state_id BLOB,
+    state_type TEXT,
+    state_name TEXT,
+    state_message TEXT,
+    state_timestamp INTEGER,
+    state_details BLOB,
+    start_time INTEGER,
+    end_time INTEGER,
+    expected_start_time INTEGER,
+    created INTEGER NOT NULL,
+    history BLOB NOT NULL DEFAULT x'',
+    result BLOB,
+    code_fingerprint TEXT
+);
+INSERT INTO task_run_v3 SELECT
+    ms_id(id), ms_id(flow_run_id), name, task_key, task_name, dynamic_key, task_version,
+    cache_key, ms_time(cache_expiration), parameters, tags, run_count, ms_id(state_id),
+    state_type, ms_name(state_type, state_name), state_message, ms_time(state_timestamp),
+    ms_details(state_details, id, 'task_run_id'), ms_time(start_time), ms_time(end_time),
+    ms_time(expected_start_time), ms_time(created),
+    ms_history(history, id, 'task_run_id'), result, code_fingerprint
+FROM task_run ORDER BY rowid;
+DROP TABLE task_run;
+ALTER TABLE task_run_v3 RENAME TO task_run;
+CREATE INDEX ix_task_run_flow_run ON task_run (flow_run_id);
+
+CREATE TABLE log_v3 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow_run_id BLOB,
+    task_run_id BLOB,
+    level INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    message TEXT NOT NULL,
+    timestamp INTEGER NOT NULL
+);
+INSERT INTO log_v3 SELECT
+    id, ms_id(flow_run_id), ms_id(task_run_id), level, name, message, ms_time(timestamp)
+FROM log;
+DROP TABLE log;
+ALTER TABLE log_v3 RENAME TO log;
+-- The rowid (id) ends every index entry already: (flow_run_id) orders lines like
+-- (flow_run_id, id) without storing the id twice.
+CREATE INDEX ix_log_flow_run ON log (flow_run_id);
+CREATE INDEX ix_log_task_run ON log (task_run_id);
+
+CREATE TABLE cache_v3 (
+    key TEXT PRIMARY KEY,
+    result BLOB NOT NULL,
+    expiration INTEGER,
+    task_run_id BLOB,
+    created INTEGER NOT NULL
+);
+INSERT INTO cache_v3 SELECT key, result, ms_time(expiration), ms_id(task_run_id), ms_time(created)
+FROM cache;
+DROP TABLE cache;
+ALTER TABLE cache_v3 RENAME TO cache;
+
+CREATE TABLE deployment_v3 (
+    id BLOB PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow_name TEXT NOT NULL,
+    entrypoint TEXT,
+    description TEXT,
+    version TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    parameters TEXT NOT NULL DEFAULT '{}',
+    parameters_blob BLOB,
+    parameter_schema TEXT,
+    enforce_parameter_schema INTEGER NOT NULL DEFAULT 0,
+    paused INTEGER NOT NULL DEFAULT 0,
+    schedules TEXT NOT NULL DEFAULT '[]',
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    UNIQUE (flow_name, name)
+);
+INSERT INTO deployment_v3 SELECT
+    ms_id(id), name, flow_name, entrypoint, description, version, tags, parameters,
+    parameters_blob, parameter_schema, enforce_parameter_schema, paused, schedules,
+    ms_time(created), ms_time(updated)
+FROM deployment;
+DROP TABLE deployment;
+ALTER TABLE deployment_v3 RENAME TO deployment;
+
+CREATE TABLE variable_v3 (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]',
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+INSERT INTO variable_v3 SELECT name, value, tags, ms_time(created), ms_time(updated)
+FROM variable;
+DROP TABLE variable;
+ALTER TABLE variable_v3 RENAME TO variable;
+
 -- name: upsert_flow
 INSERT INTO flow (id, name, created) VALUES (?, ?, ?)
 ON CONFLICT (name) DO NOTHING;
@@ -156,7 +331,7 @@ ON CONFLICT (id) DO UPDATE SET
     end_time = excluded.end_time, updated = excluded.updated, pid = excluded.pid,
     hostname = excluded.hostname, heartbeat = excluded.heartbeat,
     parameters_blob = coalesce(excluded.parameters_blob, flow_run.parameters_blob),
-    history = flow_run.history || excluded.history,
+    history = CAST(flow_run.history || excluded.history AS BLOB),
     result = coalesce(excluded.result, flow_run.result);
 
 -- name: upsert_task_run
@@ -164,16 +339,16 @@ INSERT INTO task_run (
     id, flow_run_id, name, task_key, task_name, dynamic_key, task_version, cache_key,
     cache_expiration, parameters, tags, run_count, state_id, state_type, state_name,
     state_message, state_timestamp, state_details, start_time, end_time, expected_start_time,
-    created, updated, history, result, code_fingerprint
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    created, history, result, code_fingerprint
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     name = excluded.name, cache_key = excluded.cache_key,
     cache_expiration = excluded.cache_expiration, run_count = excluded.run_count,
     state_id = excluded.state_id, state_type = excluded.state_type,
     state_name = excluded.state_name, state_message = excluded.state_message,
     state_timestamp = excluded.state_timestamp, state_details = excluded.state_details,
-    start_time = excluded.start_time, end_time = excluded.end_time, updated = excluded.updated,
-    history = task_run.history || excluded.history,
+    start_time = excluded.start_time, end_time = excluded.end_time,
+    history = CAST(task_run.history || excluded.history AS BLOB),
     result = coalesce(excluded.result, task_run.result);
 
 -- name: insert_log
@@ -220,7 +395,7 @@ ORDER BY created, rowid;
 SELECT * FROM flow_run WHERE idempotency_key = ?;
 
 -- name: update_heartbeats
-UPDATE flow_run SET heartbeat = ? WHERE id IN (SELECT value FROM json_each(?));
+UPDATE flow_run SET heartbeat = ? WHERE id = ?;
 
 -- name: select_recoverable_flow_runs
 SELECT * FROM flow_run
@@ -233,3 +408,126 @@ WHERE id = ? AND state_type IN ('PENDING', 'RUNNING')
     AND coalesce(pid, -1) = coalesce(?, -1) AND coalesce(hostname, '') = coalesce(?, '')
     AND coalesce(heartbeat, '') = coalesce(?, '')
 RETURNING id;
+
+-- name: user_version
+PRAGMA user_version;
+
+-- name: count_schema_objects
+SELECT count(*) FROM sqlite_master;
+
+-- name: vacuum
+VACUUM;
+
+-- name: ping
+SELECT 1;
+
+-- name: select_flow_run_result
+SELECT result FROM flow_run WHERE id = ?;
+
+-- name: select_cancelling
+-- "/*ids*/" stands for one "?" per id (see migrations.expand).
+SELECT id FROM flow_run WHERE state_type = 'CANCELLING' AND id IN (/*ids*/);
+
+-- name: select_flow_run_lineage
+SELECT deployment_id, parent_flow_run_id, parameters FROM flow_run WHERE id = ?;
+
+-- name: select_newest_flow_run_of_flow
+SELECT id FROM flow_run WHERE flow_name = ? ORDER BY created DESC LIMIT 1;
+
+-- name: delete_flow_run
+DELETE FROM flow_run WHERE id = ?;
+
+-- name: delete_task_runs_of_flow_run
+DELETE FROM task_run WHERE flow_run_id = ?;
+
+-- name: delete_logs_of_flow_run
+DELETE FROM log WHERE flow_run_id = ?;
+
+-- name: update_flow_run_state_if
+-- Applied only while the run is in one of the expected state types (a JSON list); a final
+-- state also sets the end time. The new state is appended to the history.
+UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, state_message = ?,
+    state_timestamp = ?, state_details = ?, updated = ?,
+    end_time = CASE WHEN ? THEN ? ELSE end_time END,
+    history = CAST(history || ? AS BLOB)
+WHERE id = ? AND state_type IN (SELECT value FROM json_each(?));
+
+-- name: insert_scheduled_flow_run
+-- The same columns as upsert_flow_run; a run that exists already is left alone.
+INSERT INTO flow_run (
+    id, name, flow_id, flow_name, flow_version, parameters, tags, parent_task_run_id,
+    parent_flow_run_id, root_flow_run_id, deployment_id, idempotency_key, entrypoint, run_count,
+    state_id, state_type, state_name, state_message, state_timestamp, state_details,
+    start_time, end_time, expected_start_time, created, updated, pid, hostname, heartbeat,
+    parameters_blob, history, result
+) VALUES (
+    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+)
+ON CONFLICT DO NOTHING;
+
+-- name: claim_due_flow_run
+-- The oldest due Scheduled run of these deployments ("/*ids*/": one "?" per id), for a worker.
+UPDATE flow_run SET state_type = 'PENDING', state_name = 'Pending', pid = ?, hostname = ?,
+    heartbeat = ?, updated = ?
+WHERE id = (
+    SELECT id FROM flow_run
+    WHERE state_type = 'SCHEDULED' AND deployment_id IN (/*ids*/)
+        AND coalesce(expected_start_time, created) <= ?
+    ORDER BY coalesce(expected_start_time, created) LIMIT 1
+) AND state_type = 'SCHEDULED'
+RETURNING *;
+
+-- name: upsert_deployment
+INSERT INTO deployment (
+    id, name, flow_name, entrypoint, description, version, tags, parameters, parameters_blob,
+    parameter_schema, enforce_parameter_schema, paused, schedules, created, updated
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET entrypoint = excluded.entrypoint,
+    description = excluded.description, version = excluded.version,
+    tags = excluded.tags, parameters = excluded.parameters,
+    parameters_blob = excluded.parameters_blob,
+    parameter_schema = excluded.parameter_schema,
+    enforce_parameter_schema = excluded.enforce_parameter_schema,
+    paused = excluded.paused, schedules = excluded.schedules, updated = excluded.updated;
+
+-- name: select_deployment_by_name
+SELECT * FROM deployment WHERE flow_name = ? AND name = ?;
+
+-- name: select_deployment
+SELECT * FROM deployment WHERE id = ?;
+
+-- name: select_deployments
+SELECT * FROM deployment ORDER BY flow_name, name LIMIT ? OFFSET ?;
+
+-- name: update_deployment_paused
+UPDATE deployment SET paused = ? WHERE id = ?;
+
+-- name: insert_variable
+INSERT INTO variable (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: upsert_variable
+INSERT INTO variable (name, value, tags, created, updated) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, tags = excluded.tags,
+    updated = excluded.updated;
+
+-- name: select_variable
+SELECT name, value, tags FROM variable WHERE name = ?;
+
+-- name: select_variables
+SELECT name, value, tags FROM variable ORDER BY name ASC LIMIT ? OFFSET ?;
+
+-- name: delete_variable
+DELETE FROM variable WHERE name = ?;
+
+-- name: update_dropped_marker_of_flow_run
+-- The marker is the run's last row under its logger: the (flow_run_id, id) index finds it.
+UPDATE log SET message = ? WHERE id = (
+    SELECT id FROM log WHERE flow_run_id = ? AND name = ? ORDER BY id DESC LIMIT 1
+);
+
+-- name: update_dropped_marker_of_task_run
+UPDATE log SET message = ? WHERE id = (
+    SELECT id FROM log WHERE flow_run_id IS NULL AND task_run_id = ? AND name = ?
+    ORDER BY id DESC LIMIT 1
+);

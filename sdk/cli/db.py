@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.settings import get_current_settings
+from millstream._engine.store.sqlite import vacuum
 from millstream.cli.output import EXIT_OK, as_json
 
 __all__ = [
@@ -28,8 +28,7 @@ def cmd_db_vacuum(args: argparse.Namespace) -> int:
     if not path.exists():
         raise ObjectNotFound(f"No database at {path}")
     before = path.stat().st_size
-    with sqlite3.connect(path, timeout=30) as conn:
-        conn.execute("VACUUM")
+    vacuum(path)
     print(f"Vacuumed {path}: {before} -> {path.stat().st_size} bytes")
     return EXIT_OK
 

@@ -99,7 +99,7 @@ def _parameters(pairs: list[str]) -> dict[str, Any]:
 def cmd_deployments_ls(args: argparse.Namespace) -> int:
     """``deployments ls``: the deployments and their schedules, as a table or JSON."""
     from millstream._engine.serve import deployments as engine_deployments
-    from millstream._engine.store.sqlite import get_store
+    from millstream._engine.store import get_store
     from millstream._sync import run_sync
 
     store = get_store(get_current_settings().database_path)

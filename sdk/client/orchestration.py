@@ -7,7 +7,6 @@ recorded by another process is visible as soon as that process has committed it.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import uuid
 from collections.abc import Callable, Coroutine
@@ -19,14 +18,8 @@ from millstream._engine.exceptions import NotSupportedError, ObjectAlreadyExists
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State
 from millstream._engine.settings import get_current_settings
-from millstream._engine.store import queries
-from millstream._engine.store.sqlite import (
-    Store,
-    db_id,
-    flow_run_from_row,
-    get_store,
-    task_run_from_row,
-)
+from millstream._engine.store import Store, get_store
+from millstream._engine.store.rows import db_id
 from millstream._sync import dual
 from millstream.variables import Variable
 
@@ -132,7 +125,7 @@ class PrefectClient(_ServerOnlyNames):
     # -- health -------------------------------------------------------------------------------
     async def hello(self) -> str:
         """A liveness check: the database can be read."""
-        await self._store.fetchall_sql("SELECT 1")
+        await self._store.ping()
         return "hello from millstream"
 
     async def api_healthcheck(self) -> Exception | None:
@@ -164,7 +157,7 @@ class PrefectClient(_ServerOnlyNames):
         """Flow runs matching every filter, newest first unless ``sort`` (a ``FlowRunSort``)
         says otherwise; ``task_run_filter`` keeps runs having a matching task run."""
         _no_work_pools(work_pool_filter, work_queue_filter)
-        query = queries.flow_runs(
+        return await self._store.read_flow_runs(
             flow_filter=flow_filter,
             flow_run_filter=flow_run_filter,
             task_run_filter=task_run_filter,
@@ -173,7 +166,6 @@ class PrefectClient(_ServerOnlyNames):
             limit=limit,
             offset=offset,
         )
-        return [flow_run_from_row(row) for row in await self._store.fetchall_sql(*query)]
 
     async def count_flow_runs(
         self,
@@ -187,14 +179,12 @@ class PrefectClient(_ServerOnlyNames):
     ) -> int:
         """How many flow runs match every filter."""
         _no_work_pools(work_pool_filter, work_queue_filter)
-        query = queries.count_flow_runs(
+        return await self._store.count_flow_runs(
             flow_filter=flow_filter,
             flow_run_filter=flow_run_filter,
             task_run_filter=task_run_filter,
             deployment_filter=deployment_filter,
         )
-        count: int = (await self._store.fetchall_sql(*query))[0][0]
-        return count
 
     async def read_flow_run_states(self, flow_run_id: uuid.UUID | str) -> list[State]:
         """Every state the flow run went through, oldest first."""
@@ -203,10 +193,7 @@ class PrefectClient(_ServerOnlyNames):
     async def delete_flow_run(self, flow_run_id: uuid.UUID | str) -> None:
         """Delete a flow run with its task runs and log lines, in one transaction."""
         db_id(flow_run_id)  # a malformed id fails here, not on the writer thread
-        deleted = await asyncio.wrap_future(
-            self._store.put_call(lambda conn: queries.delete_flow_run(conn, flow_run_id))
-        )
-        if not deleted:
+        if not await self._store.delete_flow_run(flow_run_id):
             raise ObjectNotFound(f"Flow run {str(flow_run_id)!r} not found in {self._store.path}")
 
     async def create_flow_run(self, *args: Any, **kwargs: Any) -> NoReturn:
@@ -243,17 +230,17 @@ class PrefectClient(_ServerOnlyNames):
     # -- flows --------------------------------------------------------------------------------
     async def read_flow(self, flow_id: uuid.UUID | str) -> FlowRecord:
         """The flow with this id."""
-        row = await self._store.fetchone("select_flow", (db_id(flow_id),))
-        if row is None:
+        found = await self._store.read_flow(flow_id)
+        if found is None:
             raise ObjectNotFound(f"Flow {str(flow_id)!r} not found in {self._store.path}")
-        return queries.flow_from_row(row)
+        return found
 
     async def read_flow_by_name(self, flow_name: str) -> FlowRecord:
         """The flow with this name."""
-        row = await self._store.fetchone("select_flow_by_name", (flow_name,))
-        if row is None:
+        found = await self._store.read_flow_by_name(flow_name)
+        if found is None:
             raise ObjectNotFound(f"Flow {flow_name!r} not found in {self._store.path}")
-        return queries.flow_from_row(row)
+        return found
 
     async def read_flows(
         self,
@@ -271,7 +258,7 @@ class PrefectClient(_ServerOnlyNames):
         """Flows matching ``flow_filter`` with a run matching the run filters, by name unless
         ``sort`` (a ``FlowSort``) says otherwise."""
         _no_work_pools(work_pool_filter, work_queue_filter)
-        query = queries.flows(
+        return await self._store.read_flows(
             flow_filter=flow_filter,
             flow_run_filter=flow_run_filter,
             task_run_filter=task_run_filter,
@@ -280,7 +267,6 @@ class PrefectClient(_ServerOnlyNames):
             limit=limit,
             offset=offset,
         )
-        return [queries.flow_from_row(row) for row in await self._store.fetchall_sql(*query)]
 
     # -- task runs ----------------------------------------------------------------------------
     async def read_task_run(self, task_run_id: uuid.UUID | str) -> TaskRun:
@@ -300,7 +286,7 @@ class PrefectClient(_ServerOnlyNames):
     ) -> list[TaskRun]:
         """Task runs matching ``task_run_filter`` whose flow runs match the other filters,
         newest first unless ``sort`` (a ``TaskRunSort``) says otherwise."""
-        query = queries.task_runs(
+        return await self._store.read_task_runs(
             flow_filter=flow_filter,
             flow_run_filter=flow_run_filter,
             task_run_filter=task_run_filter,
@@ -309,7 +295,6 @@ class PrefectClient(_ServerOnlyNames):
             limit=limit,
             offset=offset,
         )
-        return [task_run_from_row(row) for row in await self._store.fetchall_sql(*query)]
 
     async def read_task_run_states(self, task_run_id: uuid.UUID | str) -> list[State]:
         """Every state the task run went through, oldest first (retries show as
@@ -329,19 +314,19 @@ class PrefectClient(_ServerOnlyNames):
         # Lines logged so far in this process are handed to the store first: the read (which
         # commits what the store has queued) then sees them.
         logs.flush()
-        query = queries.logs(log_filter=log_filter, sort=sort, limit=limit, offset=offset)
-        return [queries.log_from_row(row) for row in await self._store.fetchall_sql(*query)]
+        return await self._store.read_logs(
+            log_filter=log_filter, sort=sort, limit=limit, offset=offset
+        )
 
     # -- variables ----------------------------------------------------------------------------
     async def read_variable_by_name(self, name: str) -> Variable | None:
         """The variable called ``name``, or None if there is none."""
-        rows = await self._store.fetchall_sql(queries.SELECT_VARIABLE, (name,))
-        return _variable(rows[0]) if rows else None
+        found = await self._store.read_variable(name)
+        return _variable(found) if found is not None else None
 
     async def read_variables(self, limit: int | None = None) -> list[Variable]:
         """Every variable, by name."""
-        rows = await self._store.fetchall_sql(*queries.variables(limit=limit))
-        return [_variable(row) for row in rows]
+        return [_variable(fields) for fields in await self._store.read_variables(limit)]
 
     async def create_variable(self, variable: Any) -> Variable:
         """Create a variable from an object with ``name``, ``value`` and (optionally) ``tags``;
@@ -426,8 +411,8 @@ def _no_work_pools(work_pool_filter: Any, work_queue_filter: Any) -> None:
         )
 
 
-def _variable(row: Any) -> Variable:
-    name, value, tags = queries.variable_fields(row)
+def _variable(fields: tuple[str, Any, list[str]]) -> Variable:
+    name, value, tags = fields
     return Variable(name=name, value=value, tags=tags)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from millstream._engine.orchestrate.context import FlowRunContext, flow_run_var
 from millstream._engine.settings import get_current_settings
-from millstream._engine.store.sqlite import Store, get_store
+from millstream._engine.store import Store, get_store
 
 _PREFIXES = ("MILLSTREAM", "PREFECT")
 
@@ -76,17 +76,17 @@ def _store() -> Store:
     return ctx.store if ctx is not None else get_store(get_current_settings().database_path)
 
 
-def _run_lookup(flow_run_id: uuid.UUID) -> tuple[str | None, str | None, str] | None:
-    """``(deployment_id, parent_flow_run_id, parameters JSON)`` of a recorded flow run."""
+def _run_lookup(
+    flow_run_id: uuid.UUID,
+) -> tuple[uuid.UUID | None, uuid.UUID | None, dict[str, Any]] | None:
+    """``(deployment_id, parent_flow_run_id, parameters)`` of a recorded flow run."""
     from millstream._sync import run_sync
 
     store = _store()
-    sql = "SELECT deployment_id, parent_flow_run_id, parameters FROM flow_run WHERE id = ?"
 
-    async def read() -> tuple[str | None, str | None, str] | None:
+    async def read() -> tuple[uuid.UUID | None, uuid.UUID | None, dict[str, Any]] | None:
         await store.ensure_open()
-        rows = await store.fetchall_sql(sql, (flow_run_id.hex,))
-        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+        return await store.read_flow_run_lineage(flow_run_id)
 
     return run_sync(lambda _executor: read())
 
@@ -113,9 +113,9 @@ def _deployment_run() -> tuple[Any, str, dict[str, Any]] | None:
         row = _run_lookup(parent)
         if row is None:
             return None
-        deployment_id, parent_hex, parameters_json = row
-        run_id, parameters = parent, json.loads(parameters_json)
-        parent = uuid.UUID(parent_hex) if parent_hex else None
+        found_deployment, parent_id, parameters = row
+        deployment_id = found_deployment.hex if found_deployment is not None else None
+        run_id, parent = parent, parent_id
     return None
 
 

@@ -62,7 +62,7 @@ def _parent_deployment_id() -> str | None:
     if ctx is None or ctx.flow_run.parent_flow_run_id is None:
         return None
     row = _run_lookup(ctx.flow_run.parent_flow_run_id)
-    return str(uuid.UUID(row[0])) if row is not None and row[0] else None
+    return str(row[0]) if row is not None and row[0] is not None else None
 
 
 def _none() -> None:

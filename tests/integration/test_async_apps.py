@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from millstream import flow, task
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
 from millstream.states import StateType
 
 

@@ -156,7 +156,7 @@ def test_runs_logs_follow_gives_up_after_its_timeout(capsys):
     from millstream._engine.model.records import FlowRun
     from millstream._engine.model.states import Running
     from millstream._engine.settings import get_current_settings
-    from millstream._engine.store.sqlite import get_store
+    from millstream._engine.store import get_store
 
     store = get_store(get_current_settings().database_path)
     running = Running()

@@ -606,7 +606,7 @@ def test_delete_flow_run_takes_its_task_runs_and_logs(seeded: Seeded, db_path: A
         for table in ("flow_run", "task_run", "log"):
             column = "id" if table == "flow_run" else "flow_run_id"
             count = conn.execute(
-                f"SELECT count(*) FROM {table} WHERE {column} = ?", (doomed.hex,)
+                f"SELECT count(*) FROM {table} WHERE {column} = ?", (doomed.bytes,)
             ).fetchone()[0]
             assert count == 0, table
         assert conn.execute("SELECT count(*) FROM log").fetchone()[0] > 0

@@ -358,7 +358,7 @@ def test_params_by_name_http_api_trigger(start_worker, db_path):
                 _query(
                     db_path,
                     "SELECT state_type FROM flow_run WHERE id = ?",
-                    uuid.UUID(run_id).hex,
+                    uuid.UUID(run_id).bytes,
                 )
                 == [("COMPLETED",)]
             )
@@ -379,7 +379,7 @@ def test_params_by_name_recovery_of_a_crashed_run(
     start_worker()  # recovers the orphaned run on start
     _wait_until(
         lambda: (
-            _query(db_path, "SELECT state_type FROM flow_run WHERE id = ?", run.id.hex)
+            _query(db_path, "SELECT state_type FROM flow_run WHERE id = ?", run.id.bytes)
             == [("COMPLETED",)]
         ),
         timeout=120,

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from millstream import Flow, Task, flow, tags, task
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
 from millstream.exceptions import FailedRun, ParameterBindError
 from millstream.states import Completed, Failed, State, StateType
 

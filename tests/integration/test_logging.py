@@ -38,7 +38,7 @@ def messages(db, where="1", params=()):
 
 
 def hexid(text):
-    return uuid.UUID(text).hex
+    return uuid.UUID(text).bytes  # ids are stored as 16 bytes
 
 
 def test_lines_carry_the_run_fields_and_extras(db_path, capsys):
@@ -442,9 +442,9 @@ def test_run_finished_writes_queued_lines_and_the_final_count(db_path, monkeypat
     task_id = uuid.UUID(alone())
     logs.run_finished(task_id)
     from millstream._engine.settings import get_current_settings
-    from millstream._engine.store.sqlite import get_store
+    from millstream._engine.store import get_store
 
     get_store(get_current_settings().database_path).flush_sync()
-    found = messages(db_path, "task_run_id = ?", (task_id.hex,))
+    found = messages(db_path, "task_run_id = ?", (task_id.bytes,))
     assert found[:5] == [f"line {i}" for i in range(5)]
     assert found[5].startswith("3 log lines of this run were dropped")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from millstream import flow, task
-from millstream._engine.store import sqlite as store_module
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
+from millstream._engine.store import migrations as store_module
 from millstream.exceptions import StoreError
 from millstream.states import StateType
 
@@ -42,7 +42,7 @@ def test_terminal_state_is_durable_when_the_call_returns(db_path):
     with sqlite3.connect(db_path) as conn:
         row = conn.execute(
             "SELECT state_type, run_count, start_time, end_time FROM flow_run WHERE id = ?",
-            (state.state_details.flow_run_id.hex,),
+            (state.state_details.flow_run_id.bytes,),
         ).fetchone()
     assert row[0] == "COMPLETED"
     assert row[1] == 1
@@ -270,3 +270,113 @@ def test_a_forked_child_records_its_own_runs(db_path):
     child.join(60)
     assert child.exitcode == 0
     assert count(db_path, "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'") == 2
+
+
+def test_a_version_2_database_is_migrated_to_compact_rows_keeping_everything(db_path):
+    # Rows as version 2 wrote them: hex ids, fixed-width UTC text times, JSON state details
+    # and JSON-lines histories.
+    import datetime as dt
+    import uuid
+
+    from millstream._engine.store.rows import db_id, ts
+
+    migrations = dict(store_module.MIGRATIONS)
+    flow_id, run_id, task_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    states = [uuid.uuid4() for _ in range(3)]
+    t = [
+        "2026-01-02T03:04:05.000001Z",
+        "2026-01-02T03:04:05.500000Z",
+        "2026-01-02T03:04:06.000000Z",
+    ]
+    task_details = f'{{"task_run_id":"{task_id}"}}'
+    history = "".join(
+        f'["{states[i]}","{kind}","{name}",null,"{t[i]}",{task_details}]\n'
+        for i, (kind, name) in enumerate(
+            [("PENDING", "Pending"), ("RUNNING", "Running"), ("COMPLETED", "Cached")]
+        )
+    )
+    flow_history = f'["{states[0]}","COMPLETED","Completed","done","{t[2]}",null]\n'
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(migrations[1])
+        conn.executescript(migrations[2])
+        conn.execute("INSERT INTO flow VALUES (?, 'old-flow', ?)", (flow_id.hex, t[0]))
+        conn.execute(
+            "INSERT INTO flow_run (id, name, flow_id, flow_name, state_id, state_type, "
+            "state_name, state_message, state_timestamp, start_time, end_time, created, updated, "
+            "history, result) VALUES (?, 'old-run', ?, 'old-flow', ?, 'COMPLETED', 'Completed', "
+            "'done', ?, ?, ?, ?, ?, ?, x'01')",
+            (run_id.hex, flow_id.hex, states[0].hex, t[2], t[0], t[2], t[0], t[2], flow_history),
+        )
+        conn.execute(
+            "INSERT INTO task_run (id, flow_run_id, name, task_key, task_name, dynamic_key, "
+            "parameters, run_count, state_id, state_type, state_name, state_timestamp, "
+            "state_details, start_time, end_time, created, updated, history, result, "
+            "code_fingerprint) VALUES (?, ?, 'step-0', 'step-k', 'step', '0', '{\"x\":1}', 1, "
+            "?, 'COMPLETED', 'Cached', ?, ?, ?, ?, ?, ?, ?, x'02', 'abc')",
+            (
+                task_id.hex,
+                run_id.hex,
+                states[2].hex,
+                t[2],
+                task_details,
+                t[1],
+                t[2],
+                t[0],
+                t[2],
+                history,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO log (flow_run_id, task_run_id, level, name, message, timestamp) "
+            "VALUES (?, ?, 20, 'millstream.task_runs', 'hello', ?)",
+            (run_id.hex, task_id.hex, t[1]),
+        )
+        conn.execute("INSERT INTO cache VALUES ('key', x'03', ?, ?, ?)", (t[2], task_id.hex, t[0]))
+        conn.execute(
+            "INSERT INTO variable VALUES ('v', '1', '[]', ?, ?)",
+            ("2026-01-02T03:04:05.000001+00:00",) * 2,
+        )
+        conn.execute("PRAGMA user_version = 2")
+    store = get_store(db_path)
+    store.ensure_open_sync()
+    run = asyncio.run(store.read_flow_run(run_id))
+    task_run = asyncio.run(store.read_task_run(task_id))
+    task_states = asyncio.run(store.read_task_run_states(task_id))
+    flow_states = asyncio.run(store.read_flow_run_states(run_id))
+    when = [dt.datetime.fromisoformat(x) for x in t]
+    assert (run.name, run.flow_id, run.state_type, run.state_name) == (
+        "old-run",
+        flow_id,
+        StateType.COMPLETED,
+        "Completed",
+    )
+    assert (run.start_time, run.end_time, run.created) == (when[0], when[2], when[0])
+    assert run.state is not None and run.state.message == "done" and run.state.id == states[0]
+    assert [(s.id, s.name, s.timestamp) for s in flow_states] == [(states[0], "Completed", when[2])]
+    assert (task_run.flow_run_id, task_run.parameters, task_run.code_fingerprint) == (
+        run_id,
+        {"x": 1},
+        "abc",
+    )
+    assert task_run.state is not None and task_run.state.state_details.task_run_id == task_id
+    assert [(s.id, s.type, s.name, s.timestamp) for s in task_states] == [
+        (states[0], StateType.PENDING, "Pending", when[0]),
+        (states[1], StateType.RUNNING, "Running", when[1]),
+        (states[2], StateType.COMPLETED, "Cached", when[2]),
+    ]
+    assert all(s.state_details.task_run_id == task_id for s in task_states)
+    assert asyncio.run(store.read_flow_run_result(run_id)) == b"\x01"
+    assert asyncio.run(store.lookup_cache("key")) is None  # expired in 2026-01-02
+    assert asyncio.run(store.read_variable("v")) == ("v", 1, [])
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+        assert conn.execute("SELECT id, flow_run_id FROM task_run").fetchall() == [
+            (db_id(task_id), db_id(run_id))
+        ]
+        assert conn.execute("SELECT timestamp, task_run_id FROM log").fetchall() == [
+            (ts(when[1]), db_id(task_id))
+        ]
+        assert conn.execute("SELECT typeof(history) FROM task_run").fetchone() == ("blob",)
+    # New runs land next to the migrated ones.
+    assert squares(2) == 1
+    assert count(db_path, "SELECT count(*) FROM task_run") == 3

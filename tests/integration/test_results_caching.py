@@ -17,7 +17,7 @@ import pytest
 
 from millstream import flow, task
 from millstream._engine.results.refs import decode
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
 from millstream.cache_policies import DEFAULT, INPUTS, NO_CACHE, NONE, RUN_ID, TASK_SOURCE, Inputs
 from millstream.exceptions import SerializationError, StorageKeyError, UnhashableInputError
 from millstream.tasks import task_input_hash
@@ -41,7 +41,7 @@ def test_persisted_result_reads_back_through_the_store(db_path):
 
     state = make_point(3, return_state=True)
     run = asyncio.run(get_store(db_path).read_task_run(state.state_details.task_run_id))
-    ((blob,),) = query(db_path, "SELECT result FROM task_run WHERE id = ?", run.id.hex)
+    ((blob,),) = query(db_path, "SELECT result FROM task_run WHERE id = ?", run.id.bytes)
     assert decode(blob) == Point(3, 4)
 
 
@@ -53,7 +53,7 @@ def test_result_serializers(db_path, serializer):
 
     state = value(return_state=True)
     ((blob,),) = query(
-        db_path, "SELECT result FROM task_run WHERE id = ?", state.state_details.task_run_id.hex
+        db_path, "SELECT result FROM task_run WHERE id = ?", state.state_details.task_run_id.bytes
     )
     assert decode(blob) == {"a": [1, 2], "b": "text"}
 
@@ -343,7 +343,7 @@ READER_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
     from millstream._engine.settings import get_current_settings
-    from millstream._engine.store.sqlite import get_store
+    from millstream._engine.store import get_store
 
     store = get_store(get_current_settings().database_path)
     run = asyncio.run(store.read_task_run(sys.argv[1]))

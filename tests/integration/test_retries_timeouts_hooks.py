@@ -9,7 +9,7 @@ import time
 import pytest
 
 from millstream import flow, task
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
 from millstream.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
 from millstream.states import Cancelled, StateType
 from millstream.tasks import exponential_backoff

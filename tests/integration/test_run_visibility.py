@@ -380,7 +380,7 @@ def test_the_async_client_in_an_async_flow_reads_what_the_flow_wrote():
 
 def test_a_read_waits_for_the_batch_the_writer_is_committing(db_path, monkeypatch):
     """The queue is empty while the writer holds what it took off it: a read still waits."""
-    from millstream._engine.store.sqlite import get_store
+    from millstream._engine.store import get_store
 
     store = get_store(db_path)
     store.ensure_open_sync()

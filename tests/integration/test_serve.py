@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ def test_shutdown_cancels_running_flows_and_pauses_schedules(db_path, monkeypatc
 
     run = asyncio.run(with_worker([dep], body))
     assert cancelled == [StateType.CANCELLED]
-    assert query(db_path, "SELECT state_type FROM flow_run WHERE id = ?", run.id.hex) == [
+    assert query(db_path, "SELECT state_type FROM flow_run WHERE id = ?", run.id.bytes) == [
         ("CANCELLED",)
     ]
     assert query(db_path, "SELECT paused FROM deployment WHERE name = 'sleepy'") == [(1,)]
@@ -294,7 +295,7 @@ def test_a_killed_worker_s_run_is_finished_by_another_without_rerunning_tasks(
     try:
         wait_until(
             lambda: (
-                query(db_path, "SELECT state_type FROM flow_run WHERE id = ?", run.id.hex)
+                query(db_path, "SELECT state_type FROM flow_run WHERE id = ?", run.id.bytes)
                 == [("COMPLETED",)]
             ),
             timeout=120,
@@ -373,7 +374,7 @@ def test_webserver_triggers_runs(worker_env, db_path, token):
         wait_until(
             lambda: (
                 query(
-                    db_path, "SELECT state_type FROM flow_run WHERE id = ?", run_id.replace("-", "")
+                    db_path, "SELECT state_type FROM flow_run WHERE id = ?", uuid.UUID(run_id).bytes
                 )
                 == [("COMPLETED",)]
             )

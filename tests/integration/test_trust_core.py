@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from millstream import flow, runtime, task
-from millstream._engine.store.sqlite import get_store
+from millstream._engine.store import get_store
 from millstream.exceptions import ParameterTypeError
 from millstream.states import State, StateType
 

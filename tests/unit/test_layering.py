@@ -179,3 +179,46 @@ def test_nothing_installs_a_top_level_sdk_or_engine(tmp_path):
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "['millstream']"
+
+
+_SQL_WORDS = ("SELECT ", "INSERT ", "UPDATE ", "DELETE ")
+_DB_CALLS = {"execute", "executemany", "executescript"}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    # Prose may name a statement ("one conditional UPDATE"); only code strings count.
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def test_all_sql_lives_in_the_store():
+    """No SQL text and no connection calls outside engine/store/: other modules call typed
+    store methods (tests and benchmarks may inspect the file directly)."""
+    offenders = []
+    store_folder = ENGINE / "store"
+    for folder in (ENGINE, ROOT / "sdk"):
+        for path in sorted(folder.rglob("*.py")):
+            if store_folder in path.parents or "_engine" in path.parts:
+                continue
+            tree = ast.parse(path.read_text(), filename=str(path))
+            prose = _docstrings(tree)
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and id(node) not in prose
+                    and any(word in node.value for word in _SQL_WORDS)
+                ):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: SQL text")
+                elif (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in _DB_CALLS
+                ):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: .{node.func.attr}()")
+    assert offenders == []

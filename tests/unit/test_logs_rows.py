@@ -1,22 +1,39 @@
-"""The log thread's ready rows: byte-for-byte what the store would have made of a record."""
+"""Log lines reach the store from the log thread as epoch seconds: stored as the same
+microseconds a ``datetime`` of that instant would be (no datetime built per line)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+import uuid
 
-from millstream._engine.logs.sink import _Stamps
-from millstream._engine.store.sqlite import _ts
+from millstream._engine.model.records import LogRecord
+from millstream._engine.store.rows import log_line_row, log_row
 
 
-def test_row_timestamps_match_the_stores_text_for_the_same_creation_time():
-    rng = random.Random(1234)
-    stamps = _Stamps()
-    # Whole seconds, half-microsecond ties, the edge just under a second, and random times in
-    # order (as lines arrive: the per-second prefix is reused) and out of order.
-    times = [1_700_000_000.0, 1_700_000_000.0000005, 1_700_000_000.9999996, 0.0, 86_399.9999999]
-    times += sorted(1_700_000_000 + rng.random() * 5 for _ in range(5_000))
-    times += [rng.uniform(0, 4_000_000_000) for _ in range(5_000)]
-    for created in times:
-        expected = _ts(dt.datetime.fromtimestamp(created, dt.UTC))
-        assert stamps.text(created) == expected, created
+def test_a_line_stored_from_its_creation_time_matches_one_stored_from_a_datetime():
+    gen = random.Random(7)
+    flow_id, task_id = uuid.uuid4(), uuid.uuid4()
+    created_values = [gen.uniform(0, 2_000_000_000) for _ in range(10_000)]
+    # Ties at half a microsecond and values just under a whole second.
+    created_values += [1_700_000_000.0000005, 1_700_000_000.9999996, 1_700_000_001.0]
+    for created in created_values:
+        from_thread = log_line_row(flow_id, task_id, 20, "millstream", "m", created)
+        record = LogRecord(
+            flow_run_id=flow_id,
+            task_run_id=task_id,
+            level=20,
+            name="millstream",
+            message="m",
+            timestamp=dt.datetime.fromtimestamp(created, dt.UTC),
+        )
+        from_record = log_row(record)
+        assert from_thread[:5] == from_record[:5]
+        assert abs(from_thread[5] - from_record[5]) <= 1, created
+
+
+def test_ids_are_stored_as_bytes_and_missing_ids_as_null():
+    row = log_line_row(None, None, 30, "x", "y", 1.5)
+    assert row == (None, None, 30, "x", "y", 1_500_000)
+    run_id = uuid.uuid4()
+    assert log_line_row(run_id, None, 30, "x", "y", 0.0)[0] == run_id.bytes

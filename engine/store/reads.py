@@ -1,4 +1,4 @@
-"""Read queries for the client: SQL built at run time from filters, sorts and paging.
+"""The client's read queries: SQL built at run time from filters, sorts and paging.
 
 Filters are read by attribute (``flow_run_filter.state.type.any_``), so the engine needs no
 sdk types: any object with Prefect's filter attributes works, and an attribute left at None
@@ -10,16 +10,12 @@ a subquery over another (flow runs that have a failed task run).
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
-
 from millstream._engine.exceptions import NotSupportedError, ObjectNotFound
-from millstream._engine.model.records import FlowRecord, LogRecord
-from millstream._engine.store.sqlite import _parse_ts, _ts, _uuid, db_id
+from millstream._engine.store.rows import db_id, default_names, ts
 
 Query = tuple[str, tuple[Any, ...]]
 
@@ -47,15 +43,10 @@ FLOW_RUN_SORTS: dict[str, str] = {
     "flow_run.expected_start_time END ASC NULLS LAST, flow_run.id ASC",
     "END_TIME_DESC": "flow_run.end_time DESC, flow_run.id DESC",
 }
-# How long a task run ran (a running one: until now), in microseconds. Whole seconds come
-# from julianday and the microseconds from the text: julianday alone resolves only ~50 us,
-# too coarse to order task runs that take a few hundred.
-_END = "coalesce(task_run.end_time, strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))"
-_DURATION = (
-    f"(CAST(round((julianday(substr({_END}, 1, 19)) - julianday(substr(task_run.start_time, "
-    f"1, 19))) * 86400) AS INTEGER) * 1000000 + CAST(substr({_END}, 21, 6) AS INTEGER) "
-    "- CAST(substr(task_run.start_time, 21, 6) AS INTEGER))"
-)
+# How long a task run ran (a running one: until now), in microseconds (times are integer
+# microseconds since the epoch; 'now' from julianday, which resolves about a millisecond).
+_NOW = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
+_DURATION = f"(coalesce(task_run.end_time, {_NOW}) - task_run.start_time)"
 TASK_RUN_SORTS: dict[str, str] = {
     "": "task_run.created DESC, task_run.id DESC",
     "ID_DESC": "task_run.id DESC",
@@ -86,8 +77,6 @@ LOG_SORTS: dict[str, str] = {
     "TIMESTAMP_ASC": "log.timestamp ASC, log.id ASC",
     "TIMESTAMP_DESC": "log.timestamp DESC, log.id DESC",
 }
-
-SELECT_VARIABLE = "SELECT name, value, tags FROM variable WHERE name = ?"
 
 
 class _Where:
@@ -141,7 +130,7 @@ class _Where:
             self.add(f"{column} IS {'' if is_null else 'NOT '}NULL")
 
     def time_range(self, column: str, flt: Any) -> None:
-        # Timestamps are fixed-width UTC text: comparing the texts compares the times.
+        # Timestamps are integer microseconds: comparing them compares the times.
         before, after = _get(flt, "before_"), _get(flt, "after_")
         if before is not None:
             self.add(f"{column} <= ?", _time(before, column))
@@ -169,6 +158,12 @@ class _Where:
             self.add(template.format(where=inner.clause()), *inner.params)
 
 
+def _state_name(table: str) -> str:
+    # A row stores NULL for its type's default name (see rows.stored_name).
+    cases = " ".join(f"WHEN '{t}' THEN '{n}'" for t, n in default_names().items())
+    return f"coalesce({table}.state_name, CASE {table}.state_type {cases} END)"
+
+
 def _get(obj: Any, *path: str) -> Any:
     for name in path:
         if obj is None:
@@ -177,7 +172,7 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
-def _ids(values: Iterable[Any] | None, what: str) -> list[str | None] | None:
+def _ids(values: Iterable[Any] | None, what: str) -> list[bytes | None] | None:
     if values is None:
         return None
     if isinstance(values, str | bytes | uuid.UUID):
@@ -188,10 +183,10 @@ def _ids(values: Iterable[Any] | None, what: str) -> list[str | None] | None:
         raise ValueError(f"{what}: {exc}") from None
 
 
-def _time(value: Any, column: str) -> str | None:
+def _time(value: Any, column: str) -> int | None:
     if not isinstance(value, dt.datetime):
         raise TypeError(f"A time filter on {column} needs a datetime, got {value!r}")
-    return _ts(value)
+    return ts(value)
 
 
 def _state_types(values: Iterable[Any] | None) -> list[str] | None:
@@ -239,8 +234,8 @@ def _flow_run_terms(w: _Where, flt: Any) -> None:
     state = _get(flt, "state")
     w.any_of("flow_run.state_type", _state_types(_get(state, "type", "any_")))
     w.any_of("flow_run.state_type", _state_types(_get(state, "type", "not_any_")), negate=True)
-    w.any_of("flow_run.state_name", _get(state, "name", "any_"))
-    w.any_of("flow_run.state_name", _get(state, "name", "not_any_"), negate=True)
+    w.any_of(_state_name("flow_run"), _get(state, "name", "any_"))
+    w.any_of(_state_name("flow_run"), _get(state, "name", "not_any_"), negate=True)
     w.any_of("flow_run.flow_version", _get(flt, "flow_version", "any_"))
     w.time_range("flow_run.start_time", _get(flt, "start_time"))
     w.time_range("flow_run.end_time", _get(flt, "end_time"))
@@ -275,7 +270,7 @@ def _task_run_terms(w: _Where, flt: Any) -> None:
     w.tags("task_run", _get(flt, "tags"))
     state = _get(flt, "state")
     w.any_of("task_run.state_type", _state_types(_get(state, "type", "any_")))
-    w.any_of("task_run.state_name", _get(state, "name", "any_"))
+    w.any_of(_state_name("task_run"), _get(state, "name", "any_"))
     w.time_range("task_run.start_time", _get(flt, "start_time"))
     w.time_range("task_run.end_time", _get(flt, "end_time"))
     flow_run = _get(flt, "flow_run_id")
@@ -430,41 +425,3 @@ def logs(
 def variables(*, limit: int | None = None, offset: int | None = None) -> Query:
     """Every variable, by name."""
     return _paged("SELECT name, value, tags FROM variable", _Where(), "name ASC", limit, offset)
-
-
-def delete_flow_run(conn: sqlite3.Connection, flow_run_id: uuid.UUID | str) -> bool:
-    """Delete a flow run with its task runs and log lines; False if there is no such run.
-
-    Runs on the writer's connection inside its transaction, so all three go or none do.
-    """
-    run_id = db_id(flow_run_id)
-    if not conn.execute("DELETE FROM flow_run WHERE id = ?", (run_id,)).rowcount:
-        return False
-    conn.execute("DELETE FROM task_run WHERE flow_run_id = ?", (run_id,))
-    conn.execute("DELETE FROM log WHERE flow_run_id = ?", (run_id,))
-    return True
-
-
-def flow_from_row(row: sqlite3.Row) -> FlowRecord:
-    """A ``FlowRecord`` from a ``flow`` row."""
-    return FlowRecord(id=uuid.UUID(row["id"]), name=row["name"], created=_parse_ts(row["created"]))
-
-
-def log_from_row(row: sqlite3.Row) -> LogRecord:
-    """A ``LogRecord`` from a ``log`` row."""
-    timestamp = _parse_ts(row["timestamp"])
-    assert timestamp is not None  # the column is NOT NULL
-    return LogRecord(
-        id=row["id"],
-        flow_run_id=_uuid(row["flow_run_id"]),
-        task_run_id=_uuid(row["task_run_id"]),
-        level=row["level"],
-        name=row["name"],
-        message=row["message"],
-        timestamp=timestamp,
-    )
-
-
-def variable_fields(row: sqlite3.Row) -> tuple[str, Any, list[str]]:
-    """Name, value and tags of a ``variable`` row (value and tags are stored as JSON)."""
-    return row["name"], msgspec.json.decode(row["value"]), msgspec.json.decode(row["tags"])
