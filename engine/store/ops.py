@@ -253,12 +253,9 @@ class StoreOperations:
         its history; durable when it returns."""
         stamp = rows.ts(state.timestamp)
         params = (
-            state.id.bytes,
             state.type.value,
             rows.stored_name(state),
             state.message,
-            stamp,
-            rows.pack_details(state.state_details, run_id, "flow_run_id"),
             stamp,
             state.is_final(),
             stamp,

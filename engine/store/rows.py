@@ -3,7 +3,9 @@
 Rows are compact: ids are 16-byte BLOBs, times INTEGER microseconds since the epoch (UTC),
 state details msgpack with the run's own id left out, and a run's state history a BLOB of
 msgpack chunks (one appended per write of the row: a 4-byte length, then an array of
-entries), so recording states costs one row write however many states a batch holds.
+entries), so recording states costs one row write however many states a batch holds. The
+current state's id, time and details are read from the history's last entry (the row keeps
+its type, name and message as columns, for filters).
 """
 
 from __future__ import annotations
@@ -230,12 +232,9 @@ def flow_run_row(
         run.idempotency_key,
         run.entrypoint,
         run.run_count,
-        state.id.bytes,
         state.type,  # a StrEnum member is a str: no need for the slow .value lookup
         stored_name(state),
         state.message,
-        now,
-        pack_details(state.state_details, run.id, "flow_run_id"),
         ts(run.start_time),
         ts(run.end_time),
         ts(run.expected_start_time),
@@ -269,12 +268,9 @@ def task_run_row(
         encode_json(run.parameters),
         encode_json(run.tags) if run.tags else "[]",
         run.run_count,
-        state.id.bytes,
         state.type,  # a StrEnum member is a str: no need for the slow .value lookup
         stored_name(state),
         state.message,
-        now,
-        pack_details(state.state_details, run.id, "task_run_id"),
         None if start is None else (start - _EPOCH) // _MICROSECOND,
         # The final state's timestamp is the end time: convert it once.
         now if run.end_time is state.timestamp else ts(run.end_time),
@@ -324,24 +320,43 @@ def flow_row(item: FlowRecord) -> tuple[Any, ...]:
     return (_id(item.id), item.name, ts(item.created))
 
 
+def _last_entry(blob: bytes) -> HistoryEntry | None:
+    # Only the last chunk is decoded: the current state is its last entry.
+    view = memoryview(blob)
+    at, last = 0, None
+    while at + 4 <= len(view):
+        size = int.from_bytes(view[at : at + 4], "little")
+        last = (at + 4, at + 4 + size)
+        at += 4 + size
+    if last is None:
+        return None
+    entries = _history_decoder.decode(view[last[0] : last[1]])
+    return entries[-1] if entries else None
+
+
 def _row_state(row: sqlite3.Row, field: str) -> State | None:
+    """A row's current state: its type, name and message from the row's columns (a claim
+    changes them in place), its id, time and details from the history's last entry."""
     if row["state_type"] is None:
         return None
     data: Any = None
-    if "result" in row.keys() and row["result"] is not None:
+    if row["result"] is not None:
         from millstream._engine.results.refs import StoredResult
 
         # The recorded result, decoded when state.result() asks for it.
         data = StoredResult(row["result"])
     own_id = uuid.UUID(bytes=row["id"])
+    entry = _last_entry(row["history"])
+    if entry is None:  # never written by Millstream: a state without its history
+        return State(type=StateType(row["state_type"]), name=row["state_name"], data=data)
     return State(
-        id=uuid.UUID(bytes=row["state_id"]),
+        id=entry.id,
         type=StateType(row["state_type"]),
         name=row["state_name"],
         message=row["state_message"],
-        timestamp=_EPOCH + dt.timedelta(microseconds=row["state_timestamp"]),
+        timestamp=_EPOCH + dt.timedelta(microseconds=entry.timestamp),
         data=data,
-        state_details=unpack_details(row["state_details"], own_id, field),
+        state_details=unpack_details(entry.details, own_id, field),
     )
 
 

@@ -135,8 +135,9 @@ ALTER TABLE task_run ADD COLUMN code_fingerprint TEXT;
 
 -- migration: 3
 -- Compact rows: ids as 16-byte BLOBs, times as INTEGER microseconds since the epoch (UTC),
--- state details and histories as msgpack BLOBs (see rows.py), a state name NULL when it is its
--- type's default name, and no task_run.updated (it always equalled state_timestamp). ms_id, ms_time, ms_details and
+-- histories as msgpack BLOBs (see rows.py) that also hold the current state's id, time and
+-- details (the row keeps its type, name and message, for filters), a state name NULL when it
+-- is its type's default name, and no task_run.updated (it always equalled the state's time). ms_id, ms_time, ms_details and
 -- ms_history are functions the migration registers on its connection; a value they cannot
 -- read is kept as it was.
 CREATE TABLE flow_v3 (
@@ -163,12 +164,9 @@ CREATE TABLE flow_run_v3 (
     idempotency_key TEXT UNIQUE,
     entrypoint TEXT,
     run_count INTEGER NOT NULL DEFAULT 0,
-    state_id BLOB,
     state_type TEXT,
     state_name TEXT,
     state_message TEXT,
-    state_timestamp INTEGER,
-    state_details BLOB,
     start_time INTEGER,
     end_time INTEGER,
     expected_start_time INTEGER,
@@ -184,9 +182,8 @@ CREATE TABLE flow_run_v3 (
 INSERT INTO flow_run_v3 SELECT
     ms_id(id), name, ms_id(flow_id), flow_name, flow_version, parameters, tags,
     ms_id(parent_task_run_id), ms_id(parent_flow_run_id), ms_id(root_flow_run_id),
-    ms_id(deployment_id), idempotency_key, entrypoint, run_count, ms_id(state_id), state_type,
-    ms_name(state_type, state_name), state_message, ms_time(state_timestamp),
-    ms_details(state_details, id, 'flow_run_id'), ms_time(start_time), ms_time(end_time),
+    ms_id(deployment_id), idempotency_key, entrypoint, run_count, state_type,
+    ms_name(state_type, state_name), state_message, ms_time(start_time), ms_time(end_time),
     ms_time(expected_start_time), ms_time(created), ms_time(updated), pid, hostname,
     ms_time(heartbeat), parameters_blob, ms_history(history, id, 'flow_run_id'), result
 FROM flow_run ORDER BY rowid;
@@ -213,12 +210,9 @@ CREATE TABLE task_run_v3 (
     parameters TEXT NOT NULL DEFAULT '{}',
     tags TEXT NOT NULL DEFAULT '[]',
     run_count INTEGER NOT NULL DEFAULT 0,
-    state_id BLOB,
     state_type TEXT,
     state_name TEXT,
     state_message TEXT,
-    state_timestamp INTEGER,
-    state_details BLOB,
     start_time INTEGER,
     end_time INTEGER,
     expected_start_time INTEGER,
@@ -229,9 +223,9 @@ CREATE TABLE task_run_v3 (
 );
 INSERT INTO task_run_v3 SELECT
     ms_id(id), ms_id(flow_run_id), name, task_key, task_name, dynamic_key, task_version,
-    cache_key, ms_time(cache_expiration), parameters, tags, run_count, ms_id(state_id),
-    state_type, ms_name(state_type, state_name), state_message, ms_time(state_timestamp),
-    ms_details(state_details, id, 'task_run_id'), ms_time(start_time), ms_time(end_time),
+    cache_key, ms_time(cache_expiration), parameters, tags, run_count,
+    state_type, ms_name(state_type, state_name), state_message, ms_time(start_time),
+    ms_time(end_time),
     ms_time(expected_start_time), ms_time(created),
     ms_history(history, id, 'task_run_id'), result, code_fingerprint
 FROM task_run ORDER BY rowid;
@@ -316,18 +310,14 @@ ON CONFLICT (name) DO NOTHING;
 INSERT INTO flow_run (
     id, name, flow_id, flow_name, flow_version, parameters, tags, parent_task_run_id,
     parent_flow_run_id, root_flow_run_id, deployment_id, idempotency_key, entrypoint, run_count,
-    state_id, state_type, state_name, state_message, state_timestamp, state_details,
-    start_time, end_time, expected_start_time, created, updated, pid, hostname, heartbeat,
-    parameters_blob, history, result
-) VALUES (
-    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-)
+    state_type, state_name, state_message, start_time, end_time, expected_start_time, created,
+    updated, pid, hostname, heartbeat, parameters_blob, history, result
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     name = excluded.name, parameters = excluded.parameters, tags = excluded.tags,
-    run_count = excluded.run_count, state_id = excluded.state_id,
-    state_type = excluded.state_type, state_name = excluded.state_name,
-    state_message = excluded.state_message, state_timestamp = excluded.state_timestamp,
-    state_details = excluded.state_details, start_time = excluded.start_time,
+    run_count = excluded.run_count, state_type = excluded.state_type,
+    state_name = excluded.state_name, state_message = excluded.state_message,
+    start_time = excluded.start_time,
     end_time = excluded.end_time, updated = excluded.updated, pid = excluded.pid,
     hostname = excluded.hostname, heartbeat = excluded.heartbeat,
     parameters_blob = coalesce(excluded.parameters_blob, flow_run.parameters_blob),
@@ -337,17 +327,14 @@ ON CONFLICT (id) DO UPDATE SET
 -- name: upsert_task_run
 INSERT INTO task_run (
     id, flow_run_id, name, task_key, task_name, dynamic_key, task_version, cache_key,
-    cache_expiration, parameters, tags, run_count, state_id, state_type, state_name,
-    state_message, state_timestamp, state_details, start_time, end_time, expected_start_time,
-    created, history, result, code_fingerprint
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    cache_expiration, parameters, tags, run_count, state_type, state_name, state_message,
+    start_time, end_time, expected_start_time, created, history, result, code_fingerprint
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     name = excluded.name, cache_key = excluded.cache_key,
     cache_expiration = excluded.cache_expiration, run_count = excluded.run_count,
-    state_id = excluded.state_id, state_type = excluded.state_type,
-    state_name = excluded.state_name, state_message = excluded.state_message,
-    state_timestamp = excluded.state_timestamp, state_details = excluded.state_details,
-    start_time = excluded.start_time, end_time = excluded.end_time,
+    state_type = excluded.state_type, state_name = excluded.state_name,
+    state_message = excluded.state_message, start_time = excluded.start_time, end_time = excluded.end_time,
     history = CAST(task_run.history || excluded.history AS BLOB),
     result = coalesce(excluded.result, task_run.result);
 
@@ -446,8 +433,7 @@ DELETE FROM log WHERE flow_run_id = ?;
 -- name: update_flow_run_state_if
 -- Applied only while the run is in one of the expected state types (a JSON list); a final
 -- state also sets the end time. The new state is appended to the history.
-UPDATE flow_run SET state_id = ?, state_type = ?, state_name = ?, state_message = ?,
-    state_timestamp = ?, state_details = ?, updated = ?,
+UPDATE flow_run SET state_type = ?, state_name = ?, state_message = ?, updated = ?,
     end_time = CASE WHEN ? THEN ? ELSE end_time END,
     history = CAST(history || ? AS BLOB)
 WHERE id = ? AND state_type IN (SELECT value FROM json_each(?));
@@ -457,12 +443,9 @@ WHERE id = ? AND state_type IN (SELECT value FROM json_each(?));
 INSERT INTO flow_run (
     id, name, flow_id, flow_name, flow_version, parameters, tags, parent_task_run_id,
     parent_flow_run_id, root_flow_run_id, deployment_id, idempotency_key, entrypoint, run_count,
-    state_id, state_type, state_name, state_message, state_timestamp, state_details,
-    start_time, end_time, expected_start_time, created, updated, pid, hostname, heartbeat,
-    parameters_blob, history, result
-) VALUES (
-    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-)
+    state_type, state_name, state_message, start_time, end_time, expected_start_time, created,
+    updated, pid, hostname, heartbeat, parameters_blob, history, result
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
 
 -- name: claim_due_flow_run
