@@ -19,7 +19,34 @@ class FlowRecord(msgspec.Struct, kw_only=True):
     created: dt.datetime | None = None
 
 
-class FlowRun(msgspec.Struct, kw_only=True):
+class _RunTimes:
+    """What flow runs and task runs derive alike from their state and times."""
+
+    __slots__ = ()
+    state: State | None
+    start_time: dt.datetime | None
+    end_time: dt.datetime | None
+
+    @property
+    def state_type(self) -> StateType | None:
+        """The type of the current state (None before the first state)."""
+        return self.state.type if self.state is not None else None
+
+    @property
+    def state_name(self) -> str | None:
+        """The name of the current state (None before the first state)."""
+        return self.state.name if self.state is not None else None
+
+    @property
+    def total_run_time(self) -> dt.timedelta:
+        """Time between start and end (zero while not started)."""
+        if self.start_time is None:
+            return dt.timedelta(0)
+        end = self.end_time or dt.datetime.now(dt.UTC)
+        return end - self.start_time
+
+
+class FlowRun(msgspec.Struct, _RunTimes, kw_only=True):
     """One run of a flow: identity, inputs, lineage, timing and its current state."""
 
     id: uuid.UUID
@@ -47,26 +74,8 @@ class FlowRun(msgspec.Struct, kw_only=True):
     # The parameters encoded type-faithfully (recovery re-runs the flow with them).
     parameters_blob: bytes | None = None
 
-    @property
-    def state_type(self) -> StateType | None:
-        """The type of the current state (None before the first state)."""
-        return self.state.type if self.state is not None else None
 
-    @property
-    def state_name(self) -> str | None:
-        """The name of the current state (None before the first state)."""
-        return self.state.name if self.state is not None else None
-
-    @property
-    def total_run_time(self) -> dt.timedelta:
-        """Time between start and end (zero while not started)."""
-        if self.start_time is None:
-            return dt.timedelta(0)
-        end = self.end_time or dt.datetime.now(dt.UTC)
-        return end - self.start_time
-
-
-class TaskRun(msgspec.Struct, kw_only=True):
+class TaskRun(msgspec.Struct, _RunTimes, kw_only=True):
     """One run of a task: its place in its flow run (task key, call index), inputs and state."""
 
     id: uuid.UUID
@@ -88,24 +97,6 @@ class TaskRun(msgspec.Struct, kw_only=True):
     created: dt.datetime | None = None
     # A digest of the task function's code (recovery reuses the result only for the same code).
     code_fingerprint: str | None = None
-
-    @property
-    def state_type(self) -> StateType | None:
-        """The type of the current state (None before the first state)."""
-        return self.state.type if self.state is not None else None
-
-    @property
-    def state_name(self) -> str | None:
-        """The name of the current state (None before the first state)."""
-        return self.state.name if self.state is not None else None
-
-    @property
-    def total_run_time(self) -> dt.timedelta:
-        """Time between start and end (zero while not started)."""
-        if self.start_time is None:
-            return dt.timedelta(0)
-        end = self.end_time or dt.datetime.now(dt.UTC)
-        return end - self.start_time
 
 
 class LogRecord(msgspec.Struct, kw_only=True, array_like=True):
