@@ -70,13 +70,13 @@ def build(path: Path, runs: int, flows: int = 20) -> None:
             end_time=end,
             created=created,
         )
-        lines = encode_history([history_entry(s) for s in history])
+        lines = encode_history([history_entry(s, run.id, "flow_run_id") for s in history])
         rows.append(flow_run_row(run, history[-1], lines, None))
     with sqlite3.connect(path) as conn:
         conn.executemany(
             "INSERT INTO flow (id, name, created) VALUES (?, ?, ?)",
             [
-                (fid.hex, name, now.isoformat())
+                (fid.bytes, name, int(now.timestamp() * 1_000_000))
                 for fid, name in zip(flow_ids, flow_names, strict=True)
             ],
         )

@@ -273,6 +273,7 @@ def observability(reps: int) -> list[dict]:
     from millstream._engine.model.states import Completed, Failed
     from millstream._engine.settings import get_current_settings
     from millstream._engine.store import get_store
+    from millstream._engine.store.rows import encode_history, history_entry
     from millstream._engine.store.rows import flow_run_row as _flow_run_row
     from millstream.client.schemas.filters import (
         FlowRunFilter,
@@ -300,7 +301,8 @@ def observability(reps: int) -> list[dict]:
             start_time=state.timestamp,
             end_time=state.timestamp,
         )
-        rows.append(_flow_run_row(run, state, "", None))
+        history = encode_history([history_entry(state, run.id, "flow_run_id")])
+        rows.append(_flow_run_row(run, state, history, None))
     with sqlite3.connect(store.path) as conn:
         marks = ", ".join("?" * len(rows[0]))
         conn.executemany(f"INSERT INTO flow_run VALUES ({marks})", rows)
