@@ -16,6 +16,7 @@ _INFO, _ERROR = logging.INFO, logging.ERROR
 _COMPLETED = StateType.COMPLETED
 _FAILED = StateType.FAILED
 _CRASHED = StateType.CRASHED
+_FINISHED_COMPLETED = "Finished in state Completed()"
 
 
 def _raised(state: State) -> BaseException | None:
@@ -73,7 +74,11 @@ def task_finished(task_run: TaskRun, state: State) -> None:
     """The one line every task run ends with (the level is checked first: hot path)."""
     level = _INFO if state.type is _COMPLETED else _ERROR
     if logs.task_line_enabled(level):
-        logs.task_run_line(task_run, level, f"Finished in state {state}", last=True)
+        if level is _INFO and state.name == "Completed" and not state.message:
+            message = _FINISHED_COMPLETED  # nearly every line: no state to format
+        else:
+            message = f"Finished in state {state}"
+        logs.task_run_line(task_run, level, message, last=True)
 
 
 def task_not_reused(flow_ctx: ctxmod.FlowRunContext, task_run: TaskRun, why: str) -> None:
