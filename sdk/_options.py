@@ -198,17 +198,24 @@ class Option:
     carry: bool = False
 
 
-def _hook_option(name: str) -> Option:
+def _hook_option(name: str, *, raw: bool = False) -> Option:
+    # The engine awaits the wrapped hooks (spec.hooks); only transaction hooks, which a
+    # transaction calls as they are, also go to the spec unwrapped (``raw``).
     return Option(
-        check=_hooks, attr=f"{name}_hooks", spec=name, to_spec=tuple, wrap=name, carry=True
+        check=_hooks,
+        attr=f"{name}_hooks",
+        spec=name if raw else False,
+        to_spec=tuple,
+        wrap=name,
+        carry=True,
     )
 
 
 _ON_COMPLETION = _hook_option("on_completion")
 _ON_FAILURE = _hook_option("on_failure")
 _ON_RUNNING = _hook_option("on_running")
-_ON_COMMIT = _hook_option("on_commit")
-_ON_ROLLBACK = _hook_option("on_rollback")
+_ON_COMMIT = _hook_option("on_commit", raw=True)
+_ON_ROLLBACK = _hook_option("on_rollback", raw=True)
 _ON_CANCELLATION = _hook_option("on_cancellation")
 _ON_CRASHED = _hook_option("on_crashed")
 _TIMEOUT = Option(check=_timeout)

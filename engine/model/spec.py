@@ -154,12 +154,10 @@ class TaskSpec:
     result_serializer: Any = None
     result_storage_key: str | None = None
     cache_result_in_memory: bool = True
-    on_completion: tuple[Hook, ...] = ()
-    on_failure: tuple[Hook, ...] = ()
-    on_running: tuple[Hook, ...] = ()
+    # Called as they are by the task's transaction (``orchestrate.transactions``).
     on_commit: tuple[Hook, ...] = ()
     on_rollback: tuple[Hook, ...] = ()
-    # The hooks above and retry_condition_fn, wrapped to be awaited (see Hooks).
+    # Every hook and retry_condition_fn, wrapped to be awaited (see Hooks).
     hooks: Hooks = NO_HOOKS
     extras: Mapping[str, Any] = field(default_factory=dict)
 
@@ -187,10 +185,5 @@ class FlowSpec:
     cache_result_in_memory: bool = True
     log_prints: bool | None = None
     entrypoint: str | None = None
-    on_completion: tuple[Hook, ...] = ()
-    on_failure: tuple[Hook, ...] = ()
-    on_cancellation: tuple[Hook, ...] = ()
-    on_crashed: tuple[Hook, ...] = ()
-    on_running: tuple[Hook, ...] = ()
-    # The hooks above, wrapped to be awaited (see Hooks).
+    # Every hook, wrapped to be awaited (see Hooks).
     hooks: Hooks = NO_HOOKS
