@@ -230,7 +230,9 @@ def test_calling_again_with_the_id_of_a_finished_run_returns_its_result(db_path)
     assert query(db_path, "SELECT count(*) FROM flow_run") == [(1,)]
 
 
-def test_calling_again_after_a_failure_resumes_in_the_same_run(db_path):
+def _two_steps_failing_once():
+    """A flow of two tasks whose second fails until ``fail[0]`` is cleared; ``calls`` logs
+    every body run."""
     calls: list[str] = []
     fail = [True]
 
@@ -250,6 +252,11 @@ def test_calling_again_after_a_failure_resumes_in_the_same_run(db_path):
     def two_steps() -> str:
         return second(first())
 
+    return two_steps, calls, fail
+
+
+def test_calling_again_after_a_failure_resumes_in_the_same_run(db_path):
+    two_steps, calls, fail = _two_steps_failing_once()
     key = uuid.uuid4()
     with pytest.raises(RuntimeError):
         two_steps(flow_run_id=key)
@@ -261,25 +268,7 @@ def test_calling_again_after_a_failure_resumes_in_the_same_run(db_path):
 
 def test_results_recorded_without_a_code_fingerprint_are_not_reused(db_path):
     # Task runs recorded before fingerprints were kept (NULL): the code they ran is unknown.
-    calls: list[str] = []
-    fail = [True]
-
-    @task
-    def first() -> str:
-        calls.append("first")
-        return "a"
-
-    @task
-    def second(prev: str) -> str:
-        calls.append("second")
-        if fail[0]:
-            raise RuntimeError("transient")
-        return prev + "b"
-
-    @flow
-    def two_steps() -> str:
-        return second(first())
-
+    two_steps, calls, fail = _two_steps_failing_once()
     key = uuid.uuid4()
     with pytest.raises(RuntimeError):
         two_steps(flow_run_id=key)
