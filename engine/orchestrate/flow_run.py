@@ -104,7 +104,8 @@ async def run_flow(
     Raises only for an unusable database and for cancellation and crashes, after recording them.
     """
     parent_ctx = ctxmod.flow_run_var.get()
-    store = await _store_of(parent_ctx)
+    settings = persist.settings_of(None)  # read once: the store's path and the run's settings
+    store = await _store_of(parent_ctx, settings)
     # A worker that just claimed the run passes it: no need to read it again.
     existing = claimed or (await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None)
     if existing is not None and existing.state_type is _COMPLETED:
@@ -122,6 +123,7 @@ async def run_flow(
     except ParameterTypeError as exc:
         return await _failed_validation(exc, flow_run, put, parent_ctx, store)
     flow_ctx = _context(spec, flow_run, parameters, store, deployment, recovered)
+    flow_ctx.settings = settings
     try:
         if existing is None:
             _name_run(spec, flow_run, flow_ctx)
@@ -146,10 +148,10 @@ def flow_result(state: State, raise_on_failure: bool = True) -> Any:
 
 
 # -- before the body ----------------------------------------------------------------------------
-async def _store_of(parent_ctx: ctxmod.FlowRunContext | None) -> Store:
+async def _store_of(parent_ctx: ctxmod.FlowRunContext | None, settings: Any) -> Store:
     if parent_ctx is not None:
         return parent_ctx.store
-    store = get_store(persist.settings_of(None).database_path)
+    store = get_store(settings.database_path)
     await store.ensure_open()
     logs.configure()
     return store
@@ -226,7 +228,6 @@ def _context(
         spec=spec, flow_run=flow_run, parameters=parameters, loop=loop, group=group, store=store
     )
     flow_ctx.recovered = recovered
-    flow_ctx.settings = persist.settings_of(None)
     flow_ctx.deployment = deployment
     return flow_ctx
 
