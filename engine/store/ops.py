@@ -105,6 +105,7 @@ class StoreOperations:
                 return False
             conn.execute(Q["delete_task_runs_of_flow_run"], (run_id,))
             conn.execute(Q["delete_logs_of_flow_run"], (run_id,))
+            conn.execute(Q["delete_artifacts_of_flow_run"], (run_id,))
             return True
 
         deleted: bool = await self._call(delete)

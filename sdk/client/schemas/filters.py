@@ -343,7 +343,76 @@ class LogFilter(_Filter):
     text: LogFilterTextSearch | None = None
 
 
+# -- artifacts ------------------------------------------------------------------------------
+class ArtifactFilterId(_Filter):
+    """Artifacts whose id is any of ``any_``."""
+
+    any_: Ids | None = None
+
+
+class ArtifactFilterKey(_Filter):
+    """Artifacts whose key is any of ``any_``, matches the SQL pattern ``like_`` (``%`` and
+    ``_`` as wildcards), or (``exists_``) has a key at all."""
+
+    any_: Sequence[str] | None = None
+    like_: str | None = None
+    exists_: bool | None = None
+
+
+class ArtifactFilterFlowRunId(_Filter):
+    """Artifacts of any of these flow runs."""
+
+    any_: Ids | None = None
+
+
+class ArtifactFilterTaskRunId(_Filter):
+    """Artifacts of any of these task runs."""
+
+    any_: Ids | None = None
+
+
+class ArtifactFilterType(_Filter):
+    """Artifacts of any of the types ``any_`` and none of ``not_any_``."""
+
+    any_: Sequence[str] | None = None
+    not_any_: Sequence[str] | None = None
+
+
+class ArtifactFilter(_Filter):
+    """Which artifacts: by id, key, run or type."""
+
+    id: ArtifactFilterId | None = None
+    key: ArtifactFilterKey | None = None
+    flow_run_id: ArtifactFilterFlowRunId | None = None
+    task_run_id: ArtifactFilterTaskRunId | None = None
+    type: ArtifactFilterType | None = None
+
+
+class ArtifactCollectionFilterLatestId(_Filter):
+    """Keys whose newest artifact is any of ``any_``."""
+
+    any_: Ids | None = None
+
+
+class ArtifactCollectionFilter(_Filter):
+    """Which keys' newest artifacts: by the newest's id, key, run or type."""
+
+    latest_id: ArtifactCollectionFilterLatestId | None = None
+    key: ArtifactFilterKey | None = None
+    flow_run_id: ArtifactFilterFlowRunId | None = None
+    task_run_id: ArtifactFilterTaskRunId | None = None
+    type: ArtifactFilterType | None = None
+
+
 __all__ = [
+    "ArtifactCollectionFilter",
+    "ArtifactCollectionFilterLatestId",
+    "ArtifactFilter",
+    "ArtifactFilterFlowRunId",
+    "ArtifactFilterId",
+    "ArtifactFilterKey",
+    "ArtifactFilterTaskRunId",
+    "ArtifactFilterType",
     "DeploymentFilter",
     "DeploymentFilterId",
     "DeploymentFilterName",

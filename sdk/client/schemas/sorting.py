@@ -49,4 +49,24 @@ class LogSort(enum.StrEnum):
     TIMESTAMP_DESC = "TIMESTAMP_DESC"
 
 
-__all__ = ["FlowRunSort", "FlowSort", "LogSort", "TaskRunSort"]
+class ArtifactSort(enum.StrEnum):
+    """How artifacts are ordered (without a sort: newest first)."""
+
+    CREATED_DESC = "CREATED_DESC"
+    UPDATED_DESC = "UPDATED_DESC"
+    ID_DESC = "ID_DESC"
+    KEY_DESC = "KEY_DESC"
+    KEY_ASC = "KEY_ASC"
+
+
+# The newest artifact of each key sorts the same ways.
+ArtifactCollectionSort = ArtifactSort
+
+__all__ = [
+    "ArtifactCollectionSort",
+    "ArtifactSort",
+    "FlowRunSort",
+    "FlowSort",
+    "LogSort",
+    "TaskRunSort",
+]
