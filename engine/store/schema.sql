@@ -514,3 +514,82 @@ UPDATE log SET message = ? WHERE id = (
     SELECT id FROM log WHERE flow_run_id IS NULL AND task_run_id = ? AND name = ?
     ORDER BY id DESC LIMIT 1
 );
+
+-- migration: 5
+-- Artifacts (Prefect's prefect.artifacts): made by a flow or task run, or outside any run.
+-- data is the JSON of what Prefect sends as the artifact's data (markdown text, a table's JSON
+-- text, a progress number, a link, an image URL). Each index answers one page or read: a
+-- run's artifacts, the newest of a key, everything newest first.
+CREATE TABLE artifact (
+    id BLOB PRIMARY KEY,
+    key TEXT,
+    type TEXT,
+    description TEXT,
+    data TEXT,
+    metadata TEXT,
+    flow_run_id BLOB,
+    task_run_id BLOB,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE INDEX ix_artifact_flow_run ON artifact (flow_run_id, created);
+CREATE INDEX ix_artifact_task_run ON artifact (task_run_id, created);
+CREATE INDEX ix_artifact_key ON artifact (key, created DESC);
+CREATE INDEX ix_artifact_created ON artifact (created DESC);
+-- The dashboard's runs page: a deployment's runs newest first, and a flow run's subflows.
+CREATE INDEX ix_flow_run_deployment_created ON flow_run (deployment_id, created DESC);
+-- The runs page's search by name prefix (a range on name).
+CREATE INDEX ix_flow_run_name ON flow_run (name);
+
+-- name: insert_artifact
+INSERT INTO artifact (
+    id, key, type, description, data, metadata, flow_run_id, task_run_id, created, updated
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: update_artifact
+-- A description given as NULL keeps the one recorded (Prefect's update leaves it unset).
+UPDATE artifact SET data = ?, description = coalesce(?, description), updated = ? WHERE id = ?;
+
+-- name: delete_artifact
+DELETE FROM artifact WHERE id = ?;
+
+-- name: delete_artifacts_of_flow_run
+DELETE FROM artifact WHERE flow_run_id = ?;
+
+-- name: select_artifact
+SELECT * FROM artifact WHERE id = ?;
+
+-- name: count_flow_runs_by_state
+-- The dashboard's counts per state (served by ix_flow_run_state_created alone).
+SELECT state_type, count(*) FROM flow_run GROUP BY state_type;
+
+-- name: select_flow_names
+SELECT name FROM flow ORDER BY name LIMIT ?;
+
+-- name: select_log_levels_of_flow_run
+-- A run's log lines from id ? on, at or above a level, oldest first (the live log view).
+SELECT * FROM log WHERE flow_run_id = ? AND id > ? AND level >= ? ORDER BY id LIMIT ?;
+
+-- name: select_task_runs_page_of_flow_run
+SELECT * FROM task_run WHERE flow_run_id = ? ORDER BY created, rowid LIMIT ?;
+
+-- name: select_subflow_runs
+-- likelihood: most runs have no parent, which can make statistics call the index useless.
+SELECT * FROM flow_run WHERE likelihood(parent_flow_run_id = ?, 0.001) ORDER BY created LIMIT ?;
+
+-- name: select_last_runs_of_deployment
+SELECT * FROM flow_run WHERE deployment_id = ? ORDER BY created DESC LIMIT ?;
+
+-- name: select_next_runs_of_deployment
+SELECT * FROM flow_run
+WHERE state_type = 'SCHEDULED' AND deployment_id = ?
+ORDER BY expected_start_time LIMIT ?;
+
+-- name: select_live_workers
+-- Runs held by a process (a worker's leases): who holds them and their last heartbeat.
+SELECT id, name, flow_name, deployment_id, pid, hostname, heartbeat, state_type, state_name
+FROM flow_run WHERE state_type IN ('PENDING', 'RUNNING', 'CANCELLING') AND pid IS NOT NULL
+ORDER BY heartbeat DESC LIMIT ?;
+
+-- name: select_task_run_result
+SELECT result FROM task_run WHERE id = ?;

@@ -7,7 +7,7 @@ from typing import TypeAlias
 
 # The handlers are looked up on their modules when the parser is built (not imported by name),
 # so that a test can replace one with monkeypatch.setattr(<module>, "cmd_...", ...).
-from millstream.cli import db, deployments, runs, variables
+from millstream.cli import artifacts, dashboard, db, deployments, runs, variables
 
 __all__ = [
     "DESCRIPTION",
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deployments(commands)
     _add_variables(commands)
     _add_db(commands)
+    _add_artifacts(commands)
+    _add_dashboard(commands)
     return parser
 
 
@@ -130,3 +132,28 @@ def _add_db(commands: _Commands) -> None:
     rec.add_argument("--lease", type=float, default=None, help="heartbeat age (s) for other hosts")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(handler=db.cmd_recover)
+
+
+def _add_artifacts(commands: _Commands) -> None:
+    """``artifacts ls|inspect``."""
+    group = commands.add_parser("artifacts", help="artifacts of runs").add_subparsers(
+        dest="sub", required=True
+    )
+    a_ls = group.add_parser("ls", help="the newest artifact of each key")
+    a_ls.add_argument("--all", action="store_true", help="every artifact, keyless ones too")
+    a_ls.add_argument("--limit", type=int, default=None, help="at most this many")
+    a_ls.add_argument("--json", action="store_true", help="JSON for scripts")
+    a_ls.set_defaults(handler=artifacts.cmd_artifacts_ls)
+    a_inspect = group.add_parser("inspect", help="every version of an artifact key")
+    a_inspect.add_argument("key")
+    a_inspect.add_argument("--limit", type=int, default=10, help="at most this many versions")
+    a_inspect.add_argument("--json", action="store_true", help="JSON for scripts")
+    a_inspect.set_defaults(handler=artifacts.cmd_artifacts_inspect)
+
+
+def _add_dashboard(commands: _Commands) -> None:
+    """``dashboard [--host H] [--port P]``."""
+    dash = commands.add_parser("dashboard", help="serve the web dashboard (extra: ui)")
+    dash.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    dash.add_argument("--port", type=int, default=4200, help="port (default 4200)")
+    dash.set_defaults(handler=dashboard.cmd_dashboard)
