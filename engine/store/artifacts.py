@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from millstream._engine.store.core import Store
 
 ARTIFACT_SORTS: dict[str, str] = {
-    "": "artifact.created DESC, artifact.id DESC",
+    # Prefect's default (ID_DESC); ids are time-ordered here, so it is also newest first.
+    "": "artifact.id DESC",
     "CREATED_DESC": "artifact.created DESC, artifact.id DESC",
     "UPDATED_DESC": "artifact.updated DESC, artifact.id DESC",
     "ID_DESC": "artifact.id DESC",

@@ -121,7 +121,11 @@ class Dashboard:
         level = _level(request)
         logs = await reads.read_logs_after(self.store, run.id, 0, level, LOG_LIMIT)
         now = dt.datetime.now(dt.UTC)
-        rows: list[FlowRun | TaskRun] = [*task_runs, *subflows]
+        # A subflow call is also recorded as a task run of the parent (Prefect's "parent
+        # task run"): the timeline shows the subflow run in its place.
+        wrappers = {sf.parent_task_run_id for sf in subflows}
+        rows: list[FlowRun | TaskRun] = [t for t in task_runs if t.id not in wrappers]
+        rows.extend(subflows)
         rows.sort(key=lambda r: r.start_time or r.created or now)
         deployment = None
         if run.deployment_id is not None:

@@ -1,0 +1,107 @@
+"""Who may use the dashboard: hosts, origins, the token, the bind address; and escaping."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from millstream import flow, get_run_logger, task
+from millstream.artifacts import create_markdown_artifact, create_table_artifact
+from millstream.dashboard.security import check_bind
+
+from .conftest import csrf_of, own_scripts_removed
+
+EVIL = "<script>alert('x')</script>"
+
+
+def test_foreign_hosts_and_origins_are_refused(dashboard: httpx.Client) -> None:
+    assert dashboard.get("/").status_code == 200
+    assert dashboard.get("/", headers={"host": "localhost:4200"}).status_code == 200
+    # DNS rebinding: another site's name resolving to 127.0.0.1.
+    assert dashboard.get("/", headers={"host": "evil.example"}).status_code == 421
+    page = dashboard.get("/").text
+    cross = dashboard.post(
+        "/flow-runs", data={"csrf": csrf_of(page)}, headers={"origin": "https://evil.example"}
+    )
+    assert cross.status_code == 403
+    via_referer = dashboard.post(
+        "/flow-runs", data={"csrf": csrf_of(page)}, headers={"referer": "https://evil.example/x"}
+    )
+    assert via_referer.status_code == 403
+    same = dashboard.post(
+        "/flow-runs", data={"csrf": csrf_of(page)}, headers={"origin": str(dashboard.base_url)}
+    )
+    assert same.status_code == 303
+
+
+def test_token_as_bearer_or_cookie(serve_app, monkeypatch) -> None:
+    monkeypatch.setenv("MILLSTREAM_SERVE_TOKEN", "s3cret")
+    from millstream.dashboard import app
+
+    server = serve_app(app())
+    assert httpx.get(server.url + "/").status_code == 401
+    assert httpx.get(server.url + "/static/app.css").status_code == 401
+    wrong = httpx.get(server.url + "/", headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    ok = httpx.get(server.url + "/", headers={"authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    with httpx.Client(base_url=server.url) as browser:
+        landed = browser.get("/deployments?token=s3cret")
+        assert landed.status_code == 303 and landed.headers["location"] == "/deployments"
+        assert "HttpOnly" in landed.headers["set-cookie"]
+        assert browser.get("/deployments").status_code == 200
+    assert httpx.get(server.url + "/?token=wrong").status_code == 401
+
+
+def test_binding_beyond_loopback_needs_a_token(millstream_home) -> None:
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+    check_bind("localhost", None)
+    check_bind("0.0.0.0", "t")
+    with pytest.raises(ValueError, match="MILLSTREAM_SERVE_TOKEN"):
+        check_bind("0.0.0.0", None)
+    refused = subprocess.run(
+        [sys.executable, "-m", "millstream", "dashboard", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "without a token" in refused.stderr
+
+
+@task
+def noisy(payload: str) -> str:
+    get_run_logger().info(EVIL)
+    return payload
+
+
+@flow(flow_run_name="run-" + EVIL)
+def hostile(payload: str = EVIL) -> str:
+    create_markdown_artifact(f"# Title\n\n{EVIL}\n\n<img src=x onerror=alert(1)>", key="md")
+    create_table_artifact([{"col": EVIL}], key="tbl", description=EVIL)
+    create_markdown_artifact("[click](javascript:alert(1))", key="link")
+    return noisy(payload)
+
+
+def test_hostile_text_renders_as_text(dashboard: httpx.Client) -> None:
+    hostile()
+    listing = dashboard.get("/").text
+    assert "<script>" not in own_scripts_removed(listing)
+    assert "run-&lt;script&gt;" in listing
+    run_id = re.search(r'href="/flow-runs/([0-9a-f-]{36})"', listing).group(1)
+    page = dashboard.get(f"/flow-runs/{run_id}").text
+    body = own_scripts_removed(page)
+    assert "<script" not in body and not re.search(r"<img[^>]*onerror", body)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in body  # markdown's raw HTML: shown as text
+    assert 'href="javascript:' not in body  # markdown-it refuses the link
+    # Shown, escaped: the name, the parameter, the log line, the table cell, the markdown.
+    assert page.count("&lt;script&gt;") >= 5
+    task_id = re.search(r'href="/task-runs/([0-9a-f-]{36})"', page).group(1)
+    task_page = own_scripts_removed(dashboard.get(f"/task-runs/{task_id}").text)
+    assert "<script" not in task_page and "&lt;script&gt;" in task_page
+    logs = dashboard.get(f"/flow-runs/{run_id}/logs.json").json()["logs"]
+    assert EVIL in [line["message"] for line in logs]  # JSON is data; the page's JS sets text
