@@ -62,22 +62,34 @@ def _search(w: reads._Where, text: str) -> None:
     w.add("(" + " OR ".join(terms) + ")", *params)
 
 
+def _tag_drives(query: RunQuery) -> bool:
+    """Whether the tag's range of ``flow_run_tag`` drives the read: with a flow, deployment
+    or search filter too, the runs' own indexes narrow more and the tag is a probe."""
+    return bool(query.tag) and not (query.flows or query.deployment_id or query.search)
+
+
 def _where(query: RunQuery, with_states: bool = True) -> reads._Where:
     w = reads._Where()
+    # Where the tag table drives, it answers the state and time terms itself.
+    table = "flow_run_tag" if _tag_drives(query) else "flow_run"
     if query.flows:
         w.any_of("flow_run.flow_name", query.flows)
     if query.deployment_id is not None:
         w.add("flow_run.deployment_id = ?", query.deployment_id.bytes)
     if with_states and query.states:
-        w.any_of("flow_run.state_type", [s.upper() for s in query.states])
-    if query.tag:
-        # Tags are a JSON list of strings: the tag's own JSON text occurs in it exactly when
-        # the tag is one of them (faster than json_each over every row).
-        w.add("instr(flow_run.tags, ?) > 0", rows.encode_json(query.tag))
+        w.any_of(f"{table}.state_type", [s.upper() for s in query.states])
+    if query.tag and table == "flow_run_tag":
+        w.add("flow_run_tag.tag = ?", query.tag)
+    elif query.tag:
+        w.add(
+            "EXISTS (SELECT 1 FROM flow_run_tag WHERE flow_run_tag.tag = ? AND "
+            "flow_run_tag.created = flow_run.created AND flow_run_tag.flow_run_id = flow_run.id)",
+            query.tag,
+        )
     if query.since is not None:
-        w.add("flow_run.created >= ?", rows.ts(query.since))
+        w.add(f"{table}.created >= ?", rows.ts(query.since))
     if query.until is not None:
-        w.add("flow_run.created <= ?", rows.ts(query.until))
+        w.add(f"{table}.created <= ?", rows.ts(query.until))
     if query.search:
         _search(w, query.search)
     return w
@@ -89,17 +101,23 @@ def runs_page(
     """Flow runs newest first, after the cursor ``before`` (created, id), ``limit`` + 1 of
     them (the extra one says whether there is a next page)."""
     w = _where(query)
+    if _tag_drives(query):
+        # The tag's range newest first, each run looked up by id (CROSS JOIN keeps the order).
+        source = "flow_run_tag CROSS JOIN flow_run ON flow_run.id = flow_run_tag.flow_run_id"
+        created_col, id_col = "flow_run_tag.created", "flow_run_tag.flow_run_id"
+    else:
+        source, created_col, id_col = "flow_run", "flow_run.created", "flow_run.id"
     if before is not None:
         created, run_id = before
         w.add(
-            "(flow_run.created < ? OR (flow_run.created = ? AND flow_run.id < ?))",
+            f"({created_col} < ? OR ({created_col} = ? AND {id_col} < ?))",
             created,
             created,
             run_id,
         )
     sql = (
-        "SELECT flow_run.* FROM flow_run"
-        f"{w.clause()} ORDER BY flow_run.created DESC, flow_run.id DESC LIMIT ?"
+        f"SELECT flow_run.* FROM {source}"
+        f"{w.clause()} ORDER BY {created_col} DESC, {id_col} DESC LIMIT ?"
     )
     return sql, (*w.params, limit + 1)
 
@@ -107,7 +125,11 @@ def runs_page(
 def state_counts(query: RunQuery) -> tuple[str, tuple[Any, ...]]:
     """How many runs match ``query`` (its states aside) in each state type."""
     w = _where(query, with_states=False)
-    sql = f"SELECT flow_run.state_type, count(*) FROM flow_run{w.clause()} GROUP BY 1"
+    if _tag_drives(query):
+        # Every term is on the tag table: counted from (tag, state_type) alone.
+        sql = f"SELECT flow_run_tag.state_type, count(*) FROM flow_run_tag{w.clause()} GROUP BY 1"
+    else:
+        sql = f"SELECT flow_run.state_type, count(*) FROM flow_run{w.clause()} GROUP BY 1"
     return sql, tuple(w.params)
 
 

@@ -79,7 +79,19 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
 def statements(ddl: str) -> list[str]:
     """The statements of a migration, comments left out."""
     lines = [ln for ln in ddl.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    # A ";" ends a statement only where SQLite says the statement is complete: a trigger's
+    # body (BEGIN ...; ...; END) holds several.
+    found, current = [], ""
+    for piece in "\n".join(lines).split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            text = current.strip().rstrip(";").strip()
+            if text:
+                found.append(text)
+            current = ""
+    if current.strip(" \n;"):
+        found.append(current.strip().rstrip(";").strip())
+    return found
 
 
 # -- converters for migration 3 (text ids, text times and JSON histories to compact rows) ----

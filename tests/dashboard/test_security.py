@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -105,3 +106,35 @@ def test_hostile_text_renders_as_text(dashboard: httpx.Client) -> None:
     assert "<script" not in task_page and "&lt;script&gt;" in task_page
     logs = dashboard.get(f"/flow-runs/{run_id}/logs.json").json()["logs"]
     assert EVIL in [line["message"] for line in logs]  # JSON is data; the page's JS sets text
+
+
+@pytest.mark.slow
+def test_the_dashboard_command_serves_on_loopback(millstream_home) -> None:
+    from .conftest import free_port
+
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "millstream", "dashboard", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        _check_served(proc, port)
+
+
+def _check_served(proc: subprocess.Popen[str], port: int) -> None:
+    try:
+        assert proc.stdout is not None
+        assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+        assert page.status_code == 200 and "Flow runs" in page.text
+    finally:
+        proc.terminate()
+        proc.wait(10)
