@@ -141,6 +141,11 @@ class Dashboard:
             logs=logs,
             level=level,
             last_log_id=logs[-1].id if logs else 0,
+            # The traceback the engine logged when the run (or one of its tasks) failed.
+            traceback=next(
+                (line.message for line in logs if line.level >= 40 and "Traceback" in line.message),
+                None,
+            ),
             live=run.state is not None and not run.state.is_final(),
             result=render.result_preview(await self.store.read_flow_run_result(run.id)),
             artifacts=await stored_artifacts.read_artifacts(

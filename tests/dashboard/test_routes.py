@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 
 import httpx
+import pytest
 
 from millstream import flow, get_client, get_run_logger, tags, task
 from millstream.artifacts import (
@@ -279,3 +281,52 @@ def test_mounted_under_a_prefix(serve_app) -> None:
         run_page = client.get(f"/runs/flow-runs/{run_id}").text
         gone = client.post(f"/runs/flow-runs/{run_id}/delete", data={"csrf": csrf_of(run_page)})
         assert gone.status_code == 303 and gone.headers["location"] == "/runs/"
+
+
+def test_resume_a_paused_run(dashboard: httpx.Client) -> None:
+    import threading
+
+    from millstream.flow_runs import pause_flow_run
+
+    @flow
+    def approval() -> str:
+        pause_flow_run(timeout=60, poll_interval=0.05)
+        return "approved"
+
+    results: list[object] = []
+    runner = threading.Thread(target=lambda: results.append(approval()), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs()
+        if runs and runs[0].state_type is StateType.PAUSED:
+            break
+        assert time.monotonic() < deadline, "the run did not pause"
+        time.sleep(0.02)
+    page = dashboard.get(f"/flow-runs/{runs[0].id}").text
+    assert 'data-action="resume"' in page and 'data-action="cancel"' in page
+    resumed = dashboard.post(f"/flow-runs/{runs[0].id}/resume", data={"csrf": csrf_of(page)})
+    assert resumed.status_code == 303
+    runner.join(30)
+    assert results == ["approved"]
+
+
+def test_a_failed_run_shows_its_message_and_traceback(dashboard: httpx.Client) -> None:
+    @task
+    def explode() -> None:
+        raise ValueError("bad <input>")
+
+    @flow
+    def fragile() -> None:
+        explode()
+
+    with pytest.raises(ValueError):
+        fragile()
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs()
+    page = dashboard.get(f"/flow-runs/{run.id}").text
+    assert "Flow run encountered an exception: ValueError: bad &lt;input&gt;" in page
+    traceback = re.search(r'<pre class="message" id="traceback">(.*?)</pre>', page, re.S)
+    assert traceback is not None and "Traceback (most recent call last)" in traceback.group(1)
+    assert 'data-state="FAILED"' in page
