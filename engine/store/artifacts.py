@@ -162,11 +162,11 @@ def artifacts_query(
     """The artifacts matching every filter (``latest``: only the newest of each key)."""
     w = _where(artifact_filter, flow_run_filter, task_run_filter)
     if latest:
-        # The newest of its key, found through ix_artifact_key (one probe per row).
+        # Each key once (a pass over ix_artifact_key), then its newest by one probe of it.
         w.add(
-            "artifact.key IS NOT NULL AND artifact.id = (SELECT newest.id FROM artifact AS "
-            "newest WHERE newest.key = artifact.key ORDER BY newest.created DESC, newest.id "
-            "DESC LIMIT 1)"
+            "artifact.id IN (SELECT (SELECT newest.id FROM artifact AS newest "
+            "WHERE newest.key = keys.key ORDER BY newest.created DESC, newest.id DESC LIMIT 1) "
+            "FROM (SELECT DISTINCT key FROM artifact WHERE key IS NOT NULL) AS keys)"
         )
     order = reads._order(ARTIFACT_SORTS, sort, "artifact")
     return reads._paged("SELECT artifact.* FROM artifact", w, order, limit, offset)

@@ -17,6 +17,9 @@ from millstream._engine.store import Store
 from millstream._engine.store import artifacts as stored
 from millstream._sync import dual
 
+__all__ = ["ArtifactClientMixin", "SyncArtifactClientMixin"]
+
+
 P = ParamSpec("P")
 T = TypeVar("T")
 

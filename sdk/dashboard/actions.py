@@ -19,6 +19,9 @@ from starlette.responses import RedirectResponse, Response
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.store.rows import as_uuid
 
+__all__ = ["Actions"]
+
+
 if TYPE_CHECKING:
     from millstream.dashboard.routes import Dashboard
 

@@ -18,6 +18,21 @@ from markupsafe import Markup
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.results.faithful import _TAG_MSGPACK
 
+__all__ = [
+    "LEVELS",
+    "STATE_COLOURS",
+    "STATE_TYPES",
+    "duration",
+    "markdown",
+    "pretty_json",
+    "result_preview",
+    "schedules",
+    "table",
+    "timeline",
+    "when",
+]
+
+
 # Prefect's UI palette for state types.
 STATE_COLOURS: dict[str, str] = {
     "SCHEDULED": "#e3a008",

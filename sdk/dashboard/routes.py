@@ -45,6 +45,8 @@ CSP = (
     "base-uri 'none'; object-src 'none'"
 )
 
+__all__ = ["CSRF_COOKIE", "Dashboard", "build"]
+
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -200,6 +202,21 @@ class Dashboard:
             ),
         )
 
+    async def artifacts(self, request: Request) -> Response:
+        """The newest artifact of each key."""
+        latest = await stored_artifacts.read_latest_artifacts(self.store, sort="KEY_ASC", limit=500)
+        return self.page(request, "artifacts.html", latest=latest)
+
+    async def artifact_key(self, request: Request) -> Response:
+        """Every version of one artifact key, newest first."""
+        key = request.path_params["key"]
+        versions = await stored_artifacts.read_artifacts(
+            self.store, artifact_filter=_KeyArtifacts(key), sort="CREATED_DESC", limit=100
+        )
+        if not versions:
+            raise HTTPException(404, f"No artifact with key {key!r}")
+        return self.page(request, "artifact_key.html", key=key, versions=versions)
+
     async def deployments(self, request: Request) -> Response:
         """Deployments with their schedules, next and last runs; runs held by workers."""
         items = []
@@ -258,7 +275,9 @@ class Dashboard:
 
 
 class _Ids:
-    def __init__(self, value: uuid.UUID) -> None:
+    """``any_`` of one value (the filters' shape)."""
+
+    def __init__(self, value: object) -> None:
         self.any_ = [value]
 
 
@@ -270,6 +289,13 @@ class _RunArtifacts:
     ) -> None:
         self.flow_run_id = _Ids(flow_run_id) if flow_run_id else None
         self.task_run_id = _Ids(task_run_id) if task_run_id else None
+
+
+class _KeyArtifacts:
+    """An artifact filter on one key."""
+
+    def __init__(self, key: str) -> None:
+        self.key = _Ids(key)
 
 
 class _TaskLogs:
@@ -384,6 +410,8 @@ def build(
         Route("/flow-runs/{id}/{action}", do.flow_run_action, methods=["POST"]),
         Route("/flow-runs", do.delete_runs, methods=["POST"]),
         Route("/task-runs/{id}", dash.task_run),
+        Route("/artifacts", dash.artifacts),
+        Route("/artifacts/{key}", dash.artifact_key),
         Route("/deployments", dash.deployments),
         Route("/deployments/{id}", dash.deployment),
         Route("/deployments/{id}/run", do.trigger, methods=["POST"]),

@@ -22,6 +22,9 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+__all__ = ["LOOPBACK_HOSTS", "LocalAccessMiddleware", "TOKEN_COOKIE", "check_bind", "is_loopback"]
+
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

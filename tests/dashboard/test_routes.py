@@ -330,3 +330,14 @@ def test_a_failed_run_shows_its_message_and_traceback(dashboard: httpx.Client) -
     traceback = re.search(r'<pre class="message" id="traceback">(.*?)</pre>', page, re.S)
     assert traceback is not None and "Traceback (most recent call last)" in traceback.group(1)
     assert 'data-state="FAILED"' in page
+
+
+def test_artifacts_pages(dashboard: httpx.Client) -> None:
+    pipeline(1)
+    pipeline(2)
+    listing = dashboard.get("/artifacts").text
+    keys = re.findall(r'href="/artifacts/([a-z-]+)"', listing)
+    assert keys == ["done", "numbers", "summary"]
+    versions = dashboard.get("/artifacts/summary").text
+    assert versions.count('class="artifact"') == 2 and "<h2>Heading</h2>" in versions
+    assert dashboard.get("/artifacts/missing").status_code == 404
