@@ -15,6 +15,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     try:
         serve(host=args.host, port=args.port)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:  # a refused bind, or the 'ui' extra missing
         raise UsageError(str(exc)) from None
     return EXIT_OK

@@ -61,6 +61,10 @@ def serve(host: str = "127.0.0.1", port: int = 4200) -> None:
 
     token = get_current_settings().serve.token
     check_bind(host, token)
-    asgi = app(token=token, allowed_hosts=[host])
-    print(f"Millstream dashboard on http://{host}:{port}/", flush=True)
+    # Bound to every interface, the dashboard is reached by names it cannot know (the token,
+    # which such a bind requires, keeps others out); otherwise by the address bound.
+    wildcard = host in ("0.0.0.0", "::", "")
+    asgi = app(token=token, allowed_hosts=["*"] if wildcard else [host])
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    print(f"Millstream dashboard on http://{shown}:{port}/", flush=True)
     uvicorn.Server(uvicorn.Config(asgi, host=host, port=port, log_level="warning")).run()

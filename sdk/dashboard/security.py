@@ -4,9 +4,11 @@ The rules (the same as the worker's HTTP API):
 
 - Host: a request must name an allowed host (loopback names, the address bound, and any the
   app was given), so a page of another site that resolves its own name to 127.0.0.1 (DNS
-  rebinding) is refused.
+  rebinding) is refused. Served on a wildcard address (0.0.0.0), which needs a token, any
+  Host is admitted: the token is what keeps others out.
 - Origin: a request that carries an ``Origin`` (or, for a form post, a ``Referer``) must come
-  from an allowed host; a cross-site page cannot post to the dashboard.
+  from the host it was sent to (or an allowed one); a cross-site page cannot post to the
+  dashboard.
 - Token: with a token set (``MILLSTREAM_SERVE_TOKEN``), every request needs
   ``Authorization: Bearer <token>`` or the ``millstream_token`` cookie; opening any page with
   ``?token=<token>`` once sets that cookie (HttpOnly, SameSite=Strict).
@@ -80,6 +82,12 @@ class LocalAccessMiddleware:
     def _allowed(self, value: str) -> bool:
         return "*" in self.allowed or _host_name(value) in self.allowed
 
+    def _same_site(self, value: str, host: str) -> bool:
+        # An origin is ours when it names the host the request was sent to, or a host we
+        # were told about ("*" admits any Host header, never any origin).
+        name = _host_name(value)
+        return name == _host_name(host) or (name in self.allowed and name != "*")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -90,12 +98,12 @@ class LocalAccessMiddleware:
             await _refuse(send, 421, "This dashboard does not answer for this host")
             return
         origin = headers.get("origin")
-        if origin is not None and (origin == "null" or not self._allowed(origin)):
+        if origin is not None and (origin == "null" or not self._same_site(origin, host)):
             await _refuse(send, 403, "Cross-origin requests are refused")
             return
         unsafe = scope.get("method", "GET") not in ("GET", "HEAD", "OPTIONS")
         referer = headers.get("referer")
-        if unsafe and origin is None and referer is not None and not self._allowed(referer):
+        if unsafe and origin is None and referer is not None and not self._same_site(referer, host):
             await _refuse(send, 403, "Cross-site form posts are refused")
             return
         if self.token is not None:

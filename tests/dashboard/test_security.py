@@ -138,3 +138,20 @@ def _check_served(proc: subprocess.Popen[str], port: int) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_allowed_hosts_when_mounted_or_bound_to_every_interface(serve_app) -> None:
+    from millstream.dashboard import app
+
+    named = serve_app(app(allowed_hosts=["ops.example.com"])).url
+    assert httpx.get(named, headers={"host": "ops.example.com"}).status_code == 200
+    assert httpx.get(named, headers={"host": "other.example.com"}).status_code == 421
+    anywhere = serve_app(app(allowed_hosts=["*"])).url
+    with httpx.Client(base_url=anywhere, headers={"host": "10.1.2.3:4200"}) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        form = {"csrf": csrf_of(page.text)}
+        foreign = client.post("/flow-runs", data=form, headers={"origin": "https://evil.example"})
+        assert foreign.status_code == 403
+        same = client.post("/flow-runs", data=form, headers={"origin": "http://10.1.2.3:4200"})
+        assert same.status_code == 303
