@@ -8,10 +8,10 @@ recorded: what is kept of its result is the caller's business.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from millstream._engine import clock
 from millstream._engine.model import transitions
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.model.spec import FlowSpec, TaskSpec
@@ -63,7 +63,7 @@ async def run_attempts(
         run.state = waiting
         put(run, waiting)
         if delay > 0:
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)
 
 
 async def _retry_of(
