@@ -326,14 +326,45 @@ async def aserve(
         serving = serve_http(trigger, store.read_flow_run, deployments, settings)
         tasks.append(asyncio.ensure_future(serving))
     if print_starting_message:
-        names = ", ".join(f"'{d.flow_name}/{d.name}'" for d in deployments)
-        print(f"Serving {names} from {settings.database_path} (Ctrl+C to stop)", file=sys.stderr)
+        print(_banner(deployments, settings, webserver), file=sys.stderr)
     try:
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _next_run(dep: RunnerDeployment) -> dt.datetime | None:
+    """When the deployment's schedules next fire (None: no active schedule)."""
+    now = dt.datetime.now(dt.UTC)
+    times = []
+    for schedule in make_schedules(schedules=list(dep.schedules)):
+        if not schedule.active:
+            continue
+        for horizon in (dt.timedelta(days=1), dt.timedelta(days=400)):
+            found = schedule.occurrences(now, now + horizon)
+            if found:
+                times.append(found[0])
+                break
+    return min(times) if times else None
+
+
+def _banner(deployments: tuple[RunnerDeployment, ...], settings: Any, webserver: bool) -> str:
+    """What a worker says when it starts: what it serves, how to trigger a run, what is next."""
+    names = ", ".join(f"'{d.flow_name}/{d.name}'" for d in deployments)
+    lines = [f"Serving {names} from {settings.database_path} (Ctrl+C to stop)"]
+    base = f"http://{settings.serve.webserver_host}:{settings.serve.webserver_port}"
+    for dep in deployments:
+        full = f"{dep.flow_name}/{dep.name}"
+        lines.append(f"  {full}: trigger a run with  millstream deployments run {full}")
+        if webserver:
+            lines.append(f"  {' ' * len(full)}  or  POST {base}/deployments/{full}/run")
+        upcoming = _next_run(dep)
+        if upcoming is not None:
+            local = upcoming.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+            lines.append(f"  {' ' * len(full)}  next scheduled run: {local}")
+    return "\n".join(lines)
 
 
 def serve(

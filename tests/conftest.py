@@ -15,7 +15,9 @@ from millstream.testing import millstream_test_harness
 def millstream_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     # A database_path from the developer's own environment must not leak into a test.
     monkeypatch.delenv("MILLSTREAM_DATABASE_PATH", raising=False)
-    with millstream_test_harness(home=tmp_path / "millstream-home") as harness:
+    # The suite checks what creates the database file, so it is not prepared in advance.
+    home = tmp_path / "millstream-home"
+    with millstream_test_harness(home=home, prepare_database=False) as harness:
         yield harness.home
 
 

@@ -59,7 +59,10 @@ class MillstreamTestHarness:
     the block (restored after), seen by every thread and subprocess; a test may still change
     them as it would outside a harness. False: only in the settings context of the block
     (``temporary_settings``; asyncio tasks and the engine's runs started inside it see it,
-    whatever the environment says), leaving ``os.environ`` alone.
+    whatever the environment says), leaving ``os.environ`` alone. ``prepare_database``: put
+    an empty, migrated database in place on entry (copied from one made once per process: a
+    harness then starts in about a millisecond); False leaves the file to be created on first
+    use, as outside a harness.
     """
 
     def __init__(
@@ -69,7 +72,9 @@ class MillstreamTestHarness:
         settings: Mapping[str, Any] | None = None,
         clock: Clock | None = None,
         export_environment: bool = True,
+        prepare_database: bool = True,
     ) -> None:
+        self._prepare = prepare_database
         self._given_home = Path(home) if home is not None else None
         self._settings = dict(settings or {})
         self._clock = clock
@@ -132,7 +137,7 @@ class MillstreamTestHarness:
         else:
             stack.enter_context(temporary_settings({**where, **self._settings}))
         self.database_path = get_current_settings().database_path
-        if not self.database_path.exists():
+        if self._prepare and not self.database_path.exists():
             _copy_template(self.database_path)
         if self._clock is not None:
             stack.enter_context(use_clock(self._clock))
@@ -175,6 +180,7 @@ def millstream_test_harness(
     settings: Mapping[str, Any] | None = None,
     clock: Clock | None = None,
     export_environment: bool = True,
+    prepare_database: bool = True,
 ) -> MillstreamTestHarness:
     """A hermetic engine on a temporary database for a ``with`` or ``async with`` block.
 
@@ -187,7 +193,11 @@ def millstream_test_harness(
     See ``MillstreamTestHarness`` for the arguments.
     """
     return MillstreamTestHarness(
-        home=home, settings=settings, clock=clock, export_environment=export_environment
+        home=home,
+        settings=settings,
+        clock=clock,
+        export_environment=export_environment,
+        prepare_database=prepare_database,
     )
 
 
