@@ -21,6 +21,7 @@ E = "millstream._engine"
 # sits on top of everything. A dotted entry allows that one module of a layer.
 _BELOW_ORCHESTRATION = {
     "clock",
+    "observe",
     "exceptions",
     "settings",
     "model",
@@ -34,6 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "exceptions": set(),
     # The one clock (real unless a test installs one): every layer may read the time from it.
     "clock": set(),
+    # OpenTelemetry spans and ids (imports OpenTelemetry only when the application uses it).
+    "observe": set(),
     "settings": {"exceptions"},
     "model": {"exceptions", "clock"},
     "validation": {"exceptions", "model"},
@@ -42,7 +45,15 @@ ALLOWED: dict[str, set[str]] = {
     # Rows read back carry their recorded results as result references.
     "store": {"exceptions", "model", "settings", "results", "clock"},
     # Log lines are labelled with the current run: they read the run context, nothing else.
-    "logs": {"exceptions", "model", "settings", "store", "orchestrate.context", "clock"},
+    "logs": {
+        "exceptions",
+        "model",
+        "settings",
+        "store",
+        "orchestrate.context",
+        "clock",
+        "observe",
+    },
     "orchestrate": _BELOW_ORCHESTRATION,
     "serve": _BELOW_ORCHESTRATION | {"orchestrate"},
 }
