@@ -90,7 +90,9 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MILLSTREAM_")}
         env.update(MILLSTREAM_HOME=tmp, MILLSTREAM_SERVE_WEBSERVER_PORT=str(port))
         env["MILLSTREAM_LOGGING_LEVEL"] = "WARNING"
-        proc = subprocess.Popen([sys.executable, str(script)], env=env)
+        profile = os.environ.get("PROFILE_WORKER")
+        prefix = ["-m", "cProfile", "-o", profile] if profile else []
+        proc = subprocess.Popen([sys.executable, *prefix, str(script)], env=env)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
