@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -279,3 +280,53 @@ def test_the_plugin_fixtures_under_xdist(tmp_path):
     # Decorating a flow at import reads the default settings, whose loading creates the default
     # home directory (tests/unit/test_settings.py asserts that); nothing is recorded there.
     assert list((tmp_path / "user-home").rglob("*.db")) == []
+
+
+@flow
+def hourly() -> str:
+    return "tick"
+
+
+def test_a_frozen_clock_drives_a_workers_schedule():
+    # A worker in this loop serves an hourly schedule; nothing is due until the clock is moved
+    # on an hour, then exactly one scheduled run is created and run.
+    from millstream import aserve, get_client
+    from millstream._engine.settings import temporary_settings
+    from millstream.testing import RunReader
+
+    clock = FrozenClock()
+    runs = RunReader()
+
+    def served() -> bool:
+        with get_client(sync_client=True) as client:
+            return bool(client.read_deployments())
+
+    def completed() -> bool:
+        return any(r.state_name == "Completed" for r in runs.flow_runs())
+
+    async def until(check: Any) -> None:
+        deadline = time.monotonic() + 30
+        while not await asyncio.to_thread(check):
+            assert time.monotonic() < deadline, "not in time"
+            await asyncio.sleep(0.02)
+
+    async def main() -> tuple[list[str], list[str]]:
+        dep = hourly.to_deployment("each-hour", interval=3600)
+        worker = asyncio.ensure_future(aserve(dep, print_starting_message=False))
+        try:
+            await until(served)
+            before = [r.state_name for r in await asyncio.to_thread(runs.flow_runs)]
+            clock.advance(3600)
+            await until(completed)
+            after = [r.state_name for r in await asyncio.to_thread(runs.flow_runs)]
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        return before, after
+
+    with (
+        millstream_test_harness(clock=clock),
+        temporary_settings({"serve.poll_interval": 0.02}),
+    ):
+        before, after = asyncio.run(main())
+    assert before == [] and after == ["Completed"]
