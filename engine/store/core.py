@@ -107,7 +107,9 @@ class Store(StoreOperations):
         """Wait (from any event loop) until the database is open and migrated."""
         fut = self.start()
         if not fut.done():
-            await asyncio.wrap_future(fut)
+            # Shielded: a cancelled caller must not cancel the opening every caller shares
+            # (wrap_future passes a cancellation on to the concurrent future).
+            await asyncio.shield(asyncio.wrap_future(fut))
         fut.result()
 
     def ensure_open_sync(self) -> None:
