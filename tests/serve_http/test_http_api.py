@@ -216,12 +216,17 @@ _JSON = {"Content-Type": "application/json"}
 
 def test_too_many_triggers_at_once_get_429():
     async def main() -> None:
-        gate = asyncio.Event()
+        gate, both_in = asyncio.Event(), asyncio.Event()
+        arrived = 0
         from millstream._engine.serve.webserver import build_app
 
         dep = add.to_deployment("web")
 
         async def trigger(name: str, parameters: dict[str, Any]) -> uuid.UUID:
+            nonlocal arrived
+            arrived += 1
+            if arrived == 2:
+                both_in.set()
             await gate.wait()
             return uuid.uuid4()
 
@@ -232,7 +237,7 @@ def test_too_many_triggers_at_once_get_429():
         async with _client(app) as client:
             url = "/deployments/add/web/run"
             held = [asyncio.ensure_future(client.post(url, json={})) for _ in range(2)]
-            await asyncio.sleep(0.05)  # let the two reach the trigger (they block on the gate)
+            await asyncio.wait_for(both_in.wait(), 30)  # both are held inside the trigger
             over = await client.post(url, json={})
             assert over.status_code == 429 and over.headers["retry-after"] == "1"
             gate.set()
