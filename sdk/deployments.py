@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
+from millstream._engine import observe
 from millstream._engine.exceptions import NotSupportedError
 from millstream._engine.model.names import random_run_name
 from millstream._engine.model.records import FlowRun
@@ -252,6 +253,7 @@ async def _create_run(
         name_factory=random_run_name,
         parent_flow_run_id=parent.flow_run.id if (as_subflow and parent is not None) else None,
     )
+    observe.remember(run.id)  # its span will be a child of the trigger's, if served here
     notify()
     return run
 

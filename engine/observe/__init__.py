@@ -16,6 +16,10 @@ the span's status to ERROR. Log lines of a traced run carry ``trace_id`` and ``s
 
 For other processes (a process pool, Dask): ``carrier()`` gives the current context as a dict
 of W3C ``traceparent`` headers, and ``attached(carrier)`` makes it current on the other side.
+A deployment run triggered in a process that also serves it (``run_deployment`` in a traced
+flow, a ``POST`` with a ``traceparent`` header to the worker's HTTP API) is remembered
+(``remember``) and its flow run's span is a child of the trigger's (``recall``); a run claimed
+by another process starts a trace of its own (the context is not kept in the database).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ __all__ = [
     "carrier",
     "end_run",
     "log_ids",
+    "recall",
+    "remember",
     "retrying",
     "start_run",
     "tracer",
@@ -163,3 +169,24 @@ def attached(headers: Mapping[str, str] | None) -> Iterator[None]:
         yield
     finally:
         context.detach(token)
+
+
+# Trace contexts of deployment runs triggered in this process, until a worker here runs them.
+_triggered: dict[Any, dict[str, str]] = {}
+_TRIGGERED_MAX = 10_000
+
+
+def remember(run_id: Any) -> None:
+    """Keep the current trace context for the run just triggered (nothing when tracing is off)."""
+    if tracer() is None:
+        return
+    headers = carrier()
+    if headers:
+        if len(_triggered) >= _TRIGGERED_MAX:  # runs another process took: forget the oldest
+            _triggered.pop(next(iter(_triggered)))
+        _triggered[run_id] = headers
+
+
+def recall(run_id: Any) -> dict[str, str] | None:
+    """The trace context its trigger had, for a run about to be served here (once)."""
+    return _triggered.pop(run_id, None) if _triggered else None

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from millstream._engine import observe
 from millstream._engine.exceptions import (
     ConfigurationError,
     NotSupportedError,
@@ -123,7 +124,9 @@ def build_app(
                 {"detail": 'body must be an object like {"parameters": {...}}'}, 422
             )
         try:
-            run_id = await trigger(name, body.get("parameters") or {})
+            # A traceparent header (W3C) makes the served run's span a child of the caller's.
+            with observe.attached(request.headers):
+                run_id = await trigger(name, body.get("parameters") or {})
         except ParameterTypeError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=422)
         except ObjectNotFound as exc:

@@ -164,3 +164,56 @@ def test_without_an_sdk_provider_nothing_is_imported_or_made(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@flow
+def served_flow() -> int:
+    return 1
+
+
+def test_a_run_triggered_over_http_with_a_traceparent_is_a_child_of_the_callers_span():
+    import asyncio
+    import time
+
+    import httpx
+
+    from millstream import aserve
+    from millstream.deployments import http_api
+
+    caller = _provider.get_tracer("caller")
+
+    async def main() -> None:
+        dep = served_flow.to_deployment("traced")
+        worker = asyncio.ensure_future(aserve(dep, print_starting_message=False))
+        transport = httpx.ASGITransport(app=http_api(dep))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                with caller.start_as_current_span("client request") as span:
+                    headers: dict[str, str] = {}
+                    from opentelemetry.propagate import inject
+
+                    inject(headers)
+                    made = await c.post(
+                        "/deployments/served-flow/traced/run", json={}, headers=headers
+                    )
+                    assert made.status_code == 201, made.text
+                    parent_id = span.get_span_context().span_id
+                deadline = time.monotonic() + 30
+                while not any(
+                    s.attributes.get("millstream.flow.name") == "served-flow"
+                    for s in _exporter.get_finished_spans()
+                ):
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.02)
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        [run_span] = [
+            s
+            for s in _exporter.get_finished_spans()
+            if s.attributes.get("millstream.flow.name") == "served-flow"
+        ]
+        assert run_span.parent is not None and run_span.parent.span_id == parent_id
+
+    with millstream_test_harness():
+        asyncio.run(main())
