@@ -337,3 +337,23 @@ def test_a_real_uvicorn_server_serves_the_api(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_a_public_bind_without_a_token_in_one_line(tmp_path):
+    (tmp_path / "f.py").write_text(
+        "from millstream import flow\n\n@flow\ndef hello() -> str:\n    return 'hi'\n"
+    )
+    env = dict(os.environ, MILLSTREAM_SERVE_WEBSERVER_HOST="0.0.0.0")
+    env.pop("MILLSTREAM_SERVE_TOKEN", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "millstream", "serve", "f.py:hello", "--webserver"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: Refusing to serve the HTTP API on '0.0.0.0' without a token")
