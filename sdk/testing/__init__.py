@@ -29,6 +29,7 @@ from typing import Any, Self
 
 from millstream._engine import logs
 from millstream._engine.clock import Clock, FastClock, FrozenClock, use_clock
+from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.model.records import FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State
 from millstream._engine.settings import Settings, get_current_settings, temporary_settings
@@ -40,6 +41,7 @@ __all__ = [
     "MillstreamTestHarness",
     "RunReader",
     "millstream_test_harness",
+    "use_clock",
 ]
 
 # Exported while a harness is active so that subprocesses (and threads started outside the
@@ -289,7 +291,7 @@ class RunReader:
         with self._client() as client:
             try:
                 states: list[State] = client.read_flow_run_states(run_id)
-            except Exception:
+            except ObjectNotFound:
                 states = []
             if not states:
                 states = client.read_task_run_states(run_id)
