@@ -9,8 +9,10 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
+from millstream._engine import observe
 from millstream._engine.exceptions import NotSupportedError
 from millstream._engine.model.names import random_run_name
 from millstream._engine.model.records import FlowRun
@@ -206,6 +208,34 @@ async def arun_deployment(
         raise ValueError(f"timeout must be >= 0, got {timeout!r}")
     store = await _store()
     deployment = await engine_deployments.read(store, name)
+    run = await _create_run(
+        store,
+        deployment,
+        parameters,
+        scheduled_time=scheduled_time,
+        flow_run_name=flow_run_name,
+        tags=tags,
+        idempotency_key=idempotency_key,
+        as_subflow=as_subflow,
+    )
+    if timeout == 0:
+        return run
+    return await _wait_final(store, run, timeout, poll_interval)
+
+
+async def _create_run(
+    store: Store,
+    deployment: DeploymentRecord,
+    parameters: dict[str, Any] | None,
+    *,
+    scheduled_time: dt.datetime | None = None,
+    flow_run_name: str | None = None,
+    tags: list[str] | None = None,
+    idempotency_key: str | None = None,
+    as_subflow: bool = True,
+) -> FlowRun:
+    """A Scheduled run of ``deployment`` (its parameters checked), and this process's workers
+    woken for it."""
     merged = {**deployment.parameters, **(parameters or {})}
     if deployment.enforce_parameter_schema and deployment.parameter_schema:
         check_against_schema(deployment.parameter_schema, merged)
@@ -223,10 +253,9 @@ async def arun_deployment(
         name_factory=random_run_name,
         parent_flow_run_id=parent.flow_run.id if (as_subflow and parent is not None) else None,
     )
+    observe.remember(run.id)  # its span will be a child of the trigger's, if served here
     notify()
-    if timeout == 0:
-        return run
-    return await _wait_final(store, run, timeout, poll_interval)
+    return run
 
 
 async def _wait_final(
@@ -269,6 +298,10 @@ async def aserve(
     if not deployments:
         raise ValueError("aserve() needs at least one deployment (flow.to_deployment(...))")
     settings = get_current_settings()
+    if webserver:
+        from millstream._engine.serve.webserver import check_bind
+
+        check_bind(settings)  # before anything is applied or started
     store = await _store()
     for dep in deployments:
         dep.paused = False
@@ -286,19 +319,54 @@ async def aserve(
     if webserver:
         from millstream._engine.serve.webserver import serve_http
 
-        async def trigger(name: str, parameters: dict[str, Any]) -> uuid.UUID:
-            return (await arun_deployment(name, parameters=parameters, timeout=0)).id
+        records = {f"{d.flow_name}/{d.name}": d for d, _spec in served}
 
-        tasks.append(asyncio.ensure_future(serve_http(trigger, deployments, settings)))
+        async def trigger(name: str, parameters: dict[str, Any]) -> uuid.UUID:
+            # The served deployment's record is at hand: no read of it per trigger.
+            return (await _create_run(store, records[name], parameters)).id
+
+        serving = serve_http(trigger, store.read_flow_run, deployments, settings)
+        tasks.append(asyncio.ensure_future(serving))
     if print_starting_message:
-        names = ", ".join(f"'{d.flow_name}/{d.name}'" for d in deployments)
-        print(f"Serving {names} from {settings.database_path} (Ctrl+C to stop)", file=sys.stderr)
+        print(_banner(deployments, settings, webserver), file=sys.stderr)
     try:
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _next_run(dep: RunnerDeployment) -> dt.datetime | None:
+    """When the deployment's schedules next fire (None: no active schedule)."""
+    now = dt.datetime.now(dt.UTC)
+    times = []
+    for schedule in make_schedules(schedules=list(dep.schedules)):
+        if not schedule.active:
+            continue
+        for horizon in (dt.timedelta(days=1), dt.timedelta(days=400)):
+            found = schedule.occurrences(now, now + horizon)
+            if found:
+                times.append(found[0])
+                break
+    return min(times) if times else None
+
+
+def _banner(deployments: tuple[RunnerDeployment, ...], settings: Any, webserver: bool) -> str:
+    """What a worker says when it starts: what it serves, how to trigger a run, what is next."""
+    names = ", ".join(f"'{d.flow_name}/{d.name}'" for d in deployments)
+    lines = [f"Serving {names} from {settings.database_path} (Ctrl+C to stop)"]
+    base = f"http://{settings.serve.webserver_host}:{settings.serve.webserver_port}"
+    for dep in deployments:
+        full = f"{dep.flow_name}/{dep.name}"
+        lines.append(f"  {full}: trigger a run with  millstream deployments run {full}")
+        if webserver:
+            lines.append(f"  {' ' * len(full)}  or  POST {base}/deployments/{full}/run")
+        upcoming = _next_run(dep)
+        if upcoming is not None:
+            local = upcoming.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+            lines.append(f"  {' ' * len(full)}  next scheduled run: {local}")
+    return "\n".join(lines)
 
 
 def serve(
@@ -334,4 +402,62 @@ def serve(
     asyncio.run(main())
 
 
-__all__ = ["RunnerDeployment", "arun_deployment", "aserve", "deploy", "run_deployment", "serve"]
+def http_api(
+    *deployments: RunnerDeployment,
+    token: str | None = None,
+    allowed_hosts: Iterable[str] | None = None,
+) -> Any:
+    """The worker's HTTP API as an ASGI app, to mount into an application of your own.
+
+    ``app.mount("/millstream", http_api(etl.to_deployment("nightly")))`` (Starlette, FastAPI):
+    triggering a run records it in the database, and a worker serving the deployment (this
+    process's ``aserve``, or another process) runs it. The deployments are applied on the first
+    request. ``token`` defaults to ``MILLSTREAM_SERVE_TOKEN`` and ``allowed_hosts`` (the
+    ``Host`` names accepted besides the loopback ones; ``"*"`` for any) to
+    ``MILLSTREAM_SERVE_WEBSERVER_ALLOWED_HOSTS``."""
+    from millstream._engine.serve.webserver import build_app
+
+    if not deployments:
+        raise ValueError("http_api() needs at least one deployment (flow.to_deployment(...))")
+    settings = get_current_settings()
+    applied: list[bool] = []
+    lock = asyncio.Lock()
+
+    async def ready() -> Store:
+        store = await _store()
+        async with lock:
+            if not applied:
+                for dep in deployments:
+                    await dep.aapply()
+                applied.append(True)
+        return store
+
+    async def trigger(name: str, parameters: dict[str, Any]) -> uuid.UUID:
+        await ready()
+        return (await arun_deployment(name, parameters=parameters, timeout=0)).id
+
+    async def read_flow_run(flow_run_id: uuid.UUID) -> Any:
+        return await (await ready()).read_flow_run(flow_run_id)
+
+    return build_app(
+        deployments,
+        trigger=trigger,
+        read_flow_run=read_flow_run,
+        token=token if token is not None else settings.serve.token,
+        allowed_hosts=(
+            settings.serve.webserver_allowed_hosts if allowed_hosts is None else allowed_hosts
+        ),
+        max_body_bytes=settings.serve.webserver_max_body_bytes,
+        max_inflight=settings.serve.webserver_max_inflight,
+    )
+
+
+__all__ = [
+    "RunnerDeployment",
+    "arun_deployment",
+    "aserve",
+    "deploy",
+    "http_api",
+    "run_deployment",
+    "serve",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+from asyncio import _get_running_loop
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, cast, overload
 
@@ -28,6 +29,27 @@ from millstream.futures import PrefectFuture, PrefectFutureList
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+# Tasks already warned about: a sync call inside an async run is said once per task.
+_warned_blocking: set[str] = set()
+
+
+def _warn_if_blocking(spec: TaskSpec) -> None:
+    """Say, once per task, that a sync task called directly in an async run blocks its loop."""
+    ctx = ctxmod.task_run_var.get() or ctxmod.flow_run_var.get()
+    if ctx is None or not ctx.spec.is_async or spec.task_key in _warned_blocking:
+        return
+    _warned_blocking.add(spec.task_key)
+    from millstream._engine.logs import get_run_logger
+
+    get_run_logger().warning(
+        f"Sync task {spec.name!r} was called directly inside the async "
+        f"{type(ctx.spec).__name__.removesuffix('Spec').lower()} {ctx.spec.name!r}: its body "
+        "blocks the event loop until it returns (nothing else on the loop runs meanwhile). "
+        f"Make it an async task and await it, or use {spec.name}.submit(...) to run it on a "
+        "worker thread."
+    )
 
 
 class Task(Generic[P, R]):
@@ -132,6 +154,8 @@ class Task(Generic[P, R]):
         parameters = spec.binder.bind(args, kwargs)
         if spec.is_async:
             return self._acall(spec, parameters, return_state, wait_for)
+        if _get_running_loop() is not None:
+            _warn_if_blocking(spec)
         state = run_sync(
             lambda caller: engine_run.run_task(spec, parameters, executor=caller, wait_for=wait_for)
         )

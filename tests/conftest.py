@@ -1,4 +1,5 @@
-"""Every test gets its own Millstream home (and so its own SQLite file)."""
+"""Every test gets its own Millstream home (and so its own SQLite file), from the test harness
+that users get (``millstream.testing``)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-import millstream._engine.store as store_module
+from millstream.testing import millstream_test_harness
 
 
 @pytest.fixture(autouse=True)
 def millstream_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "millstream-home"
-    home.mkdir()
-    monkeypatch.setenv("MILLSTREAM_HOME", str(home))
+    # A database_path from the developer's own environment must not leak into a test.
     monkeypatch.delenv("MILLSTREAM_DATABASE_PATH", raising=False)
-    yield home
-    store_module.close_all()
+    # The suite checks what creates the database file, so it is not prepared in advance.
+    home = tmp_path / "millstream-home"
+    with millstream_test_harness(home=home, prepare_database=False) as harness:
+        yield harness.home
 
 
 @pytest.fixture

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from millstream._engine.logs.handlers import _capture, _console
-from millstream._engine.logs.render import ConsoleRenderer, _json_renderer, _state
+from millstream._engine.logs.render import (
+    ConsoleRenderer,
+    _json_renderer,
+    _state,
+    console_colour,
+)
 from millstream._engine.logs.sink import _sink
 from millstream._engine.logs.targets import ROOT
 from millstream._engine.settings import get_current_settings
@@ -34,7 +40,7 @@ def configure() -> None:
         ours.setLevel(level)
         _capture.setLevel(level)  # what is kept; the console handler's own level stays free
         json_lines = settings.format == "json"
-        renderer = _json_renderer() if json_lines else ConsoleRenderer()
+        renderer = _json_renderer() if json_lines else ConsoleRenderer(console_colour(sys.stderr))
         with _sink.lock:  # not in the middle of a batch
             _state.renderer, _state.json_lines = renderer, json_lines
         _state.configured = wanted

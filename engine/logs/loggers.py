@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from millstream._engine import observe
 from millstream._engine.exceptions import MissingContextError
 from millstream._engine.logs.configure import configure
 from millstream._engine.logs.handlers import (
@@ -202,6 +203,9 @@ def _submit(
     caller has it formatted already.
     """
     message = _format(msg, args)
+    traced = observe.log_ids()  # None (one dict lookup) unless OpenTelemetry tracing is on
+    if traced is not None:
+        extra = {**extra, **traced} if extra else traced
     if exc_text is None and exc_info:
         exc_text = _exception_text(exc_info)
     if stack_info:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,9 +33,11 @@ class ConsoleRenderer:
     whole log call; this one renders Prefect's familiar layout in well under 1 µs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, colour: bool = False) -> None:
         self._millis = -1
         self._stamp = ""
+        # On a terminal (and without NO_COLOR): levels and state names in colour.
+        self.colour = colour
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
         """Render one event (keys ``created``, ``level``, ``label``, ``event``, then extras)."""
@@ -61,6 +65,9 @@ class ConsoleRenderer:
             self._millis = millis
             second, rest = divmod(millis, 1000)
             self._stamp = time.strftime("%H:%M:%S", time.localtime(second)) + f".{rest:03d} | "
+        if self.colour:
+            padded = _LEVEL_COLOURED.get(padded, padded)
+            event = _STATE_WORD.sub(_colour_state, event)
         line = f"{self._stamp}{padded} | {label} - {event}"
         if extra:
             line += " " + " ".join(
@@ -70,6 +77,41 @@ class ConsoleRenderer:
 
 
 _PADDED_BY_NAME = {name: name.ljust(7) for name in _LEVEL_NAMES.values()}
+_LEVEL_CODES = {"DEBUG": "90", "INFO": "36", "WARNING": "33", "ERROR": "31", "CRITICAL": "1;31"}
+_LEVEL_COLOURED = {
+    name.ljust(7): f"\x1b[{code}m{name.ljust(7)}\x1b[0m" for name, code in _LEVEL_CODES.items()
+}
+_STATE_CODES = {
+    "Completed": "32",
+    "Cached": "32",
+    "Failed": "31",
+    "Crashed": "1;31",
+    "TimedOut": "31",
+    "Cancelled": "90",
+    "Paused": "35",
+    "AwaitingRetry": "33",
+    "Retrying": "33",
+}
+_STATE_WORD = re.compile(r"\b(" + "|".join(_STATE_CODES) + r")(?=\()")
+
+
+def _colour_state(match: re.Match[str]) -> str:
+    word = match[1]
+    return f"\x1b[{_STATE_CODES[word]}m{word}\x1b[0m"
+
+
+def console_colour(stream: Any) -> bool:
+    """Whether console lines to ``stream`` are coloured: a terminal, no NO_COLOR, TERM not
+    dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
 # By level number, for the log thread's direct path.
 _PADDED = {level: name.ljust(7) for level, name in _LEVEL_NAMES.items()}
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+# The engine's clock (real unless a test installs one): every recorded timestamp uses it.
+from millstream._engine.clock import now as now
 from millstream._engine.exceptions import (
     CancelledRun,
     CrashedRun,
@@ -20,11 +22,6 @@ from millstream._engine.exceptions import (
     UnfinishedRun,
 )
 from millstream._engine.model.ids import new_id, rng
-
-
-def now() -> dt.datetime:
-    """The current time, timezone-aware in UTC (every recorded timestamp uses it)."""
-    return dt.datetime.now(dt.UTC)
 
 
 class StateType(enum.StrEnum):

@@ -8,10 +8,10 @@ recorded: what is kept of its result is the caller's business.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from millstream._engine import clock, observe
 from millstream._engine.model import transitions
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.model.spec import FlowSpec, TaskSpec
@@ -42,28 +42,36 @@ async def run_attempts(
 ) -> State:
     """Run attempts of ``run`` (``attempt(*args)`` each) until one is not retried."""
     task_run = run if type(run) is TaskRun else None
-    while True:
-        run.run_count += 1
-        running = link(run, transitions.attempt_state(run.run_count))
-        if run.start_time is None:
-            run.start_time = running.timestamp
-        run.state = running
-        put(run, running)
-        if spec.hooks.on_running:
-            await run_hooks(spec.hooks.on_running, (spec.owner, run, running), "on_running")
-        if task_run is None and flow_ctx is not None:
-            lines.flow_beginning(flow_ctx)
-        state = link(run, await attempt(*args))
-        retry = await _retry_of(run, task_run, spec, state)
-        _say_failed(run, task_run, spec, state, retry, flow_ctx)
-        if retry is None:
-            return state
-        delay, waiting = retry
-        link(run, waiting)
-        run.state = waiting
-        put(run, waiting)
-        if delay > 0:
-            await asyncio.sleep(delay)
+    # The run's OpenTelemetry span (None, at one dict lookup, unless tracing is set up).
+    traced = observe.start_run(run, spec)
+    state: State | None = None
+    try:
+        while True:
+            run.run_count += 1
+            running = link(run, transitions.attempt_state(run.run_count))
+            if run.start_time is None:
+                run.start_time = running.timestamp
+            run.state = running
+            put(run, running)
+            if spec.hooks.on_running:
+                await run_hooks(spec.hooks.on_running, (spec.owner, run, running), "on_running")
+            if task_run is None and flow_ctx is not None:
+                lines.flow_beginning(flow_ctx)
+            state = link(run, await attempt(*args))
+            retry = await _retry_of(run, task_run, spec, state)
+            _say_failed(run, task_run, spec, state, retry, flow_ctx)
+            if retry is None:
+                return state
+            delay, waiting = retry
+            link(run, waiting)
+            run.state = waiting
+            put(run, waiting)
+            observe.retrying(traced, run, delay)
+            if delay > 0:
+                await clock.sleep(delay)
+    finally:
+        if traced is not None:
+            observe.end_run(traced, run, state)
 
 
 async def _retry_of(

@@ -131,6 +131,9 @@ async def create_flow_run(
     when = scheduled_time or now()
     if when.tzinfo is None:
         raise ValueError(f"scheduled_time must be timezone-aware, got {when!r}")
+    # A new id cannot exist already: only a derived one (a schedule time, an idempotency key)
+    # may name a run made before, which is then read back and returned.
+    fresh = run_id is None and idempotency_key is None
     if run_id is None:
         run_id = (
             uuid.uuid5(deployment.id, f"idempotency:{idempotency_key}")
@@ -158,6 +161,8 @@ async def create_flow_run(
         parameters_blob=parameters_blob,
     )
     await store.insert_scheduled_flow_run(run, state)
+    if fresh:
+        return run
     existing = await store.read_flow_run(run_id)
     return existing
 

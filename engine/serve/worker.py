@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from millstream._engine import observe
 from millstream._engine.bridge.task_runners import default_task_runner
 from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
@@ -200,14 +201,16 @@ class Worker:
         # Sync flow bodies must not run on this loop: they run on the task runner's pool.
         executor = None if spec.is_async else default_task_runner().acquire()
 
-        await run_flow(
-            spec,
-            recorded_parameters(run),
-            executor=executor,
-            flow_run_id=run.id,
-            deployment=dep,
-            claimed=run,
-        )
+        # The trigger's trace, when it was triggered in this process with tracing on.
+        with observe.attached(observe.recall(run.id)):
+            await run_flow(
+                spec,
+                recorded_parameters(run),
+                executor=executor,
+                flow_run_id=run.id,
+                deployment=dep,
+                claimed=run,
+            )
 
     async def _shutdown(self) -> None:
         grace = self.settings.serve.shutdown_grace_seconds

@@ -79,6 +79,12 @@ class ServeSettings(msgspec.Struct, frozen=True, kw_only=True):
     webserver_host: str = "127.0.0.1"
     webserver_port: _Port = 8080
     token: str | None = None
+    # The HTTP API: request bodies larger than this get 413 before they are read; Host headers
+    # accepted besides the loopback names (a bind on another address needs the token anyway);
+    # triggers handled at once before 429 (each waits for its run to be recorded).
+    webserver_max_body_bytes: _PositiveInt = 1_048_576
+    webserver_allowed_hosts: list[str] = []
+    webserver_max_inflight: _PositiveInt = 256
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,7 +162,10 @@ def _field_table() -> dict[str, _Field]:
     }
     for section, cls in _SECTIONS.items():
         for info in msgspec.structs.fields(cls):
-            table[f"{section}.{info.name}"] = _Field(section, info.name, info.type, info.default)
+            default = info.default
+            if default is msgspec.NODEFAULT:  # a list default: msgspec keeps it as a factory
+                default = info.default_factory()
+            table[f"{section}.{info.name}"] = _Field(section, info.name, info.type, default)
     return table
 
 

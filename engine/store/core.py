@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from millstream._engine import clock
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State
@@ -106,7 +107,9 @@ class Store(StoreOperations):
         """Wait (from any event loop) until the database is open and migrated."""
         fut = self.start()
         if not fut.done():
-            await asyncio.wrap_future(fut)
+            # Shielded: a cancelled caller must not cancel the opening every caller shares
+            # (wrap_future passes a cancellation on to the concurrent future).
+            await asyncio.shield(asyncio.wrap_future(fut))
         fut.result()
 
     def ensure_open_sync(self) -> None:
@@ -252,7 +255,7 @@ class Store(StoreOperations):
             hit = (row[0], rows.parse_ts(row[1]))
             self._cache_memo[key] = hit
         blob, expiration = hit
-        if expiration is not None and expiration <= dt.datetime.now(dt.UTC):
+        if expiration is not None and expiration <= clock.now():
             return None
         return blob
 
@@ -361,6 +364,20 @@ def close_all() -> None:
         stores = list(_stores.values())
         _stores.clear()
     for store in stores:
+        store.close()
+
+
+def open_store_paths() -> list[Path]:
+    """The databases this process has a store for (a test harness closes the ones it opened)."""
+    with _stores_lock:
+        return list(_stores)
+
+
+def close_store(path: Path) -> None:
+    """Flush and stop the store of the database at ``path``, if this process has one."""
+    with _stores_lock:
+        store = _stores.pop(path, None)
+    if store is not None:
         store.close()
 
 

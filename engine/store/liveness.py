@@ -7,12 +7,13 @@ read-only connection. Both intervals are read every cycle, so a worker may chang
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from millstream._engine import clock
 
 if TYPE_CHECKING:
     from millstream._engine.store.core import Store
@@ -72,7 +73,7 @@ class LivenessTimer:
         # Other hosts tell a live run from an orphan by this stamp (same host: by pid).
         live = list(self._store.live_runs)
         if live:
-            self._store.put_heartbeat(live, dt.datetime.now(dt.UTC))
+            self._store.put_heartbeat(live, clock.now())
 
     def _deliver_cancellations(self) -> None:
         # Another process may have asked a run of ours to stop (state Cancelling).

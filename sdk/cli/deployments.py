@@ -13,7 +13,6 @@ import msgspec
 
 from millstream._engine.model.records import FlowRun
 from millstream._engine.settings import get_current_settings
-from millstream._tables import render_table
 from millstream.cli.output import (
     EXIT_OK,
     EXIT_RUN_NOT_COMPLETED,
@@ -21,6 +20,7 @@ from millstream.cli.output import (
     UsageError,
     as_json,
     log_line,
+    table,
 )
 from millstream.client.orchestration import get_client
 from millstream.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterLevel
@@ -66,9 +66,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``serve``: serve a flow as a deployment (a worker) until stopped."""
     from millstream.deployments import serve
 
+    if args.timezone and not args.cron:
+        raise UsageError("--timezone applies to a --cron schedule")
     flow_obj = _load_flow(args.target)
     options: dict[str, Any] = {}
-    if args.cron:
+    if args.cron and args.timezone:
+        options["schedules"] = [{"cron": args.cron, "timezone": args.timezone}]
+    elif args.cron:
         options["cron"] = args.cron
     if args.interval is not None:
         if args.interval <= 0:
@@ -125,7 +129,7 @@ def cmd_deployments_ls(args: argparse.Namespace) -> int:
         ]
         for r in records
     ]
-    print(render_table(["DEPLOYMENT", "ID", "SCHEDULES", "WHEN"], rows))
+    print(table(["DEPLOYMENT", "ID", "STATUS", "SCHEDULES"], rows))
     return EXIT_OK
 
 

@@ -1,13 +1,20 @@
-"""The argparse tree of the ``millstream`` command: its subcommands, options and handlers."""
+"""The argparse tree of the ``millstream`` command: its subcommands, options and handlers.
+
+The parser is the standard library's argparse (the core dependencies are fixed at four, and
+argparse is well kept), made stricter: no abbreviated options (``allow_abbrev=False`` on every
+parser), and a mistyped subcommand or option gets the closest known names (difflib) in its
+error. Handlers are named ``"module:function"`` and imported only when their command runs, so
+that ``millstream --help`` imports no client code.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import TypeAlias
-
-# The handlers are looked up on their modules when the parser is built (not imported by name),
-# so that a test can replace one with monkeypatch.setattr(<module>, "cmd_...", ...).
-from millstream.cli import artifacts, dashboard, db, deployments, runs, variables
+import difflib
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any, NoReturn, TypeAlias, cast
 
 __all__ = [
     "DESCRIPTION",
@@ -18,14 +25,86 @@ __all__ = [
 _Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 DESCRIPTION = (
-    "The ``millstream`` command: list and inspect runs, follow logs, manage variables, recover."
+    "The millstream command: list and inspect runs, follow logs, serve and trigger "
+    "deployments, manage variables, recover."
 )
+EPILOG = "Exit codes: 0 ok, 1 not found (or a run did not complete), 2 bad usage."
+
+_CHOICE = re.compile(r"invalid choice: '?([^' ]+?)'? \(choose from (.*)\)")
+_UNKNOWN = re.compile(r"unrecognized arguments: (.*)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with no prefix matching and suggestions for a mistyped name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and the error, with "did you mean ...?" when a name is close."""
+        hint = _suggestion(self, message)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n")
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    choice = _CHOICE.search(message)
+    if choice:
+        given = choice[1]
+        known = [c.strip().strip("'") for c in choice[2].split(",")]
+        close = difflib.get_close_matches(given, known, n=1, cutoff=0.5)
+        return f"; did you mean {close[0]!r}?" if close else ""
+    unknown = _UNKNOWN.search(message)
+    if unknown:
+        flags = sorted({o for p in _parsers(parser) for a in p._actions for o in a.option_strings})
+        hints = []
+        for word in unknown[1].split():
+            if word.startswith("-"):
+                close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.6)
+                if close:
+                    hints.append((word, close[0]))
+        if len(hints) == 1:
+            return f"; did you mean {hints[0][1]!r}?"
+        shown = ", ".join(f"{close!r} for {word!r}" for word, close in hints)
+        return f"; did you mean {shown}?" if hints else ""
+    return ""
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version (read only when asked)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("millstream")
+        except PackageNotFoundError:
+            text = "unknown (not installed)"
+        print(f"millstream {text}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``millstream`` command."""
-    parser = argparse.ArgumentParser(prog="millstream", description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="millstream", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action=_Version)
+    # Every sub-parser is a _Parser (argparse makes them of the parent's class); the groups'
+    # functions take the plain type, which other command groups use too.
+    commands = cast(
+        _Commands, parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    )
     _add_runs(commands)
     _add_serve(commands)
     _add_deployments(commands)
@@ -33,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(commands)
     _add_artifacts(commands)
     _add_dashboard(commands)
+    _add_completion(commands)
     return parser
 
 
@@ -50,11 +130,11 @@ def _add_runs(commands: _Commands) -> None:
     ls.add_argument("--since", help="only runs started since (30m, 2h, 7d or ISO time)")
     ls.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     ls.add_argument("--json", action="store_true", help="JSON for scripts")
-    ls.set_defaults(handler=runs.cmd_runs_ls)
+    ls.set_defaults(handler="runs:cmd_runs_ls")
     inspect_ = group.add_parser("inspect", help="states and task runs of a flow run")
-    inspect_.add_argument("id")
+    inspect_.add_argument("id", help="a flow run id, or the start of one")
     inspect_.add_argument("--json", action="store_true")
-    inspect_.set_defaults(handler=runs.cmd_runs_inspect)
+    inspect_.set_defaults(handler="runs:cmd_runs_inspect")
     logs = group.add_parser("logs", help="log lines of a flow run")
     logs.add_argument("id")
     logs.add_argument("--follow", action="store_true", help="keep printing until the run ends")
@@ -62,13 +142,14 @@ def _add_runs(commands: _Commands) -> None:
     logs.add_argument(
         "--timeout", type=float, default=3600.0, help="stop following after this many seconds"
     )
-    logs.set_defaults(handler=runs.cmd_runs_logs)
+    logs.add_argument("--json", action="store_true", help="one JSON object a line")
+    logs.set_defaults(handler="runs:cmd_runs_logs")
     delete = group.add_parser("delete", help="delete a flow run, its task runs and logs")
     delete.add_argument("id")
-    delete.set_defaults(handler=runs.cmd_runs_delete)
+    delete.set_defaults(handler="runs:cmd_runs_delete")
     cancel = group.add_parser("cancel", help="cancel a flow run (in whichever process runs it)")
     cancel.add_argument("id")
-    cancel.set_defaults(handler=runs.cmd_runs_cancel)
+    cancel.set_defaults(handler="runs:cmd_runs_cancel")
 
 
 def _add_serve(commands: _Commands) -> None:
@@ -79,9 +160,12 @@ def _add_serve(commands: _Commands) -> None:
     schedule = serve_cmd.add_mutually_exclusive_group()
     schedule.add_argument("--cron", help="cron schedule, e.g. '*/5 * * * *'")
     schedule.add_argument("--interval", type=float, help="interval schedule in seconds")
+    serve_cmd.add_argument(
+        "--timezone", help="the time zone of --cron, e.g. Europe/Paris (default UTC)"
+    )
     serve_cmd.add_argument("--limit", type=int, default=None, help="concurrent runs at most")
     serve_cmd.add_argument("--webserver", action="store_true", help="serve the local HTTP API")
-    serve_cmd.set_defaults(handler=deployments.cmd_serve)
+    serve_cmd.set_defaults(handler="deployments:cmd_serve")
 
 
 def _add_deployments(commands: _Commands) -> None:
@@ -89,14 +173,14 @@ def _add_deployments(commands: _Commands) -> None:
     group = commands.add_parser("deployments", help="deployments").add_subparsers(
         dest="sub", required=True
     )
-    d_ls = group.add_parser("ls")
-    d_ls.add_argument("--json", action="store_true")
-    d_ls.set_defaults(handler=deployments.cmd_deployments_ls)
+    d_ls = group.add_parser("ls", help="list deployments and their schedules")
+    d_ls.add_argument("--json", action="store_true", help="JSON for scripts")
+    d_ls.set_defaults(handler="deployments:cmd_deployments_ls")
     d_run = group.add_parser("run", help="trigger a run of FLOW/DEPLOYMENT")
     d_run.add_argument("name")
     d_run.add_argument("-p", "--param", action="append", default=[], help="key=value (JSON)")
     d_run.add_argument("--watch", action="store_true", help="wait until the run ends")
-    d_run.set_defaults(handler=deployments.cmd_deployments_run)
+    d_run.set_defaults(handler="deployments:cmd_deployments_run")
 
 
 def _add_variables(commands: _Commands) -> None:
@@ -106,19 +190,19 @@ def _add_variables(commands: _Commands) -> None:
     )
     v_ls = group.add_parser("ls")
     v_ls.add_argument("--json", action="store_true")
-    v_ls.set_defaults(handler=variables.cmd_variables_ls)
+    v_ls.set_defaults(handler="variables:cmd_variables_ls")
     v_get = group.add_parser("get")
     v_get.add_argument("name")
-    v_get.set_defaults(handler=variables.cmd_variables_get)
+    v_get.set_defaults(handler="variables:cmd_variables_get")
     v_set = group.add_parser("set")
     v_set.add_argument("name")
     v_set.add_argument("value", help="JSON, or plain text stored as a string")
     v_set.add_argument("--overwrite", action="store_true")
     v_set.add_argument("--tag", action="append", default=[])
-    v_set.set_defaults(handler=variables.cmd_variables_set)
+    v_set.set_defaults(handler="variables:cmd_variables_set")
     v_unset = group.add_parser("unset")
     v_unset.add_argument("name")
-    v_unset.set_defaults(handler=variables.cmd_variables_unset)
+    v_unset.set_defaults(handler="variables:cmd_variables_unset")
 
 
 def _add_db(commands: _Commands) -> None:
@@ -126,12 +210,12 @@ def _add_db(commands: _Commands) -> None:
     group = commands.add_parser("db", help="the database file").add_subparsers(
         dest="sub", required=True
     )
-    group.add_parser("path").set_defaults(handler=db.cmd_db_path)
-    group.add_parser("vacuum").set_defaults(handler=db.cmd_db_vacuum)
+    group.add_parser("path").set_defaults(handler="db:cmd_db_path")
+    group.add_parser("vacuum").set_defaults(handler="db:cmd_db_vacuum")
     rec = commands.add_parser("recover", help="resume flow runs whose process died")
     rec.add_argument("--lease", type=float, default=None, help="heartbeat age (s) for other hosts")
     rec.add_argument("--json", action="store_true")
-    rec.set_defaults(handler=db.cmd_recover)
+    rec.set_defaults(handler="db:cmd_recover")
 
 
 def _add_artifacts(commands: _Commands) -> None:
@@ -143,12 +227,12 @@ def _add_artifacts(commands: _Commands) -> None:
     a_ls.add_argument("--all", action="store_true", help="every artifact, keyless ones too")
     a_ls.add_argument("--limit", type=int, default=None, help="at most this many")
     a_ls.add_argument("--json", action="store_true", help="JSON for scripts")
-    a_ls.set_defaults(handler=artifacts.cmd_artifacts_ls)
+    a_ls.set_defaults(handler="artifacts:cmd_artifacts_ls")
     a_inspect = group.add_parser("inspect", help="every version of an artifact key")
     a_inspect.add_argument("key")
     a_inspect.add_argument("--limit", type=int, default=10, help="at most this many versions")
     a_inspect.add_argument("--json", action="store_true", help="JSON for scripts")
-    a_inspect.set_defaults(handler=artifacts.cmd_artifacts_inspect)
+    a_inspect.set_defaults(handler="artifacts:cmd_artifacts_inspect")
 
 
 def _add_dashboard(commands: _Commands) -> None:
@@ -156,4 +240,15 @@ def _add_dashboard(commands: _Commands) -> None:
     dash = commands.add_parser("dashboard", help="serve the web dashboard (extra: ui)")
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     dash.add_argument("--port", type=int, default=4200, help="port (default 4200)")
-    dash.set_defaults(handler=dashboard.cmd_dashboard)
+    dash.set_defaults(handler="dashboard:cmd_dashboard")
+
+
+def _add_completion(commands: _Commands) -> None:
+    """``completion bash|zsh|tcsh`` (the ``cli`` extra: shtab)."""
+    comp = commands.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description='Print a completion script: eval "$(millstream completion bash)"',
+    )
+    comp.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+    comp.set_defaults(handler="completion:cmd_completion")

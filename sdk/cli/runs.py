@@ -7,12 +7,25 @@ import datetime as dt
 import re
 import sys
 import time
+import uuid
 from typing import Any
 
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.model.states import StateType
-from millstream._tables import duration, render_table, when
-from millstream.cli.output import EXIT_OK, LOG_SETTLE_SECONDS, UsageError, as_json, log_line
+from millstream._engine.settings import get_current_settings
+from millstream._tables import duration, when
+from millstream.cli.output import (
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    LOG_SETTLE_SECONDS,
+    UsageError,
+    as_json,
+    log_line,
+    log_line_dict,
+    moment,
+    state_text,
+    table,
+)
 from millstream.client.orchestration import get_client
 from millstream.client.schemas.filters import (
     FlowFilter,
@@ -92,6 +105,12 @@ def cmd_runs_ls(args: argparse.Namespace) -> int:
     )
     if args.limit < 0:
         raise UsageError(f"--limit must be >= 0, got {args.limit}")
+    path = get_current_settings().database_path
+    if not path.exists():
+        # Reading must not create a database where none was (a typo in MILLSTREAM_HOME, say).
+        print(f"No database at {path} yet: no runs.", file=sys.stderr)
+        print("[]" if args.json else "(none)")
+        return EXIT_OK
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=flow_filter, flow_run_filter=run_filter, limit=args.limit
@@ -104,20 +123,57 @@ def cmd_runs_ls(args: argparse.Namespace) -> int:
             str(r.id),
             r.flow_name,
             r.name,
-            r.state_name or "",
-            when(r.start_time),
+            state_text(r.state_name, r.state_type),
+            moment(r.start_time),
             duration(r.start_time, r.end_time),
         ]
         for r in runs
     ]
-    print(render_table(["ID", "FLOW", "NAME", "STATE", "STARTED", "DURATION"], rows))
+    print(table(["ID", "FLOW", "NAME", "STATE", "STARTED", "DURATION"], rows))
     return EXIT_OK
 
 
+def _find_run(client: Any, given: str) -> FlowRun:
+    """A flow run by its id or the start of one (at least 4 characters, unambiguous)."""
+    try:
+        return client.read_flow_run(uuid.UUID(given))  # type: ignore[no-any-return]
+    except ValueError:
+        pass
+    from millstream._engine.exceptions import ObjectNotFound
+
+    prefix = given.lower()
+    found = []
+    if len(prefix) >= 4 and re.fullmatch(r"[0-9a-f-]+", prefix):
+        found = [r for r in client.read_flow_runs() if str(r.id).startswith(prefix)]
+    if not found:
+        raise ObjectNotFound(
+            f"no flow run has the id {given!r} or an id starting with it (4+ characters)"
+        )
+    if len(found) > 1:
+        shown = ", ".join(str(r.id) for r in found[:5])
+        raise UsageError(f"{given!r} is the start of {len(found)} flow run ids: {shown}")
+    return found[0]  # type: ignore[no-any-return]
+
+
+def _preview(run: FlowRun | TaskRun) -> str:
+    """A short look at a completed run's result, when it was kept ('-' otherwise)."""
+    from millstream._engine.model.states import ResultLoader
+
+    state = run.state
+    if state is None or not state.is_completed() or state.data is None:
+        return "-"
+    try:
+        value = state.data.load() if isinstance(state.data, ResultLoader) else state.data
+        text = repr(value)
+    except Exception as exc:
+        text = f"(cannot be loaded here: {type(exc).__name__})"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def cmd_runs_inspect(args: argparse.Namespace) -> int:
-    """``runs inspect``: a flow run, its states, its task runs and why it failed."""
+    """``runs inspect``: a flow run, its states, its task runs in order and why it failed."""
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(args.id)
+        run = _find_run(client, args.id)
         states = client.read_flow_run_states(run.id)
         # In the order they were created: the order the flow called them.
         tasks = client.read_task_runs(
@@ -137,32 +193,49 @@ def cmd_runs_inspect(args: argparse.Namespace) -> int:
             for s in states
         ]
         body["traceback"] = _traceback(run)
-        body["task_runs"] = [{**_run_dict(t), "traceback": _traceback(t)} for t in tasks]
+        body["result_preview"] = _preview(run)
+        body["task_runs"] = [
+            {
+                **_run_dict(t),
+                "duration": duration(t.start_time, t.end_time),
+                "traceback": _traceback(t),
+                "result_preview": _preview(t),
+            }
+            for t in tasks
+        ]
         print(as_json(body))
         return EXIT_OK
     print(f"Flow run {run.name} ({run.id})")
-    print(f"  flow: {run.flow_name}   state: {run.state_name}   run count: {run.run_count}")
+    shown_state = state_text(run.state_name, run.state_type)
+    print(f"  flow: {run.flow_name}   state: {shown_state}   run count: {run.run_count}")
     print(f"  parameters: {as_json(run.parameters)}   tags: {', '.join(run.tags) or '-'}")
-    print(f"  started: {when(run.start_time)}   duration: {duration(run.start_time, run.end_time)}")
+    print(
+        f"  started: {moment(run.start_time)}   duration: {duration(run.start_time, run.end_time)}"
+    )
+    print(f"  result: {_preview(run)}")
     print("States:")
     print(
-        render_table(
+        table(
             ["TIME", "STATE", "MESSAGE"],
-            [[when(s.timestamp), s.name or "", (s.message or "")[:80]] for s in states],
+            [
+                [when(s.timestamp), state_text(s.name, s.type), (s.message or "")[:80]]
+                for s in states
+            ],
         )
     )
     print("Task runs:")
     print(
-        render_table(
-            ["ID", "NAME", "STATE", "RUNS", "STARTED", "DURATION"],
+        table(
+            ["ID", "NAME", "STATE", "RUNS", "STARTED", "DURATION", "RESULT"],
             [
                 [
                     str(t.id),
                     t.name,
-                    t.state_name or "",
+                    state_text(t.state_name, t.state_type),
                     str(t.run_count),
                     when(t.start_time),
                     duration(t.start_time, t.end_time),
+                    _preview(t),
                 ]
                 for t in tasks
             ],
@@ -175,7 +248,7 @@ def cmd_runs_inspect(args: argparse.Namespace) -> int:
     for what, one in failed:
         text = _traceback(one)
         if text is not None and one.state is not None:
-            print(f"{what} {one.state_name}: {one.state.message or ''}")
+            print(f"{what} {state_text(one.state_name, one.state_type)}: {one.state.message or ''}")
             print(text)
     return EXIT_OK
 
@@ -191,8 +264,9 @@ def cmd_runs_logs(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be > 0 and --timeout >= 0")
     seen = 0
     deadline = time.monotonic() + args.timeout
+    labels: dict[uuid.UUID, str] = {}
     with get_client(sync_client=True) as client:
-        run_id = client.read_flow_run(args.id).id
+        run_id = _find_run(client, args.id).id
         only_this_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
         while True:
             # The state is read before the lines. A run's last lines (and its hooks' lines)
@@ -207,8 +281,11 @@ def cmd_runs_logs(args: argparse.Namespace) -> int:
             )
             # Lines come in commit order, so the next page starts where the last one ended.
             lines = client.read_logs(only_this_run, offset=seen)
+            if any(line.task_run_id and line.task_run_id not in labels for line in lines):
+                labels.update(_task_names(client, run_id))
             for line in lines:
-                print(log_line(line))
+                label = labels.get(line.task_run_id) if line.task_run_id else None
+                print(as_json(log_line_dict(line, label)) if args.json else log_line(line, label))
             sys.stdout.flush()
             seen += len(lines)
             if not args.follow or done:
@@ -217,6 +294,11 @@ def cmd_runs_logs(args: argparse.Namespace) -> int:
                 print(f"(stopped following after {args.timeout:g} s)", file=sys.stderr)
                 return EXIT_OK
             time.sleep(args.interval)
+
+
+def _task_names(client: Any, run_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    return {t.id: t.name for t in tasks}
 
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:
@@ -230,6 +312,15 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
 def cmd_runs_cancel(args: argparse.Namespace) -> int:
     """``runs cancel``: cancel a flow run, in whichever process runs it."""
     with get_client(sync_client=True) as client:
-        state = client.cancel_flow_run(args.id)
-    print(f"Flow run {args.id}: {state.name}")
+        run = _find_run(client, args.id)
+        if run.state is not None and run.state.is_final():
+            # Nothing to stop: say so and fail, so that a script notices.
+            print(
+                f"Flow run {run.name} ({run.id}) already finished in state "
+                f"{run.state_name}: nothing to cancel",
+                file=sys.stderr,
+            )
+            return EXIT_NOT_FOUND
+        state = client.cancel_flow_run(run.id)
+    print(f"Flow run {run.name} ({run.id}): {state_text(state.name, state.type)}")
     return EXIT_OK

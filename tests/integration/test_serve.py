@@ -355,7 +355,9 @@ def test_webserver_triggers_runs(worker_env, db_path, token):
 
         wait_until(up)
         if token:
-            assert httpx.get(f"{base}/health").status_code == 401
+            # /health answers without the token (issue 15) and says nothing else.
+            assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+            assert httpx.get(f"{base}/deployments").status_code == 401
             assert httpx.post(f"{base}/deployments/counted/web/run", json={}).status_code == 401
         listed = httpx.get(f"{base}/deployments", headers=headers).json()
         assert [d["name"] for d in listed] == ["counted/web"]
