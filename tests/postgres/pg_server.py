@@ -4,6 +4,7 @@ server refuses to run as root)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -118,6 +119,8 @@ class Server:
                     raise
 
     def stop(self) -> None:
+        if not self.root.exists():
+            return
         with contextlib.suppress(Exception):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
@@ -149,3 +152,21 @@ def running() -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+_shared: Server | None = None
+
+
+def shared() -> Server:
+    """The process's one server, started on first use and stopped at exit (or by ``stop``):
+    every conftest that needs it gets the same one."""
+    global _shared
+    if _shared is None:
+        bindir = binaries()
+        if bindir is None:
+            raise RuntimeError("No PostgreSQL server binaries (initdb, pg_ctl) found")
+        server = Server(bindir)
+        atexit.register(server.stop)
+        server.start()
+        _shared = server
+    return _shared
