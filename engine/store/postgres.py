@@ -10,6 +10,7 @@ schema.sql's, translated by ``pg_dialect``; rows read back index by position and
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -23,6 +24,9 @@ from millstream._engine.store.migrations import MIGRATIONS, SCHEMA_VERSION, Q, s
 try:
     import psycopg
     from psycopg.adapt import AdaptersMap, Dumper
+    from psycopg.pq import TransactionStatus
+
+    _IDLE = TransactionStatus.IDLE
 except ImportError:  # pragma: no cover - depends on the installed extras
     psycopg = None  # type: ignore[assignment]
 
@@ -162,17 +166,25 @@ class SyncConnection:
 
 
 class _AsyncCursor:
-    """What aiosqlite's ``execute`` gives: awaitable, and an async context manager."""
+    """What aiosqlite's ``execute`` gives: awaitable, and an async context manager. The
+    statement runs on a worker thread of the loop, its rows fetched there in the same hop."""
 
     def __init__(self, conn: Any, sql: str, params: Sequence[Any]) -> None:
         self._conn, self._sql, self._params = conn, sql, tuple(params)
-        self._cursor: Any = None
+        self._rows: list[Any] | None = None
+        self._done = False
         self.rowcount = -1
 
+    def _execute(self) -> tuple[int, list[Any] | None]:
+        cursor = self._conn.execute(pg_dialect.query(self._sql), self._params)
+        rows = cursor.fetchall() if cursor.description is not None else None
+        return cursor.rowcount, rows
+
     async def _run(self) -> _AsyncCursor:
-        if self._cursor is None:
-            self._cursor = await self._conn.execute(pg_dialect.query(self._sql), self._params)
-            self.rowcount = self._cursor.rowcount
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            self.rowcount, self._rows = await loop.run_in_executor(None, self._execute)
+            self._done = True
         return self
 
     def __await__(self) -> Any:
@@ -182,21 +194,21 @@ class _AsyncCursor:
         return await self._run()
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._cursor.close()
+        return None
 
     async def fetchone(self) -> Any:
         await self._run()
-        return await self._cursor.fetchone() if self._cursor.description is not None else None
+        return self._rows.pop(0) if self._rows else None
 
     async def fetchall(self) -> list[Any]:
         await self._run()
-        if self._cursor.description is None:
-            return []
-        return cast(list[Any], await self._cursor.fetchall())
+        rows, self._rows = self._rows or [], []
+        return rows
 
 
 class AsyncConnection:
-    """The surface of an aiosqlite connection that readers use, on a psycopg one."""
+    """The surface of an aiosqlite connection that readers use, over a pooled blocking
+    psycopg connection (as aiosqlite runs sqlite3 on a thread)."""
 
     row_factory: Any = None
 
@@ -208,6 +220,40 @@ class AsyncConnection:
 
     async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await _AsyncCursor(self.conn, sql, params).fetchall()
+
+
+class _Pool:
+    """Idle read connections, shared by every thread and event loop of the process (a new
+    connection costs milliseconds; a read, a fraction of one)."""
+
+    def __init__(self, connect: Callable[[], Any], max_idle: int = 8) -> None:
+        self._connect = connect
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._max_idle = max_idle
+        self._closed = False
+
+    def take_idle(self) -> Any:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def new(self) -> Any:
+        return self._connect()
+
+    def give_back(self, conn: Any) -> None:
+        idle = not conn.closed and conn.info.transaction_status == _IDLE
+        with self._lock:
+            if idle and not self._closed and len(self._idle) < self._max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns, self._idle = self._idle, []
+        for conn in conns:
+            conn.close()
 
 
 # -- the backend ----------------------------------------------------------------------------------
@@ -227,6 +273,7 @@ class PostgresBackend:
         self._local = threading.local()
         self._point_conns: list[Any] = []
         self._lock = threading.Lock()
+        self._pool = _Pool(self._connect)
 
     def _connect(self) -> Any:
         kwargs = _connect_kwargs()
@@ -277,16 +324,17 @@ class PostgresBackend:
         return results
 
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``fn`` on an async connection of its own (rows are ``Row``)."""
-        kwargs = _connect_kwargs()
+        """Run ``fn`` on a read connection of its own (rows are ``Row``)."""
+        conn = self._pool.take_idle()
+        if conn is None:
+            conn = await asyncio.get_running_loop().run_in_executor(None, self._pool.new)
         try:
-            conn = await psycopg.AsyncConnection.connect(self.url, **kwargs)
-        except psycopg.Error as exc:
-            raise StoreError(f"Cannot open database {self.location!r}: {exc}") from exc
-        try:
-            return await fn(AsyncConnection(conn))
-        finally:
-            await conn.close()
+            result = await fn(AsyncConnection(conn))
+        except BaseException:
+            conn.close()  # its state is unknown
+            raise
+        self._pool.give_back(conn)
+        return result
 
     def _point_conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -309,7 +357,8 @@ class PostgresBackend:
         return list(self._point_conn().execute(pg_dialect.query(sql), params).fetchall())
 
     def close(self) -> None:
-        """Close the point-read connections of every thread."""
+        """Close the idle read connections and the point-read ones of every thread."""
+        self._pool.close()
         with self._lock:
             conns, self._point_conns = self._point_conns, []
         for conn in conns:
