@@ -184,29 +184,23 @@ OVERRIDES: dict[str, Callable[[str], str]] = {
     ),
     "claim_due_flow_run": _skip_locked,
 }
-_by_text: dict[str, Callable[[str], str]] = {}
+_patterns: list[tuple[re.Pattern[str], Callable[[str], str]]] = []
 _translated: dict[str, str] = {}
 
 
-def _overrides_by_text() -> dict[str, Callable[[str], str]]:
-    if not _by_text:
+def _override_for(sql: str) -> Callable[[str], str] | None:
+    # Matched on the text without comments, a "/*ids*/" list standing for any number of "?".
+    if not _patterns:
         for name, fn in OVERRIDES.items():
             if name in Q:
-                _by_text[Q[name]] = fn
-    return _by_text
-
-
-def _override_for(sql: str) -> Callable[[str], str] | None:
-    by_text = _overrides_by_text()
-    fn = by_text.get(sql)
-    if fn is None:
-        # An expanded list query ("IN (?, ?, …)"): its template's override.
-        for template, candidate in by_text.items():
-            if "IN (/*ids*/)" in template:
-                head, _, tail = template.partition("IN (/*ids*/)")
-                if sql.startswith(head) and sql.endswith(tail):
-                    return candidate
-    return fn
+                parts = strip_comments(Q[name]).split("IN (/*ids*/)")
+                ids = r"IN \((?:\?(?:, \?)*)?\)"
+                _patterns.append((re.compile(ids.join(re.escape(p) for p in parts)), fn))
+    text = strip_comments(sql)
+    for pattern, fn in _patterns:
+        if pattern.fullmatch(text):
+            return fn
+    return None
 
 
 def query(sql: str) -> str:
