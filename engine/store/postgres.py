@@ -301,8 +301,8 @@ class PostgresBackend:
 
         conn = facade.conn
         results: list[Any] = []
-        with conn.transaction():
-            cursor = conn.cursor()
+        rows_first = [
+            (name, rows)
             for name, rows in (
                 ("upsert_flow", batch.flows),
                 ("upsert_flow_run", batch.flow_runs),
@@ -311,9 +311,32 @@ class PostgresBackend:
                 # After the task runs: a cache entry never points at an unrecorded run.
                 ("upsert_cache", batch.caches),
                 ("update_heartbeats", batch.heartbeats),
-            ):
-                if rows:
+            )
+            if rows
+        ]
+        if not rows_first and len(batch.calls) == 1:
+            # A lone call (a claim, say): its failure loses nothing else, so no savepoint.
+            try:
+                with conn.transaction():
+                    results.append(_run_call(batch.calls[0], cast(Any, facade)))
+            except Exception as exc:
+                results.append(exc)
+            return results
+        if not batch.calls:
+            # Rows only: BEGIN, every statement and COMMIT go out in one pipeline, with one
+            # wait for the server at the end instead of one per statement.
+            with conn.pipeline(), conn.transaction():
+                cursor = conn.cursor()
+                for name, rows in rows_first:
                     cursor.executemany(pg_dialect.query(Q[name]), rows)
+            return results
+        with conn.transaction():
+            if rows_first:
+                with conn.pipeline():
+                    cursor = conn.cursor()
+                    for name, rows in rows_first:
+                        cursor.executemany(pg_dialect.query(Q[name]), rows)
+            # Calls read their statements' results at once: outside the pipeline.
             for fn in batch.calls:
                 # A failing call must not lose the rest of the batch: a savepoint of its own.
                 try:
