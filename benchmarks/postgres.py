@@ -1,7 +1,8 @@
 """PostgreSQL store figures (issue 12): ``python benchmarks/postgres.py``.
 
 Starts a throwaway PostgreSQL server (as the tests do: initdb + pg_ctl in a temporary
-directory, an unprivileged user when run as root) and measures, in one run:
+directory, an unprivileged user when run as root; fsync on, synchronous_commit off, like
+SQLite's WAL with synchronous=NORMAL) and measures, in one run:
 
 - P1: the per-task overhead of an async task awaited in an async flow, on PostgreSQL and on
   SQLite (target: PostgreSQL's <= 3x SQLite's);
@@ -245,7 +246,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2_000, help="P2 queued runs")
     parser.add_argument("--once", type=int, default=1_000, help="P3 triggered runs")
     args = parser.parse_args()
-    with pg_server.running() as server:
+    with pg_server.running(fast=False) as server:
         per_task(server, args.tasks, args.reps)
         pg = throughput(server.fresh_url(), args.runs)
         lite = throughput(None, args.runs)

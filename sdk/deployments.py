@@ -292,7 +292,8 @@ async def aserve(
         tasks.append(asyncio.ensure_future(serve_http(trigger, deployments, settings)))
     if print_starting_message:
         names = ", ".join(f"'{d.flow_name}/{d.name}'" for d in deployments)
-        print(f"Serving {names} from {settings.database_path} (Ctrl+C to stop)", file=sys.stderr)
+        where = get_store(settings.database_path).location
+        print(f"Serving {names} from {where} (Ctrl+C to stop)", file=sys.stderr)
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -379,10 +379,16 @@ def close_all() -> None:
 atexit.register(close_all)
 
 
+_inherited: list[Store] = []
+
+
 def _forget_after_fork() -> None:
     # A forked child has none of the parent's threads: it starts its own writers on demand
     # (the parent's queued writes are the parent's to flush).
     global _stores_lock
+    # Kept, never closed or collected here: their connections are the parent's (a PostgreSQL
+    # one closed by the child would end the parent's session).
+    _inherited.extend(_stores.values())
     _stores.clear()
     _stores_lock = threading.Lock()
 

@@ -51,8 +51,11 @@ def _account() -> pwd.struct_passwd | None:
 class Server:
     """A running server; ``url(schema)`` names a fresh schema of its one database."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, fast: bool = True) -> None:
         self.bindir = bindir
+        # Tests need no durability (fsync off); benchmarks keep fsync and drop only the wait
+        # for each commit's flush, as SQLite's WAL with synchronous=NORMAL does.
+        self.fast = fast
         self.root = Path(tempfile.mkdtemp(prefix="millstream-pg-"))
         self.data = self.root / "data"
         self.port = 0
@@ -96,9 +99,10 @@ class Server:
             self.port = _free_port()
             options = (
                 f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=300"
+                "-c synchronous_commit=off -c max_connections=300"
             )
+            if self.fast:
+                options += " -c fsync=off -c full_page_writes=off"
             try:
                 self._run(
                     "pg_ctl",
@@ -141,12 +145,12 @@ class Server:
 
 
 @contextlib.contextmanager
-def running() -> Iterator[Server]:
+def running(fast: bool = True) -> Iterator[Server]:
     """A server for the duration of the block; ``RuntimeError`` without server binaries."""
     bindir = binaries()
     if bindir is None:
         raise RuntimeError("No PostgreSQL server binaries (initdb, pg_ctl) found")
-    server = Server(bindir)
+    server = Server(bindir, fast)
     try:
         server.start()
         yield server

@@ -173,3 +173,15 @@ def test_without_the_extra_the_error_names_it(tmp_path):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert "StoreError" in out.stdout and "millstream[postgres]" in out.stdout, out
+
+
+def test_the_url_can_come_from_the_settings_file(millstream_home, pg_server_session, monkeypatch):
+    from millstream._engine.settings import get_current_settings
+
+    monkeypatch.delenv("MILLSTREAM_DATABASE_URL", raising=False)
+    url = pg_server_session.fresh_url()
+    (millstream_home / "millstream.toml").write_text(f'database_url = "{url}"\n')
+    assert get_current_settings().database_url == url
+    assert main(["db", "migrate"]) == 0
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM millstream_schema").fetchone() == (SCHEMA_VERSION,)
