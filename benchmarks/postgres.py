@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import statistics
 import subprocess
@@ -102,6 +103,8 @@ def per_task(server: pg_server.Server, n: int, reps: int) -> dict[str, float]:
     for name, url in backends.items():  # warm each path once
         _use(url, homes[name])
         asyncio.run(chain(10))
+    # As benchmarks/run.py does: stderr quiet, the lines still stored.
+    logging.getLogger("millstream").handlers[0].setLevel(logging.CRITICAL)
     for _ in range(reps):  # alternating, so that machine noise hits both alike
         for name, url in backends.items():
             _use(url, homes[name])

@@ -11,7 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import psycopg
 import pytest
 from pg_fixtures import rows_of
 
@@ -20,6 +19,8 @@ from millstream._engine.exceptions import StoreError
 from millstream._engine.store import SCHEMA_VERSION, get_store, pg_dialect
 from millstream._engine.store.migrations import Q, expand
 from millstream.cli import main
+
+psycopg = pytest.importorskip("psycopg", reason="needs the postgres extra")
 
 
 def test_statements_are_translated_to_postgresql():
