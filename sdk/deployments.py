@@ -355,7 +355,8 @@ def _next_run(dep: RunnerDeployment) -> dt.datetime | None:
 def _banner(deployments: tuple[RunnerDeployment, ...], settings: Any, webserver: bool) -> str:
     """What a worker says when it starts: what it serves, how to trigger a run, what is next."""
     names = ", ".join(f"'{d.flow_name}/{d.name}'" for d in deployments)
-    lines = [f"Serving {names} from {settings.database_path} (Ctrl+C to stop)"]
+    where = get_store(settings.database_path).location
+    lines = [f"Serving {names} from {where} (Ctrl+C to stop)"]
     base = f"http://{settings.serve.webserver_host}:{settings.serve.webserver_port}"
     for dep in deployments:
         full = f"{dep.flow_name}/{dep.name}"

@@ -3,8 +3,10 @@
 Every setting has a dotted name, an attribute path on ``Settings`` and an environment name:
 
 - ``home`` — ``MILLSTREAM_HOME`` (default ``~/.millstream``); holds ``millstream.toml``.
-- ``database_path`` — ``MILLSTREAM_DATABASE_PATH`` (default ``<home>/millstream.db``). Both sit
-  at the top level of ``Settings`` (``settings.database_path``), not in a section.
+- ``database_path`` — ``MILLSTREAM_DATABASE_PATH`` (default ``<home>/millstream.db``), and
+  ``database_url`` — ``MILLSTREAM_DATABASE_URL`` (default unset: a ``postgresql://`` URL keeps
+  the store in PostgreSQL instead). They sit at the top level of ``Settings``
+  (``settings.database_path``), not in a section.
 - ``<section>.<key>`` — ``MILLSTREAM_<SECTION>_<KEY>``, e.g. ``logging.level`` is
   ``MILLSTREAM_LOGGING_LEVEL``. ``MILLSTREAM_RESULTS_PICKLE`` is an alias of
   ``MILLSTREAM_RESULTS_PICKLE_FALLBACK`` (the canonical name wins when both are set).

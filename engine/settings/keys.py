@@ -110,6 +110,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     home: Path
     database_path: Path
+    # A PostgreSQL database that keeps everything instead of the SQLite file at database_path
+    # (``postgresql://user:password@host:port/dbname``; the ``postgres`` extra): workers on
+    # several hosts share their runs through it.
+    database_url: str | None = None
     logging: LoggingSettings = LoggingSettings()
     results: ResultsSettings = ResultsSettings()
     tasks: TasksSettings = TasksSettings()
@@ -159,6 +163,7 @@ def _field_table() -> dict[str, _Field]:
     table = {
         "home": _Field("", "home", Path, None),
         "database_path": _Field("", "database_path", Path, None),
+        "database_url": _Field("", "database_url", str | None, None),
     }
     for section, cls in _SECTIONS.items():
         for info in msgspec.structs.fields(cls):

@@ -98,7 +98,7 @@ class _TomlFile:
                             f"Settings file {where} has an unknown key {dotted!r}"
                         )
                     out[dotted] = (item, f"{dotted} in {where}")
-            elif key == "database_path":
+            elif key in ("database_path", "database_url"):
                 out[key] = (value, f"{key} in {where}")
             else:
                 hint = " (set MILLSTREAM_HOME instead)" if key == "home" else ""
@@ -258,7 +258,12 @@ def _build(layer: _Layer, env_snapshot: tuple[Any, ...]) -> _Entry:
         name: cls(**{f: values[f"{name}.{f}"] for f in cls.__struct_fields__})
         for name, cls in _SECTIONS.items()
     }
-    settings = Settings(home=home, database_path=values["database_path"], **sections)
+    settings = Settings(
+        home=home,
+        database_path=values["database_path"],
+        database_url=values["database_url"],
+        **sections,
+    )
     return _Entry(env_snapshot, toml, settings)
 
 

@@ -1,7 +1,8 @@
 """The seam a database fills for the store: what the writer and the readers need of it.
 
-``sqlite.SQLiteBackend`` is the one implementation; a PostgreSQL backend would fill the same
-Protocol (its own connections, the named statements in its dialect, the same batch write).
+``sqlite.SQLiteBackend`` (the default) and ``postgres.PostgresBackend`` (when
+``MILLSTREAM_DATABASE_URL`` names a PostgreSQL database) fill it: their own connections, the
+named statements in their dialect, the same batch write.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Backend(Protocol):
     """One database as the store uses it."""
 
     path: Path
+    location: str  # what messages call the database: a file's path, or a URL (password masked)
 
     def connect_for_writing(self) -> Any:
         """The writer thread's connection, the schema migrated; ``StoreError`` if impossible."""
@@ -52,4 +54,8 @@ class Backend(Protocol):
     def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Every row of a query (a named one, lists expanded), on the calling thread's own
         read-only connection."""
+        ...
+
+    def close(self) -> None:
+        """Close the connections opened for point reads (the store is closing)."""
         ...

@@ -27,6 +27,7 @@ from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State
 from millstream._engine.store import rows
+from millstream._engine.store.backend import Backend
 from millstream._engine.store.liveness import LivenessTimer
 from millstream._engine.store.migrations import Q, expand
 from millstream._engine.store.ops import StoreOperations
@@ -64,7 +65,17 @@ class Store(StoreOperations):
 
         settings = get_current_settings()
         self.path = path
-        self.backend = SQLiteBackend(path)
+        url = settings.database_url
+        self.backend: Backend
+        if url:
+            from millstream._engine.store.postgres import PostgresBackend
+
+            self.backend = PostgresBackend(url, path)
+            # Where messages say the runs are: the URL, its password masked.
+            self.location = self.backend.location
+        else:
+            self.backend = SQLiteBackend(path)
+            self.location = str(path)
         self._queue = WriteQueue(settings.store.queue_max_items)
         self._lock = threading.Lock()
         self._open_future: concurrent.futures.Future[None] | None = None
@@ -134,6 +145,7 @@ class Store(StoreOperations):
             pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        self.backend.close()
 
     @property
     def queue_high_water(self) -> int:
@@ -276,14 +288,14 @@ class Store(StoreOperations):
         """The flow run with this id; raises ``ObjectNotFound``."""
         row = await self.fetchone("select_flow_run", (rows.db_id(flow_run_id),))
         if row is None:
-            raise ObjectNotFound(f"Flow run {str(flow_run_id)!r} not found in {self.path}")
+            raise ObjectNotFound(f"Flow run {str(flow_run_id)!r} not found in {self.location}")
         return rows.flow_run_from_row(row)
 
     async def read_task_run(self, task_run_id: uuid.UUID | str) -> TaskRun:
         """The task run with this id; raises ``ObjectNotFound``."""
         row = await self.fetchone("select_task_run", (rows.db_id(task_run_id),))
         if row is None:
-            raise ObjectNotFound(f"Task run {str(task_run_id)!r} not found in {self.path}")
+            raise ObjectNotFound(f"Task run {str(task_run_id)!r} not found in {self.location}")
         return rows.task_run_from_row(row)
 
     async def read_task_runs_of(self, flow_run_id: uuid.UUID | str) -> list[TaskRun]:
@@ -295,14 +307,14 @@ class Store(StoreOperations):
         """Every state a flow run went through, oldest first; raises ``ObjectNotFound``."""
         row = await self.fetchone("select_flow_run_history", (rows.db_id(flow_run_id),))
         if row is None:
-            raise ObjectNotFound(f"Flow run {str(flow_run_id)!r} not found in {self.path}")
+            raise ObjectNotFound(f"Flow run {str(flow_run_id)!r} not found in {self.location}")
         return rows.parse_history(row[0], rows.as_uuid(flow_run_id), "flow_run_id")
 
     async def read_task_run_states(self, task_run_id: uuid.UUID | str) -> list[State]:
         """Every state a task run went through, oldest first; raises ``ObjectNotFound``."""
         row = await self.fetchone("select_task_run_history", (rows.db_id(task_run_id),))
         if row is None:
-            raise ObjectNotFound(f"Task run {str(task_run_id)!r} not found in {self.path}")
+            raise ObjectNotFound(f"Task run {str(task_run_id)!r} not found in {self.location}")
         return rows.parse_history(row[0], rows.as_uuid(task_run_id), "task_run_id")
 
     async def read_flow_run_result(self, flow_run_id: uuid.UUID | str) -> bytes | None:
@@ -384,10 +396,16 @@ def close_store(path: Path) -> None:
 atexit.register(close_all)
 
 
+_inherited: list[Store] = []
+
+
 def _forget_after_fork() -> None:
     # A forked child has none of the parent's threads: it starts its own writers on demand
     # (the parent's queued writes are the parent's to flush).
     global _stores_lock
+    # Kept, never closed or collected here: their connections are the parent's (a PostgreSQL
+    # one closed by the child would end the parent's session).
+    _inherited.extend(_stores.values())
     _stores.clear()
     _stores_lock = threading.Lock()
 

@@ -33,6 +33,7 @@ class SQLiteBackend:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.location = str(path)
         self._point_readers = threading.local()
 
     def connect_for_writing(self) -> sqlite3.Connection:
@@ -101,6 +102,9 @@ class SQLiteBackend:
         """Every row of a query (a named one, lists expanded), on this thread's read-only
         connection."""
         return list(self._point_conn().execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        """Nothing to do: each thread's read-only connection closes with the thread."""
 
 
 def _run_call(fn: Callable[[Any], Any], conn: sqlite3.Connection) -> Any:

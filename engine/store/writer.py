@@ -327,7 +327,7 @@ def write_once(queue: WriteQueue, backend: Backend, conn: Any) -> None:
             settle(call.future, None, res)
     for marker in flushes:
         if error is not None:
-            settle(marker.future, StoreError(f"Writing to {backend.path} failed: {error}"))
+            settle(marker.future, StoreError(f"Writing to {backend.location} failed: {error}"))
         else:
             settle(marker.future, None)
 

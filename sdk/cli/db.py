@@ -1,4 +1,5 @@
-"""The ``db`` commands (where the database file is, vacuum it) and ``recover``."""
+"""The ``db`` commands (where the database is, migrate it, vacuum it) and ``recover``; each
+works on the SQLite file or on the PostgreSQL database ``MILLSTREAM_DATABASE_URL`` names."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from millstream._engine.store.sqlite import vacuum
 from millstream.cli.output import EXIT_OK, as_json
 
 __all__ = [
+    "cmd_db_migrate",
     "cmd_db_path",
     "cmd_db_vacuum",
     "cmd_recover",
@@ -17,14 +19,38 @@ __all__ = [
 
 
 def cmd_db_path(args: argparse.Namespace) -> int:
-    """``db path``: the database file's path."""
-    print(get_current_settings().database_path)
+    """``db path``: the database file's path, or the database's URL (password masked)."""
+    settings = get_current_settings()
+    if settings.database_url:
+        from millstream._engine.store.postgres import mask_url
+
+        print(mask_url(settings.database_url))
+    else:
+        print(settings.database_path)
+    return EXIT_OK
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    """``db migrate``: create the database or bring its schema up to this version's."""
+    from millstream._engine.store import SCHEMA_VERSION, get_store
+
+    store = get_store(get_current_settings().database_path)
+    store.ensure_open_sync()
+    print(f"Database {store.location} is at schema version {SCHEMA_VERSION}")
     return EXIT_OK
 
 
 def cmd_db_vacuum(args: argparse.Namespace) -> int:
-    """``db vacuum``: rewrite the database file compactly."""
-    path = get_current_settings().database_path
+    """``db vacuum``: rewrite the database file compactly (PostgreSQL: ``VACUUM``)."""
+    settings = get_current_settings()
+    if settings.database_url:
+        from millstream._engine.store.postgres import PostgresBackend
+
+        backend = PostgresBackend(settings.database_url)
+        backend.vacuum()
+        print(f"Vacuumed {backend.location}")
+        return EXIT_OK
+    path = settings.database_path
     if not path.exists():
         raise ObjectNotFound(f"No database at {path}")
     before = path.stat().st_size

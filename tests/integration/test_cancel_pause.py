@@ -11,6 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+from pg_fixtures import rows_of
+
+try:
+    from psycopg import DatabaseError
+except ImportError:  # without the postgres extra only SQLite runs
+
+    class DatabaseError(Exception):  # type: ignore[no-redef]
+        pass
+
 
 from millstream import get_client
 
@@ -68,8 +77,8 @@ SCRIPT = textwrap.dedent(
 
 
 def query(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
+    # From whichever database the test's backend uses (see tests/postgres/pg_fixtures.py).
+    return rows_of(db, sql)
 
 
 def wait_until(predicate, timeout: float = 60.0) -> None:
@@ -83,25 +92,31 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
 def paused_runs(db: Path) -> int:
     try:
         return int(query(db, "SELECT count(*) FROM flow_run WHERE state_type = 'PAUSED'")[0][0])
-    except sqlite3.OperationalError:  # the file exists before its tables do
+    except (sqlite3.OperationalError, DatabaseError):  # the file exists before its tables do
         return 0
 
 
 def running_run_id(db: Path) -> str | None:
     try:
         rows = query(db, "SELECT id FROM flow_run WHERE state_type IN ('RUNNING', 'PAUSED')")
-    except sqlite3.OperationalError:
+    except (sqlite3.OperationalError, DatabaseError):
         return None
     return rows[0][0] if rows else None
 
 
 @pytest.fixture
-def start(tmp_path, millstream_home):
+def start(backend, tmp_path, millstream_home):
+    # Against SQLite and PostgreSQL; with PostgreSQL the flow's process is a host of its own
+    # (its own home), sharing only the server with this one.
     script = tmp_path / "long.py"
     script.write_text(SCRIPT)
+    home = millstream_home
+    if backend == "postgres":
+        home = tmp_path / "other-host"
+        home.mkdir()
     env = {
         **os.environ,
-        "MILLSTREAM_HOME": str(millstream_home),
+        "MILLSTREAM_HOME": str(home),
         "MARK": str(tmp_path / "mark"),
         "HOOKED": str(tmp_path / "hooked"),
         "MILLSTREAM_SERVE_POLL_INTERVAL": "0.1",

@@ -7,7 +7,6 @@ import datetime as dt
 import inspect
 import logging
 import os
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from pg_fixtures import rows_of
 
 from millstream import flow, get_client, get_run_logger, tags, task
 from millstream._engine import logs
@@ -115,7 +115,8 @@ class Seeded:
 
 
 @pytest.fixture
-def seeded(monkeypatch: pytest.MonkeyPatch) -> Seeded:
+def seeded(backend: str, monkeypatch: pytest.MonkeyPatch) -> Seeded:
+    # Every test reading these runs runs against SQLite and against PostgreSQL (``backend``).
     # The log cases below are about the lines the runs log themselves: not the engine's own
     # lines about each run (tested in test_run_visibility).
     monkeypatch.setattr(logs, "task_line_enabled", lambda level: False)
@@ -602,14 +603,11 @@ def test_delete_flow_run_takes_its_task_runs_and_logs(seeded: Seeded, db_path: A
             assert len(await client.read_flow_runs()) == len(seeded.ids) - 1
 
     asyncio.run(main())
-    with sqlite3.connect(db_path) as conn:
-        for table in ("flow_run", "task_run", "log"):
-            column = "id" if table == "flow_run" else "flow_run_id"
-            count = conn.execute(
-                f"SELECT count(*) FROM {table} WHERE {column} = ?", (doomed.bytes,)
-            ).fetchone()[0]
-            assert count == 0, table
-        assert conn.execute("SELECT count(*) FROM log").fetchone()[0] > 0
+    for table in ("flow_run", "task_run", "log"):
+        column = "id" if table == "flow_run" else "flow_run_id"
+        count = rows_of(db_path, f"SELECT count(*) FROM {table} WHERE {column} = ?", doomed.bytes)
+        assert count == [(0,)], table
+    assert rows_of(db_path, "SELECT count(*) FROM log")[0][0] > 0
 
 
 def test_variables_through_the_client() -> None:

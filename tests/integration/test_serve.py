@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pg_fixtures import database_ready, rows_of
 
 from millstream import aserve, flow, get_client, task
 from millstream.deployments import arun_deployment, run_deployment
@@ -43,8 +43,8 @@ async def async_adder(x: int) -> int:
 
 
 def query(db: Path, sql: str, *params: object) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
+    # From whichever database the test's backend uses (see tests/postgres/pg_fixtures.py).
+    return rows_of(db, sql, *params)
 
 
 def wait_until(predicate, timeout: float = 60.0) -> None:
@@ -209,9 +209,16 @@ def worker_env(tmp_path, millstream_home):
         # full pipe would block the worker's writes (and with them its runs).
         output = open(tmp_path / f"worker-{len(procs)}.log", "w")
         outputs.append(output)
+        url = os.environ.get("MILLSTREAM_DATABASE_URL")
+        own = {"MILLSTREAM_DATABASE_URL": url} if url else {}
+        if url:
+            # A host of its own: only the PostgreSQL server is shared.
+            home = tmp_path / f"host-{len(procs)}"
+            home.mkdir()
+            own["MILLSTREAM_HOME"] = str(home)
         proc = subprocess.Popen(
             [sys.executable, str(script), which],
-            env={**env, **extra},
+            env={**env, **own, **extra},
             cwd=tmp_path,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -238,11 +245,11 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.communicate()
 
 
-def test_two_worker_processes_run_each_triggered_run_exactly_once(worker_env, db_path):
+def test_two_worker_processes_run_each_triggered_run_exactly_once(backend, worker_env, db_path):
     start, tmp_path = worker_env
     workers = [start("counted"), start("counted")]
     try:
-        wait_until(lambda: db_path.exists() and _has_deployment(db_path, "many"))
+        wait_until(lambda: _has_deployment(db_path, "many"))
         ids = {
             str(run_deployment("counted/many", parameters={"n": i}, timeout=0).id)
             for i in range(1000)
@@ -267,19 +274,18 @@ def test_two_worker_processes_run_each_triggered_run_exactly_once(worker_env, db
 
 
 def _has_deployment(db: Path, name: str) -> bool:
-    try:
-        return bool(query(db, "SELECT 1 FROM deployment WHERE name = ?", name))
-    except sqlite3.OperationalError:
+    if not database_ready(db):
         return False
+    return bool(query(db, "SELECT 1 FROM deployment WHERE name = ?", name))
 
 
 def test_a_killed_worker_s_run_is_finished_by_another_without_rerunning_tasks(
-    worker_env, db_path, monkeypatch
+    backend, worker_env, db_path, monkeypatch
 ):
     start, tmp_path = worker_env
     first = start("steps", BLOCK="1")
     try:
-        wait_until(lambda: db_path.exists() and _has_deployment(db_path, "steps"))
+        wait_until(lambda: _has_deployment(db_path, "steps"))
         run = run_deployment("three-steps/steps", timeout=0)
         wait_until(lambda: (tmp_path / "mark").exists())
         wait_until(
@@ -307,7 +313,9 @@ def test_a_killed_worker_s_run_is_finished_by_another_without_rerunning_tasks(
     assert steps["step 2"] == 2 and steps["step 3"] == 1
 
 
-def test_an_interval_schedule_creates_each_due_run_once_with_two_workers(worker_env, db_path):
+def test_an_interval_schedule_creates_each_due_run_once_with_two_workers(
+    backend, worker_env, db_path
+):
     start, _ = worker_env
     workers = [start("ticking"), start("ticking")]
     try:

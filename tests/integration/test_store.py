@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pg_fixtures import rows_of
 
 from millstream import flow, task
 from millstream._engine.model.records import FlowRun, TaskRun
@@ -20,8 +21,8 @@ from millstream._engine.store import get_store
 
 
 def _rows(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
+    # From whichever database the test's backend uses (see tests/postgres/pg_fixtures.py).
+    return rows_of(db, sql, *params)
 
 
 @task
@@ -34,7 +35,7 @@ async def many_tiny(n: int) -> int:
     return sum([await tiny(i) for i in range(n)])
 
 
-def test_a_tiny_queue_bound_holds_and_every_run_still_lands(db_path, monkeypatch):
+def test_a_tiny_queue_bound_holds_and_every_run_still_lands(backend, db_path, monkeypatch):
     monkeypatch.setenv("MILLSTREAM_STORE_QUEUE_MAX_ITEMS", "32")
     assert asyncio.run(many_tiny(10_000)) == sum(range(10_000))
     store = get_store(db_path)
@@ -45,7 +46,9 @@ def test_a_tiny_queue_bound_holds_and_every_run_still_lands(db_path, monkeypatch
     assert 0 < store.queue_high_water <= 32
 
 
-def test_a_producer_thread_waits_for_room_instead_of_growing_the_queue(db_path, monkeypatch):
+def test_a_producer_thread_waits_for_room_instead_of_growing_the_queue(
+    backend, db_path, monkeypatch
+):
     monkeypatch.setenv("MILLSTREAM_STORE_QUEUE_MAX_ITEMS", "16")
     store = get_store(db_path)
     store.ensure_open_sync()
@@ -80,7 +83,7 @@ def test_a_producer_thread_waits_for_room_instead_of_growing_the_queue(db_path, 
     assert store.queue_high_water <= 16
 
 
-def test_a_queued_state_write_records_the_run_as_it_was_when_queued(db_path):
+def test_a_queued_state_write_records_the_run_as_it_was_when_queued(backend, db_path):
     store = get_store(db_path)
     store.ensure_open_sync()
     entered, release = threading.Event(), threading.Event()
@@ -104,7 +107,7 @@ def test_a_queued_state_write_records_the_run_as_it_was_when_queued(db_path):
     ]
 
 
-def test_heartbeats_follow_the_heartbeat_setting(db_path, monkeypatch):
+def test_heartbeats_follow_the_heartbeat_setting(backend, db_path, monkeypatch):
     monkeypatch.setenv("MILLSTREAM_SERVE_HEARTBEAT_SECONDS", "0.05")
     store = get_store(db_path)
     run = FlowRun(id=uuid.uuid4(), name="live", flow_id=store.flow_id("f"), flow_name="f")

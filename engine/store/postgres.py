@@ -1,0 +1,431 @@
+"""PostgreSQL as the store's backend (``MILLSTREAM_DATABASE_URL=postgresql://…``), via psycopg 3.
+
+psycopg 3 has a blocking and an asyncio API over one adapter stack: the writer thread keeps a
+blocking connection and writes each batch in one transaction (``executemany`` runs in
+pipeline mode: one round trip for many rows), async reads get an ``AsyncConnection`` each,
+and point lookups a blocking connection of the calling thread, as with SQLite. Statements are
+schema.sql's, translated by ``pg_dialect``; rows read back index by position and by name, like
+``sqlite3.Row``, so ``rows`` and the readers serve both backends unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar, cast
+
+from millstream._engine.exceptions import StoreError
+from millstream._engine.store import pg_dialect
+from millstream._engine.store.backend import Batch
+from millstream._engine.store.migrations import MIGRATIONS, SCHEMA_VERSION, Q, statements
+
+try:
+    import psycopg
+    from psycopg.adapt import AdaptersMap, Dumper
+    from psycopg.pq import TransactionStatus
+
+    _IDLE = TransactionStatus.IDLE
+except ImportError:  # pragma: no cover - depends on the installed extras
+    psycopg = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+# Any fixed number: the key of the advisory lock that lets one process migrate at a time.
+_MIGRATION_LOCK = 7_316_221_012
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ``***``."""
+    return re.sub(r"^(\w[\w+.-]*://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _require_psycopg() -> None:
+    if psycopg is None:
+        raise StoreError(
+            "MILLSTREAM_DATABASE_URL names a PostgreSQL database, which needs the 'postgres' "
+            "extra: pip install 'millstream[postgres]'"
+        )
+
+
+# -- rows and parameters ----------------------------------------------------------------------
+class Row(tuple[Any, ...]):
+    """A row like ``sqlite3.Row``: by position, or by column name (``row["id"]``)."""
+
+    _names: dict[str, int] = {}  # noqa: RUF012 - each row class sets its own
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        """The column names, in order (as ``sqlite3.Row.keys``)."""
+        return list(self._names)
+
+
+_row_classes: dict[tuple[str, ...], type[Row]] = {}
+
+
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    cls = _row_classes.get(names)
+    if cls is None:
+        positions: dict[str, int] = {}
+        for i, name in enumerate(names):
+            positions.setdefault(name, i)
+        cls = _row_classes[names] = type("Row", (Row,), {"_names": positions})
+    return cls
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+    description = cursor.description
+    if description is None:
+        return tuple
+    cls = _row_class(tuple(d.name for d in description))
+    return cls
+
+
+def _adapters() -> Any:
+    class BoolAsInt(Dumper):
+        # SQLite stores booleans as integers, and so do the translated tables.
+        oid = psycopg.adapters.types["int8"].oid
+
+        def dump(self, obj: Any) -> bytes:
+            return b"1" if obj else b"0"
+
+    adapters = AdaptersMap(psycopg.adapters)
+    adapters.register_dumper(bool, BoolAsInt)
+    return adapters
+
+
+_ADAPTERS: Any = None
+
+
+def _connect_kwargs() -> dict[str, Any]:
+    global _ADAPTERS
+    _require_psycopg()
+    if _ADAPTERS is None:
+        _ADAPTERS = _adapters()
+
+    return {"autocommit": True, "context": _Context(), "row_factory": _row_factory}
+
+
+class _Context:
+    """The adapters every connection starts from (psycopg's ``AdaptContext``)."""
+
+    connection = None
+
+    @property
+    def adapters(self) -> Any:
+        return _ADAPTERS
+
+
+# -- sqlite3-shaped connections over psycopg ---------------------------------------------------
+class _SyncCursor:
+    """What ``sqlite3.Connection.execute`` returns, over a psycopg cursor."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self.rowcount = cursor.rowcount
+        self.lastrowid = None
+        self.description = cursor.description
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone() if self._cursor.description is not None else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall() if self._cursor.description is not None else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+class SyncConnection:
+    """The surface of ``sqlite3.Connection`` that queued calls use, on a psycopg connection:
+    SQLite statements are translated, rows are ``Row``."""
+
+    row_factory: Any = None  # accepted and ignored: rows always index by name too
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _SyncCursor:
+        return _SyncCursor(self.conn.execute(pg_dialect.query(sql), tuple(params)))
+
+    def executemany(self, sql: str, params: Any) -> _SyncCursor:
+        cursor = self.conn.cursor()
+        cursor.executemany(pg_dialect.query(sql), [tuple(p) for p in params])
+        return _SyncCursor(cursor)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _AsyncCursor:
+    """What aiosqlite's ``execute`` gives: awaitable, and an async context manager. The
+    statement runs on a worker thread of the loop, its rows fetched there in the same hop."""
+
+    def __init__(self, conn: Any, sql: str, params: Sequence[Any]) -> None:
+        self._conn, self._sql, self._params = conn, sql, tuple(params)
+        self._rows: list[Any] | None = None
+        self._done = False
+        self.rowcount = -1
+
+    def _execute(self) -> tuple[int, list[Any] | None]:
+        cursor = self._conn.execute(pg_dialect.query(self._sql), self._params)
+        rows = cursor.fetchall() if cursor.description is not None else None
+        return cursor.rowcount, rows
+
+    async def _run(self) -> _AsyncCursor:
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            self.rowcount, self._rows = await loop.run_in_executor(None, self._execute)
+            self._done = True
+        return self
+
+    def __await__(self) -> Any:
+        return self._run().__await__()
+
+    async def __aenter__(self) -> _AsyncCursor:
+        return await self._run()
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def fetchone(self) -> Any:
+        await self._run()
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchall(self) -> list[Any]:
+        await self._run()
+        rows, self._rows = self._rows or [], []
+        return rows
+
+
+class AsyncConnection:
+    """The surface of an aiosqlite connection that readers use, over a pooled blocking
+    psycopg connection (as aiosqlite runs sqlite3 on a thread)."""
+
+    row_factory: Any = None
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _AsyncCursor:
+        return _AsyncCursor(self.conn, sql, params)
+
+    async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await _AsyncCursor(self.conn, sql, params).fetchall()
+
+
+class _Pool:
+    """Idle read connections, shared by every thread and event loop of the process (a new
+    connection costs milliseconds; a read, a fraction of one)."""
+
+    def __init__(self, connect: Callable[[], Any], max_idle: int = 8) -> None:
+        self._connect = connect
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._max_idle = max_idle
+        self._closed = False
+
+    def take_idle(self) -> Any:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def new(self) -> Any:
+        return self._connect()
+
+    def give_back(self, conn: Any) -> None:
+        idle = not conn.closed and conn.info.transaction_status == _IDLE
+        with self._lock:
+            if idle and not self._closed and len(self._idle) < self._max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns, self._idle = self._idle, []
+        for conn in conns:
+            conn.close()
+
+
+# -- the backend ----------------------------------------------------------------------------------
+class PostgresBackend:
+    """One PostgreSQL database (see ``backend.Backend``)."""
+
+    def __init__(self, url: str, path: Any = None) -> None:
+        if not is_url(url):
+            raise StoreError(
+                f"MILLSTREAM_DATABASE_URL must be a postgresql:// URL, got {mask_url(url)!r} "
+                "(leave it unset to keep the SQLite file at MILLSTREAM_DATABASE_PATH)"
+            )
+        self.url = url
+        self.location = mask_url(url)
+        # Where the SQLite file would be: kept only so code that names ``path`` still runs.
+        self.path = path
+        self._local = threading.local()
+        self._point_conns: list[Any] = []
+        self._lock = threading.Lock()
+        self._pool = _Pool(self._connect)
+
+    def _connect(self) -> Any:
+        kwargs = _connect_kwargs()
+        try:
+            return psycopg.connect(self.url, **kwargs)
+        except psycopg.Error as exc:
+            raise StoreError(f"Cannot open database {self.location!r}: {exc}") from exc
+
+    def connect_for_writing(self) -> SyncConnection:
+        """The writer's connection, the schema migrated."""
+        conn = self._connect()
+        try:
+            migrate(conn, self.location)
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreError(f"Cannot use database {self.location!r}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return SyncConnection(conn)
+
+    def write_batch(self, facade: SyncConnection, batch: Batch) -> list[Any]:
+        """Write one batch in one transaction (on the writer thread)."""
+        from millstream._engine.store.sqlite import _run_call
+
+        conn = facade.conn
+        results: list[Any] = []
+        rows_first = [
+            (name, rows)
+            for name, rows in (
+                ("upsert_flow", batch.flows),
+                ("upsert_flow_run", batch.flow_runs),
+                ("upsert_task_run", batch.task_runs),
+                ("insert_log", batch.logs),
+                # After the task runs: a cache entry never points at an unrecorded run.
+                ("upsert_cache", batch.caches),
+                ("update_heartbeats", batch.heartbeats),
+            )
+            if rows
+        ]
+        if not rows_first and len(batch.calls) == 1:
+            # A lone call (a claim, say): its failure loses nothing else, so no savepoint.
+            try:
+                with conn.transaction():
+                    results.append(_run_call(batch.calls[0], cast(Any, facade)))
+            except Exception as exc:
+                results.append(exc)
+            return results
+        if not batch.calls:
+            # Rows only: BEGIN, every statement and COMMIT go out in one pipeline, with one
+            # wait for the server at the end instead of one per statement.
+            with conn.pipeline(), conn.transaction():
+                cursor = conn.cursor()
+                for name, rows in rows_first:
+                    cursor.executemany(pg_dialect.query(Q[name]), rows)
+            return results
+        with conn.transaction():
+            if rows_first:
+                with conn.pipeline():
+                    cursor = conn.cursor()
+                    for name, rows in rows_first:
+                        cursor.executemany(pg_dialect.query(Q[name]), rows)
+            # Calls read their statements' results at once: outside the pipeline.
+            for fn in batch.calls:
+                # A failing call must not lose the rest of the batch: a savepoint of its own.
+                try:
+                    with conn.transaction():
+                        results.append(_run_call(fn, cast(Any, facade)))
+                except Exception as exc:
+                    results.append(exc)
+        return results
+
+    async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``fn`` on a read connection of its own (rows are ``Row``)."""
+        conn = self._pool.take_idle()
+        if conn is None:
+            conn = await asyncio.get_running_loop().run_in_executor(None, self._pool.new)
+        try:
+            result = await fn(AsyncConnection(conn))
+        except BaseException:
+            conn.close()  # its state is unknown
+            raise
+        self._pool.give_back(conn)
+        return result
+
+    def _point_conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._point_conns.append(conn)
+        return conn
+
+    def point_read(self, name: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One row of a named query, on this thread's connection."""
+        row: tuple[Any, ...] | None = (
+            self._point_conn().execute(pg_dialect.query(Q[name]), params).fetchone()
+        )
+        return row
+
+    def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Every row of a query (a named one, lists expanded), on this thread's connection."""
+        return list(self._point_conn().execute(pg_dialect.query(sql), params).fetchall())
+
+    def close(self) -> None:
+        """Close the idle read connections and the point-read ones of every thread."""
+        self._pool.close()
+        with self._lock:
+            conns, self._point_conns = self._point_conns, []
+        for conn in conns:
+            conn.close()
+
+    def vacuum(self) -> None:
+        """``VACUUM`` (outside a transaction, as PostgreSQL requires)."""
+        with self._connect() as conn:
+            conn.execute("VACUUM")
+
+
+def migrate(conn: Any, location: str) -> None:
+    """Bring the database to ``SCHEMA_VERSION``: schema.sql's migrations, translated, in one
+    transaction with the version; processes starting at once take turns (an advisory lock)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS millstream_schema (version INTEGER NOT NULL)")
+        version = conn.execute(pg_dialect.query(Q["user_version"]), ()).fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"Database {location!r} has schema version {version}, newer than this "
+                f"Millstream understands ({SCHEMA_VERSION}); upgrade Millstream"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if (
+            version == 0
+            and conn.execute(pg_dialect.query(Q["count_schema_objects"]), ()).fetchone()[0]
+        ):
+            raise StoreError(
+                f"Cannot use database {location!r}: it holds tables but is not a Millstream "
+                "database"
+            )
+        conn.execute(pg_dialect.COMPAT_FUNCTIONS)
+        for number, text in MIGRATIONS:
+            if number > version:
+                for statement in statements(text):
+                    translated = pg_dialect.ddl(statement)
+                    if translated is not None:
+                        conn.execute(translated)
+        conn.execute("DELETE FROM millstream_schema")
+        conn.execute("INSERT INTO millstream_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+
+def is_url(location: str | None) -> bool:
+    """Whether a database setting names a PostgreSQL server rather than a file."""
+    return bool(location) and str(location).startswith(("postgresql://", "postgres://"))
