@@ -54,8 +54,10 @@ _STRING = re.compile(r"('(?:[^']|'')*')")
 # SQLite functions the schema's statements use, defined for PostgreSQL (the ms_* converters of
 # migration 3 only ever see empty tables here: a PostgreSQL database starts at this version).
 COMPAT_FUNCTIONS = r"""
-CREATE OR REPLACE FUNCTION json_each(text) RETURNS TABLE (value text)
-    LANGUAGE sql IMMUTABLE AS $$ SELECT json_array_elements_text($1::json) $$;
+CREATE OR REPLACE FUNCTION json_each(text) RETURNS TABLE (value text, type text)
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT e #>> '{}', CASE json_typeof(e) WHEN 'string' THEN 'text' ELSE json_typeof(e) END
+    FROM json_array_elements($1::json) AS e $$;
 CREATE OR REPLACE FUNCTION json_extract(text, text) RETURNS text
     LANGUAGE sql IMMUTABLE AS $$
     SELECT $1::jsonb #>> string_to_array(nullif(substr($2, 3), ''), '.') $$;
@@ -230,11 +232,44 @@ _CREATE_TABLE = re.compile(r"^CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?\w+\s*\(
 _TABLE_OPTIONS = re.compile(r"\)\s*((?:WITHOUT\s+ROWID|STRICT)\s*,?\s*)+$", re.I)
 
 
+_TRIGGER = re.compile(
+    r"^CREATE\s+TRIGGER\s+(\w+)\s+(AFTER|BEFORE)\s+(INSERT|DELETE|UPDATE(?:\s+OF\s+\w+)?)"
+    r"\s+ON\s+(\w+)\s*(?:WHEN\s+(.*?))?\s*\bBEGIN\b(.*)\bEND;?\s*$",
+    re.I | re.S,
+)
+_NULL_SAFE = [
+    (re.compile(r"\bIS\s+NOT\s+(?!NULL\b|DISTINCT\b)", re.I), "IS DISTINCT FROM "),
+    (re.compile(r"\bIS\s+(?!NOT\b|NULL\b|DISTINCT\b)", re.I), "IS NOT DISTINCT FROM "),
+]
+
+
+def _trigger(m: re.Match[str]) -> str:
+    # A SQLite trigger (WHEN condition, statements between BEGIN and END) becomes a PL/pgSQL
+    # trigger function holding the same statements, each translated as a query, and a row
+    # trigger calling it under the same condition.
+    name, timing, event, table, when, body = m.groups()
+    parts = [p.strip() for p in _STRING.split(body)]
+    text = "".join(p if i % 2 else p.replace(";", ";\n") for i, p in enumerate(parts))
+    stmts = [query(s) for s in text.split(";\n") if s.strip()]
+    function = (
+        f"CREATE FUNCTION {name}_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN\n"
+        + "".join(f"    {s};\n" for s in stmts)
+        + "    RETURN NULL;\nEND $fn$;\n"
+    )
+    condition = "" if when is None else f" WHEN ({_apply(_NULL_SAFE, when.strip())})"
+    return (
+        function + f"CREATE TRIGGER {name} {timing} {event} ON {table} FOR EACH ROW"
+        f"{condition} EXECUTE FUNCTION {name}_fn()"
+    )
+
+
 def ddl(statement: str) -> str | None:
     """A migration statement in PostgreSQL's dialect, or None for one that has no meaning
     there (a PRAGMA)."""
     if re.match(r"^\s*PRAGMA\b", statement, re.I):
         return None
+    if trigger := _TRIGGER.match(strip_comments(statement)):
+        return _trigger(trigger).replace("%%", "%")
     out = _TABLE_OPTIONS.sub(")", statement.strip())
     if _CREATE_TABLE.match(out) and " AS SELECT " not in out.upper():
         out = _apply(_TYPE_RULES, out)

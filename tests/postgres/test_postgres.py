@@ -84,6 +84,28 @@ def test_a_flow_run_is_recorded_in_postgresql(pg_url, db_path):
     assert not db_path.exists()  # nothing went to the SQLite file
 
 
+@flow(log_prints=False)
+def tagged_hello(n: int) -> int:
+    return n + 1
+
+
+def test_the_dashboards_tag_table_follows_runs_on_postgresql(pg_url, db_path):
+    # Migration 5's SQLite triggers become PL/pgSQL trigger functions: a tagged run gets one
+    # row per tag, which follows its state and goes with the run.
+    from millstream import tags
+
+    with tags("nightly", "etl"):
+        assert tagged_hello(1) == 2
+    store = get_store(db_path)
+    store.flush_sync()
+    rows = rows_of(db_path, "SELECT tag, state_type FROM flow_run_tag ORDER BY tag")
+    assert rows == [("etl", "COMPLETED"), ("nightly", "COMPLETED")]
+    (run_id,) = rows_of(db_path, "SELECT id FROM flow_run")[0]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM flow_run WHERE id = %s", (run_id,))
+    assert rows_of(db_path, "SELECT tag FROM flow_run_tag") == []
+
+
 def test_processes_starting_at_once_migrate_once(pg_url, tmp_path):
     script = tmp_path / "open.py"
     script.write_text(
