@@ -23,7 +23,7 @@ from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import link, run_attempts
 from millstream._engine.orchestrate.body import task_body_state
 from millstream._engine.orchestrate.hooks import run_hooks
-from millstream._engine.orchestrate.transactions import task_run_finished
+from millstream._engine.orchestrate.transactions import has_own_transaction, task_run_finished
 from millstream._engine.results.cache_policies import source_fingerprint
 from millstream._engine.results.refs import StoredResult
 from millstream._engine.store import Store, get_store
@@ -256,8 +256,8 @@ async def _finish(
     link(task_run, state)
     task_run.end_time = state.timestamp
     _record(store, task_run, state, blob)
-    if spec.on_commit or spec.on_rollback:
-        args = (state.type is _COMPLETED, spec.on_commit, spec.on_rollback, task_run.cache_key)
+    if spec.on_commit or spec.on_rollback or has_own_transaction(task_run.id):
+        args = (task_run, state, spec.on_commit, spec.on_rollback)
         if executor is not None:
             await executor.run(task_run_finished, *args)
         else:
