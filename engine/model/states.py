@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import enum
 import traceback
+import types
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -92,6 +93,15 @@ class State(msgspec.Struct, kw_only=True):
             self.type = StateType(self.type)
         if self.name is None:
             self.name = _DEFAULT_NAMES[self.type]
+
+    # Hashable as in Prefect (by run ids, timestamp and type), and subscriptable for
+    # annotations: ``State[int]``.
+    def __hash__(self) -> int:
+        details = self.state_details
+        return hash((details.flow_run_id, details.task_run_id, self.timestamp, self.type))
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        return types.GenericAlias(cls, item)
 
     # -- predicates ---------------------------------------------------------------------------
     def is_scheduled(self) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from millstream._engine.model.states import State, StateType, state_result
-from millstream._engine.orchestrate.annotations import BaseAnnotation, allow_failure, quote
+from millstream._engine.orchestrate.annotations import BaseAnnotation, allow_failure, opaque, quote
 from millstream._engine.orchestrate.scheduler import EngineFuture
 
 # Argument types that can hold neither futures nor annotations: no need to look inside.
@@ -65,6 +65,8 @@ def has_futures(value: Any, is_future: Callable[[Any], bool], depth: int = 0) ->
     """Whether ``value`` is or holds (in lists, tuples, sets, dicts) a future or a state."""
     if is_future(value) or isinstance(value, State | allow_failure):
         return True
+    if isinstance(value, opaque):
+        return is_future(value.value) or isinstance(value.value, State)
     if depth > 5:
         return False
     if isinstance(value, list | tuple | set | frozenset):
@@ -83,6 +85,16 @@ async def resolve_inputs(
     """Replace futures and states inside ``value`` by their results."""
     if isinstance(value, quote):
         return value.value
+    if isinstance(value, opaque):
+        # The top level only: a future or state becomes its result, nothing inside is visited.
+        inner = value.value
+        engine_future = to_engine(inner)
+        if engine_future is not None:
+            state = await engine_future.wait_async()
+            return _state_value(state, engine_future.task_run_id, upstream, allow)
+        if isinstance(inner, State):
+            return _state_value(inner, None, upstream, allow)
+        return inner
     if isinstance(value, allow_failure):
         return await resolve_inputs(value.value, to_engine, upstream, allow=True)
     engine_future = to_engine(value)

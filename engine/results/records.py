@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import importlib.metadata
 import os
 import socket
 import threading
@@ -35,7 +36,10 @@ from millstream._engine.settings import get_current_settings
 
 R = TypeVar("R")
 
-VERSION = "0.1.0"
+try:
+    VERSION = importlib.metadata.version("millstream")
+except importlib.metadata.PackageNotFoundError:  # a checkout that was never installed
+    VERSION = "0+unknown"
 
 
 def default_storage_key_fn() -> str:

@@ -172,16 +172,26 @@ def setting_names() -> dict[str, str]:
     return {field.dotted: field.env for field in _FIELDS.values()}
 
 
-def _canonical(key: str, where: str) -> str:
+def _canonical(key: Any, where: str) -> str:
+    # A Setting object (``settings.objects``) names its setting.
+    named = getattr(key, "dotted", None)
+    if isinstance(named, str) and named in _FIELDS:
+        return named
     if key in _FIELDS:
-        return key
-    dotted = _BY_ENV.get(key)
+        return str(key)
+    dotted = _BY_ENV.get(key) or _prefect_name(key)
     if dotted is None:
         raise ConfigurationError(
             f"Unknown setting {key!r} in {where}; known: dotted names like 'logging.level' or "
             f"environment names like 'MILLSTREAM_LOGGING_LEVEL'"
         )
     return dotted
+
+
+def _prefect_name(key: Any) -> str | None:
+    from millstream._engine.settings.objects import PREFECT_NAMES
+
+    return PREFECT_NAMES.get(key) if isinstance(key, str) else None
 
 
 # -- converting and checking values ---------------------------------------------------------------
