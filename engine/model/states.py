@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import enum
 import traceback
-import types
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -72,6 +71,10 @@ class StateDetails(msgspec.Struct, kw_only=True, omit_defaults=True):
     traceback: str | None = None
 
 
+# types.GenericAlias, reached without importing ``types`` (the model imports only pure modules).
+_GenericAlias: Any = type(list[int])
+
+
 class State(msgspec.Struct, kw_only=True):
     """One state of a flow or task run.
 
@@ -101,7 +104,7 @@ class State(msgspec.Struct, kw_only=True):
         return hash((details.flow_run_id, details.task_run_id, self.timestamp, self.type))
 
     def __class_getitem__(cls, item: Any) -> Any:
-        return types.GenericAlias(cls, item)
+        return _GenericAlias(cls, item)
 
     # -- predicates ---------------------------------------------------------------------------
     def is_scheduled(self) -> bool:

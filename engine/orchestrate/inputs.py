@@ -86,15 +86,7 @@ async def resolve_inputs(
     if isinstance(value, quote):
         return value.value
     if isinstance(value, opaque):
-        # The top level only: a future or state becomes its result, nothing inside is visited.
-        inner = value.value
-        engine_future = to_engine(inner)
-        if engine_future is not None:
-            state = await engine_future.wait_async()
-            return _state_value(state, engine_future.task_run_id, upstream, allow)
-        if isinstance(inner, State):
-            return _state_value(inner, None, upstream, allow)
-        return inner
+        return await _resolve_opaque(value.value, to_engine, upstream, allow)
     if isinstance(value, allow_failure):
         return await resolve_inputs(value.value, to_engine, upstream, allow=True)
     engine_future = to_engine(value)
@@ -113,6 +105,19 @@ async def resolve_inputs(
     if isinstance(value, dict):
         return {k: await resolve_inputs(v, to_engine, upstream, allow) for k, v in value.items()}
     return value
+
+
+async def _resolve_opaque(
+    inner: Any, to_engine: Callable[[Any], EngineFuture | None], upstream: Upstream, allow: bool
+) -> Any:
+    """The top level only: a future or state becomes its result; nothing inside is visited."""
+    engine_future = to_engine(inner)
+    if engine_future is not None:
+        state = await engine_future.wait_async()
+        return _state_value(state, engine_future.task_run_id, upstream, allow)
+    if isinstance(inner, State):
+        return _state_value(inner, None, upstream, allow)
+    return inner
 
 
 def _state_value(state: State, run_id: uuid.UUID | None, upstream: Upstream, allow: bool) -> Any:

@@ -23,7 +23,12 @@ from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import link, run_attempts
 from millstream._engine.orchestrate.body import task_body_state
 from millstream._engine.orchestrate.hooks import run_hooks
-from millstream._engine.orchestrate.transactions import has_own_transaction, task_run_finished
+from millstream._engine.orchestrate.transactions import (
+    has_own_transaction,
+    lock_cache_key,
+    task_run_finished,
+    unlock_cache_key,
+)
 from millstream._engine.results.cache_policies import source_fingerprint
 from millstream._engine.results.refs import StoredResult
 from millstream._engine.store import Store, get_store
@@ -194,6 +199,9 @@ async def _from_cache(
     if key is None:
         return None, None
     task_ctx.task_run.cache_key = key
+    locked = await lock_cache_key(policy, key, task_ctx.task_run.id)
+    if locked is not None:
+        return None, locked
     refresh = spec.refresh_cache
     if refresh is None:
         refresh = persist.settings_of(flow_ctx).tasks.refresh_cache
@@ -256,6 +264,8 @@ async def _finish(
     link(task_run, state)
     task_run.end_time = state.timestamp
     _record(store, task_run, state, blob)
+    if task_run.cache_key is not None:
+        unlock_cache_key(spec.cache_policy, task_run.cache_key, task_run.id)
     if spec.on_commit or spec.on_rollback or has_own_transaction(task_run.id):
         args = (task_run, state, spec.on_commit, spec.on_rollback)
         if executor is not None:

@@ -734,3 +734,41 @@ def _raised(state: Any) -> bool:
     """Whether a Failed state came from an exception the body raised (not a returned state)."""
     data = getattr(state, "data", None)
     return isinstance(data, BaseException) or bool(getattr(state, "_raised", False))
+
+
+# -- SERIALIZABLE cache policies: one run per cache key at a time --------------------------------
+
+
+def _serializable_policy(policy: Any) -> bool:
+    level = getattr(policy, "isolation_level", None)
+    return getattr(level, "value", level) == "SERIALIZABLE"
+
+
+async def lock_cache_key(policy: Any, key: str, task_run_id: Any) -> Any:
+    """Take the cache key's lock for a SERIALIZABLE policy (waiting for the run holding it, whose
+    cached result the lookup then finds); a Failed state when the policy has no lock manager."""
+    if not _serializable_policy(policy):
+        return None
+    locks = getattr(policy, "lock_manager", None)
+    if locks is None:
+        from millstream._engine.model.states import failed_from_exception
+
+        return failed_from_exception(
+            ConfigurationError(
+                "Isolation level SERIALIZABLE is not supported by provided configuration. "
+                "Please ensure you've provided a lock file directory or lock manager when "
+                "using the SERIALIZABLE isolation level."
+            ),
+            "Task run",
+        )
+    await locks.aacquire_lock(key, str(task_run_id))
+    return None
+
+
+def unlock_cache_key(policy: Any, key: str, task_run_id: Any) -> None:
+    """Release the cache key's lock taken by ``lock_cache_key`` (nothing when not taken)."""
+    if not _serializable_policy(policy):
+        return
+    locks = getattr(policy, "lock_manager", None)
+    if locks is not None and locks.is_lock_holder(key, str(task_run_id)):
+        locks.release_lock(key, str(task_run_id))

@@ -50,9 +50,12 @@ def test_metadata_storage_keeps_values_and_metadata_apart(tmp_path: Path):
     store = ResultStore(result_storage=tmp_path / "values", metadata_storage=tmp_path / "meta")
     store.write("v", key="split")
     assert (tmp_path / "values" / "split").exists() and (tmp_path / "meta" / "split").exists()
-    assert ResultStore(
-        result_storage=tmp_path / "values", metadata_storage=tmp_path / "meta"
-    ).read("split").result == "v"
+    assert (
+        ResultStore(result_storage=tmp_path / "values", metadata_storage=tmp_path / "meta")
+        .read("split")
+        .result
+        == "v"
+    )
 
 
 def test_async_twins(tmp_path: Path):
