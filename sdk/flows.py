@@ -242,6 +242,13 @@ class Flow(Generic[P, R]):
         """Not available: flow visualisation needs graphviz and Prefect's UI."""
         raise NotSupportedError("Flow.visualize() is not part of the embedded engine.")
 
+    def generate_mermaid_graph(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available: drawing a flow's task graph runs its body with tasks stubbed out."""
+        raise NotSupportedError(
+            "Flow.generate_mermaid_graph() is not part of the embedded engine; run the flow and "
+            "read its task runs (and their upstream runs) with get_client(), or the dashboard."
+        )
+
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r}, fn={self.fn.__qualname__})"
 

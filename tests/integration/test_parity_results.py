@@ -171,3 +171,30 @@ def test_a_flow_takes_a_saved_block_as_result_storage(tmp_path: Path):
     state = f(return_state=True)
     assert state.result() == 42
     assert any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_file_system_locks_are_shared_by_processes(tmp_path: Path):
+    from millstream.locking.filesystem import FileSystemLockManager
+
+    locks = FileSystemLockManager(tmp_path / "locks")
+    assert locks.acquire_lock("k", holder="parent")
+    code = (
+        "import sys; from millstream.locking.filesystem import FileSystemLockManager as L;"
+        f"m = L({str(tmp_path / 'locks')!r});"
+        "print(m.is_locked('k'), m.acquire_lock('k', 'child', acquire_timeout=0.2))"
+    )
+
+    def child() -> str:
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.strip()
+
+    assert child() == "True False"
+    locks.release_lock("k", holder="parent")
+    assert child() == "False True"
+    with pytest.raises(ValueError, match="No lock held by parent"):
+        locks.release_lock("k", holder="parent")
+    # A lock past its hold timeout is free to the next holder.
+    assert locks.acquire_lock("t", holder="a", hold_timeout=0.0)
+    assert locks.acquire_lock("t", holder="b", acquire_timeout=1)

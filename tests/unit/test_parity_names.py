@@ -169,3 +169,12 @@ def test_setting_objects_under_both_names():
             pass
     with pytest.raises(AttributeError, match="PREFECT_API_URL has no equivalent"):
         _ = millstream.settings.PREFECT_API_URL
+
+
+def test_generate_mermaid_graph_is_refused_by_name():
+    @millstream.flow
+    def f() -> None:
+        pass
+
+    with pytest.raises(exceptions.NotSupportedError, match="generate_mermaid_graph"):
+        f.generate_mermaid_graph()
