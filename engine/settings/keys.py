@@ -177,15 +177,27 @@ def _canonical(key: Any, where: str) -> str:
     named = getattr(key, "dotted", None)
     if isinstance(named, str) and named in _FIELDS:
         return named
+    if named == "":  # a Prefect setting with no meaning here: its value() says why
+        key.value()
     if key in _FIELDS:
         return str(key)
     dotted = _BY_ENV.get(key) or _prefect_name(key)
+    if dotted is None and isinstance(key, str) and key in _unsupported_prefect_names():
+        from millstream._engine.settings.objects import setting
+
+        setting(key).value()  # raises NotSupportedError naming it
     if dotted is None:
         raise ConfigurationError(
             f"Unknown setting {key!r} in {where}; known: dotted names like 'logging.level' or "
             f"environment names like 'MILLSTREAM_LOGGING_LEVEL'"
         )
     return dotted
+
+
+def _unsupported_prefect_names() -> frozenset[str]:
+    from millstream._engine.settings.prefect_names import PREFECT_SETTING_NAMES
+
+    return PREFECT_SETTING_NAMES
 
 
 def _prefect_name(key: Any) -> str | None:

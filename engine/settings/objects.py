@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from millstream._engine.exceptions import NotSupportedError
 from millstream._engine.settings.keys import _FIELDS, Settings
 from millstream._engine.settings.loading import get_current_settings
+from millstream._engine.settings.prefect_names import PREFECT_SETTING_NAMES
 
 # Prefect's setting names -> the dotted name of the Millstream setting with the same meaning.
 PREFECT_NAMES: dict[str, str] = {
@@ -91,8 +93,35 @@ class Setting:
         return hash((Setting, self._name))
 
 
+class UnsupportedSetting(Setting):
+    """A Prefect setting with no meaning in Millstream (server, API, Cloud, UI, testing):
+    importable, so that code naming it loads; reading or setting it raises
+    ``NotSupportedError`` naming it."""
+
+    __slots__ = ()
+
+    def _refuse(self) -> NotSupportedError:
+        return NotSupportedError(
+            f"{self._name} has no equivalent in Millstream (no server, API, Cloud or UI "
+            "settings); `millstream config` lists the settings there are"
+        )
+
+    def default(self) -> Any:
+        """Refused: there is no such setting here."""
+        raise self._refuse()
+
+    def value_from(self, settings: Settings) -> Any:
+        """Refused: there is no such setting here."""
+        raise self._refuse()
+
+    def __repr__(self) -> str:
+        return f"<{self._name}: not supported>"
+
+
 def _build() -> dict[str, Setting]:
     table = {field.env: Setting(field.env, dotted) for dotted, field in _FIELDS.items()}
+    for name in PREFECT_SETTING_NAMES:
+        table[name] = UnsupportedSetting(name, "")
     table.update({name: Setting(name, dotted) for name, dotted in PREFECT_NAMES.items()})
     return table
 
@@ -105,10 +134,8 @@ def setting(name: str) -> Setting:
     try:
         return SETTINGS[name]
     except KeyError:
-        if name.startswith("PREFECT_"):
-            raise AttributeError(
-                f"{name} has no equivalent in Millstream (no server, API or Cloud settings); "
-                "the settings are listed by `millstream config` and in "
-                "millstream.settings.SETTINGS"
-            ) from None
-        raise AttributeError(f"No setting named {name!r}") from None
+        raise AttributeError(
+            f"No setting named {name!r} (Prefect 3.9.1 has none by that name either)"
+            if name.startswith("PREFECT_")
+            else f"No setting named {name!r}"
+        ) from None

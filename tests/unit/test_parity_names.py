@@ -167,8 +167,19 @@ def test_setting_objects_under_both_names():
     with pytest.raises(exceptions.ConfigurationError, match="PREFECT_RESULTS_PERSIST_BY_DEFAULT"):
         with temporary_settings({THEIRS: "maybe"}):
             pass
-    with pytest.raises(AttributeError, match="PREFECT_API_URL has no equivalent"):
-        _ = millstream.settings.PREFECT_API_URL
+    # Prefect's other setting names import (code naming them loads) and refuse to be used.
+    from millstream.settings import PREFECT_API_URL, PREFECT_DEFAULT_RESULT_STORAGE_BLOCK
+
+    with pytest.raises(exceptions.NotSupportedError, match="PREFECT_API_URL has no equivalent"):
+        PREFECT_API_URL.value()
+    with pytest.raises(exceptions.NotSupportedError, match="PREFECT_DEFAULT_RESULT_STORAGE"):
+        with temporary_settings({PREFECT_DEFAULT_RESULT_STORAGE_BLOCK: "local-file-system/x"}):
+            pass
+    with pytest.raises(exceptions.NotSupportedError, match="PREFECT_UI_URL"):
+        with temporary_settings({"PREFECT_UI_URL": "http://x"}):
+            pass
+    with pytest.raises(AttributeError, match="PREFECT_NOT_A_SETTING"):
+        _ = millstream.settings.PREFECT_NOT_A_SETTING
 
 
 def test_generate_mermaid_graph_is_refused_by_name():
