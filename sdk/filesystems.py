@@ -20,10 +20,11 @@ import anyio.to_thread
 
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.results import storage as _storage
+from millstream._engine.results.records import NullFileSystem
 from millstream._engine.settings import home_dir
 from millstream._sync import dispatch
 
-__all__ = ["LocalFileSystem", "ReadableFileSystem", "WritableFileSystem"]
+__all__ = ["LocalFileSystem", "NullFileSystem", "ReadableFileSystem", "WritableFileSystem"]
 
 _SLUG = "local-file-system"
 

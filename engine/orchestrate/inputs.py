@@ -29,7 +29,9 @@ def is_future(value: Any) -> bool:
 
 
 async def resolve(
-    parameters: dict[str, Any], wait_for: list[Any] | None
+    parameters: dict[str, Any],
+    wait_for: list[Any] | None,
+    links: dict[str, list[uuid.UUID]] | None = None,
 ) -> tuple[dict[str, Any], list[uuid.UUID], bool]:
     """``(parameters with futures replaced by results, failed upstream ids, changed)``.
 
@@ -43,22 +45,32 @@ async def resolve(
             k: v.value if isinstance(v, BaseAnnotation) else v for k, v in parameters.items()
         }
         return unwrapped, [], False
-    upstream = Upstream()
+    upstream = Upstream(links)
     if wait_for:
+        upstream.parameter = "wait_for"
         await resolve_inputs(list(wait_for), engine_future_of, upstream)
-    resolved = {
-        k: await resolve_inputs(v, engine_future_of, upstream) for k, v in parameters.items()
-    }
+    resolved = {}
+    for k, v in parameters.items():
+        upstream.parameter = k
+        resolved[k] = await resolve_inputs(v, engine_future_of, upstream)
     return resolved, upstream.failed, True
 
 
 class Upstream:
-    """What resolving a task's inputs found: failed upstreams block the run unless allowed."""
+    """What resolving a task's inputs found: failed upstreams block the run unless allowed;
+    ``links`` (when given) collects the upstream run ids by parameter."""
 
-    __slots__ = ("failed",)
+    __slots__ = ("failed", "links", "parameter")
 
-    def __init__(self) -> None:
+    def __init__(self, links: dict[str, list[uuid.UUID]] | None = None) -> None:
         self.failed: list[uuid.UUID] = []
+        self.links = links
+        self.parameter = ""
+
+    def link(self, run_id: uuid.UUID | None) -> None:
+        """Note that the current parameter came from task run ``run_id``."""
+        if self.links is not None and run_id is not None:
+            self.links.setdefault(self.parameter, []).append(run_id)
 
 
 def has_futures(value: Any, is_future: Callable[[Any], bool], depth: int = 0) -> bool:
@@ -121,6 +133,7 @@ async def _resolve_opaque(
 
 
 def _state_value(state: State, run_id: uuid.UUID | None, upstream: Upstream, allow: bool) -> Any:
+    upstream.link(run_id or state.state_details.task_run_id)
     if state.type is StateType.COMPLETED:
         return state_result(state)
     if allow:

@@ -101,9 +101,11 @@ async def run_task(
     earlier = _recorded_earlier(flow_ctx, task_run)
     if earlier is not None:
         return earlier
-    parameters, failed, changed = await inputs.resolve(parameters, wait_for)
+    links: dict[str, list[uuid.UUID]] = {}
+    parameters, failed, changed = await inputs.resolve(parameters, wait_for, links)
     if changed:
         task_run.parameters = parameters
+        task_run.input_links = links or None
     pending = State(type=_PENDING, name="Pending")
     task_run.created = pending.timestamp
     _record(store, task_run, pending)

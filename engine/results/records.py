@@ -234,6 +234,28 @@ class ResultRecord(Generic[R]):
         return f"ResultRecord(metadata={self.metadata!r}, result={self.result!r})"
 
 
+class NullFileSystem:
+    """A storage that keeps nothing: as a ``metadata_storage``, results are written bare (no
+    metadata), as Prefect's ``NullFileSystem``."""
+
+    def read_path(self, path: str) -> None:
+        """Nothing is stored."""
+        return None
+
+    def write_path(self, path: str, content: bytes) -> None:
+        """Keeps nothing."""
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NullFileSystem)
+
+    def __hash__(self) -> int:
+        return hash(NullFileSystem)
+
+    def __repr__(self) -> str:
+        return "NullFileSystem()"
+
+
 _NO_LOCKS = (
     "Result store is not configured with a lock manager. Please set a lock manager when "
     "creating the result store to enable locking."
@@ -292,6 +314,14 @@ class ResultStore:
         """A copy using the flow's result storage, serializer and in-memory choice."""
         return self._update_for(flow)
 
+    async def aupdate_for_task(self, task: Any) -> ResultStore:
+        """``update_for_task`` for async callers."""
+        return self._update_for(task)
+
+    async def aupdate_for_flow(self, flow: Any) -> ResultStore:
+        """``update_for_flow`` for async callers."""
+        return self._update_for(flow)
+
     def _update_for(self, owner: Any) -> ResultStore:
         update: dict[str, Any] = {}
         storage = getattr(owner, "result_storage", None)
@@ -302,6 +332,15 @@ class ResultStore:
             update["serializer"] = serializer
         update["cache_result_in_memory"] = getattr(owner, "cache_result_in_memory", True)
         return self.model_copy(update=update)
+
+    @classmethod
+    async def _from_metadata(cls, metadata: ResultRecordMetadata) -> ResultRecord[Any]:
+        """The record ``metadata`` describes, read from the default storage."""
+        store = cls(serializer=metadata.serializer)
+        key = metadata.storage_key
+        if key is None:
+            raise ValueError("Result record metadata has no storage key")
+        return await store.aread(key)
 
     # -- reading and writing ---------------------------------------------------------------
 
@@ -325,6 +364,9 @@ class ResultStore:
     def exists(self, key: str) -> bool:
         """Whether a record is stored under ``key`` and has not expired."""
         try:
+            if isinstance(self.metadata_storage, NullFileSystem):
+                _read(self._result_storage(), key)
+                return True
             if self.metadata_storage is not None:
                 metadata = ResultRecordMetadata.load_bytes(_read(self.metadata_storage, key))
             else:
@@ -348,7 +390,9 @@ class ResultStore:
             if cached.expiration is None or cached.expiration > _now():
                 return cached
             del self.cache[key]
-        if self.metadata_storage is not None:
+        if self.metadata_storage is not None and not isinstance(
+            self.metadata_storage, NullFileSystem
+        ):
             meta = _read(self.metadata_storage, key)
             metadata = ResultRecordMetadata.load_bytes(meta)
             value = _read(self._result_storage(), metadata.storage_key or key)
@@ -416,7 +460,9 @@ class ResultStore:
                 "another holder."
             )
         storage = self._result_storage()
-        if self.metadata_storage is not None:
+        if isinstance(self.metadata_storage, NullFileSystem):
+            _write(storage, key, result_record.serialize_result())  # the bare value
+        elif self.metadata_storage is not None:
             _write(storage, key, result_record.serialize_result())
             _write(self.metadata_storage, key, result_record.serialize_metadata())
         else:
@@ -510,8 +556,8 @@ def _now() -> dt.datetime:
 
 
 def _storage(value: Any, name: str) -> Any:
-    if value is None:
-        return None
+    if value is None or isinstance(value, NullFileSystem):
+        return value
     if isinstance(value, str | os.PathLike):
         return resolve_storage(Path(value), Path(value))
     if callable(getattr(value, "read_path", None)) or callable(getattr(value, "read", None)):

@@ -66,3 +66,27 @@ def test_serialize_and_hydrate_inside_a_flow_run():
         "deployment_parameters",
     }
     assert "flow_run_id" in seen["data"]["flow_run_context"] and seen["ok"]
+
+
+def test_task_inputs_name_the_upstream_runs_by_parameter():
+    from millstream.client.schemas.objects import TaskRunResult
+    from millstream.context import get_run_context
+
+    @task
+    def t(x: object, y: object = None) -> dict:
+        return get_run_context().task_run.task_inputs
+
+    @flow
+    def f() -> tuple:
+        a = t.submit(1)
+        b = t.submit(2)
+        return a, b, t.submit([a, 5], y=b, wait_for=[a]).result(), t(3)
+
+    a, b, linked, plain = f()
+    assert linked == {
+        "x": [TaskRunResult(id=a.task_run_id)],
+        "y": [TaskRunResult(id=b.task_run_id)],
+        "wait_for": [TaskRunResult(id=a.task_run_id)],
+    }
+    assert plain == {"x": [], "y": []}
+    assert repr(linked["x"][0]).startswith("TaskRunResult(input_type='task_run', id=")

@@ -198,3 +198,21 @@ def test_file_system_locks_are_shared_by_processes(tmp_path: Path):
     # A lock past its hold timeout is free to the next holder.
     assert locks.acquire_lock("t", holder="a", hold_timeout=0.0)
     assert locks.acquire_lock("t", holder="b", acquire_timeout=1)
+
+
+def test_null_metadata_storage_writes_bare_values_and_records_load_from_metadata(
+    millstream_home: Path,
+):
+    from millstream.filesystems import NullFileSystem
+    from millstream.result_records import ResultRecordMetadata
+    from millstream.serializers import JSONSerializer
+    from millstream.settings import MILLSTREAM_RESULTS_LOCAL_STORAGE_PATH
+
+    store = ResultStore(metadata_storage=NullFileSystem(), serializer=JSONSerializer())
+    record = store.create_result_record("The results are in...", "the-key")
+    asyncio.run(store.apersist_result_record(record))
+    stored = MILLSTREAM_RESULTS_LOCAL_STORAGE_PATH.value() / "the-key"
+    assert JSONSerializer().loads(stored.read_bytes()) == "The results are in..."
+    loaded = asyncio.run(ResultStore._from_metadata(record.metadata))
+    assert loaded.result == "The results are in..."
+    assert isinstance(record.metadata, ResultRecordMetadata)
