@@ -96,6 +96,14 @@ class Task(Generic[P, R]):
 
     # -- the engine's view ----------------------------------------------------------------------
     @property
+    def source_code(self) -> str | None:
+        """The task function's source (None when it has none: a REPL, a builtin), as Prefect."""
+        try:
+            return inspect.getsource(self.fn)
+        except (TypeError, OSError):
+            return None
+
+    @property
     def spec(self) -> TaskSpec:
         """The frozen spec the engine runs (rebuilt after a hook decorator adds a hook)."""
         spec = self._spec_cache

@@ -189,3 +189,12 @@ def test_generate_mermaid_graph_is_refused_by_name():
 
     with pytest.raises(exceptions.NotSupportedError, match="generate_mermaid_graph"):
         f.generate_mermaid_graph()
+
+
+def test_task_source_code():
+    @millstream.task
+    def t() -> int:
+        return 1
+
+    assert t.source_code is not None and "return 1" in t.source_code
+    assert millstream.task(len).source_code is None
