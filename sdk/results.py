@@ -9,11 +9,11 @@ from millstream._engine.results import resolve_serializer
 from millstream._engine.results.records import (
     ResultRecord,
     ResultRecordMetadata,
-    ResultStore,
     default_result_storage,
     default_serializer,
     default_storage_key_fn,
 )
+from millstream._engine.results.result_store import ResultStore
 from millstream._engine.settings import get_current_settings
 
 __all__ = [

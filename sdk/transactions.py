@@ -1,14 +1,13 @@
 """Transactions (``prefect.transactions``): blocks whose staged values and task hooks commit or
 roll back together."""
 
+from millstream._engine.orchestrate.async_transactions import AsyncTransaction, atransaction
 from millstream._engine.orchestrate.transactions import (
-    AsyncTransaction,
     BaseTransaction,
     CommitMode,
     IsolationLevel,
     Transaction,
     TransactionState,
-    atransaction,
     get_transaction,
     transaction,
 )

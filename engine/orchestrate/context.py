@@ -150,7 +150,7 @@ def _persist_choice(spec: Any, settings: Any) -> bool:
 
 
 def _result_store(spec: Any) -> Any:
-    from millstream._engine.results.records import ResultStore
+    from millstream._engine.results.result_store import ResultStore
 
     store = ResultStore()
     return store if spec is None else store.update_for_task(spec)

@@ -23,9 +23,10 @@ from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import link, run_attempts
 from millstream._engine.orchestrate.body import task_body_state
 from millstream._engine.orchestrate.hooks import run_hooks
-from millstream._engine.orchestrate.transactions import (
+from millstream._engine.orchestrate.task_transactions import (
     has_own_transaction,
     lock_cache_key,
+    put_cache_on_commit,
     task_run_finished,
     unlock_cache_key,
 )
@@ -249,7 +250,8 @@ def _kept_result(
         state.state_details.cache_key = cache_key
         state.state_details.cache_expiration = expiration
         task_run.cache_expiration = expiration
-        store.put_cache(cache_key, blob, expiration, task_run.id)
+        # Inside a transaction() block the entry is written when the block commits.
+        put_cache_on_commit(store, cache_key, blob, expiration, task_run.id)
     return state, blob
 
 
@@ -269,7 +271,7 @@ async def _finish(
     if task_run.cache_key is not None:
         unlock_cache_key(spec.cache_policy, task_run.cache_key, task_run.id)
     if spec.on_commit or spec.on_rollback or has_own_transaction(task_run.id):
-        args = (task_run, state, spec.on_commit, spec.on_rollback)
+        args = (task_run, state, spec.on_commit, spec.on_rollback, store)
         if executor is not None:
             await executor.run(task_run_finished, *args)
         else:

@@ -10,12 +10,8 @@ rolled-back child rolls its parent back. Commit runs the children's commits, the
 hooks in order, then writes the staged value to the store (``write_on_commit``); rollback runs
 the rollback hooks in reverse order, then the children's rollbacks in reverse order.
 
-Every task run has a transaction of its own, the one ``get_transaction()`` returns inside its
-body (made when first asked for: most task runs never look). A completed task run stages its
-result with its hooks: with no enclosing transaction it commits at once; inside a
-``transaction()`` block it commits or rolls back with the block. A task run that raises stages
-nothing, so its own hooks never run (as in Prefect); one that returns a Failed state rolls its
-own hooks back.
+``AsyncTransaction`` / ``atransaction()`` are in ``async_transactions``; the transactions of
+task runs in ``task_transactions``.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ import copy
 import enum
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
 from typing import Any, ClassVar
 
@@ -36,7 +32,8 @@ from millstream._engine.exceptions import (
     SerializationError,
 )
 from millstream._engine.orchestrate.context import task_run_var
-from millstream._engine.results.records import ResultRecord, ResultStore
+from millstream._engine.results.records import ResultRecord
+from millstream._engine.results.result_store import ResultStore
 
 _default_logger = logging.getLogger("millstream.transactions")
 
@@ -414,159 +411,9 @@ class Transaction(BaseTransaction):
             self._release()
 
 
-class AsyncTransaction(BaseTransaction):
-    """A transaction used with ``async with``: hooks are awaited, sync ones on a thread."""
-
-    async def __aenter__(self) -> AsyncTransaction:
-        self.prepare_transaction()
-        await self.begin()
-        self._enter()
-        return self
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._token is None:
-            raise RuntimeError("Asymmetric use of context. Context exit called without an enter.")
-        if exc_type is not None:
-            await self.rollback()
-            await self.reset()
-            return None
-        if self.commit_mode == CommitMode.EAGER:
-            await self.commit()
-        if self.get_parent() is not None:
-            await self.reset()
-            return None
-        if self.commit_mode == CommitMode.OFF:
-            await self.rollback()
-        elif self.commit_mode == CommitMode.LAZY:
-            await self.commit()
-        await self.reset()
-        return None
-
-    def __enter__(self) -> Any:
-        raise NotImplementedError(
-            "AsyncTransaction does not support the `with` statement. Use the `async with` "
-            "statement instead."
-        )
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        raise NotImplementedError(
-            "AsyncTransaction does not support the `with` statement. Use the `async with` "
-            "statement instead."
-        )
-
-    async def begin(self) -> None:
-        """Take the key's lock (SERIALIZABLE), and find an existing record (committed)."""
-        if self._serializable():
-            assert self.store is not None and self.key is not None
-            await self.store.aacquire_lock(self.key, holder=self._holder)
-        if not self.overwrite and self.store is not None and self.key:
-            if await self.store.aexists(key=self.key):
-                self.state = TransactionState.COMMITTED
-
-    async def read(self) -> ResultRecord[Any] | None:
-        """The record stored under the key (None without a store and key)."""
-        if self.store is not None and self.key:
-            return await self.store.aread(key=self.key, holder=self._holder)
-        return None
-
-    async def reset(self) -> None:
-        """Leave the context; a rolled-back transaction rolls its parent back."""
-        parent = self._leave()
-        if parent is not None and self.state == TransactionState.ROLLED_BACK:
-            outcome = parent.rollback()
-            if inspect.isawaitable(outcome):
-                await outcome
-
-    async def commit(self) -> bool:
-        """Commit children, run commit hooks, write the staged value (see ``Transaction``)."""
-        if self.state in _DONE:
-            self._release()
-            return False
-        try:
-            for child in self.children:
-                outcome = child.commit()
-                if inspect.isawaitable(outcome):
-                    await outcome
-            for hook in self.on_commit_hooks:
-                await self.run_hook(hook, "commit")
-            if self.store is not None and self.key and self.write_on_commit:
-                if isinstance(self._staged_value, ResultRecord):
-                    await self.store.apersist_result_record(self._staged_value, self._holder)
-                else:
-                    await self.store.awrite(
-                        key=self.key, obj=self._staged_value, holder=self._holder
-                    )
-            self.state = TransactionState.COMMITTED
-            self._release()
-            return True
-        except SerializationError as exc:
-            self.logger.warning(
-                "Encountered an error while serializing result for transaction %r: %s Code "
-                "execution will continue, but the transaction will not be committed.",
-                self.key,
-                exc,
-            )
-        except Exception:
-            self.logger.exception(
-                "An error was encountered while committing transaction %r", self.key
-            )
-        await self.rollback()
-        return False
-
-    async def run_hook(self, hook: Hook, hook_type: str) -> None:
-        """Await one hook (a sync one on a worker thread), logging it."""
-        import anyio.to_thread
-
-        name = _hook_name(hook)
-        should_log = getattr(hook, "log_on_run", True)
-        if should_log:
-            self.logger.info("Running %s hook %r", hook_type, name)
-        try:
-            if inspect.iscoroutinefunction(hook):
-                await hook(self)
-            else:
-                result = await anyio.to_thread.run_sync(hook, self)
-                if inspect.isawaitable(result):
-                    await result
-        except Exception:
-            if should_log:
-                self.logger.error(
-                    "An error was encountered while running %s hook %r", hook_type, name
-                )
-            raise
-        if should_log:
-            self.logger.info(
-                "%s hook %r finished running successfully", hook_type.capitalize(), name
-            )
-
-    async def rollback(self) -> bool:
-        """Run rollback hooks (last first), then roll children back (see ``Transaction``)."""
-        if self.state in _DONE:
-            return False
-        try:
-            for hook in reversed(self.on_rollback_hooks):
-                await self.run_hook(hook, "rollback")
-            self.state = TransactionState.ROLLED_BACK
-            for child in reversed(self.children):
-                outcome = child.rollback()
-                if inspect.isawaitable(outcome):
-                    await outcome
-            return True
-        except Exception:
-            self.logger.exception(
-                "An error was encountered while rolling back transaction %r", self.key
-            )
-            return False
-        finally:
-            self._release()
-
-
 # -- the current transaction, and the task runs' own ---------------------------------------------
 
 transaction_var = BaseTransaction.__var__
-
-# Task runs' own transactions, made when their body first asks: task run id -> transaction.
-_task_txns: dict[Any, Transaction] = {}
 
 
 def get_transaction() -> BaseTransaction | None:
@@ -576,29 +423,9 @@ def get_transaction() -> BaseTransaction | None:
     ctx = task_run_var.get()
     if ctx is None or (current is not None and current._entered_in is ctx):
         return current
-    return _own_transaction(ctx, current)
+    from millstream._engine.orchestrate.task_transactions import own_transaction
 
-
-def _own_transaction(ctx: Any, parent: BaseTransaction | None) -> Transaction:
-    run_id = ctx.task_run.id
-    txn = _task_txns.get(run_id)
-    if txn is None:
-        key = ctx.task_run.cache_key
-        txn = Transaction(
-            key=key,
-            store=ResultStore() if key else None,
-            commit_mode=parent.commit_mode if parent is not None else CommitMode.LAZY,
-            isolation_level=parent.isolation_level if parent is not None else None,
-            write_on_commit=False,  # the task run records its own result (and cache entry)
-            logger=_run_logger(),
-        )
-        txn.isolation_level = txn.isolation_level or IsolationLevel.READ_COMMITTED
-        txn.state = TransactionState.ACTIVE
-        txn._parent = parent
-        txn._task_owned = True
-        txn._entered_in = ctx
-        _task_txns[run_id] = txn
-    return txn
+    return own_transaction(ctx, current)
 
 
 def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
@@ -666,109 +493,3 @@ def transaction(
     )
     with txn:
         yield txn
-
-
-@contextlib.asynccontextmanager
-async def atransaction(
-    key: str | None = None,
-    store: ResultStore | None = None,
-    commit_mode: CommitMode | str | None = None,
-    isolation_level: IsolationLevel | str | None = None,
-    overwrite: bool = False,
-    write_on_commit: bool = True,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
-) -> AsyncIterator[AsyncTransaction]:
-    """``transaction()`` for async code: hooks are awaited."""
-    txn = _open(
-        AsyncTransaction,
-        key,
-        store,
-        commit_mode,
-        isolation_level,
-        overwrite,
-        write_on_commit,
-        logger,
-    )
-    async with txn:
-        yield txn
-
-
-def has_own_transaction(task_run_id: Any) -> bool:
-    """Whether a task run's body asked for its transaction (so its end must settle it)."""
-    return task_run_id in _task_txns
-
-
-def task_run_finished(
-    task_run: Any, state: Any, on_commit: tuple[Hook, ...], on_rollback: tuple[Hook, ...]
-) -> None:
-    """Settle a finished task run's own transaction, as Prefect's task engine does: a
-    completed run stages its hooks, a Failed state returned rolls them back, a raised
-    exception stages nothing; then the enclosing transaction takes it, or it commits now."""
-    txn = _task_txns.pop(task_run.id, None)
-    parent = transaction_var.get()
-    if txn is None:
-        txn = Transaction(key=task_run.cache_key, write_on_commit=False, logger=_run_logger())
-        txn.state = TransactionState.ACTIVE
-        txn._parent = parent
-        txn._task_owned = True
-    kind = getattr(state.type, "value", state.type)
-    if kind == "COMPLETED" and state.name == "Cached":
-        txn.state = TransactionState.COMMITTED  # its record existed: nothing to commit
-    elif kind == "COMPLETED":
-        txn.stage(state.data, list(on_rollback), list(on_commit))
-    elif kind == "FAILED" and not _raised(state):
-        txn.stage(state.data, list(on_rollback), list(on_commit))
-        txn.rollback()
-    if txn._parent is not None and txn._parent.state not in _DONE:
-        txn._parent.add_child(txn)
-        if txn.commit_mode == CommitMode.EAGER:
-            txn.commit()
-        return
-    if txn.commit_mode == CommitMode.OFF:
-        txn.rollback()
-    else:
-        txn.commit()
-
-
-def _raised(state: Any) -> bool:
-    """Whether a Failed state came from an exception the body raised (not a returned state)."""
-    data = getattr(state, "data", None)
-    return isinstance(data, BaseException) or bool(getattr(state, "_raised", False))
-
-
-# -- SERIALIZABLE cache policies: one run per cache key at a time --------------------------------
-
-
-def _serializable_policy(policy: Any) -> bool:
-    level = getattr(policy, "isolation_level", None)
-    return getattr(level, "value", level) == "SERIALIZABLE"
-
-
-async def lock_cache_key(policy: Any, key: str, task_run_id: Any) -> Any:
-    """Take the cache key's lock for a SERIALIZABLE policy (waiting for the run holding it, whose
-    cached result the lookup then finds); a Failed state when the policy has no lock manager."""
-    if not _serializable_policy(policy):
-        return None
-    locks = getattr(policy, "lock_manager", None)
-    if locks is None:
-        from millstream._engine.model.states import failed_from_exception
-
-        return failed_from_exception(
-            ConfigurationError(
-                "Isolation level SERIALIZABLE is not supported by provided configuration. "
-                "Please ensure you've provided a lock file directory or lock manager when "
-                "using the SERIALIZABLE isolation level."
-            ),
-            "Task run",
-        )
-    await locks.aacquire_lock(key, str(task_run_id))
-    return None
-
-
-def unlock_cache_key(policy: Any, key: str, task_run_id: Any) -> None:
-    """Release the cache key's lock taken by ``lock_cache_key`` (nothing when not taken)."""
-    if not _serializable_policy(policy):
-        return
-    locks = getattr(policy, "lock_manager", None)
-    if locks is not None and locks.is_lock_holder(key, str(task_run_id)):
-        locks.release_lock(key, str(task_run_id))

@@ -330,3 +330,35 @@ def test_a_task_returning_a_failed_state_rolls_its_own_hooks_back():
 
     f()
     assert log == ["undo"]
+
+
+def test_a_rolled_back_block_leaves_no_cache_entry_and_marks_its_task_runs(db_path):
+    import uuid as uuid_mod
+
+    from millstream import get_client
+
+    calls: list[int] = []
+    key = f"rollback-{uuid_mod.uuid4().hex}"
+
+    @task(cache_key_fn=lambda ctx, params: key, persist_result=True)
+    def t() -> int:
+        calls.append(1)
+        return 5
+
+    @flow
+    def f(fail: bool) -> str:
+        with transaction():
+            state = t(return_state=True)
+            if fail:
+                raise ValueError("x")
+        return state.name
+
+    with pytest.raises(ValueError):
+        f(True)
+    assert len(calls) == 1
+    # Prefect 3.9.1: the rolled-back run's cache record was never written, so this runs again.
+    assert f(False) == "Completed" and len(calls) == 2
+    assert f(False) == "Cached" and len(calls) == 2
+    with get_client(sync_client=True) as client:
+        names = sorted(run.state.name for run in client.read_task_runs())
+    assert names == ["Cached", "Completed", "RolledBack"]
