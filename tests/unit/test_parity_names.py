@@ -197,4 +197,6 @@ def test_task_source_code():
         return 1
 
     assert t.source_code is not None and "return 1" in t.source_code
-    assert millstream.task(len).source_code is None
+    namespace: dict = {}
+    exec("def made_at_runtime():\n    return 2\n", namespace)  # no source file to read
+    assert millstream.task(namespace["made_at_runtime"]).source_code is None
