@@ -18,13 +18,20 @@ from typing import Any
 
 import anyio.to_thread
 
-from millstream._engine.exceptions import ObjectNotFound
+from millstream._engine.exceptions import NotSupportedError, ObjectNotFound
 from millstream._engine.results import storage as _storage
 from millstream._engine.results.records import NullFileSystem
 from millstream._engine.settings import home_dir
 from millstream._sync import dispatch
 
-__all__ = ["LocalFileSystem", "NullFileSystem", "ReadableFileSystem", "WritableFileSystem"]
+__all__ = [
+    "LocalFileSystem",
+    "NullFileSystem",
+    "ReadableFileSystem",
+    "RemoteFileSystem",
+    "SMB",
+    "WritableFileSystem",
+]
 
 _SLUG = "local-file-system"
 
@@ -194,3 +201,22 @@ class LocalFileSystem(_storage.LocalFileSystem, WritableFileSystem):
 
     def __repr__(self) -> str:
         return f"LocalFileSystem(basepath={str(self.basepath)!r})"
+
+
+class _RemoteRefused(WritableFileSystem):
+    """A Prefect file system over the network: refused by name when built."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise NotSupportedError(
+            f"{type(self).__name__}(...) stores results over the network; Millstream keeps "
+            "results on local disk: use LocalFileSystem(basepath=...) on a mounted volume "
+            "(or a path) for result_storage"
+        )
+
+
+class RemoteFileSystem(_RemoteRefused):
+    """Prefect's fsspec file system (``s3://``, ``gcs://``, ...): not available here."""
+
+
+class SMB(_RemoteRefused):
+    """Prefect's SMB share file system: not available here."""

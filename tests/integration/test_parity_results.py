@@ -216,3 +216,13 @@ def test_null_metadata_storage_writes_bare_values_and_records_load_from_metadata
     loaded = asyncio.run(ResultStore._from_metadata(record.metadata))
     assert loaded.result == "The results are in..."
     assert isinstance(record.metadata, ResultRecordMetadata)
+
+
+def test_network_file_systems_are_refused_by_name():
+    from millstream.exceptions import NotSupportedError
+    from millstream.filesystems import SMB, RemoteFileSystem
+
+    with pytest.raises(NotSupportedError, match=r"RemoteFileSystem\(\.\.\.\) stores results"):
+        RemoteFileSystem(basepath="s3://bucket/results")
+    with pytest.raises(NotSupportedError, match="LocalFileSystem"):
+        SMB(share_path="/x", smb_host="h")
