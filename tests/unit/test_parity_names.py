@@ -200,3 +200,17 @@ def test_task_source_code():
     namespace: dict = {}
     exec("def made_at_runtime():\n    return 2\n", namespace)  # no source file to read
     assert millstream.task(namespace["made_at_runtime"]).source_code is None
+
+
+def test_hashing_helpers():
+    import hashlib
+    import threading
+
+    from millstream.utilities.hashing import hash_objects, stable_hash
+
+    assert stable_hash("a", b"b") == hashlib.md5(b"ab").hexdigest()
+    assert hash_objects(1, x=[2]) == hash_objects(1, x=[2]) != hash_objects(1, x=[3])
+    assert len(hash_objects(1, hash_algo=hashlib.sha256)) == 64
+    assert hash_objects(threading.Lock()) is None
+    with pytest.raises(exceptions.HashError):
+        hash_objects(threading.Lock(), raise_on_failure=True)
