@@ -9,7 +9,6 @@ server to hold block documents.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -19,6 +18,7 @@ from typing import Any
 import anyio.to_thread
 
 from millstream._engine.exceptions import NotSupportedError, ObjectNotFound
+from millstream._engine.results import blocks
 from millstream._engine.results import storage as _storage
 from millstream._engine.results.records import NullFileSystem
 from millstream._engine.settings import home_dir
@@ -33,7 +33,7 @@ __all__ = [
     "WritableFileSystem",
 ]
 
-_SLUG = "local-file-system"
+_SLUG = blocks.LOCAL_FILE_SYSTEM
 
 
 class ReadableFileSystem:
@@ -42,18 +42,6 @@ class ReadableFileSystem:
 
 class WritableFileSystem(ReadableFileSystem):
     """Base of file systems that can be read and written (``read_path``/``write_path``)."""
-
-
-def _registry(slug: str) -> Path:
-    return home_dir() / "blocks" / slug
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name[0] == ".":
-        raise ValueError(
-            f"Block name {name!r} must be a non-empty name without '/' (like 'my-storage')"
-        )
-    return name
 
 
 class LocalFileSystem(_storage.LocalFileSystem, WritableFileSystem):
@@ -144,18 +132,8 @@ class LocalFileSystem(_storage.LocalFileSystem, WritableFileSystem):
     # -- saved blocks ------------------------------------------------------------------------
 
     def _save_sync(self, name: str, overwrite: bool) -> uuid.UUID:
-        path = _registry(self._block_type_slug) / f"{_check_name(name)}.json"
-        if path.exists() and not overwrite:
-            raise ValueError(
-                "You are attempting to save values with a name that is already in use for this "
-                "block type. If you would like to overwrite the values that are saved, then save "
-                "with `overwrite=True`."
-            )
-        block_id = uuid.uuid4()
-        if path.exists():
-            block_id = uuid.UUID(json.loads(path.read_text())["id"])
-        doc = {"id": str(block_id), "basepath": str(self.basepath)}
-        _storage.LocalFileSystem(path.parent).write(path.name, json.dumps(doc).encode())
+        fields = {"basepath": str(self.basepath)}
+        block_id = blocks.write_block(home_dir(), self._block_type_slug, name, fields, overwrite)
         self._block_document_id = block_id
         self._block_document_name = name
         return block_id
@@ -177,10 +155,8 @@ class LocalFileSystem(_storage.LocalFileSystem, WritableFileSystem):
         slug, _, short = name.rpartition("/")
         if slug and slug != cls._block_type_slug:
             raise ValueError(f"Block {name!r} is not a {cls._block_type_slug} block")
-        path = _registry(cls._block_type_slug) / f"{_check_name(short)}.json"
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
+        doc = blocks.read_block(home_dir(), cls._block_type_slug, short)
+        if doc is None:
             raise ValueError(
                 f"Unable to find block document named {short} for block type {cls._block_type_slug}"
             ) from ObjectNotFound(short)

@@ -24,6 +24,7 @@ from millstream._engine.orchestrate.attempts import link, run_attempts
 from millstream._engine.orchestrate.body import task_body_state
 from millstream._engine.orchestrate.hooks import run_hooks
 from millstream._engine.orchestrate.task_transactions import (
+    atask_run_finished,
     has_own_transaction,
     lock_cache_key,
     put_cache_on_commit,
@@ -271,11 +272,11 @@ async def _finish(
     if task_run.cache_key is not None:
         unlock_cache_key(spec.cache_policy, task_run.cache_key, task_run.id)
     if spec.on_commit or spec.on_rollback or has_own_transaction(task_run.id):
-        args = (task_run, state, spec.on_commit, spec.on_rollback, store)
+        args = (task_run, state, spec.on_commit, spec.on_rollback, store, spec.is_async)
         if executor is not None:
             await executor.run(task_run_finished, *args)
         else:
-            task_run_finished(*args)
+            await atask_run_finished(*args)
     kind = transitions.hook_kind(state, flow=False)
     if kind is not None:
         hooks = spec.hooks.on_completion if kind == "on_completion" else spec.hooks.on_failure

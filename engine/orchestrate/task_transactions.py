@@ -2,7 +2,8 @@
 (its hooks, its cache entry, a RolledBack mark), and SERIALIZABLE cache keys.
 
 Every task run has a transaction of its own, the one ``get_transaction()`` returns inside its
-body (made when first asked for: most task runs never look). A completed task run stages its
+body (made when first asked for: most task runs never look; an ``AsyncTransaction`` for an
+async task). A completed task run stages its
 result with its hooks: with no enclosing transaction it commits at once; inside a
 ``transaction()`` block it commits or rolls back with the block, and its cache entry is written
 only when the block commits. A task run that raises stages nothing, so its own hooks never run
@@ -11,10 +12,12 @@ only when the block commits. A task run that raises stages nothing, so its own h
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from millstream._engine.exceptions import ConfigurationError
+from millstream._engine.orchestrate.async_transactions import AsyncTransaction
 from millstream._engine.orchestrate.transactions import (
     _DONE,
     BaseTransaction,
@@ -23,12 +26,14 @@ from millstream._engine.orchestrate.transactions import (
     IsolationLevel,
     Transaction,
     TransactionState,
+    _call_sync,
     _run_logger,
     transaction_var,
 )
 from millstream._engine.results.result_store import ResultStore
 
 __all__ = [
+    "atask_run_finished",
     "has_own_transaction",
     "lock_cache_key",
     "own_transaction",
@@ -38,27 +43,38 @@ __all__ = [
 ]
 
 # Task runs' own transactions, made when their body first asks: task run id -> transaction.
-_task_txns: dict[Any, Transaction] = {}
+_task_txns: dict[Any, BaseTransaction] = {}
 
 
-def own_transaction(ctx: Any, parent: BaseTransaction | None) -> Transaction:
+def _new_task_transaction(
+    key: str | None, parent: BaseTransaction | None, is_async: bool
+) -> BaseTransaction:
+    # An async task's is an AsyncTransaction, as in Prefect; either inherits the parent's
+    # commit mode and isolation level.
+    cls: type[BaseTransaction] = AsyncTransaction if is_async else Transaction
+    txn = cls(
+        key=key,
+        store=ResultStore() if key else None,
+        commit_mode=parent.commit_mode if parent is not None else CommitMode.LAZY,
+        isolation_level=(
+            parent.isolation_level if parent is not None else IsolationLevel.READ_COMMITTED
+        ),
+        write_on_commit=False,  # the task run records its own result (and cache entry)
+        logger=_run_logger(),
+    )
+    txn.state = TransactionState.ACTIVE
+    txn._parent = parent
+    txn._task_owned = True
+    return txn
+
+
+def own_transaction(ctx: Any, parent: BaseTransaction | None) -> BaseTransaction:
     """The task run's own transaction (made now if its body had not asked for it yet)."""
     run_id = ctx.task_run.id
     txn = _task_txns.get(run_id)
     if txn is None:
-        key = ctx.task_run.cache_key
-        txn = Transaction(
-            key=key,
-            store=ResultStore() if key else None,
-            commit_mode=parent.commit_mode if parent is not None else CommitMode.LAZY,
-            isolation_level=parent.isolation_level if parent is not None else None,
-            write_on_commit=False,  # the task run records its own result (and cache entry)
-            logger=_run_logger(),
-        )
-        txn.isolation_level = txn.isolation_level or IsolationLevel.READ_COMMITTED
-        txn.state = TransactionState.ACTIVE
-        txn._parent = parent
-        txn._task_owned = True
+        is_async = bool(getattr(ctx.spec, "is_async", False))
+        txn = _new_task_transaction(ctx.task_run.cache_key, parent, is_async)
         txn._entered_in = ctx
         _task_txns[run_id] = txn
     return txn
@@ -114,48 +130,81 @@ def _rolled_back_marker(task_run: Any, store: Any) -> Callable[[Any], None]:
     return _engine_hook(mark)
 
 
-def task_run_finished(
+def _settle_plan(
     task_run: Any,
     state: Any,
     on_commit: tuple[Hook, ...],
     on_rollback: tuple[Hook, ...],
-    store: Any = None,
-) -> None:
-    """Settle a finished task run's own transaction, as Prefect's task engine does: a
-    completed run stages its hooks (and its cache entry, and a RolledBack mark), a Failed
+    store: Any,
+    is_async: bool,
+) -> tuple[BaseTransaction, list[str]]:
+    """The task run's transaction with what its end stages, and the steps left to take:
+    a completed run stages its hooks (and its cache entry, and a RolledBack mark), a Failed
     state returned rolls them back, a raised exception stages nothing; then the enclosing
-    transaction takes it, or it commits now."""
+    transaction adopts it, or it commits (or, OFF, rolls back) now."""
     txn = _task_txns.pop(task_run.id, None)
-    parent = transaction_var.get()
     if txn is None:
-        txn = Transaction(key=task_run.cache_key, write_on_commit=False, logger=_run_logger())
-        txn.state = TransactionState.ACTIVE
-        txn._parent = parent
-        txn._task_owned = True
+        txn = _new_task_transaction(task_run.cache_key, transaction_var.get(), is_async)
     deferred = _deferred_cache.pop(task_run.id, None)
+    steps: list[str] = []
     kind = getattr(state.type, "value", state.type)
     if kind == "COMPLETED" and state.name == "Cached":
         txn.state = TransactionState.COMMITTED  # its record existed: nothing to commit
     elif kind == "COMPLETED":
         engine_rollback = [] if store is None else [_rolled_back_marker(task_run, store)]
         engine_commit = [] if deferred is None else [_engine_hook(deferred)]
-        txn.stage(
-            state.data,
-            [*engine_rollback, *on_rollback],
-            [*on_commit, *engine_commit],
-        )
+        txn.stage(state.data, [*engine_rollback, *on_rollback], [*on_commit, *engine_commit])
     elif kind == "FAILED" and not _raised(state):
         txn.stage(state.data, list(on_rollback), list(on_commit))
-        txn.rollback()
-    if txn._parent is not None and txn._parent.state not in _DONE:
-        txn._parent.add_child(txn)
+        steps.append("rollback")
+    parent = txn._parent
+    if parent is not None and parent.state not in _DONE:
+        steps.append("adopt")
         if txn.commit_mode == CommitMode.EAGER:
-            txn.commit()
-        return
-    if txn.commit_mode == CommitMode.OFF:
-        txn.rollback()
+            steps.append("commit")
     else:
-        txn.commit()
+        steps.append("rollback" if txn.commit_mode == CommitMode.OFF else "commit")
+    return txn, steps
+
+
+def task_run_finished(
+    task_run: Any,
+    state: Any,
+    on_commit: tuple[Hook, ...],
+    on_rollback: tuple[Hook, ...],
+    store: Any = None,
+    is_async: bool = False,
+) -> None:
+    """Settle a finished task run's own transaction (see ``_settle_plan``), blocking."""
+    txn, steps = _settle_plan(task_run, state, on_commit, on_rollback, store, is_async)
+    for step in steps:
+        if step == "adopt":
+            assert txn._parent is not None
+            txn._parent.add_child(txn)
+            continue
+        outcome = getattr(txn, step)()
+        if inspect.isawaitable(outcome):
+            _call_sync(lambda _txn, outcome=outcome: outcome, txn)
+
+
+async def atask_run_finished(
+    task_run: Any,
+    state: Any,
+    on_commit: tuple[Hook, ...],
+    on_rollback: tuple[Hook, ...],
+    store: Any = None,
+    is_async: bool = True,
+) -> None:
+    """Settle a finished task run's own transaction (see ``_settle_plan``), awaiting."""
+    txn, steps = _settle_plan(task_run, state, on_commit, on_rollback, store, is_async)
+    for step in steps:
+        if step == "adopt":
+            assert txn._parent is not None
+            txn._parent.add_child(txn)
+            continue
+        outcome = getattr(txn, step)()
+        if inspect.isawaitable(outcome):
+            await outcome
 
 
 def _raised(state: Any) -> bool:

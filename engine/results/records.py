@@ -43,8 +43,14 @@ def default_serializer() -> Serializer:
 
 
 def default_result_storage() -> Any:
-    """Local storage under the current settings' ``results.local_storage_path``."""
-    return resolve_storage(None, get_current_settings().results.local_storage_path)
+    """The default storage: the saved block ``results.default_storage_block`` names, else
+    local storage under ``results.local_storage_path``."""
+    from millstream._engine.results.blocks import default_storage_from_block
+
+    settings = get_current_settings()
+    if settings.results.default_storage_block:
+        return default_storage_from_block(settings.home, settings.results.default_storage_block)
+    return resolve_storage(None, settings.results.local_storage_path)
 
 
 class ResultRecordMetadata:

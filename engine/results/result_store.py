@@ -192,6 +192,8 @@ class ResultStore:
             storage_key=key or self.storage_key_fn(),
             expiration=expiration,
             serializer=self.serializer,
+            # A saved block's id, as Prefect records it (None for unsaved storage).
+            storage_block_id=getattr(self._result_storage(), "_block_document_id", None),
         )
         return ResultRecord(obj, metadata)
 

@@ -47,6 +47,9 @@ class ResultsSettings(msgspec.Struct, frozen=True, kw_only=True):
     inline_max_bytes: _NonNegativeInt = 64 * 1024
     # The default depends on home (<home>/storage); get_current_settings() always fills it in.
     local_storage_path: Path = msgspec.field(default_factory=lambda: _default_home() / "storage")
+    # "local-file-system/<name>": a LocalFileSystem saved with .save("<name>") takes the place
+    # of local_storage_path (Prefect's PREFECT_DEFAULT_RESULT_STORAGE_BLOCK).
+    default_storage_block: str | None = None
 
 
 class TasksSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -24,6 +24,8 @@ PREFECT_NAMES: dict[str, str] = {
     "PREFECT_RESULTS_DEFAULT_SERIALIZER": "results.default_serializer",
     "PREFECT_LOCAL_STORAGE_PATH": "results.local_storage_path",
     "PREFECT_RESULTS_LOCAL_STORAGE_PATH": "results.local_storage_path",
+    "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK": "results.default_storage_block",
+    "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": "results.default_storage_block",
     "PREFECT_TASK_DEFAULT_RETRIES": "tasks.default_retries",
     "PREFECT_TASKS_DEFAULT_RETRIES": "tasks.default_retries",
     "PREFECT_TASK_DEFAULT_RETRY_DELAY_SECONDS": "tasks.default_retry_delay_seconds",

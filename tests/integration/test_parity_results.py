@@ -226,3 +226,31 @@ def test_network_file_systems_are_refused_by_name():
         RemoteFileSystem(basepath="s3://bucket/results")
     with pytest.raises(NotSupportedError, match="LocalFileSystem"):
         SMB(share_path="/x", smb_host="h")
+
+
+def test_a_saved_block_as_the_default_result_storage(tmp_path: Path):
+    from millstream.exceptions import ConfigurationError
+    from millstream.results import get_default_result_storage
+    from millstream.settings import PREFECT_DEFAULT_RESULT_STORAGE_BLOCK, temporary_settings
+    from millstream.transactions import transaction
+
+    block_id = LocalFileSystem(basepath=tmp_path / "blocked").save("default-results")
+    with temporary_settings(
+        {PREFECT_DEFAULT_RESULT_STORAGE_BLOCK: "local-file-system/default-results"}
+    ):
+        assert get_default_result_storage().basepath == tmp_path / "blocked"
+        with transaction(key="outside-a-run", write_on_commit=True) as txn:
+            txn.stage({"foo": "bar"})
+        record = txn.read()
+        assert record.result == {"foo": "bar"} and record.metadata.storage_block_id == block_id
+        assert (tmp_path / "blocked" / "outside-a-run").exists()
+
+        @flow(persist_result=True)
+        def big() -> bytes:
+            return b"x" * 200_000  # larger than inline results: written as a file
+
+        assert big() == b"x" * 200_000
+        assert len(list((tmp_path / "blocked").iterdir())) == 2
+    with temporary_settings({PREFECT_DEFAULT_RESULT_STORAGE_BLOCK: "local-file-system/none"}):
+        with pytest.raises(ConfigurationError, match="no LocalFileSystem was saved as 'none'"):
+            get_default_result_storage()

@@ -362,3 +362,32 @@ def test_a_rolled_back_block_leaves_no_cache_entry_and_marks_its_task_runs(db_pa
     with get_client(sync_client=True) as client:
         names = sorted(run.state.name for run in client.read_task_runs())
     assert names == ["Cached", "Completed", "RolledBack"]
+
+
+def test_an_async_task_has_an_async_transaction_whose_hooks_are_awaited():
+    log: list = []
+
+    @task
+    async def step() -> int:
+        log.append(type(get_transaction()).__name__)
+        return 1
+
+    @step.on_commit
+    async def committed(txn) -> None:
+        log.append(("commit", type(txn).__name__))
+
+    @flow
+    async def f() -> None:
+        await step()
+
+    @flow
+    async def in_block() -> None:
+        with transaction():
+            await step()
+            assert log[-1] == "AsyncTransaction"
+
+    asyncio.run(f())
+    assert log == ["AsyncTransaction", ("commit", "AsyncTransaction")]
+    log.clear()
+    asyncio.run(in_block())
+    assert log == ["AsyncTransaction", ("commit", "AsyncTransaction")]

@@ -168,12 +168,12 @@ def test_setting_objects_under_both_names():
         with temporary_settings({THEIRS: "maybe"}):
             pass
     # Prefect's other setting names import (code naming them loads) and refuse to be used.
-    from millstream.settings import PREFECT_API_URL, PREFECT_DEFAULT_RESULT_STORAGE_BLOCK
+    from millstream.settings import PREFECT_API_URL, PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK
 
     with pytest.raises(exceptions.NotSupportedError, match="PREFECT_API_URL has no equivalent"):
         PREFECT_API_URL.value()
-    with pytest.raises(exceptions.NotSupportedError, match="PREFECT_DEFAULT_RESULT_STORAGE"):
-        with temporary_settings({PREFECT_DEFAULT_RESULT_STORAGE_BLOCK: "local-file-system/x"}):
+    with pytest.raises(exceptions.NotSupportedError, match="PREFECT_TASK_SCHEDULING_DEFAULT"):
+        with temporary_settings({PREFECT_TASK_SCHEDULING_DEFAULT_STORAGE_BLOCK: "x/y"}):
             pass
     with pytest.raises(exceptions.NotSupportedError, match="PREFECT_UI_URL"):
         with temporary_settings({"PREFECT_UI_URL": "http://x"}):
