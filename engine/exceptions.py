@@ -174,3 +174,128 @@ class TaskRunTimeoutError(TimedOut, TimeoutError):
 
 class FlowPauseTimeout(MillstreamError, TimeoutError):
     """A paused flow run was not resumed within its timeout."""
+
+
+# -- Prefect's remaining exception names (issue 10): importable and raised where they apply ------
+
+
+class MissingFlowError(MillstreamError):
+    """An entrypoint names a flow that its file or module does not define."""
+
+
+class UnspecifiedFlowError(MillstreamError):
+    """A file defines several flows and none was named."""
+
+
+class MissingResult(MillstreamError):
+    """A state holds no result (persistence was off when it was recorded)."""
+
+
+class ScriptError(MillstreamError):
+    """A script raised while it was loaded (``load_flow_from_entrypoint``); ``user_exc``."""
+
+    def __init__(self, user_exc: BaseException, path: str) -> None:
+        super().__init__(f"Script at {str(path)!r} encountered an exception: {user_exc!r}")
+        self.user_exc = user_exc
+
+
+class SignatureMismatchError(MillstreamError, TypeError):
+    """Parameters given to a function do not match its signature."""
+
+    @classmethod
+    def from_bad_params(
+        cls, expected_params: list[str], provided_params: list[str]
+    ) -> SignatureMismatchError:
+        """The error for ``provided_params`` given to a function taking ``expected_params``."""
+        return cls(
+            f"Function expects parameters {expected_params} but was provided with"
+            f" parameters {provided_params}"
+        )
+
+
+class ObjectLimitReached(MillstreamError):
+    """A limit on the number of objects was reached."""
+
+
+class ObjectUnsupported(MillstreamError):
+    """An object is not supported in this context."""
+
+
+class MissingProfileError(MillstreamError, ValueError):
+    """A settings profile that does not exist was named."""
+
+
+class ReservedArgumentError(MillstreamError, TypeError):
+    """A function uses an argument name reserved by the engine."""
+
+
+class InvalidNameError(MillstreamError, ValueError):
+    """A name contains characters that are not allowed."""
+
+
+class PrefectSignal(BaseException):  # Prefect's name
+    """Base of Prefect's signals: BaseExceptions so that user ``except Exception`` lets them by."""
+
+
+class ExternalSignal(BaseException):  # Prefect's name
+    """Base of signals from outside the process."""
+
+
+class BlockMissingCapabilities(MillstreamError):
+    """A block lacks a capability it was asked for."""
+
+
+class ProtectedBlockError(MillstreamError):
+    """A protected block was asked to change."""
+
+
+class InvalidRepositoryURLError(MillstreamError):
+    """A repository URL is not valid."""
+
+
+class InfrastructureError(MillstreamError):
+    """Infrastructure for a run could not be used."""
+
+
+class InfrastructureNotFound(MillstreamError):
+    """Infrastructure for a run was not found."""
+
+
+class InfrastructureNotAvailable(MillstreamError):
+    """Infrastructure for a run is not available right now."""
+
+
+class NotPausedError(MillstreamError):
+    """A run that is not paused was asked to resume."""
+
+
+class FlowRunWaitTimeout(MillstreamError):
+    """``wait_for_flow_run`` gave up before the run finished."""
+
+
+class FlowRunWatchError(MillstreamError):
+    """Watching a flow run failed."""
+
+
+class PrefectImportError(ImportError):
+    """An import of an optional part failed."""
+
+
+class EventTooLarge(MillstreamError):
+    """An event is larger than allowed."""
+
+
+class ProfileSettingsValidationError(MillstreamError):
+    """A settings profile holds invalid values; ``errors`` lists them."""
+
+    def __init__(self, errors: list[tuple[Any, Any]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class HashError(MillstreamError):
+    """A value could not be hashed."""
+
+
+class PrefectHTTPStatusError(MillstreamError):
+    """An HTTP call answered with an error status (the worker's API, webhooks)."""

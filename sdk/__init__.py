@@ -11,19 +11,20 @@ from millstream._engine.model.states import State
 from millstream._engine.orchestrate.annotations import allow_failure, quote, unmapped
 from millstream._engine.orchestrate.context import tags
 from millstream._engine.orchestrate.transactions import Transaction
+from millstream._version import __version__
 from millstream.flows import Flow, flow
 from millstream.futures import PrefectFuture, as_completed, wait
 from millstream.tasks import Task, task
 
 # Importing a Prefect module Millstream does not offer says so (and what to use instead).
 _refusals.install()
-
 __all__ = [
     "Flow",
     "PrefectFuture",
     "State",
     "Task",
     "Transaction",
+    "__version__",
     "allow_failure",
     "apause_flow_run",
     "arecover",

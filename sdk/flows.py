@@ -230,16 +230,24 @@ class Flow(Generic[P, R]):
         )
 
     @classmethod
-    def from_source(cls, *args: Any, **kwargs: Any) -> NoReturn:
-        """Not available: loading flows from remote storage is a server feature."""
-        raise NotSupportedError(
-            "Flow.from_source() loads flows from remote storage for Prefect's workers; "
-            "Millstream runs flows imported in the current process."
-        )
+    def from_source(cls, source: Any, entrypoint: str) -> Any:
+        """The flow at ``entrypoint`` in the local directory ``source`` (sync-compatible; a
+        remote URL raises ``NotSupportedError``)."""
+        from millstream._flow_loading import afrom_source
+        from millstream._sync import dispatch
+
+        return dispatch(afrom_source)(source, entrypoint)
 
     def visualize(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Not available: flow visualisation needs graphviz and Prefect's UI."""
         raise NotSupportedError("Flow.visualize() is not part of the embedded engine.")
+
+    def generate_mermaid_graph(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available: drawing a flow's task graph runs its body with tasks stubbed out."""
+        raise NotSupportedError(
+            "Flow.generate_mermaid_graph() is not part of the embedded engine; run the flow and "
+            "read its task runs (and their upstream runs) with get_client(), or the dashboard."
+        )
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r}, fn={self.fn.__qualname__})"
@@ -264,5 +272,8 @@ def flow(__fn: Any = None, /, **options: Unpack[FlowOptions]) -> Any:
 
     return decorator
 
+
+# Prefect's loaders (load_flow_from_entrypoint, safe_load_..., load_flow_arguments_...).
+from millstream._flow_loading import *  # noqa: E402, F403
 
 __all__ = ["Flow", "flow"]

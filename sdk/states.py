@@ -21,6 +21,7 @@ from millstream._engine.model.states import (
     get_state_exception,
     raise_state_exception,
 )
+from millstream._state_groups import *  # noqa: F403  # StateGroup, is_state_iterable, Submitting
 
 __all__ = [
     "AwaitingConcurrencySlot",

@@ -118,6 +118,14 @@ class Task(Generic[P, R]):
 
     # -- the engine's view ----------------------------------------------------------------------
     @property
+    def source_code(self) -> str | None:
+        """The task function's source (None when it has none: a REPL, a builtin), as Prefect."""
+        try:
+            return inspect.getsource(self.fn)
+        except (TypeError, OSError):
+            return None
+
+    @property
     def spec(self) -> TaskSpec:
         """The frozen spec the engine runs (rebuilt after a hook decorator adds a hook)."""
         spec = self._spec_cache
@@ -367,7 +375,7 @@ def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: 
     """The policy the engine computes cache keys with (None: no caching), as Prefect 3 does:
     no caching unless configured; ``persist_result=True`` alone caches by the DEFAULT policy."""
     if cache_key_fn is None and (
-        cache_policy is None or (cache_policy is NotSet and persist_result is not True)
+        cache_policy is None or (cache_policy is NotSet and persist_result is False)
     ):
         return None  # an explicit cache_policy=None means no caching, as in Prefect
     from millstream._engine.results import cache_policies as cp
@@ -382,7 +390,8 @@ def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: 
             )
         policy: Any = cp.CacheKeyFnPolicy(cache_key_fn)
     elif cache_policy is NotSet:
-        policy = cp.DEFAULT
+        # Unset: DEFAULT when results are persisted (decided per run, by the flow or setting).
+        policy = cp.DEFAULT if persist_result is True else cp.DEFAULT_WHEN_PERSISTED
     elif not isinstance(cache_policy, cp.CachePolicy):
         raise TypeError(f"cache_policy must be a CachePolicy, got {cache_policy!r}")
     elif cache_policy is cp.NO_CACHE or cache_policy is cp.NONE:

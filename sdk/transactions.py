@@ -1,6 +1,9 @@
-"""Transactions: ``transaction()`` blocks whose task runs commit or roll back together."""
+"""Transactions (``prefect.transactions``): blocks whose staged values and task hooks commit or
+roll back together."""
 
+from millstream._engine.orchestrate.async_transactions import AsyncTransaction, atransaction
 from millstream._engine.orchestrate.transactions import (
+    BaseTransaction,
     CommitMode,
     IsolationLevel,
     Transaction,
@@ -10,10 +13,13 @@ from millstream._engine.orchestrate.transactions import (
 )
 
 __all__ = [
+    "AsyncTransaction",
+    "BaseTransaction",
     "CommitMode",
     "IsolationLevel",
     "Transaction",
     "TransactionState",
+    "atransaction",
     "get_transaction",
     "transaction",
 ]

@@ -97,6 +97,27 @@ class TaskRun(msgspec.Struct, _RunTimes, kw_only=True):
     created: dt.datetime | None = None
     # A digest of the task function's code (recovery reuses the result only for the same code).
     code_fingerprint: str | None = None
+    # Upstream task runs whose futures or states were passed, by parameter ("wait_for" for
+    # those waited for); kept in memory with the run, not in the database.
+    input_links: dict[str, list[uuid.UUID]] | None = None
+
+    @property
+    def task_inputs(self) -> dict[str, list[TaskRunResult]]:
+        """Prefect's ``task_inputs``: for each parameter, the upstream task runs it came from."""
+        links = self.input_links or {}
+        inputs = {
+            name: [TaskRunResult(id=i) for i in links.get(name, ())] for name in self.parameters
+        }
+        if "wait_for" in links:
+            inputs["wait_for"] = [TaskRunResult(id=i) for i in links["wait_for"]]
+        return inputs
+
+
+class TaskRunResult(msgspec.Struct, frozen=True, kw_only=True):
+    """An upstream task run in ``TaskRun.task_inputs`` (Prefect's ``TaskRunResult``)."""
+
+    input_type: str = "task_run"
+    id: uuid.UUID
 
 
 class LogRecord(msgspec.Struct, kw_only=True, array_like=True):

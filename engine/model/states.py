@@ -68,6 +68,10 @@ class StateDetails(msgspec.Struct, kw_only=True, omit_defaults=True):
     traceback: str | None = None
 
 
+# types.GenericAlias, reached without importing ``types`` (the model imports only pure modules).
+_GenericAlias: Any = type(list[int])
+
+
 class State(msgspec.Struct, kw_only=True):
     """One state of a flow or task run.
 
@@ -89,6 +93,15 @@ class State(msgspec.Struct, kw_only=True):
             self.type = StateType(self.type)
         if self.name is None:
             self.name = _DEFAULT_NAMES[self.type]
+
+    # Hashable as in Prefect (by run ids, timestamp and type), and subscriptable for
+    # annotations: ``State[int]``.
+    def __hash__(self) -> int:
+        details = self.state_details
+        return hash((details.flow_run_id, details.task_run_id, self.timestamp, self.type))
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        return _GenericAlias(cls, item)
 
     # -- predicates ---------------------------------------------------------------------------
     def is_scheduled(self) -> bool:

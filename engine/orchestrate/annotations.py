@@ -1,4 +1,4 @@
-"""Annotations on task arguments: ``unmapped``, ``allow_failure``, ``quote``."""
+"""Annotations on task arguments: ``unmapped``, ``allow_failure``, ``quote``, ``opaque``."""
 
 from __future__ import annotations
 
@@ -47,3 +47,12 @@ class allow_failure(BaseAnnotation[T]):
 
 class quote(BaseAnnotation[T]):
     """An argument passed as is: not inspected for futures, not iterated by ``map``."""
+
+    def unquote(self) -> T:
+        """The wrapped value."""
+        return self.value
+
+
+class opaque(BaseAnnotation[T]):
+    """An argument whose future (or state) is resolved to its result, but whose contents are
+    not searched for further futures: cheap for large collections."""

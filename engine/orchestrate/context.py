@@ -79,6 +79,21 @@ class FlowRunContext(RunContext):
         # itertools.count: next() is atomic, so threads submitting concurrently get distinct keys.
         self.task_counters: dict[str, itertools.count[int]] = {}
 
+    @property
+    def start_time(self) -> Any:
+        """When the flow run started running."""
+        return self.flow_run.start_time
+
+    @property
+    def persist_result(self) -> bool:
+        """Whether the flow run persists its result (its own choice, else the setting)."""
+        return _persist_choice(self.spec, self.settings)
+
+    @property
+    def result_store(self) -> Any:
+        """A ``ResultStore`` with the flow's result storage and serializer."""
+        return _result_store(self.spec)
+
     def next_dynamic_key(self, task_key: str) -> str:
         """The next call index of ``task_key`` in this flow run."""
         counter = self.task_counters.get(task_key)
@@ -101,6 +116,44 @@ class TaskRunContext(RunContext):
         self.task_run = task_run
         self.parameters = parameters
         self.log_prints = log_prints
+
+    @property
+    def start_time(self) -> Any:
+        """When the task run started running."""
+        return self.task_run.start_time
+
+    @property
+    def persist_result(self) -> bool:
+        """Whether the task run persists its result (its own choice, its flow's, the setting)."""
+        flow_ctx = flow_run_var.get()
+        spec: Any = self.spec
+        if spec.persist_result is None and flow_ctx is not None:
+            spec = flow_ctx.spec
+        return _persist_choice(spec, flow_ctx.settings if flow_ctx is not None else None)
+
+    @property
+    def result_store(self) -> Any:
+        """A ``ResultStore`` with the task's (else its flow's) result storage and serializer."""
+        flow_ctx = flow_run_var.get()
+        store = _result_store(flow_ctx.spec) if flow_ctx is not None else _result_store(None)
+        return store.update_for_task(self.spec)
+
+
+def _persist_choice(spec: Any, settings: Any) -> bool:
+    if spec is not None and spec.persist_result is not None:
+        return bool(spec.persist_result)
+    if settings is None:
+        from millstream._engine.settings import get_current_settings
+
+        settings = get_current_settings()
+    return bool(settings.results.persist_by_default)
+
+
+def _result_store(spec: Any) -> Any:
+    from millstream._engine.results.result_store import ResultStore
+
+    store = ResultStore()
+    return store if spec is None else store.update_for_task(spec)
 
 
 flow_run_var = FlowRunContext._var

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from millstream._engine.model.states import State, StateType, state_result
-from millstream._engine.orchestrate.annotations import BaseAnnotation, allow_failure, quote
+from millstream._engine.orchestrate.annotations import BaseAnnotation, allow_failure, opaque, quote
 from millstream._engine.orchestrate.scheduler import EngineFuture
 
 # Argument types that can hold neither futures nor annotations: no need to look inside.
@@ -29,7 +29,9 @@ def is_future(value: Any) -> bool:
 
 
 async def resolve(
-    parameters: dict[str, Any], wait_for: list[Any] | None
+    parameters: dict[str, Any],
+    wait_for: list[Any] | None,
+    links: dict[str, list[uuid.UUID]] | None = None,
 ) -> tuple[dict[str, Any], list[uuid.UUID], bool]:
     """``(parameters with futures replaced by results, failed upstream ids, changed)``.
 
@@ -43,28 +45,40 @@ async def resolve(
             k: v.value if isinstance(v, BaseAnnotation) else v for k, v in parameters.items()
         }
         return unwrapped, [], False
-    upstream = Upstream()
+    upstream = Upstream(links)
     if wait_for:
+        upstream.parameter = "wait_for"
         await resolve_inputs(list(wait_for), engine_future_of, upstream)
-    resolved = {
-        k: await resolve_inputs(v, engine_future_of, upstream) for k, v in parameters.items()
-    }
+    resolved = {}
+    for k, v in parameters.items():
+        upstream.parameter = k
+        resolved[k] = await resolve_inputs(v, engine_future_of, upstream)
     return resolved, upstream.failed, True
 
 
 class Upstream:
-    """What resolving a task's inputs found: failed upstreams block the run unless allowed."""
+    """What resolving a task's inputs found: failed upstreams block the run unless allowed;
+    ``links`` (when given) collects the upstream run ids by parameter."""
 
-    __slots__ = ("failed",)
+    __slots__ = ("failed", "links", "parameter")
 
-    def __init__(self) -> None:
+    def __init__(self, links: dict[str, list[uuid.UUID]] | None = None) -> None:
         self.failed: list[uuid.UUID] = []
+        self.links = links
+        self.parameter = ""
+
+    def link(self, run_id: uuid.UUID | None) -> None:
+        """Note that the current parameter came from task run ``run_id``."""
+        if self.links is not None and run_id is not None:
+            self.links.setdefault(self.parameter, []).append(run_id)
 
 
 def has_futures(value: Any, is_future: Callable[[Any], bool], depth: int = 0) -> bool:
     """Whether ``value`` is or holds (in lists, tuples, sets, dicts) a future or a state."""
     if is_future(value) or isinstance(value, State | allow_failure):
         return True
+    if isinstance(value, opaque):
+        return is_future(value.value) or isinstance(value.value, State)
     if depth > 5:
         return False
     if isinstance(value, list | tuple | set | frozenset):
@@ -83,6 +97,8 @@ async def resolve_inputs(
     """Replace futures and states inside ``value`` by their results."""
     if isinstance(value, quote):
         return value.value
+    if isinstance(value, opaque):
+        return await _resolve_opaque(value.value, to_engine, upstream, allow)
     if isinstance(value, allow_failure):
         return await resolve_inputs(value.value, to_engine, upstream, allow=True)
     engine_future = to_engine(value)
@@ -103,7 +119,21 @@ async def resolve_inputs(
     return value
 
 
+async def _resolve_opaque(
+    inner: Any, to_engine: Callable[[Any], EngineFuture | None], upstream: Upstream, allow: bool
+) -> Any:
+    """The top level only: a future or state becomes its result; nothing inside is visited."""
+    engine_future = to_engine(inner)
+    if engine_future is not None:
+        state = await engine_future.wait_async()
+        return _state_value(state, engine_future.task_run_id, upstream, allow)
+    if isinstance(inner, State):
+        return _state_value(inner, None, upstream, allow)
+    return inner
+
+
 def _state_value(state: State, run_id: uuid.UUID | None, upstream: Upstream, allow: bool) -> Any:
+    upstream.link(run_id or state.state_details.task_run_id)
     if state.type is StateType.COMPLETED:
         return state_result(state)
     if allow:

@@ -13,6 +13,7 @@ from millstream._engine.model.states import (
     state_result,
 )
 from millstream._engine.orchestrate import context as ctxmod
+from millstream._engine.results.blocks import default_results_dir
 from millstream._engine.results.refs import StoredResult, journal, persist
 from millstream._engine.settings import get_current_settings
 
@@ -66,7 +67,7 @@ def persist_result(
             storage_key=storage_key,
             parameters=parameters,
             inline_max_bytes=settings.results.inline_max_bytes,
-            default_dir=settings.results.local_storage_path,
+            default_dir=default_results_dir(settings),
             pickle_fallback=settings.results.pickle_fallback,
         )
     except Exception as exc:  # SerializationError, StorageKeyError, OSError: nothing written

@@ -23,7 +23,14 @@ from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import link, run_attempts
 from millstream._engine.orchestrate.body import task_body_state
 from millstream._engine.orchestrate.hooks import run_hooks
-from millstream._engine.orchestrate.transactions import task_run_finished
+from millstream._engine.orchestrate.task_transactions import (
+    atask_run_finished,
+    has_own_transaction,
+    lock_cache_key,
+    put_cache_on_commit,
+    task_run_finished,
+    unlock_cache_key,
+)
 from millstream._engine.results.cache_policies import source_fingerprint
 from millstream._engine.results.refs import StoredResult
 from millstream._engine.store import Store, get_store
@@ -96,9 +103,11 @@ async def run_task(
     earlier = _recorded_earlier(flow_ctx, task_run)
     if earlier is not None:
         return earlier
-    parameters, failed, changed = await inputs.resolve(parameters, wait_for)
+    links: dict[str, list[uuid.UUID]] = {}
+    parameters, failed, changed = await inputs.resolve(parameters, wait_for, links)
     if changed:
         task_run.parameters = parameters
+        task_run.input_links = links or None
     pending = State(type=_PENDING, name="Pending")
     task_run.created = pending.timestamp
     _record(store, task_run, pending)
@@ -194,6 +203,9 @@ async def _from_cache(
     if key is None:
         return None, None
     task_ctx.task_run.cache_key = key
+    locked = await lock_cache_key(policy, key, task_ctx.task_run.id)
+    if locked is not None:
+        return None, locked
     refresh = spec.refresh_cache
     if refresh is None:
         refresh = persist.settings_of(flow_ctx).tasks.refresh_cache
@@ -239,7 +251,8 @@ def _kept_result(
         state.state_details.cache_key = cache_key
         state.state_details.cache_expiration = expiration
         task_run.cache_expiration = expiration
-        store.put_cache(cache_key, blob, expiration, task_run.id)
+        # Inside a transaction() block the entry is written when the block commits.
+        put_cache_on_commit(store, cache_key, blob, expiration, task_run.id)
     return state, blob
 
 
@@ -256,12 +269,14 @@ async def _finish(
     link(task_run, state)
     task_run.end_time = state.timestamp
     _record(store, task_run, state, blob)
-    if spec.on_commit or spec.on_rollback:
-        args = (state.type is _COMPLETED, spec.on_commit, spec.on_rollback, task_run.cache_key)
+    if task_run.cache_key is not None:
+        unlock_cache_key(spec.cache_policy, task_run.cache_key, task_run.id)
+    if spec.on_commit or spec.on_rollback or has_own_transaction(task_run.id):
+        args = (task_run, state, spec.on_commit, spec.on_rollback, store, spec.is_async)
         if executor is not None:
             await executor.run(task_run_finished, *args)
         else:
-            task_run_finished(*args)
+            await atask_run_finished(*args)
     kind = transitions.hook_kind(state, flow=False)
     if kind is not None:
         hooks = spec.hooks.on_completion if kind == "on_completion" else spec.hooks.on_failure

@@ -3,7 +3,8 @@
 # Modules, each importing only those before it: base (the Serializer protocol, type names for
 # errors), faithful (the type-faithful msgpack encoding, MsgpackSerializer), serializers (JSON,
 # pickle, resolve_serializer), keys (storage key templates and validation), storage
-# (ResultStorage, LocalFileSystem, resolve_storage).
+# (ResultStorage, LocalFileSystem, resolve_storage), records (ResultRecord and its metadata),
+# result_store (ResultStore, as Prefect's), locking (lock managers for SERIALIZABLE).
 
 # ``os`` stays reachable as ``millstream._engine.results.os``: tests patch ``results.os`` functions.
 import os as os

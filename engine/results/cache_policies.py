@@ -13,6 +13,7 @@ the policy's ``Inputs`` (a policy that does not look at inputs is returned uncha
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import types
@@ -46,14 +47,20 @@ __all__ = [
 CacheKeyFn = Callable[[Any, dict[str, Any]], "str | None"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CachePolicy:
     """Base of cache policies: computes a task run's cache key (None: do not cache).
 
     ``skip_lookup`` tells ``NO_CACHE`` (never look a cached result up) from ``NONE``.
+    ``isolation_level`` ("READ_COMMITTED" or "SERIALIZABLE") and ``lock_manager`` are set by
+    ``configure``: SERIALIZABLE runs with the same key one at a time, the later ones then
+    finding the first one's cached result.
     """
 
     skip_lookup: ClassVar[bool] = False
+    key_storage: Any = field(default=None, kw_only=True, compare=True)
+    isolation_level: Any = field(default=None, kw_only=True)
+    lock_manager: Any = field(default=None, kw_only=True)
 
     def compute_key(
         self,
@@ -78,12 +85,26 @@ class CachePolicy:
             return self
         if isinstance(self, _None):
             return other
-        return CompoundCachePolicy(policies=_merge([*_members(self), *_members(other)]))
+        for name, what in (
+            ("key_storage", "storage locations"),
+            ("isolation_level", "isolation levels"),
+            ("lock_manager", "lock implementations"),
+        ):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None and mine != theirs:
+                raise ValueError(f"Cannot add CachePolicies with different {what}.")
+        return CompoundCachePolicy(
+            policies=[*_members(self), *_members(other)],
+            key_storage=self.key_storage or other.key_storage,
+            isolation_level=self.isolation_level or other.isolation_level,
+            lock_manager=self.lock_manager or other.lock_manager,
+        )
 
     def __sub__(self, name: str) -> CachePolicy:
         if not isinstance(name, str):
             raise TypeError(
-                f"Only parameter names (str) can be subtracted from a cache policy, got {name!r}"
+                "Can only subtract strings from key policies. Only parameter names (str) can "
+                f"be subtracted from a cache policy, got {name!r}"
             )
         return self._without(name)
 
@@ -97,27 +118,56 @@ class CachePolicy:
         lock_manager: Any = None,
         isolation_level: Any = None,
     ) -> CachePolicy:
-        """Prefect's storage and locking options for cache keys: not available here.
+        """A copy with a lock manager and isolation level (what is not given is kept).
 
-        Cache entries live in the engine's SQLite database, written by its one writer, so any
-        option given raises ``NotSupportedError`` naming it; with none given the policy is
-        returned unchanged.
+        ``isolation_level="SERIALIZABLE"`` with a ``lock_manager`` (``MemoryLockManager()``)
+        makes task runs with the same cache key wait for each other. ``key_storage`` (where
+        Prefect writes cache records) is refused: cache entries are kept in the engine's
+        database, shared by every process and machine that uses it.
         """
-        given = [
-            name
-            for name, value in (
-                ("key_storage", key_storage),
-                ("lock_manager", lock_manager),
-                ("isolation_level", isolation_level),
-            )
-            if value is not None
-        ]
-        if given:
+        if key_storage is not None:
+            given = [
+                name
+                for name, value in (
+                    ("key_storage", key_storage),
+                    ("lock_manager", lock_manager),
+                    ("isolation_level", isolation_level),
+                )
+                if value is not None
+            ]
             raise NotSupportedError(
-                f"{type(self).__name__}.configure({', '.join(given)}=...) is not supported: "
-                "cache entries are kept in the engine's SQLite database and locked by it"
+                f"{type(self).__name__}.configure({', '.join(given)}=...): key_storage is not "
+                "supported: cache entries are kept in the engine's database (shared by every "
+                "process using it; point MILLSTREAM_DATABASE_PATH at a shared file or use the "
+                "PostgreSQL store to share them across machines)"
             )
-        return self
+        if isolation_level is not None:
+            level = getattr(isolation_level, "value", isolation_level)
+            if level not in ("READ_COMMITTED", "SERIALIZABLE"):
+                raise ValueError(
+                    f"isolation_level must be 'READ_COMMITTED' or 'SERIALIZABLE', got "
+                    f"{isolation_level!r}"
+                )
+        changes: dict[str, Any] = {}
+        if lock_manager is not None:
+            changes["lock_manager"] = lock_manager
+        if isolation_level is not None:
+            changes["isolation_level"] = isolation_level
+        configured: CachePolicy = self._replace(**changes) if changes else self
+        return configured
+
+    def _replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        # The configuration shows only when set: most policies have none.
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _CONFIG_FIELDS and value is None:
+                continue
+            shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 def _members(policy: CachePolicy) -> tuple[CachePolicy, ...]:
@@ -125,24 +175,34 @@ def _members(policy: CachePolicy) -> tuple[CachePolicy, ...]:
 
 
 def _merge(policies: Iterable[CachePolicy]) -> tuple[CachePolicy, ...]:
-    """Members of a sum: no duplicates, no no-cache policies, one ``Inputs`` last."""
+    """Members of a compound: nested compounds flattened, one ``Inputs`` last (the union of
+    the excluded names, sorted), the others in order without repeats (Prefect keeps repeats;
+    they change nothing but the key's value)."""
     merged: list[CachePolicy] = []
-    excluded: list[str] = []
-    has_inputs = False
+    excluded: set[str] = set()
+    inputs: Inputs | None = None
     for policy in policies:
-        if isinstance(policy, _None):
-            continue
-        if isinstance(policy, Inputs):
-            has_inputs = True
-            excluded.extend(name for name in policy.exclude if name not in excluded)
-        elif policy not in merged:
-            merged.append(policy)
-    if has_inputs:
-        merged.append(Inputs(exclude=excluded))
+        for member in _members(policy):
+            if isinstance(member, Inputs):
+                inputs = inputs or member
+                excluded.update(member.exclude)
+            elif member not in merged:  # the same policy twice adds nothing to the key
+                merged.append(member)
+    if inputs is not None:
+        merged.append(inputs._replace(exclude=sorted(excluded)))
     return tuple(merged)
 
 
-@dataclass(frozen=True)
+_CONFIG_FIELDS = frozenset({"key_storage", "isolation_level", "lock_manager"})
+
+
+def _configure(policy: CachePolicy, key_storage: Any, isolation_level: Any, lock: Any) -> None:
+    object.__setattr__(policy, "key_storage", key_storage)
+    object.__setattr__(policy, "isolation_level", isolation_level)
+    object.__setattr__(policy, "lock_manager", lock)
+
+
+@dataclass(frozen=True, repr=False)
 class Inputs(CachePolicy):
     """The task run's inputs, minus the ``exclude``d parameter names.
 
@@ -151,7 +211,15 @@ class Inputs(CachePolicy):
 
     exclude: tuple[str, ...] = ()
 
-    def __init__(self, exclude: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        exclude: Iterable[str] | None = None,
+        *,
+        key_storage: Any = None,
+        isolation_level: Any = None,
+        lock_manager: Any = None,
+    ) -> None:
+        _configure(self, key_storage, isolation_level, lock_manager)
         if isinstance(exclude, str):
             raise TypeError(
                 f"Inputs(exclude=...) takes a list of parameter names, not the string {exclude!r}"
@@ -179,7 +247,8 @@ class Inputs(CachePolicy):
     def _without(self, name: str) -> CachePolicy:
         if name in self.exclude:
             return self
-        return Inputs(exclude=(*self.exclude, name))
+        without: CachePolicy = self._replace(exclude=(*self.exclude, name))
+        return without
 
 
 # Source fingerprints by function: reading source means file I/O and tokenizing, and a function
@@ -240,7 +309,7 @@ def _fingerprint(fn: Any) -> str:
     return stable_hash("name", f"{module}.{name}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TaskSource(CachePolicy):
     """The source code of the task's function (None outside a task run)."""
 
@@ -256,7 +325,7 @@ class TaskSource(CachePolicy):
         return None if fn is None else source_fingerprint(fn)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RunId(CachePolicy):
     """The flow run id, or the task run id outside a flow: caches within one run only."""
 
@@ -277,7 +346,7 @@ class RunId(CachePolicy):
         return None if run_id is None else str(run_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FlowParameters(CachePolicy):
     """The parameters of the flow run the task runs in (None when there are none)."""
 
@@ -294,7 +363,7 @@ class FlowParameters(CachePolicy):
         return hash_inputs(flow_parameters, kind="flow parameter")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class _None(CachePolicy):
     """Never a key: no caching (``NONE``)."""
 
@@ -309,25 +378,37 @@ class _None(CachePolicy):
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class _NoCache(_None):
     """No caching and no cache lookup either (``NO_CACHE``)."""
 
     skip_lookup: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CompoundCachePolicy(CachePolicy):
-    """Several policies at once: a hash of their keys (None when every member gives None)."""
+    """Several policies at once: a hash of their keys (None when every member gives None).
+
+    Built flattened, as in Prefect: nested compounds give their members, and every ``Inputs``
+    member merges into one, last, excluding the union of their names.
+    """
 
     policies: tuple[CachePolicy, ...] = field(default=())
 
-    def __init__(self, policies: Iterable[CachePolicy] | None = None) -> None:
+    def __init__(
+        self,
+        policies: Iterable[CachePolicy] | None = None,
+        *,
+        key_storage: Any = None,
+        isolation_level: Any = None,
+        lock_manager: Any = None,
+    ) -> None:
+        _configure(self, key_storage, isolation_level, lock_manager)
         members = tuple(policies or ())
         for policy in members:
             if not isinstance(policy, CachePolicy):
                 raise TypeError(f"CompoundCachePolicy members must be CachePolicy, got {policy!r}")
-        object.__setattr__(self, "policies", members)
+        object.__setattr__(self, "policies", _merge(members))
 
     def compute_key(
         self,
@@ -343,10 +424,11 @@ class CompoundCachePolicy(CachePolicy):
         return hash_objects(*keys)
 
     def _without(self, name: str) -> CachePolicy:
-        return CompoundCachePolicy(policies=[p._without(name) for p in self.policies])
+        without: CachePolicy = self._replace(policies=[p._without(name) for p in self.policies])
+        return without
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CacheKeyFnPolicy(CachePolicy):
     """A user function ``cache_key_fn(context, parameters) -> str | None``."""
 
@@ -376,6 +458,35 @@ FLOW_PARAMETERS = FlowParameters()
 NONE = _None()
 NO_CACHE = _NoCache()
 DEFAULT = TASK_SOURCE + RUN_ID + INPUTS
+
+
+@dataclass(frozen=True, repr=False)
+class _DefaultWhenPersisted(CachePolicy):
+    """The policy of a task that sets neither ``cache_policy`` nor ``persist_result``: DEFAULT
+    when its run persists results (its flow's choice, or ``results.persist_by_default``),
+    else no caching, as Prefect 3.9.1 does. Inputs that cannot be hashed mean no caching
+    here (the user asked for no cache), where an explicit policy fails the run naming them."""
+
+    def compute_key(
+        self,
+        task_ctx: Any,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """DEFAULT's key when the run persists its result, else None."""
+        if not getattr(task_ctx, "persist_result", False):
+            return None
+        try:
+            return DEFAULT.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
+        except UnhashableInputError:
+            return None
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT_WHEN_PERSISTED = _DefaultWhenPersisted()
 
 
 def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:

@@ -7,6 +7,8 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
+import anyio.to_thread
+
 from millstream._engine.results.keys import validate_storage_key
 
 
@@ -38,9 +40,10 @@ class ResultStorage(Protocol):
 class LocalFileSystem:
     """Results as files under one directory; writes are atomic (temp file, fsync, rename)."""
 
-    def __init__(self, basepath: str | os.PathLike[str]) -> None:
+    def __init__(self, basepath: str | os.PathLike[str] | None = None) -> None:
         # Absolute now: the path is stored with each result and read back from any cwd.
-        self.basepath = Path(basepath).expanduser().absolute()
+        # No basepath: the current directory, as Prefect's LocalFileSystem().
+        self.basepath = Path(basepath if basepath is not None else ".").expanduser().absolute()
 
     def _path(self, key: str) -> Path:
         return self.basepath / validate_storage_key(key)
@@ -76,6 +79,51 @@ class LocalFileSystem:
     def delete(self, key: str) -> None:
         """Remove the file (nothing if absent)."""
         self._path(key).unlink(missing_ok=True)
+
+    def _resolve_path(self, path: str | os.PathLike[str] | None) -> Path:
+        """``path`` under ``basepath`` (relative to it, or absolute inside it), resolved;
+        ``ValueError`` naming both when it falls outside."""
+        base = self.basepath.resolve()
+        if path is None:
+            return base
+        resolved = Path(path).expanduser()
+        if not resolved.is_absolute():
+            resolved = base / resolved
+        resolved = resolved.resolve()
+        if resolved != base and base not in resolved.parents:
+            raise ValueError(f"Provided path {resolved} is outside of the base path {base}.")
+        return resolved
+
+    def _read_path_sync(self, path: str | os.PathLike[str]) -> bytes:
+        """The bytes of a file (Prefect's block method); ``ValueError`` when it is missing or
+        not a file."""
+        resolved = self._resolve_path(path)
+        if not resolved.exists():
+            raise ValueError(f"Path {resolved} does not exist.")
+        if not resolved.is_file():
+            raise ValueError(f"Path {resolved} is not a file.")
+        return resolved.read_bytes()
+
+    def _write_path_sync(self, path: str | os.PathLike[str], content: bytes) -> str:
+        """Write a file atomically (Prefect's block method); returns its path."""
+        resolved = self._resolve_path(path)
+        if resolved.exists() and not resolved.is_file():
+            raise ValueError(f"Path {resolved} already exists and is not a file.")
+        key = resolved.relative_to(self.basepath.resolve()).as_posix()
+        LocalFileSystem(self.basepath.resolve()).write(key, content)
+        return str(resolved)
+
+    async def aread_path(self, path: str | os.PathLike[str]) -> bytes:
+        """``read_path`` on a worker thread."""
+        return await anyio.to_thread.run_sync(self._read_path_sync, path)
+
+    async def awrite_path(self, path: str | os.PathLike[str], content: bytes) -> str:
+        """``write_path`` on a worker thread."""
+        return await anyio.to_thread.run_sync(self._write_path_sync, path, content)
+
+    # Blocking here; ``millstream.filesystems.LocalFileSystem`` makes them sync-compatible.
+    read_path = _read_path_sync
+    write_path = _write_path_sync
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LocalFileSystem) and other.basepath == self.basepath

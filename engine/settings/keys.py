@@ -47,6 +47,9 @@ class ResultsSettings(msgspec.Struct, frozen=True, kw_only=True):
     inline_max_bytes: _NonNegativeInt = 64 * 1024
     # The default depends on home (<home>/storage); get_current_settings() always fills it in.
     local_storage_path: Path = msgspec.field(default_factory=lambda: _default_home() / "storage")
+    # "local-file-system/<name>": a LocalFileSystem saved with .save("<name>") takes the place
+    # of local_storage_path (Prefect's PREFECT_DEFAULT_RESULT_STORAGE_BLOCK).
+    default_storage_block: str | None = None
 
 
 class TasksSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,16 +189,38 @@ def setting_names() -> dict[str, str]:
     return {field.dotted: field.env for field in _FIELDS.values()}
 
 
-def _canonical(key: str, where: str) -> str:
+def _canonical(key: Any, where: str) -> str:
+    # A Setting object (``settings.objects``) names its setting.
+    named = getattr(key, "dotted", None)
+    if isinstance(named, str) and named in _FIELDS:
+        return named
+    if named == "":  # a Prefect setting with no meaning here: its value() says why
+        key.value()
     if key in _FIELDS:
-        return key
-    dotted = _BY_ENV.get(key)
+        return str(key)
+    dotted = _BY_ENV.get(key) or _prefect_name(key)
+    if dotted is None and isinstance(key, str) and key in _unsupported_prefect_names():
+        from millstream._engine.settings.objects import setting
+
+        setting(key).value()  # raises NotSupportedError naming it
     if dotted is None:
         raise ConfigurationError(
             f"Unknown setting {key!r} in {where}; known: dotted names like 'logging.level' or "
             f"environment names like 'MILLSTREAM_LOGGING_LEVEL'"
         )
     return dotted
+
+
+def _unsupported_prefect_names() -> frozenset[str]:
+    from millstream._engine.settings.prefect_names import PREFECT_SETTING_NAMES
+
+    return PREFECT_SETTING_NAMES
+
+
+def _prefect_name(key: Any) -> str | None:
+    from millstream._engine.settings.objects import PREFECT_NAMES
+
+    return PREFECT_NAMES.get(key) if isinstance(key, str) else None
 
 
 # -- converting and checking values ---------------------------------------------------------------

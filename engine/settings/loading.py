@@ -296,11 +296,11 @@ def temporary_settings(
         new_defaults.pop(dotted, None)
     for key, value in (set_defaults or {}).items():
         dotted = _canonical(key, "temporary_settings(set_defaults=...)")
-        new_defaults[dotted] = (value, f"{key} in temporary_settings(set_defaults=...)")
+        new_defaults[dotted] = (value, f"{_label(key)} in temporary_settings(set_defaults=...)")
     given = {**(updates or {}), **{k.replace("__", "."): v for k, v in kwargs.items()}}
     for key, value in given.items():
         dotted = _canonical(key, "temporary_settings")
-        new_updates[dotted] = (value, f"{key} in temporary_settings")
+        new_updates[dotted] = (value, f"{_label(key)} in temporary_settings")
     token = _layer.set(_Layer(new_updates, new_defaults, frozenset(restored)))
     try:
         yield get_current_settings()
@@ -316,3 +316,9 @@ def home_dir() -> Path:
 def database_path() -> Path:
     """The SQLite file runs are recorded in (``MILLSTREAM_DATABASE_PATH``)."""
     return get_current_settings().database_path
+
+
+def _label(key: Any) -> str:
+    """How a key given to ``temporary_settings`` is named in errors (a Setting by its name)."""
+    name = getattr(key, "name", None)
+    return name if isinstance(name, str) else str(key)

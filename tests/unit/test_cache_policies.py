@@ -289,12 +289,17 @@ def test_policies_are_immutable_hashable_values():
     )
 
 
-def test_configure_is_refused_by_name_and_is_a_no_op_without_options():
+def test_configure_sets_locking_refuses_key_storage_and_is_a_no_op_without_options():
+    # Issue 10: isolation_level and lock_manager are supported now (as in Prefect 3.9.1);
+    # key_storage stays refused by name.
     assert INPUTS.configure() is INPUTS
-    with pytest.raises(NotSupportedError, match="isolation_level"):
-        INPUTS.configure(isolation_level="SERIALIZABLE")
+    configured = INPUTS.configure(isolation_level="SERIALIZABLE", lock_manager="locks")
+    assert configured.isolation_level == "SERIALIZABLE" and configured.lock_manager == "locks"
+    assert configured != INPUTS and INPUTS.isolation_level is None
     with pytest.raises(NotImplementedError, match="key_storage, lock_manager"):
         DEFAULT.configure(key_storage="/tmp/keys", lock_manager=object())
+    with pytest.raises(NotSupportedError, match="key_storage"):
+        INPUTS.configure(key_storage="/tmp/keys")
 
 
 def test_extra_keyword_arguments_are_accepted():

@@ -2,7 +2,7 @@
 
 from millstream._engine.model.artifacts import Artifact, ArtifactCollection
 from millstream._engine.model.records import FlowRecord as Flow
-from millstream._engine.model.records import FlowRun, LogRecord, TaskRun
+from millstream._engine.model.records import FlowRun, LogRecord, TaskRun, TaskRunResult
 from millstream._engine.model.states import State, StateDetails, StateType
 from millstream.variables import Variable
 
@@ -19,5 +19,6 @@ __all__ = [
     "StateDetails",
     "StateType",
     "TaskRun",
+    "TaskRunResult",
     "Variable",
 ]
