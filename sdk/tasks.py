@@ -16,6 +16,7 @@ from millstream._engine.model.states import (
     resolve_retry_delays,
     state_result,
 )
+from millstream._engine.model.transitions import is_state_iterable
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate import task_run as engine_run
 from millstream._engine.orchestrate.annotations import quote, unmapped
@@ -135,7 +136,7 @@ class Task(Generic[P, R]):
         state = run_sync(
             lambda caller: engine_run.run_task(spec, parameters, executor=caller, wait_for=wait_for)
         )
-        return state if return_state else state_result(state)
+        return state if return_state else _call_result(state)
 
     async def _acall(
         self,
@@ -145,7 +146,7 @@ class Task(Generic[P, R]):
         wait_for: list[Any] | None,
     ) -> Any:
         state = await engine_run.run_task(spec, parameters, executor=None, wait_for=wait_for)
-        return state if return_state else state_result(state)
+        return state if return_state else _call_result(state)
 
     @overload
     def submit(
@@ -311,6 +312,15 @@ class Task(Generic[P, R]):
         bound._binder = Binder(bound.fn)
         bound._spec_cache = None
         return bound
+
+
+def _call_result(state: State) -> Any:
+    # As in Prefect, a direct call gives back what the body returned when that was a state or
+    # a collection of states (whatever the task's aggregated state), else the state's result.
+    data = state.data
+    if isinstance(data, State) or is_state_iterable(data):
+        return data
+    return state_result(state)
 
 
 def _implied_persist_result(

@@ -143,7 +143,13 @@ async def run_flow(
 
 
 def flow_result(state: State, raise_on_failure: bool = True) -> Any:
-    """What a flow call returns for its final state (raising its exception if it failed)."""
+    """What a flow call returns for its final state (raising its exception if it failed).
+
+    As in Prefect, a body that returned a collection of states (its futures' states) gives
+    the caller that collection, whatever the run's aggregated state; a returned state gives
+    the final state's result (a run's state comes back as the State itself)."""
+    if transitions.is_state_iterable(state.data):
+        return state.data
     return state_result(state, raise_on_failure)
 
 
