@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import uuid
@@ -14,7 +15,7 @@ from millstream._engine.model.spec import Binder, FlowSpec, Hook
 from millstream._engine.model.states import resolve_retry_delays
 from millstream._engine.orchestrate import flow_run as engine_run
 from millstream._options import FLOW_OPTIONS, FlowOptions, check_hooks
-from millstream._sync import run_sync
+from millstream._sync import in_async_context, run_sync
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,6 +47,10 @@ def _run_id(value: Any) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return uuid.uuid5(uuid.NAMESPACE_URL, f"millstream:flow-run:{value}")
+
+
+# No instance bound (a flow over a plain function, or a method read from its class).
+_UNBOUND: Any = object()
 
 
 class Flow(Generic[P, R]):
@@ -88,6 +93,7 @@ class Flow(Generic[P, R]):
         self._binder = Binder(fn)
         self._options: dict[str, Any] = dict(options)  # as given: with_options starts here
         self._spec_cache: FlowSpec | None = None
+        self._bound_self: Any = _UNBOUND
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -125,6 +131,8 @@ class Flow(Generic[P, R]):
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
         flow_run_id = kwargs.pop("flow_run_id", None)
+        if self._bound_self is not _UNBOUND:
+            args = (self._bound_self, *args)
         if wait_for is not None:
             raise TypeError("wait_for is only supported for subflows submitted as tasks")
         spec = self.spec
@@ -194,9 +202,20 @@ class Flow(Generic[P, R]):
         return self._add_hook(self.on_running_hooks, fn)
 
     # -- Prefect APIs that need a server or the cloud --------------------------------------------
-    def to_deployment(self, name: str, **options: Any) -> Any:
+    async def ato_deployment(self, name: str, **options: Any) -> Any:
         """A ``RunnerDeployment`` of this flow (interval=, cron=, rrule=, schedules=,
-        parameters=, tags=, description=, version=, paused=, enforce_parameter_schema=)."""
+        parameters=, tags=, description=, version=, paused=, enforce_parameter_schema=,
+        concurrency_limit=); ``triggers=`` raises NotSupportedError."""
+        from millstream.deployments import make_deployment
+
+        return make_deployment(self, name, **options)
+
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """Sync-compatible ``ato_deployment``: awaitable in async code (as Prefect's), the
+        deployment itself in sync code."""
+        forced = options.pop("_sync", None)
+        if not (bool(forced) if forced is not None else not in_async_context()):
+            return self.ato_deployment(name, **options)
         from millstream.deployments import make_deployment
 
         return make_deployment(self, name, **options)
@@ -243,6 +262,16 @@ class Flow(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r}, fn={self.fn.__qualname__})"
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        # A flow over a method: ``obj.method`` is this flow with ``obj`` bound as its first
+        # argument, kept among the parameters (run names like "{self.x}" see it, as in
+        # Prefect). The copy shares the spec.
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound._bound_self = instance
+        return bound
 
 
 @overload

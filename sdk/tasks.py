@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import inspect
 from collections.abc import Callable, Coroutine, Iterable
@@ -29,6 +30,10 @@ from millstream.futures import PrefectFuture, PrefectFutureList
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+# No instance bound (a task over a plain function, or a method read from its class).
+_UNBOUND: Any = object()
 
 
 class Task(Generic[P, R]):
@@ -89,6 +94,7 @@ class Task(Generic[P, R]):
         self._binder = Binder(fn)
         self._options: dict[str, Any] = dict(options)  # as given: with_options starts here
         self._spec_cache: TaskSpec | None = None
+        self._bound_self: Any = _UNBOUND
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -129,6 +135,8 @@ class Task(Generic[P, R]):
         """
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
+        if self._bound_self is not _UNBOUND:
+            args = (self._bound_self, *args)
         spec = self.spec
         parameters = spec.binder.bind(args, kwargs)
         if spec.is_async:
@@ -166,10 +174,14 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         flow_ctx = ctxmod.flow_run_var.get()
         if flow_ctx is None:
+            # Prefect's wording (users match it); .delay is Millstream's too (c14).
             raise RuntimeError(
-                f"Unable to submit task {self.name!r} outside of a flow run: .submit() and "
-                ".map() need a flow run to schedule into; call the task directly instead."
+                "Unable to determine task runner to use for submission. If you are submitting "
+                "a task outside of a flow, please use `.delay` to submit the task run for "
+                "deferred execution."
             )
+        if self._bound_self is not _UNBOUND:
+            args = (self._bound_self, *args)
         future = self._submit(self.spec, self.spec.binder.bind(args, kwargs), wait_for, flow_ctx)
         if return_state:
             future.wait()
@@ -207,15 +219,20 @@ class Task(Generic[P, R]):
         flow_ctx = ctxmod.flow_run_var.get()
         if flow_ctx is None:
             raise RuntimeError(
-                f"Unable to map task {self.name!r} outside of a flow run: .map() needs a flow "
-                "run to schedule into."
+                "Unable to determine task runner to use for mapped task runs. If you are "
+                "mapping a task outside of a flow, please provide `deferred=True` to submit "
+                "the mapped task runs for deferred execution."
             )
         spec = self.spec
+        bound_name = None
+        if self._bound_self is not _UNBOUND:
+            args = (self._bound_self, *args)
+            bound_name = next(iter(spec.binder.signature.parameters))
         parameters = spec.binder.bind(args, kwargs)
         iterables: dict[str, list[Any]] = {}
         static: dict[str, Any] = {}
         for key, value in parameters.items():
-            if isinstance(value, unmapped | quote):
+            if key == bound_name or isinstance(value, unmapped | quote):
                 static[key] = value
             elif isinstance(value, PrefectFuture):
                 static[key] = value
@@ -225,14 +242,14 @@ class Task(Generic[P, R]):
                 static[key] = value
         if not iterables:
             raise MappingMissingIterable(
-                f"No iterable parameters were received for {self.name!r}.map(): got "
-                f"{ {k: type(v).__name__ for k, v in parameters.items()} }"
+                "No iterable parameters were received. Parameters for map must include at "
+                f"least one iterable. Parameters: {parameters}"
             )
         lengths = {k: len(v) for k, v in iterables.items()}
         if len(set(lengths.values())) > 1:
             raise MappingLengthMismatch(
-                f"Received iterable parameters with different lengths for {self.name!r}.map(): "
-                f"{lengths}"
+                "Received iterable parameters with different lengths. Parameters for map must "
+                f"all be the same length. Got lengths: {lengths}"
             )
         count = next(iter(lengths.values()))
         futures: PrefectFutureList[Any] = PrefectFutureList()
@@ -304,13 +321,13 @@ class Task(Generic[P, R]):
         return f"Task(name={self.name!r}, fn={self.fn.__qualname__})"
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
-        # Decorated methods: bind the instance as the first argument, like a function would.
+        # A task over a method: ``obj.method`` is this task with ``obj`` bound as its first
+        # argument, kept among the parameters (so run names and cache keys see ``self``, as in
+        # Prefect). The copy shares the spec: binding costs no rebuild.
         if instance is None:
             return self
-        bound = self.with_options()
-        bound.fn = self.fn.__get__(instance, owner)
-        bound._binder = Binder(bound.fn)
-        bound._spec_cache = None
+        bound = copy.copy(self)
+        bound._bound_self = instance
         return bound
 
 

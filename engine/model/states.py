@@ -126,15 +126,17 @@ class State(msgspec.Struct, kw_only=True):
         return self.type in TERMINAL_TYPES
 
     # -- results ------------------------------------------------------------------------------
-    def result(self, raise_on_failure: bool = True, fetch: bool = True) -> Any:
+    def result(
+        self, raise_on_failure: bool = True, fetch: bool = True, _sync: bool | None = None
+    ) -> Any:
         """The state's result; raises the stored exception for a failed state.
 
-        Called from inside a running event loop it returns a coroutine to ``await``, as
-        Prefect 3 does; ``aresult()`` is the explicit async form.
+        In async code (an async run's body, or a running event loop outside runs) it returns a
+        coroutine to ``await``, as Prefect 3 does; in a sync run's body it returns the value
+        even when its thread runs a loop. ``_sync=True``/``False`` forces one form and
+        ``aresult()`` is the explicit async form.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if not (async_context() if _sync is None else not _sync):
             return state_result(self, raise_on_failure)
         return self.aresult(raise_on_failure=raise_on_failure)
 
@@ -159,6 +161,20 @@ class State(msgspec.Struct, kw_only=True):
         if self.name is not None and self.name.lower() != self.type.value.lower():
             shown.append(f"type={self.type.value}")
         return f"{self.name}({', '.join(shown)})"
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+# Whether a sync-compatible call here returns a coroutine. Orchestration installs the
+# run-aware rule (``orchestrate.context.in_async_context``) when it is imported; the model
+# cannot see runs itself.
+async_context: Callable[[], bool] = _loop_running
 
 
 def _short_repr(data: Any) -> str:

@@ -68,7 +68,7 @@ async def with_timeout(
             return await awaitable
     except TimeoutError:
         if scope.expired():
-            raise error(f"{seconds:g} second(s)") from None
+            raise error(f"Scope timed out after {seconds:g} second(s).") from None
         raise
 
 

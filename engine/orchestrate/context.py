@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from millstream._engine.exceptions import MissingContextError
+from millstream._engine.model import states as _states
 
 if TYPE_CHECKING:
     from millstream._engine.model.records import FlowRun, TaskRun
@@ -105,6 +106,25 @@ class TaskRunContext(RunContext):
 
 flow_run_var = FlowRunContext._var
 task_run_var = TaskRunContext._var
+
+
+def in_async_context() -> bool:
+    """Whether a sync-compatible call here should return a coroutine (Prefect's rule).
+
+    Inside a task or flow run the run decides: an async body awaits, a sync body blocks, even
+    when its thread runs an event loop. Outside runs, a running event loop means async.
+    """
+    ctx = task_run_var.get() or flow_run_var.get()
+    if ctx is not None:
+        return bool(ctx.spec.is_async)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_states.async_context = in_async_context
 tags_var: ContextVar[frozenset[str]] = ContextVar("tags", default=frozenset())
 
 

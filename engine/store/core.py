@@ -106,7 +106,9 @@ class Store(StoreOperations):
         """Wait (from any event loop) until the database is open and migrated."""
         fut = self.start()
         if not fut.done():
-            await asyncio.wrap_future(fut)
+            # Shielded: a caller cancelled while the database opens must not cancel the
+            # opening itself (every other user of the store waits on the same future).
+            await asyncio.shield(asyncio.wrap_future(fut))
         fut.result()
 
     def ensure_open_sync(self) -> None:

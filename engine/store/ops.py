@@ -164,6 +164,8 @@ class StoreOperations:
             schedules_json,
             stamp,
             stamp,
+            fields.get("concurrency_limit"),
+            fields.get("collision_strategy"),
         )
         sql = Q["upsert_deployment"]
         await self._call(lambda conn: conn.execute(sql, params))

@@ -463,15 +463,18 @@ RETURNING *;
 -- name: upsert_deployment
 INSERT INTO deployment (
     id, name, flow_name, entrypoint, description, version, tags, parameters, parameters_blob,
-    parameter_schema, enforce_parameter_schema, paused, schedules, created, updated
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    parameter_schema, enforce_parameter_schema, paused, schedules, created, updated,
+    concurrency_limit, collision_strategy
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET entrypoint = excluded.entrypoint,
     description = excluded.description, version = excluded.version,
     tags = excluded.tags, parameters = excluded.parameters,
     parameters_blob = excluded.parameters_blob,
     parameter_schema = excluded.parameter_schema,
     enforce_parameter_schema = excluded.enforce_parameter_schema,
-    paused = excluded.paused, schedules = excluded.schedules, updated = excluded.updated;
+    paused = excluded.paused, schedules = excluded.schedules, updated = excluded.updated,
+    concurrency_limit = excluded.concurrency_limit,
+    collision_strategy = excluded.collision_strategy;
 
 -- name: select_deployment_by_name
 SELECT * FROM deployment WHERE flow_name = ? AND name = ?;
@@ -514,3 +517,10 @@ UPDATE log SET message = ? WHERE id = (
     SELECT id FROM log WHERE flow_run_id IS NULL AND task_run_id = ? AND name = ?
     ORDER BY id DESC LIMIT 1
 );
+
+-- migration: 7
+-- A deployment's concurrency limit (to_deployment(concurrency_limit=...)): how many of its runs
+-- may run at once (NULL: no limit) and what happens to a run over it ('ENQUEUE' or
+-- 'CANCEL_NEW'; NULL: Prefect's default, ENQUEUE).
+ALTER TABLE deployment ADD COLUMN concurrency_limit INTEGER;
+ALTER TABLE deployment ADD COLUMN collision_strategy TEXT;

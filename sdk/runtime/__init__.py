@@ -55,7 +55,8 @@ def _attribute(module: str, name: str, values: dict[str, tuple[type, Callable[[]
             # An unknown attribute can be mocked too (as text), as Prefect allows.
             return raw if entry is None else _cast(env_name, raw, entry[0])
     if entry is None:
-        raise AttributeError(f"module 'millstream.runtime.{module}' has no attribute {name!r}")
+        # Worded as Prefect's ("prefect.runtime.flow_run has no attribute 'x'").
+        raise AttributeError(f"millstream.runtime.{module} has no attribute {name!r}")
     return entry[1]()
 
 
