@@ -126,23 +126,22 @@ class Flow(Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the flow and return its result (a coroutine to await for an async flow).
 
-        ``return_state=True`` returns the final State instead of raising on failure.
+        ``return_state=True`` returns the final State instead of raising on failure;
+        ``wait_for`` lists futures to wait for first (a failed one: the run does not start).
         """
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
         flow_run_id = kwargs.pop("flow_run_id", None)
         if self._bound_self is not _UNBOUND:
             args = (self._bound_self, *args)
-        if wait_for is not None:
-            raise TypeError("wait_for is only supported for subflows submitted as tasks")
         spec = self.spec
         parameters = spec.binder.bind(args, kwargs)
         run_id = _run_id(flow_run_id)
         if spec.is_async:
-            return self._acall(spec, parameters, return_state, run_id)
+            return self._acall(spec, parameters, return_state, run_id, wait_for)
         state = run_sync(
             lambda caller: engine_run.run_flow(
-                spec, parameters, executor=caller, flow_run_id=run_id
+                spec, parameters, executor=caller, flow_run_id=run_id, wait_for=wait_for
             )
         )
         return state if return_state else engine_run.flow_result(state)
@@ -153,8 +152,11 @@ class Flow(Generic[P, R]):
         parameters: dict[str, Any],
         return_state: bool,
         flow_run_id: uuid.UUID | None,
+        wait_for: list[Any] | None = None,
     ) -> Any:
-        state = await engine_run.run_flow(spec, parameters, executor=None, flow_run_id=flow_run_id)
+        state = await engine_run.run_flow(
+            spec, parameters, executor=None, flow_run_id=flow_run_id, wait_for=wait_for
+        )
         return state if return_state else engine_run.flow_result(state)
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:

@@ -31,9 +31,16 @@ _RUNNING = StateType.RUNNING
 HookKind = Literal["on_completion", "on_failure", "on_crashed", "on_cancellation"]
 
 
-def attempt_state(run_count: int) -> State:
-    """The state an attempt starts in: Running the first time, Retrying after that."""
-    return State(type=_RUNNING, name="Running" if run_count == 1 else "Retrying")
+def attempt_state(run_count: int, *, flow: bool = False) -> State:
+    """The state an attempt starts in: Running the first time, Retrying after that for a task;
+    always Running for a flow (its retry shows as AwaitingRetry, as in Prefect 3.9.1)."""
+    return State(type=_RUNNING, name="Running" if run_count == 1 or flow else "Retrying")
+
+
+def waits_before_retry(delays: float | list[float], flow: bool) -> bool:
+    """Whether a retry is recorded as AwaitingRetry first: always for a flow; for a task only
+    when a retry delay is configured (Prefect goes straight to Retrying otherwise)."""
+    return flow or bool(delays)
 
 
 def may_retry(state: State, run_count: int, retries: int) -> bool:

@@ -44,7 +44,7 @@ async def run_attempts(
     task_run = run if type(run) is TaskRun else None
     while True:
         run.run_count += 1
-        running = link(run, transitions.attempt_state(run.run_count))
+        running = link(run, transitions.attempt_state(run.run_count, flow=task_run is None))
         if run.start_time is None:
             run.start_time = running.timestamp
         run.state = running
@@ -59,9 +59,10 @@ async def run_attempts(
         if retry is None:
             return state
         delay, waiting = retry
-        link(run, waiting)
-        run.state = waiting
-        put(run, waiting)
+        if transitions.waits_before_retry(spec.retry_delays, task_run is None):
+            link(run, waiting)
+            run.state = waiting
+            put(run, waiting)
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -19,7 +19,7 @@ from millstream._engine.bridge.executors import Executor
 from millstream._engine.bridge.loops import get_portal, is_private_loop
 from millstream._engine.bridge.processes import pid_alive
 from millstream._engine.bridge.task_runners import default_task_runner
-from millstream._engine.exceptions import ParameterTypeError, UnfinishedRun
+from millstream._engine.exceptions import ParameterTypeError, UnfinishedRun, UpstreamTaskError
 from millstream._engine.model import transitions
 from millstream._engine.model.ids import new_id
 from millstream._engine.model.names import random_run_name, render_run_name
@@ -34,7 +34,7 @@ from millstream._engine.model.states import (
     now,
     state_result,
 )
-from millstream._engine.orchestrate import cancellation, lines, persist
+from millstream._engine.orchestrate import cancellation, inputs, lines, persist
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import Put, link, run_attempts
 from millstream._engine.orchestrate.body import flow_body_state
@@ -98,9 +98,12 @@ async def run_flow(
     flow_run_id: uuid.UUID | None = None,
     deployment: Any = None,
     claimed: FlowRun | None = None,
+    wait_for: list[Any] | None = None,
 ) -> State:
     """Orchestrate one flow run to its final state (bad parameters give a Failed state).
 
+    ``wait_for``: futures (or states) to wait for first; a failed one leaves the run Pending
+    "NotReady" without running it, as a task's failed upstream does.
     Raises only for an unusable database and for cancellation and crashes, after recording them.
     """
     parent_ctx = ctxmod.flow_run_var.get()
@@ -118,6 +121,10 @@ async def run_flow(
         tracker = subflow_task_run(spec, parameters, parent_ctx)
         flow_run.parent_task_run_id = tracker.id
         put = mirrored(store, tracker)
+    if wait_for:
+        not_ready = await _upstream_not_ready(wait_for, flow_run, put)
+        if not_ready is not None:
+            return not_ready
     try:
         parameters = _validated(spec, parameters, flow_run)
     except ParameterTypeError as exc:
@@ -142,14 +149,26 @@ async def run_flow(
     return state
 
 
+async def _upstream_not_ready(wait_for: list[Any], flow_run: FlowRun, put: Put) -> State | None:
+    """Wait for ``wait_for``; the recorded NotReady state when one of them did not complete."""
+    _, failed, _ = await inputs.resolve({}, wait_for)
+    state = transitions.upstream_not_ready(failed)
+    if state is not None:
+        _record(put, flow_run, state)
+    return state
+
+
 def flow_result(state: State, raise_on_failure: bool = True) -> Any:
     """What a flow call returns for its final state (raising its exception if it failed).
 
     As in Prefect, a body that returned a collection of states (its futures' states) gives
     the caller that collection, whatever the run's aggregated state; a returned state gives
     the final state's result (a run's state comes back as the State itself)."""
-    if transitions.is_state_iterable(state.data):
-        return state.data
+    data = state.data
+    if transitions.is_state_iterable(data):
+        return data
+    if raise_on_failure and isinstance(data, UpstreamTaskError):
+        raise data  # not run: an upstream it waited for did not complete
     return state_result(state, raise_on_failure)
 
 
