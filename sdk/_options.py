@@ -163,12 +163,17 @@ def _as_bool(name: str, value: Any) -> bool:
 
 
 # -- fills: the value used when an option is not given (or empty), from the function ------------
+def _callable_name(fn: Callable[..., Any]) -> str:
+    # A callable object or a functools.partial has no __name__: Prefect names it by its type.
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
 def _fn_name(value: Any, fn: Callable[..., Any]) -> Any:
-    return value or fn.__name__
+    return value or _callable_name(fn)
 
 
 def _fn_flow_name(value: Any, fn: Callable[..., Any]) -> Any:
-    return value or fn.__name__.replace("_", "-")
+    return value or _callable_name(fn).replace("_", "-")
 
 
 def _fn_doc(value: Any, fn: Callable[..., Any]) -> Any:

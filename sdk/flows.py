@@ -263,7 +263,7 @@ class Flow(Generic[P, R]):
         raise NotSupportedError("Flow.visualize() is not part of the embedded engine.")
 
     def __repr__(self) -> str:
-        return f"Flow(name={self.name!r}, fn={self.fn.__qualname__})"
+        return f"Flow(name={self.name!r}, fn={getattr(self.fn, '__qualname__', self.name)})"
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         # A flow over a method: ``obj.method`` is this flow with ``obj`` bound as its first

@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import inspect
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, cast, overload
 
-from millstream._engine.exceptions import MappingLengthMismatch, MappingMissingIterable
 from millstream._engine.model.keys import task_key
 from millstream._engine.model.spec import Binder, Hook, TaskSpec
 from millstream._engine.model.states import (
@@ -20,9 +19,9 @@ from millstream._engine.model.states import (
 from millstream._engine.model.transitions import is_state_iterable
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate import task_run as engine_run
-from millstream._engine.orchestrate.annotations import quote, unmapped
 from millstream._engine.orchestrate.scheduler import EngineFuture
 from millstream._engine.results.cache_policies import source_fingerprint
+from millstream._mapping import mapped_calls
 from millstream._options import TASK_OPTIONS, NotSet, TaskOptions, check_hooks
 from millstream._sync import run_sync
 from millstream.futures import PrefectFuture, PrefectFutureList
@@ -212,7 +211,8 @@ class Task(Generic[P, R]):
     def map(self, *args: Any, **kwargs: Any) -> PrefectFutureList[Any]:
         """Submit one run per element of the iterable arguments (zipped; others broadcast).
 
-        Wrap an iterable in ``unmapped(...)`` to pass it whole to every run.
+        Wrap an iterable in ``unmapped(...)`` to pass it whole to every run; defaults are not
+        mapped over; a future or state given whole is mapped over by its result (as Prefect).
         """
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
@@ -228,35 +228,9 @@ class Task(Generic[P, R]):
         if self._bound_self is not _UNBOUND:
             args = (self._bound_self, *args)
             bound_name = next(iter(spec.binder.signature.parameters))
-        parameters = spec.binder.bind(args, kwargs)
-        iterables: dict[str, list[Any]] = {}
-        static: dict[str, Any] = {}
-        for key, value in parameters.items():
-            if key == bound_name or isinstance(value, unmapped | quote):
-                static[key] = value
-            elif isinstance(value, PrefectFuture):
-                static[key] = value
-            elif _is_mappable(value):
-                iterables[key] = list(value)
-            else:
-                static[key] = value
-        if not iterables:
-            raise MappingMissingIterable(
-                "No iterable parameters were received. Parameters for map must include at "
-                f"least one iterable. Parameters: {parameters}"
-            )
-        lengths = {k: len(v) for k, v in iterables.items()}
-        if len(set(lengths.values())) > 1:
-            raise MappingLengthMismatch(
-                "Received iterable parameters with different lengths. Parameters for map must "
-                f"all be the same length. Got lengths: {lengths}"
-            )
-        count = next(iter(lengths.values()))
+        calls = mapped_calls(spec.binder.signature, self.name, args, kwargs, bound_name)
         futures: PrefectFutureList[Any] = PrefectFutureList()
-        for i in range(count):
-            call = dict(static)
-            for key, values in iterables.items():
-                call[key] = values[i]
+        for call in calls:
             futures.append(self._submit(spec, call, wait_for, flow_ctx))
         if return_state:
             futures.wait()
@@ -318,7 +292,7 @@ class Task(Generic[P, R]):
         )
 
     def __repr__(self) -> str:
-        return f"Task(name={self.name!r}, fn={self.fn.__qualname__})"
+        return f"Task(name={self.name!r}, fn={getattr(self.fn, '__qualname__', self.name)})"
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         # A task over a method: ``obj.method`` is this task with ``obj`` bound as its first
@@ -398,12 +372,6 @@ def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: 
             "results must be persisted"
         )
     return policy
-
-
-def _is_mappable(value: Any) -> bool:
-    if isinstance(value, str | bytes | bytearray | dict):
-        return False
-    return isinstance(value, Iterable)
 
 
 @overload

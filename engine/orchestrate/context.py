@@ -15,6 +15,7 @@ from millstream._engine.model import states as _states
 if TYPE_CHECKING:
     from millstream._engine.model.records import FlowRun, TaskRun
     from millstream._engine.model.spec import FlowSpec, TaskSpec
+    from millstream._engine.model.states import State
     from millstream._engine.orchestrate.scheduler import RunGroup
     from millstream._engine.store import Store
 
@@ -37,12 +38,14 @@ class FlowRunContext(RunContext):
 
     __slots__ = (
         "deployment",
+        "finished_subflows",
         "flow",
         "flow_run",
         "group",
         "log_prints",
         "loop",
         "parameters",
+        "persisted",
         "recovered",
         "settings",
         "spec",
@@ -79,6 +82,10 @@ class FlowRunContext(RunContext):
         # which is what durable recovery matches on.
         # itertools.count: next() is atomic, so threads submitting concurrently get distinct keys.
         self.task_counters: dict[str, itertools.count[int]] = {}
+        # (task key, call index) -> final state of a subflow that completed with a persisted
+        # result: a retried attempt of this flow run reuses it instead of running it again.
+        self.finished_subflows: dict[tuple[str, str], State] = {}
+        self.persisted = False  # whether this run's final result was persisted
 
     def next_dynamic_key(self, task_key: str) -> str:
         """The next call index of ``task_key`` in this flow run."""

@@ -23,7 +23,7 @@ from millstream._engine.exceptions import ParameterTypeError, UnfinishedRun, Ups
 from millstream._engine.model import transitions
 from millstream._engine.model.ids import new_id
 from millstream._engine.model.names import random_run_name, render_run_name
-from millstream._engine.model.records import FlowRun
+from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import (
     Pending,
@@ -34,7 +34,7 @@ from millstream._engine.model.states import (
     now,
     state_result,
 )
-from millstream._engine.orchestrate import cancellation, inputs, lines, persist
+from millstream._engine.orchestrate import cancellation, inputs, lines, persist, subflows
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import Put, link, run_attempts
 from millstream._engine.orchestrate.body import flow_body_state
@@ -115,20 +115,10 @@ async def run_flow(
         # Called again with the id of a finished run: its recorded result, nothing runs.
         return _recorded_final_state(existing, await store.read_flow_run_result(existing.id))
     flow_run, recovered = await _the_run(spec, parameters, store, parent_ctx, existing, flow_run_id)
-    put = store.put_flow_run_state
-    if parent_ctx is not None and existing is None:
-        # A subflow: a task run of the parent flow run stands for it and follows its states.
-        tracker = subflow_task_run(spec, parameters, parent_ctx)
-        flow_run.parent_task_run_id = tracker.id
-        put = mirrored(store, tracker)
-    if wait_for:
-        not_ready = await _upstream_not_ready(wait_for, flow_run, put)
-        if not_ready is not None:
-            return not_ready
-    try:
-        parameters = _validated(spec, parameters, flow_run)
-    except ParameterTypeError as exc:
-        return await _failed_validation(exc, flow_run, put, parent_ctx, store)
+    prepared = await _before_body(spec, parameters, flow_run, store, parent_ctx, existing, wait_for)
+    if isinstance(prepared, State):
+        return prepared
+    parameters, put, tracker = prepared
     flow_ctx = _context(spec, flow_run, parameters, store, deployment, recovered)
     flow_ctx.settings = settings
     try:
@@ -146,7 +136,40 @@ async def run_flow(
         store.untrack_live(flow_run.id)
         # Flush point: a top-level flow run's terminal state is durable before the call returns.
         await store.flush()
+    elif tracker is not None:
+        subflows.remember(parent_ctx, tracker, state, flow_ctx.persisted)
     return state
+
+
+async def _before_body(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    flow_run: FlowRun,
+    store: Store,
+    parent_ctx: ctxmod.FlowRunContext | None,
+    existing: FlowRun | None,
+    wait_for: list[Any] | None,
+) -> State | tuple[dict[str, Any], Put, TaskRun | None]:
+    """``(validated parameters, state writer, subflow tracker)``, or the final state of a run
+    that does not start: reused from the parent's earlier attempt, not ready, invalid."""
+    put = store.put_flow_run_state
+    tracker = None
+    if parent_ctx is not None and existing is None:
+        # A subflow: a task run of the parent flow run stands for it and follows its states.
+        tracker = subflow_task_run(spec, parameters, parent_ctx)
+        earlier = subflows.reused(parent_ctx, tracker)
+        if earlier is not None:
+            return earlier
+        flow_run.parent_task_run_id = tracker.id
+        put = mirrored(store, tracker)
+    if wait_for:
+        not_ready = await _upstream_not_ready(wait_for, flow_run, put)
+        if not_ready is not None:
+            return not_ready
+    try:
+        return _validated(spec, parameters, flow_run), put, tracker
+    except ParameterTypeError as exc:
+        return await _failed_validation(exc, flow_run, put, parent_ctx, store)
 
 
 async def _upstream_not_ready(wait_for: list[Any], flow_run: FlowRun, put: Put) -> State | None:
@@ -342,6 +365,7 @@ async def _finish(
         state, blob = persist.persist_result(
             spec, state, flow_ctx.parameters, flow_ctx, kind="Flow run"
         )
+        flow_ctx.persisted = blob is not None
     elif state.type is _COMPLETED and flow_run.parent_flow_run_id is None:
         blob = persist.journal_of(state)
     flow_run.end_time = state.timestamp
