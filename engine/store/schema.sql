@@ -438,6 +438,13 @@ UPDATE flow_run SET state_type = ?, state_name = ?, state_message = ?, updated =
     history = CAST(history || ? AS BLOB)
 WHERE id = ? AND state_type IN (SELECT value FROM json_each(?));
 
+-- name: update_flow_run_fields
+-- client.update_flow_run: each field given replaces the recorded one (NULL: left as it is).
+UPDATE flow_run SET name = COALESCE(?, name), flow_version = COALESCE(?, flow_version),
+    parameters = COALESCE(?, parameters), parameters_blob = COALESCE(?, parameters_blob),
+    tags = COALESCE(?, tags), updated = ?
+WHERE id = ?;
+
 -- name: insert_scheduled_flow_run
 -- The same columns as upsert_flow_run; a run that exists already is left alone.
 INSERT INTO flow_run (

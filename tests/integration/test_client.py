@@ -576,7 +576,8 @@ def test_server_only_methods_name_themselves(seeded: Seeded) -> None:
             client.create_automation(object())
         with pytest.raises(NotSupportedError, match="create_flow_run"):
             client.create_flow_run(other)
-        with pytest.raises(NotSupportedError, match="set_flow_run_state"):
+        # set_flow_run_state works in-process now (issue 10): only a non-State is refused.
+        with pytest.raises(TypeError, match="set_flow_run_state"):
             client.set_flow_run_state(seeded.ids["other"], object())
         with pytest.raises(AttributeError, match="read_flow_rnus"):
             client.read_flow_rnus  # noqa: B018

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
@@ -137,3 +138,48 @@ def test_runtime_reads_the_named_run_from_the_database(monkeypatch):
     assert flow_run.flow_name == "adder"
     assert flow_run.run_count == 1
     assert isinstance(flow_run.name, str) and flow_run.name
+
+
+def test_client_sets_flow_run_states_and_updates_flow_runs():
+    # prefect 3.9.1 (local server): set_flow_run_state returns an OrchestrationResult with
+    # status ACCEPT and the state, for Running/Failed/Completed on a completed run, forced or
+    # not; the history grows by each; update_flow_run(name=, tags=, parameters=) changes them.
+    from millstream import get_client
+    from millstream.client.schemas.responses import OrchestrationResult, SetStateStatus
+    from millstream.exceptions import ObjectNotFound
+    from millstream.states import Running
+
+    run_id = adder(1, return_state=True).state_details.flow_run_id
+
+    async def main() -> tuple[list[str], list[str], Any]:
+        async with get_client() as client:
+            statuses = []
+            for state, force in (
+                (Running(), False),
+                (Failed(message="m"), False),
+                (Running(), True),
+            ):
+                result = await client.set_flow_run_state(run_id, state, force=force)
+                assert isinstance(result, OrchestrationResult)
+                assert result.state is not None and result.state.type is state.type
+                statuses.append(result.status)
+            assert statuses == [SetStateStatus.ACCEPT] * 3
+            names = [s.name or "" for s in await client.read_flow_run_states(run_id)]
+            await client.update_flow_run(
+                run_id, name="renamed", tags=["a", "b"], parameters={"x": 5}
+            )
+            run = await client.read_flow_run(run_id)
+            with pytest.raises(ObjectNotFound):
+                await client.update_flow_run(uuid.uuid4(), name="x")
+            with pytest.raises(ObjectNotFound):
+                await client.set_flow_run_state(uuid.uuid4(), Running())
+            with pytest.raises(NotSupportedError, match="job_variables"):
+                await client.update_flow_run(run_id, job_variables={"a": 1})
+            return names, [run.name, run.tags, run.parameters, run.state_type.value]
+
+    names, fields = asyncio.run(main())
+    assert names == ["Pending", "Running", "Completed", "Running", "Failed", "Running"]
+    assert fields == ["renamed", ["a", "b"], {"x": 5}, "RUNNING"]
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_name(run_id, "sync-renamed")
+        assert client.read_flow_run(run_id).name == "sync-renamed"
