@@ -79,7 +79,7 @@ class Flow(Generic[P, R]):
 
     def __init__(self, fn: Callable[P, R], **options: Unpack[FlowOptions]) -> None:
         if not callable(fn):
-            raise TypeError(f"@flow needs a function, got {fn!r}")
+            raise TypeError("'fn' must be callable")
         self.fn = fn
         for attr, value in FLOW_OPTIONS.read(options, fn).items():
             setattr(self, attr, value)

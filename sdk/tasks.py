@@ -67,7 +67,7 @@ class Task(Generic[P, R]):
 
     def __init__(self, fn: Callable[P, R], **options: Unpack[TaskOptions]) -> None:
         if not callable(fn):
-            raise TypeError(f"@task needs a function, got {fn!r}")
+            raise TypeError("'fn' must be callable")
         self.fn = fn
         for attr, value in TASK_OPTIONS.read(options, fn).items():
             setattr(self, attr, value)
