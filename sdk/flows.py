@@ -176,7 +176,9 @@ class Flow(Generic[P, R]):
         FLOW_OPTIONS.check_names(options, "Flow.with_options()")
         merged = FLOW_OPTIONS.carried(self, self._options)
         merged.update(options)
-        return Flow(self.fn, **merged)
+        copy_ = Flow(self.fn, **merged)
+        copy_._bound_self = self._bound_self  # a bound method's copy stays bound
+        return copy_
 
     def _add_hook(self, hooks: list[Hook], fn: Hook) -> Hook:
         hooks.append(check_hooks("hook", [fn])[0])

@@ -243,7 +243,9 @@ class Task(Generic[P, R]):
         TASK_OPTIONS.check_names(options, "Task.with_options()")
         merged = TASK_OPTIONS.carried(self, self._options)
         merged.update(options)
-        return Task(self.fn, **merged)
+        copy_ = Task(self.fn, **merged)
+        copy_._bound_self = self._bound_self  # a bound method's copy stays bound
+        return copy_
 
     def _add_hook(self, hooks: list[Hook], fn: Hook) -> Hook:
         hooks.append(check_hooks("hook", [fn])[0])

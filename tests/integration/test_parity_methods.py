@@ -112,3 +112,15 @@ def test_self_reaches_cache_key_functions():
 
     assert Cached().go() == 1
     assert seen == [["self", "y"]]
+
+
+def test_with_options_on_a_bound_method_keeps_the_instance():
+    instance = Scaler(3)
+    assert instance.add.with_options(name="renamed").fn is Scaler.add.fn
+
+    @flow
+    def uses() -> int:
+        return instance.add.with_options(retries=1)(1)
+
+    assert uses() == 4
+    assert instance.scaled.with_options(flow_run_name="other")(2)[0] == 6
