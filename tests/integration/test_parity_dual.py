@@ -183,3 +183,22 @@ def test_client_sets_flow_run_states_and_updates_flow_runs():
     with get_client(sync_client=True) as client:
         client.set_flow_run_name(run_id, "sync-renamed")
         assert client.read_flow_run(run_id).name == "sync-renamed"
+
+
+def test_resume_flow_run_in_a_sync_flow_under_a_running_loop_runs_now():
+    # Prefect's rule: inside a sync run the call blocks (it is not a coroutine left unawaited).
+    from millstream import resume_flow_run
+    from millstream.exceptions import ObjectNotFound
+
+    @flow
+    def resumes_unknown() -> str:
+        try:
+            resume_flow_run(uuid.uuid4())
+        except ObjectNotFound:
+            return "ran"
+        return "not run"
+
+    async def main() -> str:
+        return resumes_unknown()
+
+    assert asyncio.run(main()) == "ran"
