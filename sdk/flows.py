@@ -12,7 +12,7 @@ from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, overload
 from millstream._engine.bridge.task_runners import TaskRunner
 from millstream._engine.exceptions import NotSupportedError
 from millstream._engine.model.spec import Binder, FlowSpec, Hook
-from millstream._engine.model.states import resolve_retry_delays
+from millstream._engine.model.states import raise_interrupt, resolve_retry_delays
 from millstream._engine.orchestrate import flow_run as engine_run
 from millstream._options import FLOW_OPTIONS, FlowOptions, check_hooks
 from millstream._sync import in_async_context, run_sync
@@ -144,7 +144,7 @@ class Flow(Generic[P, R]):
                 spec, parameters, executor=caller, flow_run_id=run_id, wait_for=wait_for
             )
         )
-        return state if return_state else engine_run.flow_result(state)
+        return raise_interrupt(state) if return_state else engine_run.flow_result(state)
 
     async def _acall(
         self,
@@ -157,7 +157,7 @@ class Flow(Generic[P, R]):
         state = await engine_run.run_flow(
             spec, parameters, executor=None, flow_run_id=flow_run_id, wait_for=wait_for
         )
-        return state if return_state else engine_run.flow_result(state)
+        return raise_interrupt(state) if return_state else engine_run.flow_result(state)
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """Bind ``parameters`` to the flow's signature, apply defaults, coerce by annotation.

@@ -13,6 +13,7 @@ from millstream._engine.model.spec import Binder, Hook, TaskSpec
 from millstream._engine.model.states import (
     State,
     exponential_backoff,
+    raise_interrupt,
     resolve_retry_delays,
     state_result,
 )
@@ -143,7 +144,7 @@ class Task(Generic[P, R]):
         state = run_sync(
             lambda caller: engine_run.run_task(spec, parameters, executor=caller, wait_for=wait_for)
         )
-        return state if return_state else _call_result(state)
+        return raise_interrupt(state) if return_state else _call_result(state)
 
     async def _acall(
         self,
@@ -153,7 +154,7 @@ class Task(Generic[P, R]):
         wait_for: list[Any] | None,
     ) -> Any:
         state = await engine_run.run_task(spec, parameters, executor=None, wait_for=wait_for)
-        return state if return_state else _call_result(state)
+        return raise_interrupt(state) if return_state else _call_result(state)
 
     @overload
     def submit(

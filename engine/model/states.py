@@ -225,6 +225,18 @@ def state_result(state: State, raise_on_failure: bool = True) -> Any:
     return exc
 
 
+def raise_interrupt(state: State) -> State:
+    """``state``, unless it is a run crashed by an interrupt (KeyboardInterrupt, SystemExit, a
+    termination signal): that is raised, as Prefect does even for ``return_state=True``."""
+    if state.type is StateType.CRASHED:
+        data = state.data
+        if isinstance(data, BaseException) and not isinstance(
+            data, Exception | asyncio.CancelledError
+        ):
+            raise data
+    return state
+
+
 def _made_by_hand(state: State) -> bool:
     # A state no run recorded: a run's own Completed state with no data means None.
     details = state.state_details

@@ -292,3 +292,25 @@ def test_results_of_states_made_by_hand():
     ):
         Pending().result()
     assert Completed(data=3).result() == 3
+
+
+def test_interrupts_propagate_even_with_return_state():
+    # prefect 3.9.1: SystemExit / KeyboardInterrupt raised in a task or flow propagate to the
+    # caller even with return_state=True (the run is recorded Crashed).
+    @task
+    def exits() -> None:
+        raise SystemExit(3)
+
+    @flow
+    def calls_exiting_task() -> State:
+        return exits(return_state=True)
+
+    @flow
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit):
+        calls_exiting_task(return_state=True)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted(return_state=True)
+    assert ok(2) == 2  # the engine survived
