@@ -21,7 +21,7 @@ from millstream._engine.model.states import (
     timed_out,
 )
 from millstream._engine.orchestrate import cancellation
-from millstream._engine.orchestrate.inputs import engine_future_of
+from millstream._engine.orchestrate.inputs import engine_future_of, has_futures, is_future
 from millstream._engine.orchestrate.scheduler import RunGroup
 
 _COMPLETED = StateType.COMPLETED
@@ -136,6 +136,9 @@ def final_state_from_return(value: Any) -> State:
     """A flow's final state from what its body returned: the futures in it (in lists, tuples,
     sets and dicts, at any depth, as Prefect resolves them) stand for their states, then
     ``model.transitions`` decides."""
+    if type(value) in _CONTAINERS and value and not has_futures(value, is_future):
+        # Nothing to resolve: the value itself (no copy of a large returned collection).
+        return transitions.final_from_return(value)
     return transitions.final_from_return(_futures_to_states(value, 0))
 
 
