@@ -98,7 +98,7 @@ def _deployment_run() -> tuple[Any, str, dict[str, Any]] | None:
     it is not part of a deployment run."""
     ctx = flow_run_var.get()
     if ctx is None:
-        return None
+        return _env_deployment_run()
     run = ctx.flow_run
     if ctx.deployment is not None:
         return ctx.deployment, str(run.id), dict(run.parameters)
@@ -118,6 +118,17 @@ def _deployment_run() -> tuple[Any, str, dict[str, Any]] | None:
         deployment_id = found_deployment.hex if found_deployment is not None else None
         run_id, parent = parent, parent_id
     return None
+
+
+def _env_deployment_run() -> tuple[Any, str, dict[str, Any]] | None:
+    # Outside runs: the deployment of the flow run the environment names (as Prefect reads it
+    # through PREFECT__FLOW_RUN_ID), if that run came from one.
+    from millstream.runtime.flow_run import _env_run
+
+    run = _env_run()
+    if run is None or run.deployment_id is None:
+        return None
+    return _read_deployment(run.deployment_id.hex), str(run.id), dict(run.parameters)
 
 
 def _read_deployment(deployment_id: str) -> Any:

@@ -202,3 +202,18 @@ def test_resume_flow_run_in_a_sync_flow_under_a_running_loop_runs_now():
         return resumes_unknown()
 
     assert asyncio.run(main()) == "ran"
+
+
+def test_runtime_deployment_reads_the_env_named_run(monkeypatch):
+    # prefect 3.9.1 reads deployment.id through PREFECT__FLOW_RUN_ID's flow run when no run is
+    # active; a deployment run created (not started) here is found the same way.
+    from millstream.deployments import run_deployment
+    from millstream.runtime import deployment
+
+    adder.to_deployment("env-dep", parameters={"x": 2}).apply()
+    run = run_deployment("adder/env-dep", timeout=0)
+    assert deployment.id is None
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", str(run.id))
+    assert deployment.name == "env-dep"
+    assert deployment.flow_run_id == str(run.id)
+    assert deployment.parameters == {"x": 2}
