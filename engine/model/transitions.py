@@ -95,7 +95,7 @@ def validation_failed(exc: BaseException) -> State:
 
 def cancelled_on_request() -> State:
     """A flow run stopped on request (client cancel, a worker shutting down)."""
-    return Cancelled(message="Flow run was cancelled on request.")
+    return Cancelled(message="Flow run was cancelled.")  # Prefect's wording
 
 
 def hook_kind(state: State, *, flow: bool) -> HookKind | None:
