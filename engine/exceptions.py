@@ -28,6 +28,8 @@ Prefect's names.
             ├── CancelledRun                         raised for a cancelled state
             ├── UnfinishedRun                        result asked of a non-final state
             ├── PausedRun                            a run was paused
+            ├── MissingResult                        a completed state made by hand has no data
+            ├── SignatureMismatchError (TypeError)   parameters that do not fit a signature
             ├── Abort / Pause (signals inside the engine)
             └── TimedOut
                 ├── FlowRunTimeoutError (TimeoutError)
@@ -63,11 +65,18 @@ class ParameterBindError(MillstreamError, TypeError):
 
     @classmethod
     def from_bind_failure(
-        cls, fn_name: str, exc: TypeError, args: tuple[Any, ...], kwargs: dict[str, Any]
+        cls,
+        fn_name: str,
+        exc: TypeError,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        signature: str = "",
     ) -> ParameterBindError:
+        # Worded as Prefect's (users match it with pytest.raises(match=...)).
         return cls(
-            f"Error binding parameters for function {fn_name!r}: {exc}.\n"
-            f"Function {fn_name!r} received arguments {args!r} and keyword arguments {kwargs!r}."
+            f"Error binding parameters for function '{fn_name}': {exc}.\n"
+            f"Function '{fn_name}' has signature '{signature.strip('()')}' but received "
+            f"args: {args} and kwargs: {list(kwargs)}."
         )
 
 

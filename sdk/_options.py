@@ -163,12 +163,17 @@ def _as_bool(name: str, value: Any) -> bool:
 
 
 # -- fills: the value used when an option is not given (or empty), from the function ------------
+def _callable_name(fn: Callable[..., Any]) -> str:
+    # A callable object or a functools.partial has no __name__: Prefect names it by its type.
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
 def _fn_name(value: Any, fn: Callable[..., Any]) -> Any:
-    return value or fn.__name__
+    return value or _callable_name(fn)
 
 
 def _fn_flow_name(value: Any, fn: Callable[..., Any]) -> Any:
-    return value or fn.__name__.replace("_", "-")
+    return value or _callable_name(fn).replace("_", "-")
 
 
 def _fn_doc(value: Any, fn: Callable[..., Any]) -> Any:
@@ -318,10 +323,11 @@ class OptionTable:
         self._wrapped = [(o.attr or name, o.wrap) for name, o in self.options.items() if o.wrap]
 
     def check_names(self, given: Iterable[str], where: str) -> None:
-        """Raise ``TypeError`` naming every option ``where`` does not take."""
-        unknown = set(given) - self.names
+        """Raise ``TypeError`` naming the first option ``where`` does not take (Python's and
+        Prefect's wording: "... got an unexpected keyword argument 'x'")."""
+        unknown = [name for name in given if name not in self.names]
         if unknown:
-            raise TypeError(f"{where} got unexpected keyword argument(s): {sorted(unknown)}")
+            raise TypeError(f"{where} got an unexpected keyword argument {unknown[0]!r}")
 
     def read(self, given: Mapping[str, Any], fn: Callable[..., Any]) -> dict[str, Any]:
         """Every option's kept value (by attribute name): defaults filled, checks run."""

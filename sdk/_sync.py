@@ -19,7 +19,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from millstream._engine.bridge.executors import Executor
 from millstream._engine.bridge.loops import get_portal, run_here, running_loop
-from millstream._engine.orchestrate.context import flow_run_var, task_run_var
+
+# ``in_async_context`` is the rule ``dispatch`` follows (defined beside the run contexts).
+from millstream._engine.orchestrate.context import in_async_context as in_async_context
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -44,18 +46,6 @@ def dual(async_fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 
     sync_twin.__doc__ = f"Blocking form of ``{async_fn.__name__}``.\n\n{async_fn.__doc__ or ''}"
     return sync_twin
-
-
-def in_async_context() -> bool:
-    """Whether a sync-compatible call here should return a coroutine (Prefect's rule).
-
-    Inside a task or flow run the run decides: an async body awaits, a sync body blocks, even
-    when its thread runs an event loop. Outside runs, a running event loop means async.
-    """
-    ctx = task_run_var.get() or flow_run_var.get()
-    if ctx is not None:
-        return bool(ctx.spec.is_async)
-    return running_loop() is not None
 
 
 def dispatch(

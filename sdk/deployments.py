@@ -25,7 +25,7 @@ from millstream._engine.serve.worker import Worker, finished, notify
 from millstream._engine.settings import get_current_settings
 from millstream._engine.store import Store, get_store
 from millstream._engine.validation import check_against_schema, parameter_schema
-from millstream._sync import dispatch, dual
+from millstream._sync import dispatch
 
 # A package's search path (an empty one): Prefect's submodules of prefect.deployments, such as
 # deployments.steps, then reach the import system's finders, and ``_refusals`` refuses them with
@@ -56,6 +56,7 @@ class RunnerDeployment:
         version: str | None = None,
         paused: bool | None = None,
         enforce_parameter_schema: bool = True,
+        concurrency_limit: Any = None,
     ) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(
@@ -80,6 +81,8 @@ class RunnerDeployment:
                     f"Deployment {name!r} sets parameter(s) {sorted(unknown)} that flow "
                     f"{self.flow_name!r} does not have"
                 )
+        self.concurrency_limit, self.collision_strategy = _concurrency(concurrency_limit)
+        self.concurrency_options = _options_of(concurrency_limit, self.collision_strategy)
         self.id = engine_deployments.deployment_id_for(self.flow_name, name)
 
     def record(self) -> DeploymentRecord:
@@ -97,6 +100,8 @@ class RunnerDeployment:
             enforce_parameter_schema=self.enforce_parameter_schema,
             paused=self.paused,
             schedules=self.schedules,
+            concurrency_limit=self.concurrency_limit,
+            collision_strategy=self.collision_strategy,
         )
 
     async def aapply(self) -> uuid.UUID:
@@ -105,10 +110,45 @@ class RunnerDeployment:
         store.flow_id(self.flow_name)
         return await engine_deployments.apply(store, self.record(), journal(self.parameters))
 
-    apply = dual(aapply)
+    # Sync-compatible, as Prefect's: ``await dep.apply()`` in async code.
+    apply = dispatch(aapply)
 
     def __repr__(self) -> str:
         return f"RunnerDeployment(name={self.name!r}, flow_name={self.flow_name!r})"
+
+
+def _concurrency(value: Any) -> tuple[int | None, str | None]:
+    """``concurrency_limit=`` as given to to_deployment: an int, or a ConcurrencyLimitConfig
+    (its ``limit`` and ``collision_strategy``), as ``(limit, strategy)``."""
+    if value is None:
+        return None, None
+    limit, strategy = value, None
+    if not isinstance(value, int):
+        limit = getattr(value, "limit", None)
+        raw = getattr(value, "collision_strategy", None)
+        strategy = None if raw is None else str(getattr(raw, "value", raw)).upper()
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(
+            "concurrency_limit must be a positive int or a ConcurrencyLimitConfig(limit=...), "
+            f"got {value!r}"
+        )
+    if strategy not in (None, "ENQUEUE", "CANCEL_NEW"):
+        raise ValueError(
+            f"concurrency_limit collision_strategy must be ENQUEUE or CANCEL_NEW, got {strategy!r}"
+        )
+    return limit, strategy
+
+
+def _options_of(value: Any, strategy: str | None) -> Any:
+    # Prefect keeps a ConcurrencyLimitConfig's strategy as the deployment's concurrency_options.
+    if strategy is None:
+        return None
+    from millstream.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
+
+    return ConcurrencyOptions(
+        collision_strategy=ConcurrencyLimitStrategy(strategy),
+        grace_period_seconds=getattr(value, "grace_period_seconds", None),
+    )
 
 
 async def _store() -> Store:
@@ -130,6 +170,7 @@ _OPTIONS = frozenset(
         "version",
         "paused",
         "enforce_parameter_schema",
+        "concurrency_limit",
     }
 )
 # Prefect options that need its server: accepted as None, named in an error otherwise.
@@ -138,8 +179,6 @@ _SERVER_ONLY = frozenset(
         "work_pool_name",
         "work_queue_name",
         "job_variables",
-        "triggers",
-        "concurrency_limit",
         "entrypoint_type",
         "image",
         "build",
@@ -150,13 +189,20 @@ _SERVER_ONLY = frozenset(
 
 def make_deployment(flow: Any, name: str, **options: Any) -> RunnerDeployment:
     """``flow.to_deployment(...)``: unsupported server-only options are named in an error."""
+    if options.get("triggers"):
+        raise NotSupportedError(
+            "to_deployment(triggers=...): triggers fire deployments from events through "
+            "Prefect's server (automations); Millstream has no event system: schedule the "
+            "deployment (cron=, interval=, rrule=, schedules=) or start runs with "
+            "run_deployment()"
+        )
     server_only = {k: v for k, v in options.items() if k in _SERVER_ONLY and v is not None}
     if server_only:
         raise NotSupportedError(
             f"to_deployment({', '.join(server_only)}=...): work pools, triggers and images are "
             "Prefect server features; Millstream serves deployments in-process"
         )
-    unknown = set(options) - _OPTIONS - _SERVER_ONLY
+    unknown = set(options) - _OPTIONS - _SERVER_ONLY - {"triggers"}
     if unknown:
         raise TypeError(f"to_deployment() got unexpected keyword argument(s): {sorted(unknown)}")
     schedules = make_schedules(
@@ -178,6 +224,7 @@ def make_deployment(flow: Any, name: str, **options: Any) -> RunnerDeployment:
         version=options.get("version"),
         paused=options.get("paused"),
         enforce_parameter_schema=options.get("enforce_parameter_schema", True),
+        concurrency_limit=options.get("concurrency_limit"),
     )
 
 

@@ -3,7 +3,6 @@ anywhere (another process included), through the database."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any, NoReturn
 
@@ -15,7 +14,7 @@ from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.serve import control
 from millstream._engine.settings import get_current_settings
 from millstream._engine.store import get_store
-from millstream._sync import run_sync
+from millstream._sync import in_async_context, run_sync
 
 
 async def apause_flow_run(
@@ -59,9 +58,8 @@ def pause_flow_run(
     key: str | None = None,
 ) -> Any:
     """Pause the current flow run (in async code, returns a coroutine to await)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    # Prefect's sync-compatible rule: a sync flow's body blocks even if its thread runs a loop.
+    if not in_async_context():
         return run_sync(
             lambda _executor: apause_flow_run(wait_for_input, timeout, poll_interval, key)
         )
@@ -79,9 +77,7 @@ async def aresume_flow_run(
 
 def resume_flow_run(flow_run_id: uuid.UUID | str, run_input: dict[str, Any] | None = None) -> Any:
     """Resume a paused flow run (in async code, returns a coroutine to await)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not in_async_context():
         return run_sync(lambda _executor: aresume_flow_run(flow_run_id, run_input))
     return aresume_flow_run(flow_run_id, run_input)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import uuid
@@ -11,10 +12,10 @@ from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, overload
 from millstream._engine.bridge.task_runners import TaskRunner
 from millstream._engine.exceptions import NotSupportedError
 from millstream._engine.model.spec import Binder, FlowSpec, Hook
-from millstream._engine.model.states import resolve_retry_delays
+from millstream._engine.model.states import raise_interrupt, resolve_retry_delays
 from millstream._engine.orchestrate import flow_run as engine_run
 from millstream._options import FLOW_OPTIONS, FlowOptions, check_hooks
-from millstream._sync import run_sync
+from millstream._sync import in_async_context, run_sync
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,6 +49,10 @@ def _run_id(value: Any) -> uuid.UUID | None:
         return uuid.uuid5(uuid.NAMESPACE_URL, f"millstream:flow-run:{value}")
 
 
+# No instance bound (a flow over a plain function, or a method read from its class).
+_UNBOUND: Any = object()
+
+
 class Flow(Generic[P, R]):
     """A function whose calls are recorded as flow runs: the unit of orchestration."""
 
@@ -74,7 +79,7 @@ class Flow(Generic[P, R]):
 
     def __init__(self, fn: Callable[P, R], **options: Unpack[FlowOptions]) -> None:
         if not callable(fn):
-            raise TypeError(f"@flow needs a function, got {fn!r}")
+            raise TypeError("'fn' must be callable")
         self.fn = fn
         for attr, value in FLOW_OPTIONS.read(options, fn).items():
             setattr(self, attr, value)
@@ -88,6 +93,7 @@ class Flow(Generic[P, R]):
         self._binder = Binder(fn)
         self._options: dict[str, Any] = dict(options)  # as given: with_options starts here
         self._spec_cache: FlowSpec | None = None
+        self._bound_self: Any = _UNBOUND
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -120,24 +126,25 @@ class Flow(Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the flow and return its result (a coroutine to await for an async flow).
 
-        ``return_state=True`` returns the final State instead of raising on failure.
+        ``return_state=True`` returns the final State instead of raising on failure;
+        ``wait_for`` lists futures to wait for first (a failed one: the run does not start).
         """
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
         flow_run_id = kwargs.pop("flow_run_id", None)
-        if wait_for is not None:
-            raise TypeError("wait_for is only supported for subflows submitted as tasks")
+        if self._bound_self is not _UNBOUND:
+            args = (self._bound_self, *args)
         spec = self.spec
         parameters = spec.binder.bind(args, kwargs)
         run_id = _run_id(flow_run_id)
         if spec.is_async:
-            return self._acall(spec, parameters, return_state, run_id)
+            return self._acall(spec, parameters, return_state, run_id, wait_for)
         state = run_sync(
             lambda caller: engine_run.run_flow(
-                spec, parameters, executor=caller, flow_run_id=run_id
+                spec, parameters, executor=caller, flow_run_id=run_id, wait_for=wait_for
             )
         )
-        return state if return_state else engine_run.flow_result(state)
+        return raise_interrupt(state) if return_state else engine_run.flow_result(state)
 
     async def _acall(
         self,
@@ -145,9 +152,12 @@ class Flow(Generic[P, R]):
         parameters: dict[str, Any],
         return_state: bool,
         flow_run_id: uuid.UUID | None,
+        wait_for: list[Any] | None = None,
     ) -> Any:
-        state = await engine_run.run_flow(spec, parameters, executor=None, flow_run_id=flow_run_id)
-        return state if return_state else engine_run.flow_result(state)
+        state = await engine_run.run_flow(
+            spec, parameters, executor=None, flow_run_id=flow_run_id, wait_for=wait_for
+        )
+        return raise_interrupt(state) if return_state else engine_run.flow_result(state)
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """Bind ``parameters`` to the flow's signature, apply defaults, coerce by annotation.
@@ -166,7 +176,9 @@ class Flow(Generic[P, R]):
         FLOW_OPTIONS.check_names(options, "Flow.with_options()")
         merged = FLOW_OPTIONS.carried(self, self._options)
         merged.update(options)
-        return Flow(self.fn, **merged)
+        copy_ = Flow(self.fn, **merged)
+        copy_._bound_self = self._bound_self  # a bound method's copy stays bound
+        return copy_
 
     def _add_hook(self, hooks: list[Hook], fn: Hook) -> Hook:
         hooks.append(check_hooks("hook", [fn])[0])
@@ -194,9 +206,20 @@ class Flow(Generic[P, R]):
         return self._add_hook(self.on_running_hooks, fn)
 
     # -- Prefect APIs that need a server or the cloud --------------------------------------------
-    def to_deployment(self, name: str, **options: Any) -> Any:
+    async def ato_deployment(self, name: str, **options: Any) -> Any:
         """A ``RunnerDeployment`` of this flow (interval=, cron=, rrule=, schedules=,
-        parameters=, tags=, description=, version=, paused=, enforce_parameter_schema=)."""
+        parameters=, tags=, description=, version=, paused=, enforce_parameter_schema=,
+        concurrency_limit=); ``triggers=`` raises NotSupportedError."""
+        from millstream.deployments import make_deployment
+
+        return make_deployment(self, name, **options)
+
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """Sync-compatible ``ato_deployment``: awaitable in async code (as Prefect's), the
+        deployment itself in sync code."""
+        forced = options.pop("_sync", None)
+        if not (bool(forced) if forced is not None else not in_async_context()):
+            return self.ato_deployment(name, **options)
         from millstream.deployments import make_deployment
 
         return make_deployment(self, name, **options)
@@ -250,7 +273,17 @@ class Flow(Generic[P, R]):
         )
 
     def __repr__(self) -> str:
-        return f"Flow(name={self.name!r}, fn={self.fn.__qualname__})"
+        return f"Flow(name={self.name!r}, fn={getattr(self.fn, '__qualname__', self.name)})"
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        # A flow over a method: ``obj.method`` is this flow with ``obj`` bound as its first
+        # argument, kept among the parameters (run names like "{self.x}" see it, as in
+        # Prefect). The copy shares the spec.
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound._bound_self = instance
+        return bound
 
 
 @overload

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import inspect
 from asyncio import _get_running_loop
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, cast, overload
 
-from millstream._engine.exceptions import MappingLengthMismatch, MappingMissingIterable
 from millstream._engine.model.keys import task_key
 from millstream._engine.model.spec import Binder, Hook, TaskSpec
 from millstream._engine.model.states import (
     State,
     exponential_backoff,
+    raise_interrupt,
     resolve_retry_delays,
     state_result,
 )
+from millstream._engine.model.transitions import is_state_iterable
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate import task_run as engine_run
-from millstream._engine.orchestrate.annotations import quote, unmapped
 from millstream._engine.orchestrate.scheduler import EngineFuture
 from millstream._engine.results.cache_policies import source_fingerprint
+from millstream._mapping import mapped_calls
 from millstream._options import TASK_OPTIONS, NotSet, TaskOptions, check_hooks
 from millstream._sync import run_sync
 from millstream.futures import PrefectFuture, PrefectFutureList
@@ -50,6 +52,10 @@ def _warn_if_blocking(spec: TaskSpec) -> None:
         f"Make it an async task and await it, or use {spec.name}.submit(...) to run it on a "
         "worker thread."
     )
+
+
+# No instance bound (a task over a plain function, or a method read from its class).
+_UNBOUND: Any = object()
 
 
 class Task(Generic[P, R]):
@@ -84,7 +90,7 @@ class Task(Generic[P, R]):
 
     def __init__(self, fn: Callable[P, R], **options: Unpack[TaskOptions]) -> None:
         if not callable(fn):
-            raise TypeError(f"@task needs a function, got {fn!r}")
+            raise TypeError("'fn' must be callable")
         self.fn = fn
         for attr, value in TASK_OPTIONS.read(options, fn).items():
             setattr(self, attr, value)
@@ -110,6 +116,7 @@ class Task(Generic[P, R]):
         self._binder = Binder(fn)
         self._options: dict[str, Any] = dict(options)  # as given: with_options starts here
         self._spec_cache: TaskSpec | None = None
+        self._bound_self: Any = _UNBOUND
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -158,6 +165,8 @@ class Task(Generic[P, R]):
         """
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
+        if self._bound_self is not _UNBOUND:
+            args = (self._bound_self, *args)
         spec = self.spec
         parameters = spec.binder.bind(args, kwargs)
         if spec.is_async:
@@ -167,7 +176,7 @@ class Task(Generic[P, R]):
         state = run_sync(
             lambda caller: engine_run.run_task(spec, parameters, executor=caller, wait_for=wait_for)
         )
-        return state if return_state else state_result(state)
+        return raise_interrupt(state) if return_state else _call_result(state)
 
     async def _acall(
         self,
@@ -177,7 +186,7 @@ class Task(Generic[P, R]):
         wait_for: list[Any] | None,
     ) -> Any:
         state = await engine_run.run_task(spec, parameters, executor=None, wait_for=wait_for)
-        return state if return_state else state_result(state)
+        return raise_interrupt(state) if return_state else _call_result(state)
 
     @overload
     def submit(
@@ -197,10 +206,14 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         flow_ctx = ctxmod.flow_run_var.get()
         if flow_ctx is None:
+            # Prefect's wording (users match it); .delay is Millstream's too (c14).
             raise RuntimeError(
-                f"Unable to submit task {self.name!r} outside of a flow run: .submit() and "
-                ".map() need a flow run to schedule into; call the task directly instead."
+                "Unable to determine task runner to use for submission. If you are submitting "
+                "a task outside of a flow, please use `.delay` to submit the task run for "
+                "deferred execution."
             )
+        if self._bound_self is not _UNBOUND:
+            args = (self._bound_self, *args)
         future = self._submit(self.spec, self.spec.binder.bind(args, kwargs), wait_for, flow_ctx)
         if return_state:
             future.wait()
@@ -231,46 +244,26 @@ class Task(Generic[P, R]):
     def map(self, *args: Any, **kwargs: Any) -> PrefectFutureList[Any]:
         """Submit one run per element of the iterable arguments (zipped; others broadcast).
 
-        Wrap an iterable in ``unmapped(...)`` to pass it whole to every run.
+        Wrap an iterable in ``unmapped(...)`` to pass it whole to every run; defaults are not
+        mapped over; a future or state given whole is mapped over by its result (as Prefect).
         """
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
         flow_ctx = ctxmod.flow_run_var.get()
         if flow_ctx is None:
             raise RuntimeError(
-                f"Unable to map task {self.name!r} outside of a flow run: .map() needs a flow "
-                "run to schedule into."
+                "Unable to determine task runner to use for mapped task runs. If you are "
+                "mapping a task outside of a flow, please provide `deferred=True` to submit "
+                "the mapped task runs for deferred execution."
             )
         spec = self.spec
-        parameters = spec.binder.bind(args, kwargs)
-        iterables: dict[str, list[Any]] = {}
-        static: dict[str, Any] = {}
-        for key, value in parameters.items():
-            if isinstance(value, unmapped | quote):
-                static[key] = value
-            elif isinstance(value, PrefectFuture):
-                static[key] = value
-            elif _is_mappable(value):
-                iterables[key] = list(value)
-            else:
-                static[key] = value
-        if not iterables:
-            raise MappingMissingIterable(
-                f"No iterable parameters were received for {self.name!r}.map(): got "
-                f"{ {k: type(v).__name__ for k, v in parameters.items()} }"
-            )
-        lengths = {k: len(v) for k, v in iterables.items()}
-        if len(set(lengths.values())) > 1:
-            raise MappingLengthMismatch(
-                f"Received iterable parameters with different lengths for {self.name!r}.map(): "
-                f"{lengths}"
-            )
-        count = next(iter(lengths.values()))
+        bound_name = None
+        if self._bound_self is not _UNBOUND:
+            args = (self._bound_self, *args)
+            bound_name = next(iter(spec.binder.signature.parameters))
+        calls = mapped_calls(spec.binder.signature, self.name, args, kwargs, bound_name)
         futures: PrefectFutureList[Any] = PrefectFutureList()
-        for i in range(count):
-            call = dict(static)
-            for key, values in iterables.items():
-                call[key] = values[i]
+        for call in calls:
             futures.append(self._submit(spec, call, wait_for, flow_ctx))
         if return_state:
             futures.wait()
@@ -283,7 +276,9 @@ class Task(Generic[P, R]):
         TASK_OPTIONS.check_names(options, "Task.with_options()")
         merged = TASK_OPTIONS.carried(self, self._options)
         merged.update(options)
-        return Task(self.fn, **merged)
+        copy_ = Task(self.fn, **merged)
+        copy_._bound_self = self._bound_self  # a bound method's copy stays bound
+        return copy_
 
     def _add_hook(self, hooks: list[Hook], fn: Hook) -> Hook:
         hooks.append(check_hooks("hook", [fn])[0])
@@ -332,17 +327,26 @@ class Task(Generic[P, R]):
         )
 
     def __repr__(self) -> str:
-        return f"Task(name={self.name!r}, fn={self.fn.__qualname__})"
+        return f"Task(name={self.name!r}, fn={getattr(self.fn, '__qualname__', self.name)})"
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
-        # Decorated methods: bind the instance as the first argument, like a function would.
+        # A task over a method: ``obj.method`` is this task with ``obj`` bound as its first
+        # argument, kept among the parameters (so run names and cache keys see ``self``, as in
+        # Prefect). The copy shares the spec: binding costs no rebuild.
         if instance is None:
             return self
-        bound = self.with_options()
-        bound.fn = self.fn.__get__(instance, owner)
-        bound._binder = Binder(bound.fn)
-        bound._spec_cache = None
+        bound = copy.copy(self)
+        bound._bound_self = instance
         return bound
+
+
+def _call_result(state: State) -> Any:
+    # As in Prefect, a direct call gives back what the body returned when that was a state or
+    # a collection of states (whatever the task's aggregated state), else the state's result.
+    data = state.data
+    if isinstance(data, State) or is_state_iterable(data):
+        return data
+    return state_result(state)
 
 
 def _implied_persist_result(
@@ -404,12 +408,6 @@ def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any, persist_result: 
             "results must be persisted"
         )
     return policy
-
-
-def _is_mappable(value: Any) -> bool:
-    if isinstance(value, str | bytes | bytearray | dict):
-        return False
-    return isinstance(value, Iterable)
 
 
 @overload

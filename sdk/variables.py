@@ -11,7 +11,7 @@ import msgspec
 
 from millstream._engine.orchestrate.context import flow_run_var
 from millstream._engine.store import Store, get_store
-from millstream._sync import dual
+from millstream._sync import dispatch
 
 __all__ = ["Variable"]
 
@@ -77,13 +77,15 @@ class Variable(msgspec.Struct, kw_only=True):
     value: Any = None
     tags: list[str] = msgspec.field(default_factory=list)
 
-    # One implementation, the async functions above; ``_sync.dual`` derives the blocking twins.
+    # One implementation, the async functions above; ``_sync.dispatch`` derives the
+    # sync-compatible names.
     aset = classmethod(_aset)
     aget = classmethod(_aget)
     aunset = classmethod(_aunset)
-    set = classmethod(dual(_aset))
-    get = classmethod(dual(_aget))
-    unset = classmethod(dual(_aunset))
+    # Sync-compatible, as Prefect's: awaitable in async code, blocking in sync code.
+    set = classmethod(dispatch(_aset))
+    get = classmethod(dispatch(_aget))
+    unset = classmethod(dispatch(_aunset))
 
 
 async def _store() -> Store:

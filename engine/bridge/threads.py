@@ -81,11 +81,12 @@ async def call_with_timeout(
     error_type: type[BaseException],
 ) -> T:
     """Call the sync ``fn(*args, **kwargs)`` on a worker thread; at ``seconds`` stop waiting
-    and raise ``error_type("<seconds> second(s)")``, abandoning the thread.
+    and raise ``error_type("Scope timed out after <seconds> second(s).")`` (Prefect's text),
+    abandoning the thread.
 
     The abandoned body runs on to its end in the background (on a daemon thread, see
     ``run_in_worker``) and its outcome is dropped.
     """
     with anyio.move_on_after(seconds):
         return await run_in_worker(_call, fn, args, kwargs)
-    raise error_type(f"{seconds:g} second(s)")
+    raise error_type(f"Scope timed out after {seconds:g} second(s).")

@@ -85,7 +85,7 @@ class Binder:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise ParameterBindError.from_bind_failure(
-                self._fn_name, exc, args, dict(kwargs)
+                self._fn_name, exc, args, dict(kwargs), str(self.signature)
             ) from None
         bound.apply_defaults()
         return dict(bound.arguments)

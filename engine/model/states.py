@@ -18,6 +18,7 @@ from millstream._engine.exceptions import (
     CancelledRun,
     CrashedRun,
     FailedRun,
+    MissingResult,
     PausedRun,
     UnfinishedRun,
 )
@@ -135,15 +136,17 @@ class State(msgspec.Struct, kw_only=True):
         return self.type in TERMINAL_TYPES
 
     # -- results ------------------------------------------------------------------------------
-    def result(self, raise_on_failure: bool = True, fetch: bool = True) -> Any:
+    def result(
+        self, raise_on_failure: bool = True, fetch: bool = True, _sync: bool | None = None
+    ) -> Any:
         """The state's result; raises the stored exception for a failed state.
 
-        Called from inside a running event loop it returns a coroutine to ``await``, as
-        Prefect 3 does; ``aresult()`` is the explicit async form.
+        In async code (an async run's body, or a running event loop outside runs) it returns a
+        coroutine to ``await``, as Prefect 3 does; in a sync run's body it returns the value
+        even when its thread runs a loop. ``_sync=True``/``False`` forces one form and
+        ``aresult()`` is the explicit async form.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if not (async_context() if _sync is None else not _sync):
             return state_result(self, raise_on_failure)
         return self.aresult(raise_on_failure=raise_on_failure)
 
@@ -170,6 +173,20 @@ class State(msgspec.Struct, kw_only=True):
         return f"{self.name}({', '.join(shown)})"
 
 
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+# Whether a sync-compatible call here returns a coroutine. Orchestration installs the
+# run-aware rule (``orchestrate.context.in_async_context``) when it is imported; the model
+# cannot see runs itself.
+async_context: Callable[[], bool] = _loop_running
+
+
 def _short_repr(data: Any) -> str:
     text = repr(data)
     return text if len(text) <= 200 else text[:197] + "..."
@@ -188,44 +205,81 @@ def _resolve_data(data: Any) -> Any:
     return data
 
 
+_FAILED_TYPES = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+
+
 def state_result(state: State, raise_on_failure: bool = True) -> Any:
-    """The value of ``state``, or its exception (raised, or returned when not raising)."""
-    if state.type is StateType.COMPLETED:
-        return _resolve_data(state.data)
-    if state.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
-        exc = get_state_exception(state)
+    """The value of ``state``, or its exception (raised, or returned when not raising), by
+    Prefect's rules: a paused or unfinished run has no result; a failed run's result, when not
+    raising, is its data (its exception, or the states it returned)."""
+    kind = state.type
+    if kind is StateType.COMPLETED:
+        data = state.data
+        if data is None and _made_by_hand(state):
+            raise MissingResult(
+                "State data is missing. Typically, this occurs when result persistence is "
+                "disabled and the state has been retrieved from the API."
+            )
+        return data.load() if isinstance(data, ResultLoader) else data
+    if kind in _FAILED_TYPES:
         if raise_on_failure:
-            raise exc
-        return exc
-    if state.type is StateType.PAUSED:
-        exc2: BaseException = PausedRun(f"Run is paused: {state.message or ''}".strip())
+            raise get_state_exception(state)
+        data = _resolve_data(state.data)
+        return get_state_exception(state) if data is None else data
+    if kind is StateType.PAUSED:
+        exc: BaseException = PausedRun("Run is paused, its result is not available.")
     else:
-        exc2 = UnfinishedRun(f"Run is in {state.type.value} state, its result is not available.")
+        exc = UnfinishedRun(f"Run is in {kind.value} state, its result is not available.")
     if raise_on_failure:
-        raise exc2
-    return exc2
+        raise exc
+    return exc
+
+
+def raise_interrupt(state: State) -> State:
+    """``state``, unless it is a run crashed by an interrupt (KeyboardInterrupt, SystemExit, a
+    termination signal): that is raised, as Prefect does even for ``return_state=True``."""
+    if state.type is StateType.CRASHED:
+        data = state.data
+        if isinstance(data, BaseException) and not isinstance(
+            data, Exception | asyncio.CancelledError
+        ):
+            raise data
+    return state
+
+
+def _made_by_hand(state: State) -> bool:
+    # A state no run recorded: a run's own Completed state with no data means None.
+    details = state.state_details
+    return details.task_run_id is None and details.flow_run_id is None
 
 
 def get_state_exception(state: State) -> BaseException:
-    """The exception a failed, crashed or cancelled state stands for."""
+    """The exception a failed, crashed or cancelled state stands for (Prefect's rules: its
+    exception; a string or no data becomes FailedRun/CrashedRun/CancelledRun; returned states
+    give the first failed one's)."""
+    if state.type not in _FAILED_TYPES:
+        raise ValueError(f"Expected failed or crashed state got {state!r}.")
+    wrapper, default = _WRAPPERS[state.type]
     data = _resolve_data(state.data)
     if isinstance(data, BaseException):
         return data
+    if isinstance(data, str):
+        return wrapper(data)
     if isinstance(data, State):
         return get_state_exception(data)
-    if isinstance(data, list | tuple) and data and all(isinstance(s, State) for s in data):
+    if isinstance(data, list | tuple | set) and data and all(isinstance(s, State) for s in data):
         for inner in data:
-            if inner.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
+            if inner.type in _FAILED_TYPES:
                 return get_state_exception(inner)
-    default = {
-        StateType.FAILED: FailedRun,
-        StateType.CRASHED: CrashedRun,
-        StateType.CANCELLED: CancelledRun,
-    }.get(state.type)
-    if default is None:
-        raise ValueError(f"State of type {state.type.value} has no exception")
-    word = {StateType.FAILED: "failed", StateType.CRASHED: "crashed"}.get(state.type, "cancelled")
-    return default(state.message or f"Run {word}.")
+        raise ValueError("Failed state result was an iterable of states but none were failed.")
+    return wrapper(state.message or default)
+
+
+_WRAPPERS: dict[StateType, tuple[type[BaseException], str]] = {
+    StateType.FAILED: (FailedRun, "Run failed."),
+    StateType.CRASHED: (CrashedRun, "Run crashed."),
+    StateType.CANCELLED: (CancelledRun, "Run cancelled."),
+}
 
 
 def raise_state_exception(state: State) -> None:

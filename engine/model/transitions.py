@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from millstream._engine.exceptions import UpstreamTaskError
+from millstream._engine.exceptions import Abort, UpstreamTaskError
 from millstream._engine.model.states import (
     AwaitingRetry,
     Cancelled,
     Completed,
-    Crashed,
     Failed,
     Pending,
     State,
@@ -29,12 +28,19 @@ _COMPLETED = StateType.COMPLETED
 _FAILED = StateType.FAILED
 _RUNNING = StateType.RUNNING
 
-HookKind = Literal["on_completion", "on_failure", "on_crashed"]
+HookKind = Literal["on_completion", "on_failure", "on_crashed", "on_cancellation"]
 
 
-def attempt_state(run_count: int) -> State:
-    """The state an attempt starts in: Running the first time, Retrying after that."""
-    return State(type=_RUNNING, name="Running" if run_count == 1 else "Retrying")
+def attempt_state(run_count: int, *, flow: bool = False) -> State:
+    """The state an attempt starts in: Running the first time, Retrying after that for a task;
+    always Running for a flow (its retry shows as AwaitingRetry, as in Prefect 3.9.1)."""
+    return State(type=_RUNNING, name="Running" if run_count == 1 or flow else "Retrying")
+
+
+def waits_before_retry(delays: float | list[float], flow: bool) -> bool:
+    """Whether a retry is recorded as AwaitingRetry first: always for a flow; for a task only
+    when a retry delay is configured (Prefect goes straight to Retrying otherwise)."""
+    return flow or bool(delays)
 
 
 def may_retry(state: State, run_count: int, retries: int) -> bool:
@@ -89,18 +95,21 @@ def validation_failed(exc: BaseException) -> State:
 
 def cancelled_on_request() -> State:
     """A flow run stopped on request (client cancel, a worker shutting down)."""
-    return Cancelled(message="Flow run was cancelled on request.")
+    return Cancelled(message="Flow run was cancelled.")  # Prefect's wording
 
 
 def hook_kind(state: State, *, flow: bool) -> HookKind | None:
-    """Which hooks a final state fires: a returned Cancelled fires none (as in Prefect); for a
-    task, Crashed fires on_failure, for a flow on_crashed."""
+    """Which hooks a final state fires: a returned Cancelled fires none and a returned
+    Cancelling fires a flow's on_cancellation (both as in Prefect 3.9.1); for a task, Crashed
+    fires on_failure, for a flow on_crashed."""
     if state.type is _COMPLETED:
         return "on_completion"
     if state.type is _FAILED:
         return "on_failure"
     if state.type is StateType.CRASHED:
         return "on_crashed" if flow else "on_failure"
+    if flow and state.type is StateType.CANCELLING:
+        return "on_cancellation"
     return None
 
 
@@ -115,33 +124,58 @@ def should_persist(
     return persist_by_default if persist_result is None else persist_result
 
 
+def is_state_iterable(value: Any) -> bool:
+    """A non-empty list, tuple or set of only states (what Prefect aggregates; not dicts)."""
+    if type(value) not in (list, tuple, set) or not value:
+        return False
+    return all(isinstance(v, State) for v in value)
+
+
 def final_from_states(states: Sequence[State], data: Any) -> State:
-    """A flow's final state from the states it returned (Prefect's rules): Completed when all
-    completed, else Cancelled / Crashed when all that did not are, else Failed."""
-    bad = [s for s in states if s.type is not _COMPLETED]
-    if not bad:
-        return Completed(data=data)
-    kinds = {s.type for s in bad}
-    of = f"{len(bad)}/{len(states)}"
-    if kinds <= {StateType.CANCELLED}:
-        return Cancelled(message=f"{of} states cancelled.", data=data)
-    if kinds == {StateType.CRASHED}:
-        return Crashed(message=f"{of} states crashed.", data=data)
-    if all(s.is_final() for s in bad):
-        return Failed(message=f"{of} states failed.", data=data)
-    return Failed(message=f"{of} states are not final.", data=data)
+    """A run's final state from the states it returned (Prefect's aggregate rule): Completed
+    when all completed, else Cancelled if any was, else Paused if any was, else Failed; the
+    message counts them as Prefect's does and ``data`` is what was returned."""
+    total = len(states)
+    counts: dict[StateType, int] = {}
+    for s in states:
+        counts[s.type] = counts.get(s.type, 0) + 1
+    if counts.get(_COMPLETED, 0) == total:
+        return Completed(message="All states completed.", data=data)
+    cancelled = counts.get(StateType.CANCELLED, 0)
+    if cancelled:
+        return Cancelled(message=f"{cancelled}/{total} states cancelled.", data=data)
+    paused = counts.get(StateType.PAUSED, 0)
+    if paused:
+        return State(type=StateType.PAUSED, message=f"{paused}/{total} states paused.", data=data)
+    failed = counts.get(_FAILED, 0) + counts.get(StateType.CRASHED, 0)
+    if failed:
+        return Failed(message=f"{failed}/{total} states failed.", data=data)
+    not_final = sum(1 for s in states if not s.is_final())
+    if not_final:
+        return Failed(message=f"{not_final}/{total} states are not final.", data=data)
+    shown = ", ".join(f"{t.value!r}={n}" for t, n in counts.items())
+    return Failed(message=f"Given states: total={total}, {shown}", data=data)
 
 
-def final_from_return(value: Any, states_of: Iterable[State] | None, single: bool) -> State:
-    """A flow's final state from what its body returned.
+# States a running run cannot move to (Prefect's server refuses them with Abort).
+_NOT_PROPOSABLE = frozenset({StateType.PENDING, StateType.RUNNING, StateType.SCHEDULED})
 
-    ``states_of``: the states the return value stands for when it is a state, a future, or a
-    non-empty collection of only those (orchestration extracts them: futures are its business);
-    None for any other value, which completes the run with the value as its result.
-    """
+
+def _refused(state: State) -> State:
+    message = f"This run is in a RUNNING state and cannot transition to a {state.type.value} state."
+    return Failed(message=message, data=Abort(message))
+
+
+def final_from_return(value: Any) -> State:
+    """A run's final state from what its body returned (futures already replaced by their
+    states), by Prefect's rules: a state made by hand (of no run) is the final state as given;
+    a run's state, or a non-empty list/tuple/set of states, is aggregated
+    (``final_from_states``) with the returned value as the data; anything else completes."""
     if isinstance(value, State):
-        return value
-    if states_of is None:
-        return Completed(data=value)
-    states = list(states_of)
-    return final_from_states(states, states[0] if single else states)
+        details = value.state_details
+        if details.flow_run_id is None and details.task_run_id is None:
+            return value if value.type not in _NOT_PROPOSABLE else _refused(value)
+        return final_from_states([value], value)
+    if is_state_iterable(value):
+        return final_from_states(list(value), value)
+    return Completed(data=value)

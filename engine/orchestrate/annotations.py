@@ -46,7 +46,8 @@ class allow_failure(BaseAnnotation[T]):
 
 
 class quote(BaseAnnotation[T]):
-    """An argument passed as is: not inspected for futures, not iterated by ``map``."""
+    """An argument passed as is: not inspected for futures (``map`` looks through it to find
+    what to iterate and quotes each element, as Prefect does)."""
 
     def unquote(self) -> T:
         """The wrapped value."""

@@ -48,7 +48,7 @@ async def run_attempts(
     try:
         while True:
             run.run_count += 1
-            running = link(run, transitions.attempt_state(run.run_count))
+            running = link(run, transitions.attempt_state(run.run_count, flow=task_run is None))
             if run.start_time is None:
                 run.start_time = running.timestamp
             run.state = running
@@ -62,16 +62,29 @@ async def run_attempts(
             _say_failed(run, task_run, spec, state, retry, flow_ctx)
             if retry is None:
                 return state
-            delay, waiting = retry
-            link(run, waiting)
-            run.state = waiting
-            put(run, waiting)
-            observe.retrying(traced, run, delay)
-            if delay > 0:
-                await clock.sleep(delay)
+            await _wait_to_retry(run, task_run, spec, put, retry, traced)
     finally:
         if traced is not None:
             observe.end_run(traced, run, state)
+
+
+async def _wait_to_retry(
+    run: TaskRun | FlowRun,
+    task_run: TaskRun | None,
+    spec: TaskSpec | FlowSpec,
+    put: Put,
+    retry: tuple[float, State],
+    traced: Any,
+) -> None:
+    """Record AwaitingRetry where Prefect does (a flow, or a task with a delay), then wait."""
+    delay, waiting = retry
+    if transitions.waits_before_retry(spec.retry_delays, task_run is None):
+        link(run, waiting)
+        run.state = waiting
+        put(run, waiting)
+    observe.retrying(traced, run, delay)
+    if delay > 0:
+        await clock.sleep(delay)
 
 
 async def _retry_of(

@@ -21,7 +21,7 @@ from millstream._engine.model.states import (
     timed_out,
 )
 from millstream._engine.orchestrate import cancellation
-from millstream._engine.orchestrate.inputs import engine_future_of
+from millstream._engine.orchestrate.inputs import engine_future_of, has_futures, is_future
 from millstream._engine.orchestrate.scheduler import RunGroup
 
 _COMPLETED = StateType.COMPLETED
@@ -52,7 +52,7 @@ async def call_body(
             value = await executor.run(spec.fn, *args)
     else:
         value = await call_with_timeout(spec.fn, args, kwargs, timeout, error)
-    if inspect.isawaitable(value):
+    if inspect.isawaitable(value) and engine_future_of(value) is None:
         # A sync body that returns an async task's call (a coroutine): its value is the
         # result, as in Prefect.
         value = await value
@@ -68,7 +68,7 @@ async def with_timeout(
             return await awaitable
     except TimeoutError:
         if scope.expired():
-            raise error(f"{seconds:g} second(s)") from None
+            raise error(f"Scope timed out after {seconds:g} second(s).") from None
         raise
 
 
@@ -87,9 +87,10 @@ async def task_body_state(
         raise
     except BaseException as exc:
         return crashed_from_exception(exc, "Task run")
-    return (
-        value if isinstance(value, State) else State(type=_COMPLETED, name="Completed", data=value)
-    )
+    if type(value) in _CONTAINERS or isinstance(value, State):
+        # Returned states (or collections of them) decide the task's state, as in Prefect.
+        return transitions.final_from_return(value)
+    return State(type=_COMPLETED, name="Completed", data=value)
 
 
 async def flow_body_state(
@@ -132,22 +133,25 @@ async def flow_body_state(
 
 
 def final_state_from_return(value: Any) -> State:
-    """A flow's final state from what its body returned (``model.transitions`` decides; the
-    futures among it stand for their states)."""
+    """A flow's final state from what its body returned: the futures in it (in lists, tuples,
+    sets and dicts, at any depth, as Prefect resolves them) stand for their states, then
+    ``model.transitions`` decides."""
+    if type(value) in _CONTAINERS and value and not has_futures(value, is_future):
+        # Nothing to resolve: the value itself (no copy of a large returned collection).
+        return transitions.final_from_return(value)
+    return transitions.final_from_return(_futures_to_states(value, 0))
+
+
+def _futures_to_states(value: Any, depth: int) -> Any:
     engine_future = engine_future_of(value)
     if engine_future is not None:
-        return transitions.final_from_return(value, [engine_future.state], single=True)
-    states: list[State] | None = None
-    if isinstance(value, list | tuple | set) and value:
-        items = list(value)
-        if all(isinstance(v, State) or engine_future_of(v) is not None for v in items):
-            states = [_state_of(v) for v in items]
-    return transitions.final_from_return(value, states, single=False)
-
-
-def _state_of(value: Any) -> State:
-    if isinstance(value, State):
+        return engine_future.state
+    kind = type(value)
+    if depth > 8 or kind not in _CONTAINERS or not value:
         return value
-    engine_future = engine_future_of(value)
-    assert engine_future is not None
-    return engine_future.state
+    if kind is dict:
+        return {k: _futures_to_states(v, depth + 1) for k, v in value.items()}
+    return kind(_futures_to_states(v, depth + 1) for v in value)
+
+
+_CONTAINERS = frozenset({list, tuple, set, dict})

@@ -10,10 +10,12 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from millstream._engine.exceptions import MissingContextError
+from millstream._engine.model import states as _states
 
 if TYPE_CHECKING:
     from millstream._engine.model.records import FlowRun, TaskRun
     from millstream._engine.model.spec import FlowSpec, TaskSpec
+    from millstream._engine.model.states import State
     from millstream._engine.orchestrate.scheduler import RunGroup
     from millstream._engine.store import Store
 
@@ -36,12 +38,14 @@ class FlowRunContext(RunContext):
 
     __slots__ = (
         "deployment",
+        "finished_subflows",
         "flow",
         "flow_run",
         "group",
         "log_prints",
         "loop",
         "parameters",
+        "persisted",
         "recovered",
         "settings",
         "spec",
@@ -78,6 +82,10 @@ class FlowRunContext(RunContext):
         # which is what durable recovery matches on.
         # itertools.count: next() is atomic, so threads submitting concurrently get distinct keys.
         self.task_counters: dict[str, itertools.count[int]] = {}
+        # (task key, call index) -> final state of a subflow that completed with a persisted
+        # result: a retried attempt of this flow run reuses it instead of running it again.
+        self.finished_subflows: dict[tuple[str, str], State] = {}
+        self.persisted = False  # whether this run's final result was persisted
 
     @property
     def start_time(self) -> Any:
@@ -158,6 +166,25 @@ def _result_store(spec: Any) -> Any:
 
 flow_run_var = FlowRunContext._var
 task_run_var = TaskRunContext._var
+
+
+def in_async_context() -> bool:
+    """Whether a sync-compatible call here should return a coroutine (Prefect's rule).
+
+    Inside a task or flow run the run decides: an async body awaits, a sync body blocks, even
+    when its thread runs an event loop. Outside runs, a running event loop means async.
+    """
+    ctx = task_run_var.get() or flow_run_var.get()
+    if ctx is not None:
+        return bool(ctx.spec.is_async)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_states.async_context = in_async_context
 tags_var: ContextVar[frozenset[str]] = ContextVar("tags", default=frozenset())
 
 

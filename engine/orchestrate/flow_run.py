@@ -19,11 +19,11 @@ from millstream._engine.bridge.executors import Executor
 from millstream._engine.bridge.loops import get_portal, is_private_loop
 from millstream._engine.bridge.processes import pid_alive
 from millstream._engine.bridge.task_runners import default_task_runner
-from millstream._engine.exceptions import ParameterTypeError, UnfinishedRun
+from millstream._engine.exceptions import ParameterTypeError, UnfinishedRun, UpstreamTaskError
 from millstream._engine.model import transitions
 from millstream._engine.model.ids import new_id
 from millstream._engine.model.names import random_run_name, render_run_name
-from millstream._engine.model.records import FlowRun
+from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import (
     Pending,
@@ -34,7 +34,7 @@ from millstream._engine.model.states import (
     now,
     state_result,
 )
-from millstream._engine.orchestrate import cancellation, lines, persist
+from millstream._engine.orchestrate import cancellation, inputs, lines, persist, subflows
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import Put, link, run_attempts
 from millstream._engine.orchestrate.body import flow_body_state
@@ -98,9 +98,12 @@ async def run_flow(
     flow_run_id: uuid.UUID | None = None,
     deployment: Any = None,
     claimed: FlowRun | None = None,
+    wait_for: list[Any] | None = None,
 ) -> State:
     """Orchestrate one flow run to its final state (bad parameters give a Failed state).
 
+    ``wait_for``: futures (or states) to wait for first; a failed one leaves the run Pending
+    "NotReady" without running it, as a task's failed upstream does.
     Raises only for an unusable database and for cancellation and crashes, after recording them.
     """
     parent_ctx = ctxmod.flow_run_var.get()
@@ -112,16 +115,10 @@ async def run_flow(
         # Called again with the id of a finished run: its recorded result, nothing runs.
         return _recorded_final_state(existing, await store.read_flow_run_result(existing.id))
     flow_run, recovered = await _the_run(spec, parameters, store, parent_ctx, existing, flow_run_id)
-    put = store.put_flow_run_state
-    if parent_ctx is not None and existing is None:
-        # A subflow: a task run of the parent flow run stands for it and follows its states.
-        tracker = subflow_task_run(spec, parameters, parent_ctx)
-        flow_run.parent_task_run_id = tracker.id
-        put = mirrored(store, tracker)
-    try:
-        parameters = _validated(spec, parameters, flow_run)
-    except ParameterTypeError as exc:
-        return await _failed_validation(exc, flow_run, put, parent_ctx, store)
+    prepared = await _before_body(spec, parameters, flow_run, store, parent_ctx, existing, wait_for)
+    if isinstance(prepared, State):
+        return prepared
+    parameters, put, tracker = prepared
     flow_ctx = _context(spec, flow_run, parameters, store, deployment, recovered)
     flow_ctx.settings = settings
     try:
@@ -139,11 +136,62 @@ async def run_flow(
         store.untrack_live(flow_run.id)
         # Flush point: a top-level flow run's terminal state is durable before the call returns.
         await store.flush()
+    elif tracker is not None:
+        subflows.remember(parent_ctx, tracker, state, flow_ctx.persisted)
+    return state
+
+
+async def _before_body(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    flow_run: FlowRun,
+    store: Store,
+    parent_ctx: ctxmod.FlowRunContext | None,
+    existing: FlowRun | None,
+    wait_for: list[Any] | None,
+) -> State | tuple[dict[str, Any], Put, TaskRun | None]:
+    """``(validated parameters, state writer, subflow tracker)``, or the final state of a run
+    that does not start: reused from the parent's earlier attempt, not ready, invalid."""
+    put = store.put_flow_run_state
+    tracker = None
+    if parent_ctx is not None and existing is None:
+        # A subflow: a task run of the parent flow run stands for it and follows its states.
+        tracker = subflow_task_run(spec, parameters, parent_ctx)
+        earlier = subflows.reused(parent_ctx, tracker)
+        if earlier is not None:
+            return earlier
+        flow_run.parent_task_run_id = tracker.id
+        put = mirrored(store, tracker)
+    if wait_for:
+        not_ready = await _upstream_not_ready(wait_for, flow_run, put)
+        if not_ready is not None:
+            return not_ready
+    try:
+        return _validated(spec, parameters, flow_run), put, tracker
+    except ParameterTypeError as exc:
+        return await _failed_validation(exc, flow_run, put, parent_ctx, store)
+
+
+async def _upstream_not_ready(wait_for: list[Any], flow_run: FlowRun, put: Put) -> State | None:
+    """Wait for ``wait_for``; the recorded NotReady state when one of them did not complete."""
+    _, failed, _ = await inputs.resolve({}, wait_for)
+    state = transitions.upstream_not_ready(failed)
+    if state is not None:
+        _record(put, flow_run, state)
     return state
 
 
 def flow_result(state: State, raise_on_failure: bool = True) -> Any:
-    """What a flow call returns for its final state (raising its exception if it failed)."""
+    """What a flow call returns for its final state (raising its exception if it failed).
+
+    As in Prefect, a body that returned a collection of states (its futures' states) gives
+    the caller that collection, whatever the run's aggregated state; a returned state gives
+    the final state's result (a run's state comes back as the State itself)."""
+    data = state.data
+    if transitions.is_state_iterable(data):
+        return data
+    if raise_on_failure and isinstance(data, UpstreamTaskError):
+        raise data  # not run: an upstream it waited for did not complete
     return state_result(state, raise_on_failure)
 
 
@@ -317,6 +365,7 @@ async def _finish(
         state, blob = persist.persist_result(
             spec, state, flow_ctx.parameters, flow_ctx, kind="Flow run"
         )
+        flow_ctx.persisted = blob is not None
     elif state.type is _COMPLETED and flow_run.parent_flow_run_id is None:
         blob = persist.journal_of(state)
     flow_run.end_time = state.timestamp

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from millstream._engine.model import transitions
 from millstream._engine.model.spec import FlowSpec, TaskSpec
 from millstream._engine.model.states import (
     ResultLoader,
@@ -27,9 +28,7 @@ def settings_of(flow_ctx: ctxmod.FlowRunContext | None) -> Any:
 
 def holds_states(data: Any) -> bool:
     """A run that returned states (of futures): not a plain value to store or replay."""
-    return isinstance(data, State) or (
-        isinstance(data, list) and bool(data) and all(isinstance(d, State) for d in data)
-    )
+    return isinstance(data, State) or transitions.is_state_iterable(data)
 
 
 def journal_of(state: State) -> bytes | None:

@@ -286,7 +286,7 @@ class EngineFuture:
         """Block for the final state and return its result (or raise its exception)."""
         if not self.wait(timeout):
             raise TimeoutError(
-                f"Task run {self.task_run_id} did not finish within {timeout} seconds"
+                f"Task run {self.task_run_id} did not complete within {timeout} seconds"
             )
         assert self._state is not None
         return state_result(self._state, raise_on_failure)

@@ -68,3 +68,20 @@ def mirrored(store: Store, tracker: TaskRun) -> Put:
         put_task(tracker, mirror)
 
     return put
+
+
+def reused(parent_ctx: ctxmod.FlowRunContext, tracker: TaskRun) -> State | None:
+    """The final state of this subflow call from an earlier attempt of its parent, when that
+    attempt completed it with a persisted result (Prefect reuses such a child run when the
+    parent retries; one without a persisted result runs again)."""
+    if parent_ctx.flow_run.run_count <= 1:
+        return None
+    return parent_ctx.finished_subflows.get((tracker.task_key, tracker.dynamic_key))
+
+
+def remember(
+    parent_ctx: ctxmod.FlowRunContext, tracker: TaskRun, state: State, persisted: bool
+) -> None:
+    """Keep a completed subflow's final state for the parent's later attempts."""
+    if persisted and state.is_completed():
+        parent_ctx.finished_subflows[(tracker.task_key, tracker.dynamic_key)] = state

@@ -38,6 +38,10 @@ class DeploymentRecord(msgspec.Struct, kw_only=True):
     schedules: list[Schedule] = msgspec.field(default_factory=list)
     created: dt.datetime | None = None
     updated: dt.datetime | None = None
+    # How many runs of this deployment may run at once (None: no limit), and what a run over
+    # the limit does: "ENQUEUE" (wait, Prefect's default) or "CANCEL_NEW".
+    concurrency_limit: int | None = None
+    collision_strategy: str | None = None
 
     @property
     def full_name(self) -> str:

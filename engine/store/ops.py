@@ -165,6 +165,8 @@ class StoreOperations:
             schedules_json,
             stamp,
             stamp,
+            fields.get("concurrency_limit"),
+            fields.get("collision_strategy"),
         )
         sql = Q["upsert_deployment"]
         await self._call(lambda conn: conn.execute(sql, params))
@@ -265,6 +267,31 @@ class StoreOperations:
             rows.encode_json([t.value for t in from_types]),
         )
         sql = Q["update_flow_run_state_if"]
+        changed: bool = await self._call(lambda conn: conn.execute(sql, params).rowcount > 0)
+        return changed
+
+    async def update_flow_run_fields(
+        self,
+        run_id: uuid.UUID,
+        *,
+        name: str | None = None,
+        flow_version: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        parameters_blob: bytes | None = None,
+        tags: list[str] | None = None,
+    ) -> bool:
+        """Replace the given fields of a flow run's record (None: unchanged); False when there
+        is no such run. Durable when it returns."""
+        params = (
+            name,
+            flow_version,
+            rows.encode_json(parameters) if parameters is not None else None,
+            parameters_blob,
+            rows.encode_json(tags) if tags is not None else None,
+            rows.ts(dt.datetime.now(dt.UTC)),
+            rows.db_id(run_id),
+        )
+        sql = Q["update_flow_run_fields"]
         changed: bool = await self._call(lambda conn: conn.execute(sql, params).rowcount > 0)
         return changed
 

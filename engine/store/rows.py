@@ -459,4 +459,6 @@ def deployment_fields(row: sqlite3.Row) -> dict[str, Any]:
         "schedules": row["schedules"],
         "created": parse_ts(row["created"]),
         "updated": parse_ts(row["updated"]),
+        "concurrency_limit": row["concurrency_limit"],
+        "collision_strategy": row["collision_strategy"],
     }

@@ -438,6 +438,13 @@ UPDATE flow_run SET state_type = ?, state_name = ?, state_message = ?, updated =
     history = CAST(history || ? AS BLOB)
 WHERE id = ? AND state_type IN (SELECT value FROM json_each(?));
 
+-- name: update_flow_run_fields
+-- client.update_flow_run: each field given replaces the recorded one (NULL: left as it is).
+UPDATE flow_run SET name = COALESCE(?, name), flow_version = COALESCE(?, flow_version),
+    parameters = COALESCE(?, parameters), parameters_blob = COALESCE(?, parameters_blob),
+    tags = COALESCE(?, tags), updated = ?
+WHERE id = ?;
+
 -- name: insert_scheduled_flow_run
 -- The same columns as upsert_flow_run; a run that exists already is left alone.
 INSERT INTO flow_run (
@@ -463,15 +470,18 @@ RETURNING *;
 -- name: upsert_deployment
 INSERT INTO deployment (
     id, name, flow_name, entrypoint, description, version, tags, parameters, parameters_blob,
-    parameter_schema, enforce_parameter_schema, paused, schedules, created, updated
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    parameter_schema, enforce_parameter_schema, paused, schedules, created, updated,
+    concurrency_limit, collision_strategy
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET entrypoint = excluded.entrypoint,
     description = excluded.description, version = excluded.version,
     tags = excluded.tags, parameters = excluded.parameters,
     parameters_blob = excluded.parameters_blob,
     parameter_schema = excluded.parameter_schema,
     enforce_parameter_schema = excluded.enforce_parameter_schema,
-    paused = excluded.paused, schedules = excluded.schedules, updated = excluded.updated;
+    paused = excluded.paused, schedules = excluded.schedules, updated = excluded.updated,
+    concurrency_limit = excluded.concurrency_limit,
+    collision_strategy = excluded.collision_strategy;
 
 -- name: select_deployment_by_name
 SELECT * FROM deployment WHERE flow_name = ? AND name = ?;
@@ -638,3 +648,10 @@ ORDER BY heartbeat DESC LIMIT ?;
 
 -- name: select_task_run_result
 SELECT result FROM task_run WHERE id = ?;
+
+-- migration: 7
+-- A deployment's concurrency limit (to_deployment(concurrency_limit=...)): how many of its runs
+-- may run at once (NULL: no limit) and what happens to a run over it ('ENQUEUE' or
+-- 'CANCEL_NEW'; NULL: Prefect's default, ENQUEUE).
+ALTER TABLE deployment ADD COLUMN concurrency_limit INTEGER;
+ALTER TABLE deployment ADD COLUMN collision_strategy TEXT;

@@ -22,6 +22,7 @@ from millstream._engine.store import Store, get_store
 from millstream._engine.store.rows import db_id
 from millstream._sync import dual
 from millstream.client.artifacts import ArtifactClientMixin, SyncArtifactClientMixin
+from millstream.client.flow_run_writes import FlowRunWrites
 from millstream.variables import Variable
 
 P = ParamSpec("P")
@@ -59,9 +60,9 @@ _SERVER_ONLY = frozenset(
     read_worker_metadata read_workers_for_work_pool release_concurrency_slots
     release_concurrency_slots_with_lease renew_concurrency_lease request
     reset_concurrency_limit_by_tag resume_automation resume_deployment send_worker_heartbeat
-    set_deployment_paused_state set_flow_run_name set_task_run_name set_task_run_state
+    set_deployment_paused_state set_task_run_name set_task_run_state
     update_automation update_block_document update_block_type
-    update_deployment update_deployment_schedule update_flow_run update_flow_run_labels
+    update_deployment update_deployment_schedule update_flow_run_labels
     update_global_concurrency_limit update_server_default_result_storage update_work_pool
     update_work_queue upsert_global_concurrency_limit_by_name
     """.split()
@@ -97,7 +98,7 @@ class _ServerOnlyNames:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
-class PrefectClient(ArtifactClientMixin, _ServerOnlyNames):
+class PrefectClient(ArtifactClientMixin, FlowRunWrites, _ServerOnlyNames):
     """The async client: ``async with get_client() as client: await client.read_flow_run(id)``.
 
     Reads go straight to the database; ids may be UUIDs or their strings, and a missing or
@@ -202,14 +203,6 @@ class PrefectClient(ArtifactClientMixin, _ServerOnlyNames):
         raise NotSupportedError(
             "client.create_flow_run() is not available in Millstream: call the flow to run "
             "it, or create a run of a deployment with client.create_flow_run_from_deployment()"
-        )
-
-    async def set_flow_run_state(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Not available: the engine running a flow sets its states; to stop or continue a
-        run from outside use ``cancel_flow_run`` or ``resume_flow_run``."""
-        raise NotSupportedError(
-            "client.set_flow_run_state() is not available in Millstream: the engine running "
-            "a flow sets its states; use client.cancel_flow_run() or client.resume_flow_run()"
         )
 
     async def cancel_flow_run(self, flow_run_id: uuid.UUID | str) -> State:
@@ -462,6 +455,8 @@ class SyncPrefectClient(SyncArtifactClientMixin, _ServerOnlyNames):
     delete_flow_run = _blocking(PrefectClient.delete_flow_run)
     create_flow_run = _blocking(PrefectClient.create_flow_run)
     set_flow_run_state = _blocking(PrefectClient.set_flow_run_state)
+    update_flow_run = _blocking(PrefectClient.update_flow_run)
+    set_flow_run_name = _blocking(PrefectClient.set_flow_run_name)
     cancel_flow_run = _blocking(PrefectClient.cancel_flow_run)
     resume_flow_run = _blocking(PrefectClient.resume_flow_run)
     read_flow = _blocking(PrefectClient.read_flow)

@@ -55,7 +55,8 @@ def _attribute(module: str, name: str, values: dict[str, tuple[type, Callable[[]
             # An unknown attribute can be mocked too (as text), as Prefect allows.
             return raw if entry is None else _cast(env_name, raw, entry[0])
     if entry is None:
-        raise AttributeError(f"module 'millstream.runtime.{module}' has no attribute {name!r}")
+        # Worded as Prefect's ("prefect.runtime.flow_run has no attribute 'x'").
+        raise AttributeError(f"millstream.runtime.{module} has no attribute {name!r}")
     return entry[1]()
 
 
@@ -97,7 +98,7 @@ def _deployment_run() -> tuple[Any, str, dict[str, Any]] | None:
     it is not part of a deployment run."""
     ctx = flow_run_var.get()
     if ctx is None:
-        return None
+        return _env_deployment_run()
     run = ctx.flow_run
     if ctx.deployment is not None:
         return ctx.deployment, str(run.id), dict(run.parameters)
@@ -117,6 +118,17 @@ def _deployment_run() -> tuple[Any, str, dict[str, Any]] | None:
         deployment_id = found_deployment.hex if found_deployment is not None else None
         run_id, parent = parent, parent_id
     return None
+
+
+def _env_deployment_run() -> tuple[Any, str, dict[str, Any]] | None:
+    # Outside runs: the deployment of the flow run the environment names (as Prefect reads it
+    # through PREFECT__FLOW_RUN_ID), if that run came from one.
+    from millstream.runtime.flow_run import _env_run
+
+    run = _env_run()
+    if run is None or run.deployment_id is None:
+        return None
+    return _read_deployment(run.deployment_id.hex), str(run.id), dict(run.parameters)
 
 
 def _read_deployment(deployment_id: str) -> Any:

@@ -1,7 +1,8 @@
 """The deployment of the current run: ``from millstream.runtime import deployment``.
 
-Set inside a run started from a deployment (a served run) and inside its subflows; outside
-one, the ids, name and version are None and ``parameters`` is {}.
+Set inside a run started from a deployment (a served run) and inside its subflows, and outside
+runs for the flow run named by ``MILLSTREAM__FLOW_RUN_ID`` (or ``PREFECT__FLOW_RUN_ID``) when it
+came from a deployment; otherwise the ids, name and version are None and ``parameters`` is {}.
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ def _version() -> str | None:
 
 
 def _flow_run_id() -> str | None:
-    # The current flow run's id, when it is (part of) a deployment run.
+    # The current flow run's id (or the one the environment names), when it is (part of) a
+    # deployment run.
     ctx = flow_run_var.get()
-    return str(ctx.flow_run.id) if ctx is not None and _deployment_run() is not None else None
+    if ctx is None:
+        found = _deployment_run()
+        return found[1] if found is not None else None
+    return str(ctx.flow_run.id) if _deployment_run() is not None else None
 
 
 def _parameters() -> dict[str, Any]:

@@ -79,16 +79,23 @@ def test_map_length_mismatch_and_missing_iterable():
         nothing()
 
 
-def test_quote_passes_an_iterable_without_mapping_or_inspecting():
+def test_quote_is_looked_through_by_map_and_kept_around_each_element():
+    # prefect 3.9.1: map unwraps quote(...) to find what to iterate and re-quotes each element
+    # (ident.map(quote([1, 2])) -> [1, 2]); pass a whole iterable with unmapped(...).
     @task
     def length(items: list, x: int) -> int:
         return len(items) + x
 
     @flow
     def f():
-        return length.map(quote([1, 2, 3]), [0, 10]).result()
+        return length.map(unmapped([1, 2, 3]), [0, 10]).result()
+
+    @flow
+    def g():
+        return length.map(quote([[1], [1, 2]]), [0, 10]).result()
 
     assert f() == [3, 13]
+    assert g() == [1, 12]
 
 
 def test_futures_as_arguments_are_resolved_also_inside_collections():
@@ -263,8 +270,10 @@ def test_submit_with_return_state():
     def f():
         return add.submit(1, return_state=True)
 
-    # The flow returns a State, which it adopts: its result is the task's result.
-    assert f() == 1
+    # Checked on prefect 3.9.1: a returned run's state is aggregated ("All states completed.")
+    # and the call gives back that State itself; its result is the task's result.
+    state = f()
+    assert state.is_completed() and state.result() == 1
 
 
 def test_blocking_result_inside_an_async_flow_runs_the_queued_tasks_elsewhere():

@@ -114,22 +114,32 @@ def test_what_is_persisted(persist_result, by_default, cache_key, expected):
 
 
 def test_final_state_from_returned_states_follows_prefects_rules():
-    assert tr.final_from_return(5, None, single=False).type is StateType.COMPLETED
+    # Checked on prefect 3.9.1 (return_value_to_state): a hand-made state is used as given;
+    # a run's state or a list/tuple/set of states is aggregated (Cancelled if any cancelled,
+    # else Failed counting failed+crashed), the returned value kept as the data.
+    assert tr.final_from_return(5).type is StateType.COMPLETED
     failed = Failed(message="no")
-    assert tr.final_from_return(failed, None, single=False) is failed
+    assert tr.final_from_return(failed) is failed
     states = [Completed(), Failed()]
-    final = tr.final_from_return(states, states, single=False)
+    final = tr.final_from_return(states)
     assert (final.type, final.message, final.data) == (
         StateType.FAILED,
         "1/2 states failed.",
         states,
     )
-    assert tr.final_from_states([Completed(), Cancelled()], None).type is StateType.CANCELLED
-    assert tr.final_from_states([Crashed(), Completed()], None).type is StateType.CRASHED
+    assert tr.final_from_return({"a": Failed()}).type is StateType.COMPLETED  # dicts are data
+    cancelled = tr.final_from_states([Completed(), Cancelled()], None)
+    assert (cancelled.type, cancelled.message) == (StateType.CANCELLED, "1/2 states cancelled.")
+    crashed = tr.final_from_states([Crashed(), Completed()], None)
+    assert (crashed.type, crashed.message) == (StateType.FAILED, "1/2 states failed.")
+    ok = tr.final_from_states([Completed(), Completed()], None)
+    assert (ok.type, ok.message) == (StateType.COMPLETED, "All states completed.")
     running = tr.final_from_states([Running()], None)
     assert (running.type, running.message) == (StateType.FAILED, "1/1 states are not final.")
-    single = Completed(data=3)
-    assert tr.final_from_return(object(), [single], single=True).data is single
+    of_a_run = Completed(data=3)
+    of_a_run.state_details.task_run_id = uuid.uuid4()
+    aggregated = tr.final_from_return(of_a_run)
+    assert aggregated is not of_a_run and aggregated.data is of_a_run
 
 
 def test_the_run_path_reads_as_a_short_sequence():
