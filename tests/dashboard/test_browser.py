@@ -108,8 +108,10 @@ def test_dashboard_in_a_browser(browser_page: Any, serve_app: Any, monkeypatch: 
     nightly_report(7)
     cleanup(1)
     cleanup(2)
-    deployment = cleanup.to_deployment("on-demand", cron="0 4 * * *")
-    deployment.apply()
+    # Playwright's sync API keeps an event loop running in this thread: as with Prefect's
+    # sync-compatible names, `_sync=True` asks for the blocking form.
+    deployment = cleanup.to_deployment("on-demand", cron="0 4 * * *", _sync=True)
+    deployment.apply(_sync=True)
     started = threading.Event()
     outcome: list[BaseException] = []
 
