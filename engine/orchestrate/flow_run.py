@@ -38,6 +38,7 @@ from millstream._engine.orchestrate import cancellation, lines, persist
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import Put, link, run_attempts
 from millstream._engine.orchestrate.body import flow_body_state
+from millstream._engine.orchestrate.claims import claim_or_wait
 from millstream._engine.orchestrate.hooks import run_hooks
 from millstream._engine.orchestrate.scheduler import RunGroup
 from millstream._engine.orchestrate.subflows import mirrored, subflow_task_run
@@ -106,11 +107,9 @@ async def run_flow(
     parent_ctx = ctxmod.flow_run_var.get()
     settings = persist.settings_of(None)  # read once: the store's path and the run's settings
     store = await _store_of(parent_ctx, settings)
-    # A worker that just claimed the run passes it: no need to read it again.
-    existing = claimed or (await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None)
-    if existing is not None and existing.state_type is _COMPLETED:
-        # Called again with the id of a finished run: its recorded result, nothing runs.
-        return _recorded_final_state(existing, await store.read_flow_run_result(existing.id))
+    existing, final = await _existing_run(spec, parameters, store, parent_ctx, flow_run_id, claimed)
+    if final is not None:
+        return final
     flow_run, recovered = await _the_run(spec, parameters, store, parent_ctx, existing, flow_run_id)
     put = store.put_flow_run_state
     if parent_ctx is not None and existing is None:
@@ -137,8 +136,9 @@ async def run_flow(
     logs.run_finished(flow_run.id, store)  # its queued log lines and any dropped count
     if parent_ctx is None:
         store.untrack_live(flow_run.id)
-        # Flush point: a top-level flow run's terminal state is durable before the call returns.
-        await store.flush()
+        # Flush point: a top-level flow run's terminal state is durable before the call returns
+        # (LeaseLost if another process took the run over meanwhile: nothing of ours counted).
+        await store.flush_run(flow_run.id)
     return state
 
 
@@ -148,6 +148,32 @@ def flow_result(state: State, raise_on_failure: bool = True) -> Any:
 
 
 # -- before the body ----------------------------------------------------------------------------
+async def _existing_run(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    store: Store,
+    parent_ctx: ctxmod.FlowRunContext | None,
+    flow_run_id: uuid.UUID | None,
+    claimed: FlowRun | None,
+) -> tuple[FlowRun | None, State | None]:
+    """The recorded run to resume (None: a new run), or the final state to return at once."""
+    # A worker that just claimed the run passes it: no need to read it again.
+    existing = claimed or (await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None)
+    if existing is None and flow_run_id is not None and parent_ctx is None:
+        # A new caller-given id: one atomic claim; a loser gets the winner's run.
+        lease = persist.settings_of(None).serve.lease_seconds
+        existing = await claim_or_wait(spec, parameters, store, flow_run_id, lease)
+        if existing is not None and existing.state is not None and existing.state.is_final():
+            blob = await store.read_flow_run_result(existing.id)
+            return existing, _recorded_final_state(existing, blob)
+    if existing is not None and existing.state_type is _COMPLETED:
+        # Called again with the id of a finished run: its recorded result, nothing runs.
+        return existing, _recorded_final_state(
+            existing, await store.read_flow_run_result(existing.id)
+        )
+    return existing, None
+
+
 async def _store_of(parent_ctx: ctxmod.FlowRunContext | None, settings: Any) -> Store:
     if parent_ctx is not None:
         return parent_ctx.store

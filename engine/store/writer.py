@@ -10,7 +10,9 @@ import asyncio
 import collections
 import concurrent.futures
 import datetime as dt
+import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,8 @@ from millstream._engine.store import rows
 
 if TYPE_CHECKING:
     from millstream._engine.store.backend import Backend, Batch
+
+logger = logging.getLogger("millstream.store")
 
 # How long queued writes may wait for company before the writer commits them (seconds).
 GROUP_COMMIT_DELAY = 0.01
@@ -36,17 +40,24 @@ _SLACK = 8
 
 class RunStateWrite:
     """A run in a new state. ``run`` is a snapshot taken when the write is queued (a shallow
-    copy: ~0.1 us), so later changes to the live record do not leak into this row."""
+    copy: ~0.1 us), so later changes to the live record do not leak into this row. ``fence``
+    is the root flow run's id and the lease epoch this process holds for it (None: unfenced)."""
 
-    __slots__ = ("is_task", "result", "run", "state")
+    __slots__ = ("fence", "is_task", "result", "run", "state")
 
     def __init__(
-        self, run: FlowRun | TaskRun, state: State, result: bytes | None, is_task: bool
+        self,
+        run: FlowRun | TaskRun,
+        state: State,
+        result: bytes | None,
+        is_task: bool,
+        fence: tuple[bytes, int] | None = None,
     ) -> None:
         self.run = run
         self.state = state
         self.result = result
         self.is_task = is_task
+        self.fence = fence
 
 
 class LogWrite:
@@ -82,13 +93,19 @@ class CacheWrite:
 
 
 class HeartbeatWrite:
-    """A heartbeat stamp for live flow runs."""
+    """A heartbeat stamp for live flow runs (each with its fence, as ``RunStateWrite``)."""
 
-    __slots__ = ("run_ids", "stamp")
+    __slots__ = ("fences", "run_ids", "stamp")
 
-    def __init__(self, run_ids: list[uuid.UUID], stamp: dt.datetime) -> None:
+    def __init__(
+        self,
+        run_ids: list[uuid.UUID],
+        stamp: dt.datetime,
+        fences: list[tuple[bytes, int] | None] | None = None,
+    ) -> None:
         self.run_ids = run_ids
         self.stamp = stamp
+        self.fences = fences or [None] * len(run_ids)
 
 
 class CallWrite:
@@ -155,6 +172,8 @@ class WriteQueue:
         self.writer_thread: threading.Thread | None = None
         # True while the writer holds a batch taken off the queue and not yet committed.
         self.writing = False
+        # Rows the writer keeps from a batch that failed, to try again (they are not on disk).
+        self.carried = 0
         # The largest length seen by a producer (for tests and the benchmark).
         self.high_water = 0
 
@@ -213,61 +232,108 @@ class WriteQueue:
             self.room.notify_all()
 
 
-def build_batch(items: Iterable[Item]) -> tuple[Batch, list[CallWrite], list[FlushMarker]]:
+def build_batch(
+    items: Iterable[Item],
+) -> tuple[Batch, list[CallWrite], list[FlushMarker], list[BaseException]]:
     """Rows for one transaction: runs coalesced (one row write per run, carrying every state
-    it went through), then flows, logs, cache entries and heartbeats; calls and flushes apart."""
+    it went through), then flows, logs, cache entries and heartbeats; calls and flushes apart.
+    An item whose row cannot be made is left out, its error returned (the writer survives any
+    payload; rows are checked where they are made, so this is the last line of defence)."""
     from millstream._engine.store.backend import Batch
 
     runs: dict[uuid.UUID, list[Any]] = {}
     batch = Batch()
     calls: list[CallWrite] = []
     flushes: list[FlushMarker] = []
-    history_entry = rows.history_entry
+    errors: list[BaseException] = []
     for item in items:
-        # Most frequent first; isinstance both dispatches and narrows the type.
-        if isinstance(item, RunStateWrite):
-            run_id = item.run.id
-            entry = runs.get(run_id)
-            line = history_entry(
-                item.state, run_id, "task_run_id" if item.is_task else "flow_run_id"
-            )
-            if entry is None:
-                runs[run_id] = [item, [line], item.result]
-            else:
-                entry[0] = item
-                entry[1].append(line)
-                if item.result is not None:
-                    entry[2] = item.result
-        elif isinstance(item, LogWrite):
-            batch.logs.extend(item.rows)
-        elif isinstance(item, FlowWrite):
-            batch.flows.append(rows.flow_row(item.record))
-        elif isinstance(item, CacheWrite):
-            batch.caches.append(
-                (
-                    item.key,
-                    item.blob,
-                    rows.ts(item.expiration),
-                    item.task_run_id.bytes,
-                    rows.ts(dt.datetime.now(dt.UTC)),
-                )
-            )
-        elif isinstance(item, HeartbeatWrite):
-            stamp = rows.ts(item.stamp)
-            batch.heartbeats.extend((stamp, i.bytes) for i in item.run_ids)
-        elif isinstance(item, FlushMarker):
-            flushes.append(item)
-        else:
-            assert isinstance(item, CallWrite)
-            calls.append(item)
+        try:
+            _add_item(item, runs, batch, calls, flushes)
+        except Exception as exc:
+            errors.append(exc)
     for last, lines, result in runs.values():
-        history = rows.encode_history(lines)
-        if last.is_task:
-            batch.task_runs.append(rows.task_run_row(last.run, last.state, history, result))
-        else:
-            batch.flow_runs.append(rows.flow_run_row(last.run, last.state, history, result))
+        try:
+            history = rows.encode_history(lines)
+            if last.is_task:
+                batch.task_runs.append(rows.task_run_row(last.run, last.state, history, result))
+                batch.task_run_fences.append(_fence(batch, last.fence))
+            else:
+                batch.flow_runs.append(rows.flow_run_row(last.run, last.state, history, result))
+                batch.flow_run_fences.append(_fence(batch, last.fence))
+        except Exception as exc:
+            errors.append(exc)
     batch.calls = [c.fn for c in calls]
-    return batch, calls, flushes
+    return batch, calls, flushes, errors
+
+
+def _fence(batch: Batch, fence: tuple[bytes, int] | None) -> bytes | None:
+    if fence is None:
+        return None
+    root, epoch = fence
+    held = batch.fences.get(root)
+    if held is None or epoch < held:
+        batch.fences[root] = epoch  # the oldest epoch among the rows decides: stale is stale
+    return root
+
+
+def _add_item(
+    item: Item,
+    runs: dict[uuid.UUID, list[Any]],
+    batch: Batch,
+    calls: list[CallWrite],
+    flushes: list[FlushMarker],
+) -> None:
+    # Most frequent first; isinstance both dispatches and narrows the type.
+    if isinstance(item, RunStateWrite):
+        run_id = item.run.id
+        entry = runs.get(run_id)
+        line = rows.history_entry(
+            item.state, run_id, "task_run_id" if item.is_task else "flow_run_id"
+        )
+        if entry is None:
+            runs[run_id] = [item, [line], item.result]
+        else:
+            entry[0] = item
+            entry[1].append(line)
+            if item.result is not None:
+                entry[2] = item.result
+    elif isinstance(item, LogWrite):
+        batch.logs.extend(item.rows)
+    elif isinstance(item, FlowWrite):
+        batch.flows.append(rows.flow_row(item.record))
+    elif isinstance(item, CacheWrite):
+        batch.caches.append(
+            (
+                item.key,
+                item.blob,
+                rows.ts(item.expiration),
+                item.task_run_id.bytes,
+                rows.ts(dt.datetime.now(dt.UTC)),
+            )
+        )
+    elif isinstance(item, HeartbeatWrite):
+        stamp = rows.ts(item.stamp)
+        batch.heartbeats.extend((stamp, i.bytes) for i in item.run_ids)
+        batch.heartbeat_fences.extend(_fence(batch, f) for f in item.fences)
+    elif isinstance(item, FlushMarker):
+        flushes.append(item)
+    else:
+        assert isinstance(item, CallWrite)
+        calls.append(item)
+
+
+class WriterOptions:
+    """How the writer retries, and whom it tells of fenced runs."""
+
+    __slots__ = ("on_fenced", "retry_seconds")
+
+    def __init__(
+        self,
+        retry_seconds: float = 60.0,
+        on_fenced: Callable[[set[bytes]], None] | None = None,
+    ) -> None:
+        self.retry_seconds = retry_seconds
+        self.on_fenced = on_fenced
 
 
 def run_writer(
@@ -275,19 +341,30 @@ def run_writer(
     backend: Backend,
     opened: concurrent.futures.Future[None],
     closing: Callable[[], bool],
+    options: WriterOptions | None = None,
 ) -> None:
-    """The writer thread's body: open the database, then drain the queue until closed."""
+    """The writer thread's body: open the database, then drain the queue until closed.
+
+    A batch that fails for a transient reason is retried with backoff for
+    ``options.retry_seconds``; if it still fails, the flushes and calls waiting on it fail
+    (naming the database and the cause) and its rows are kept and tried again with the next
+    batch, so what was queued reaches the disk once it can.
+    """
+    options = options or WriterOptions()
     try:
         conn = backend.connect_for_writing()
     except BaseException as exc:
-        opened.set_exception(exc)
+        settle(opened, exc)
         queue.release_all()
         fail_pending(queue, exc)
         return
-    opened.set_result(None)
+    settle(opened, None)
+    carried: list[Item] = []
     try:
         while True:
-            queue.wake.wait()
+            # Rows kept from a failed batch are tried again after a pause even if nothing new
+            # is queued.
+            queue.wake.wait(_CARRY_PAUSE if carried else None)
             if not queue.urgent.is_set() and not closing():
                 # Group commit: plain writes wait a moment for company; a flush does not.
                 queue.urgent.wait(GROUP_COMMIT_DELAY)
@@ -298,9 +375,12 @@ def run_writer(
             # read that finds the queue empty still waits for that batch (read-your-writes).
             queue.writing = True
             try:
-                while queue.items:
-                    write_once(queue, backend, conn)
+                while queue.items or carried:
+                    carried = _guarded_write(queue, backend, conn, carried, closing, options)
+                    if carried and not queue.items:
+                        break
             finally:
+                queue.carried = len(carried)
                 queue.writing = False
             if closing():
                 return
@@ -309,27 +389,144 @@ def run_writer(
         conn.close()
 
 
-def write_once(queue: WriteQueue, backend: Backend, conn: Any) -> None:
-    """Take one batch off the queue, write it in one transaction, and tell whoever waits."""
-    batch, calls, flushes = build_batch(queue.take_batch())
+# Seconds between attempts at rows kept from a failed batch when nothing new is queued.
+_CARRY_PAUSE = 1.0
+
+
+def _guarded_write(
+    queue: WriteQueue,
+    backend: Backend,
+    conn: Any,
+    carried: list[Item],
+    closing: Callable[[], bool],
+    options: WriterOptions,
+) -> list[Item]:
+    try:
+        return write_once(queue, backend, conn, carried, closing, options)
+    except Exception:  # a bug here must not kill the writer: every later flow would hang
+        logger.exception("The store's writer failed on a batch for %s", backend.path)
+        return []
+
+
+def write_once(
+    queue: WriteQueue,
+    backend: Backend,
+    conn: Any,
+    carried: list[Item] | None = None,
+    closing: Callable[[], bool] = lambda: False,
+    options: WriterOptions | None = None,
+) -> list[Item]:
+    """Take one batch off the queue (after any rows kept from a failed one), write it in one
+    transaction, and tell whoever waits; returns the rows to keep for the next attempt."""
+    options = options or WriterOptions()
+    items = [*carried, *queue.take_batch()] if carried else queue.take_batch()
+    batch, calls, flushes, dropped = build_batch(items)
     error: BaseException | None = None
     results: list[Any] = []
+    keep: list[Item] = []
+    fenced: set[bytes] = set()
     try:
-        results = backend.write_batch(conn, batch)
-    except BaseException as exc:  # a failed batch is rolled back; tell whoever waits
-        error = exc
+        results = _write_retrying(backend, conn, batch, closing, options.retry_seconds)
+        fenced = batch.fenced
+    except Exception as exc:
+        if backend.classify(exc) == "data":
+            # A row that cannot be bound (made elsewhere, unchecked): isolate it, write the rest.
+            data: list[Item] = [i for i in items if not isinstance(i, CallWrite | FlushMarker)]
+            dropped += _isolate(backend, conn, data, fenced)
+            calls_batch, _, _, _ = build_batch(calls)
+            try:
+                results = _write_retrying(
+                    backend, conn, calls_batch, closing, options.retry_seconds
+                )
+            except Exception as exc2:
+                error = exc2
+        else:
+            error = exc
+            keep = [i for i in items if not isinstance(i, CallWrite | FlushMarker)]
+    if fenced and options.on_fenced is not None:
+        options.on_fenced(fenced)
+    failure = _failure(backend, error, dropped)
     for call, res in zip(calls, results or [None] * len(calls), strict=False):
         if error is not None:
-            settle(call.future, error)
+            settle(call.future, failure)
         elif isinstance(res, BaseException):
             settle(call.future, res)
         else:
             settle(call.future, None, res)
     for marker in flushes:
-        if error is not None:
-            settle(marker.future, StoreError(f"Writing to {backend.path} failed: {error}"))
-        else:
-            settle(marker.future, None)
+        settle(marker.future, failure)
+    return keep
+
+
+def _failure(
+    backend: Backend, error: BaseException | None, dropped: list[BaseException]
+) -> StoreError | None:
+    from millstream._engine.exceptions import CorruptDatabase
+
+    if error is not None:
+        cls = CorruptDatabase if backend.classify(error) == "corrupt" else StoreError
+        failure = cls(f"Writing to {backend.path} failed: {backend.describe(error)}")
+        failure.__cause__ = error
+        return failure
+    if dropped:
+        for exc in dropped:
+            logger.error("A row for %s could not be stored: %r", backend.path, exc)
+        return StoreError(
+            f"Writing to {backend.path} failed: {len(dropped)} row(s) could not be stored "
+            f"({type(dropped[0]).__name__}: {dropped[0]})"
+        )
+    return None
+
+
+def _write_retrying(
+    backend: Backend, conn: Any, batch: Batch, closing: Callable[[], bool], retry_seconds: float
+) -> list[Any]:
+    """``backend.write_batch``, retried with backoff while it fails for a transient reason."""
+    deadline = time.monotonic() + retry_seconds
+    delay = 0.02
+    while True:
+        try:
+            return backend.write_batch(conn, batch)
+        except Exception as exc:
+            if backend.classify(exc) != "transient" or closing():
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.debug("Write to %s failed (%s); retrying in %.2f s", backend.path, exc, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def _isolate(
+    backend: Backend, conn: Any, items: list[Item], fenced: set[bytes]
+) -> list[BaseException]:
+    """Write ``items`` in halves until each row that cannot be bound is alone; returns the
+    errors of the rows left out (text is made valid UTF-8 first)."""
+    if not items:
+        return []
+    batch, _, _, dropped = build_batch(items)
+    _sanitize(batch)
+    try:
+        backend.write_batch(conn, batch)
+        fenced |= batch.fenced
+        return dropped
+    except Exception as exc:
+        if backend.classify(exc) != "data":
+            raise
+        if len(items) == 1:
+            return [*dropped, exc]
+    mid = len(items) // 2
+    return _isolate(backend, conn, items[:mid], fenced) + _isolate(
+        backend, conn, items[mid:], fenced
+    )
+
+
+def _sanitize(batch: Batch) -> None:
+    batch.flows = [rows.sanitize_row(r) for r in batch.flows]
+    batch.flow_runs = [rows.sanitize_row(r) for r in batch.flow_runs]
+    batch.task_runs = [rows.sanitize_row(r) for r in batch.task_runs]
+    batch.logs = [rows.sanitize_row(r) for r in batch.logs]
+    batch.caches = [rows.sanitize_row(r) for r in batch.caches]
 
 
 def fail_pending(queue: WriteQueue, exc: BaseException) -> None:
