@@ -159,29 +159,29 @@ def _primary_code(exc: BaseException) -> int | None:
 
 
 def describe_error(exc: BaseException, path: Path, busy_timeout: float) -> str:
-    """A failed write as one line: the cause, the file, and what to do about it."""
+    """A failed write as one phrase: the cause and what to do about it (the caller names the
+    file)."""
     primary = _primary_code(exc)
-    where = str(path)
     if primary in (_CORRUPT, _NOTADB):
         return corrupt_message(path, exc)
     if primary == _FULL:
         return (
-            f"database or disk is full: cannot write {where!r} (free disk space or raise the "
-            "file-size limit; queued writes are kept and retried)"
+            "database or disk is full (free disk space or raise the file-size limit; the "
+            "queued writes are kept and written once it can)"
         )
     if primary == _IOERR:
         return (
-            f"disk I/O error writing {where!r} ({exc}; a full disk or a file-size limit can "
-            "cause it; queued writes are kept and retried)"
+            f"disk I/O error ({exc}; a full disk or a file-size limit can cause it; the "
+            "queued writes are kept and written once it can)"
         )
     if primary in (_BUSY, _LOCKED):
         return (
-            f"database {where!r} stayed locked by another connection past the busy timeout "
+            f"the database stayed locked by another connection past the busy timeout "
             f"({busy_timeout:g} s, MILLSTREAM_STORE_BUSY_TIMEOUT_SECONDS)"
         )
     if primary == _READONLY:
-        return f"database {where!r} is read-only ({exc})"
-    return f"{type(exc).__name__}: {exc} (database {where!r})"
+        return f"the database is read-only ({exc})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def corrupt_message(path: Path, exc: BaseException | str) -> str:

@@ -484,6 +484,7 @@ def _write_retrying(
     """``backend.write_batch``, retried with backoff while it fails for a transient reason."""
     deadline = time.monotonic() + retry_seconds
     delay = 0.02
+    first = True
     while True:
         try:
             return backend.write_batch(conn, batch)
@@ -492,7 +493,14 @@ def _write_retrying(
                 raise
             if time.monotonic() + delay > deadline:
                 raise
-            logger.debug("Write to %s failed (%s); retrying in %.2f s", backend.path, exc, delay)
+            if first:
+                first = False
+                logger.warning(
+                    "Writing to %s failed (%s); retrying for up to %g s",
+                    backend.path,
+                    backend.describe(exc),
+                    retry_seconds,
+                )
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
 
