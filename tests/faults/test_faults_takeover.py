@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import Processes, ledger_lines, query, wait_until
 
-from millstream.deployments import run_deployment
 from millstream._engine.store import rows
+from millstream.deployments import run_deployment
 
 pytestmark = pytest.mark.slow
 
