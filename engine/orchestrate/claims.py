@@ -36,6 +36,23 @@ async def claim_or_wait(
     run = new_flow_run(spec, parameters, store, parent_flow_ctx=None, flow_run_id=flow_run_id)
     if await store.claim_new_flow_run(run, Pending()):
         return None
+    return await wait_for_owner(store, flow_run_id, lease_seconds)
+
+
+def owned_elsewhere(store: Store, run: FlowRun, lease_seconds: float) -> bool:
+    """Whether an unfinished run is live in another process (or another thread of this one)."""
+    if run.state is None or run.state.is_final():
+        return False
+    if run.id in store.live_runs:
+        return True
+    if run.hostname == HOSTNAME and run.pid == os.getpid():
+        return False  # recorded by this process, not live in it: a previous life
+    return not _owner_gone(run, lease_seconds)
+
+
+async def wait_for_owner(store: Store, flow_run_id: uuid.UUID, lease_seconds: float) -> FlowRun:
+    """The run once it is final (its owner's outcome), or once this process took it over from
+    an owner that died or lost its lease (to resume it)."""
     while True:
         found = await store.read_flow_run_or_none(flow_run_id)
         if found is not None:
