@@ -116,13 +116,16 @@ class Store(StoreOperations):
             self._timer = LivenessTimer(self)
             self._timer.start()
 
-    async def ensure_open(self) -> None:
-        """Wait (from any event loop) until the database is open and migrated."""
+    async def ensure_open(self, *, for_reading: bool = False) -> None:
+        """Wait (from any event loop) until the database is open and migrated; with
+        ``for_reading``, a database this process can only read is fine too."""
         fut = self.start()
         if not fut.done():
             # Shielded: a caller cancelled while waiting must not cancel the store's opening
             # for every other caller.
             await asyncio.shield(asyncio.wrap_future(fut))
+        if for_reading and isinstance(fut.exception(), ReadOnlyDatabase):
+            return
         fut.result()
 
     async def _readable(self) -> bool:
@@ -134,9 +137,13 @@ class Store(StoreOperations):
             return False
         return True
 
-    def ensure_open_sync(self) -> None:
-        """Block until the database is open and migrated; raises ``StoreError`` if it can't be."""
-        self.start().result()
+    def ensure_open_sync(self, *, for_reading: bool = False) -> None:
+        """Block until the database is open and migrated; raises ``StoreError`` if it can't be
+        (with ``for_reading``, not when it can be read but not written here)."""
+        fut = self.start()
+        if for_reading and isinstance(fut.exception(), ReadOnlyDatabase):
+            return
+        fut.result()
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush and stop the writer and liveness threads."""
@@ -236,6 +243,11 @@ class Store(StoreOperations):
     def flush_future(self) -> concurrent.futures.Future[None]:
         """A future resolved once everything queued so far is durable."""
         marker = FlushMarker()
+        opened = self._open_future
+        if opened is not None and opened.done() and opened.exception() is not None:
+            # The writer never opened: nobody will drain the queue, fail now.
+            marker.future.set_exception(opened.exception())  # type: ignore[arg-type]
+            return marker.future
         self._put(marker, urgent=True)
         return marker.future
 

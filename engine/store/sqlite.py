@@ -136,9 +136,7 @@ class SQLiteBackend:
         # read-only connection, rather than paying two thread hops through aiosqlite.
         conn: sqlite3.Connection | None = getattr(self._point_readers, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(
-                f"{self.path.as_uri()}?mode=ro", uri=True, timeout=self.busy_timeout
-            )
+            conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self.busy_timeout)
             self._point_readers.conn = conn
         return conn
 
@@ -357,6 +355,17 @@ def open_for_writing(
     return conn
 
 
+def read_only_uri(path: Path) -> str:
+    """The URI of a read-only connection to ``path``. In a folder no one can write, with no
+    WAL index file beside the database, SQLite cannot open a WAL database even read-only; no
+    process can be writing it then, so it is opened as immutable."""
+    uri = f"{path.as_uri()}?mode=ro"
+    shm = path.with_name(path.name + "-shm")
+    if not shm.exists() and not os.access(path.parent, os.W_OK):
+        uri += "&immutable=1"
+    return uri
+
+
 def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
     found = [row[0] for row in conn.execute(Q["quick_check"]).fetchall()]
     if found != ["ok"]:
@@ -369,7 +378,7 @@ def check_database(path: Path) -> list[str]:
     if not path.exists():
         raise StoreError(f"Database {str(path)!r} does not exist")
     try:
-        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as conn:
+        with sqlite3.connect(read_only_uri(path), uri=True) as conn:
             return [str(row[0]) for row in conn.execute(Q["integrity_check"]).fetchall()]
     except sqlite3.DatabaseError as exc:
         return [str(exc)]
@@ -382,9 +391,7 @@ async def connect(
     _check_path(path, write=False)
     try:
         if read_only:
-            conn = await aiosqlite.connect(
-                f"{path.as_uri()}?mode=ro", uri=True, timeout=busy_timeout
-            )
+            conn = await aiosqlite.connect(read_only_uri(path), uri=True, timeout=busy_timeout)
         else:
             conn = await aiosqlite.connect(str(path), timeout=busy_timeout)
     except sqlite3.Error as exc:

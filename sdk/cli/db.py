@@ -1,4 +1,4 @@
-"""The ``db`` commands (where the database file is, vacuum it) and ``recover``."""
+"""The ``db`` commands (where the database file is, vacuum it, check it) and ``recover``."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import argparse
 
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.settings import get_current_settings
-from millstream._engine.store.sqlite import vacuum
-from millstream.cli.output import EXIT_OK, as_json
+from millstream._engine.store.sqlite import check_database, vacuum
+from millstream.cli.output import EXIT_NOT_FOUND, EXIT_OK, as_json
 
 __all__ = [
+    "cmd_db_check",
     "cmd_db_path",
     "cmd_db_vacuum",
     "cmd_recover",
@@ -31,6 +32,25 @@ def cmd_db_vacuum(args: argparse.Namespace) -> int:
     vacuum(path)
     print(f"Vacuumed {path}: {before} -> {path.stat().st_size} bytes")
     return EXIT_OK
+
+
+def cmd_db_check(args: argparse.Namespace) -> int:
+    """``db check``: SQLite's integrity check of the file (read-only); exit 1 if damaged."""
+    path = get_current_settings().database_path
+    if not path.exists():
+        raise ObjectNotFound(f"No database at {path}")
+    problems = check_database(path)
+    if problems == ["ok"]:
+        print(f"{path}: ok")
+        return EXIT_OK
+    print(f"{path} is damaged:")
+    for line in problems[:50]:
+        print(f"  {line}")
+    print(
+        "Restore the file from a backup, or move it aside to start afresh (Millstream makes a "
+        "new one); `sqlite3 <file> .recover` may salvage rows."
+    )
+    return EXIT_NOT_FOUND
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
