@@ -246,7 +246,7 @@ class Store(StoreOperations):
         opened = self._open_future
         if opened is not None and opened.done() and opened.exception() is not None:
             # The writer never opened: nobody will drain the queue, fail now.
-            marker.future.set_exception(opened.exception())  # type: ignore[arg-type]
+            marker.future.set_exception(opened.exception())
             return marker.future
         self._put(marker, urgent=True)
         return marker.future
