@@ -301,6 +301,14 @@ def _no_msgpack_reason(obj: Any, inner: Any) -> str:
     return f"it contains a value of type {_type_name(type(inner))}, which msgpack cannot encode"
 
 
+def _tagged(tag: bytes, prepared: Any) -> bytes:
+    # Encoded straight after the tag in one buffer: a large result is held once more while it
+    # is encoded, not twice (tag + body would copy the body).
+    buf = bytearray(tag)
+    _encoder.encode_into(prepared, buf, len(tag))
+    return buf
+
+
 class MsgpackSerializer(Serializer):
     """The default serializer: type-faithful msgspec msgpack, with an optional pickle fallback.
 
@@ -318,10 +326,10 @@ class MsgpackSerializer(Serializer):
         inner: Any
         try:
             try:
-                return _TAG_MSGPACK + _encoder.encode(_prepare(obj, False))
+                return _tagged(_TAG_MSGPACK, _prepare(obj, False))
             except OverflowError:
                 # An integer beyond 64 bits somewhere: walk again, checking every integer.
-                return _TAG_MSGPACK + _encoder.encode(_prepare(obj, True))
+                return _tagged(_TAG_MSGPACK, _prepare(obj, True))
         except _Unsupported as exc:
             inner = exc.obj
             reason = _no_msgpack_reason(obj, inner)
