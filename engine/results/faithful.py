@@ -28,7 +28,7 @@ import uuid
 import weakref
 import zoneinfo
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import msgspec
 
@@ -301,12 +301,20 @@ def _no_msgpack_reason(obj: Any, inner: Any) -> str:
     return f"it contains a value of type {_type_name(type(inner))}, which msgpack cannot encode"
 
 
+# Encodings larger than this stay in the bytearray they were encoded into (see _tagged).
+_ONE_BUFFER_BYTES = 1 << 20
+
+
 def _tagged(tag: bytes, prepared: Any) -> bytes:
     # Encoded straight after the tag in one buffer: a large result is held once more while it
-    # is encoded, not twice (tag + body would copy the body).
+    # is encoded, not twice (tag + body would copy the body). A large one is returned as that
+    # bytearray (bytes-like: it is only ever written to a file, never inlined or journaled,
+    # both of which take at most inline_max_bytes); a small one as real bytes.
     buf = bytearray(tag)
     _encoder.encode_into(prepared, buf, len(tag))
-    return buf
+    if len(buf) <= _ONE_BUFFER_BYTES:
+        return bytes(buf)
+    return cast(bytes, buf)
 
 
 class MsgpackSerializer(Serializer):
