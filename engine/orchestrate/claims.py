@@ -50,6 +50,17 @@ def owned_elsewhere(store: Store, run: FlowRun, lease_seconds: float) -> bool:
     return not _owner_gone(run, lease_seconds)
 
 
+async def take_or_wait(store: Store, run: FlowRun, lease_seconds: float) -> FlowRun:
+    """An unfinished run found under a caller-given id: wait for its owner if it is live
+    elsewhere, else take it over with one atomic claim (to resume it); a caller that loses
+    that claim waits for the winner's outcome."""
+    if run.state is None or run.state.is_final():
+        return run
+    if not owned_elsewhere(store, run, lease_seconds) and await _take_over(store, run):
+        return run
+    return await wait_for_owner(store, run.id, lease_seconds)
+
+
 async def wait_for_owner(store: Store, flow_run_id: uuid.UUID, lease_seconds: float) -> FlowRun:
     """The run once it is final (its owner's outcome), or once this process took it over from
     an owner that died or lost its lease (to resume it)."""

@@ -38,7 +38,7 @@ from millstream._engine.orchestrate import cancellation, lines, persist
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import Put, link, run_attempts
 from millstream._engine.orchestrate.body import flow_body_state
-from millstream._engine.orchestrate.claims import claim_or_wait, owned_elsewhere, wait_for_owner
+from millstream._engine.orchestrate.claims import claim_or_wait, take_or_wait
 from millstream._engine.orchestrate.hooks import run_hooks
 from millstream._engine.orchestrate.scheduler import RunGroup
 from millstream._engine.orchestrate.subflows import mirrored, subflow_task_run
@@ -164,8 +164,8 @@ async def _existing_run(
         if existing is None:
             # A new caller-given id: one atomic claim; a loser gets the winner's run.
             existing = await claim_or_wait(spec, parameters, store, flow_run_id, lease)
-        elif owned_elsewhere(store, existing, lease):
-            existing = await wait_for_owner(store, flow_run_id, lease)
+        else:
+            existing = await take_or_wait(store, existing, lease)
         if existing is not None and existing.state is not None and existing.state.is_final():
             blob = await store.read_flow_run_result(existing.id)
             return existing, _recorded_final_state(existing, blob)
