@@ -160,20 +160,37 @@ async def _existing_run(
     # A worker that just claimed the run passes it: no need to read it again.
     existing = claimed or (await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None)
     if flow_run_id is not None and parent_ctx is None and claimed is None:
-        lease = persist.settings_of(None).serve.lease_seconds
-        if existing is None:
-            # A new caller-given id: one atomic claim; a loser gets the winner's run.
-            existing = await claim_or_wait(spec, parameters, store, flow_run_id, lease)
-        else:
-            existing = await take_or_wait(store, existing, lease)
-        if existing is not None and existing.state is not None and existing.state.is_final():
-            blob = await store.read_flow_run_result(existing.id)
-            return existing, _recorded_final_state(existing, blob)
+        existing, waited = await _by_caller_id(spec, parameters, store, flow_run_id, existing)
+        if waited is not None:
+            blob = await store.read_flow_run_result(waited.id)
+            return waited, _recorded_final_state(waited, blob)
     if existing is not None and existing.state_type is _COMPLETED:
         # Called again with the id of a finished run: its recorded result, nothing runs.
         return existing, _recorded_final_state(
             existing, await store.read_flow_run_result(existing.id)
         )
+    return existing, None
+
+
+async def _by_caller_id(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    store: Store,
+    flow_run_id: uuid.UUID,
+    existing: FlowRun | None,
+) -> tuple[FlowRun | None, FlowRun | None]:
+    """A caller-given id: ``(run to resume or None for a new one, run another owner
+    finished meanwhile or None)``. A new id is one atomic claim (a loser waits for the
+    winner); an unfinished run is waited for while live elsewhere, else taken over."""
+    lease = persist.settings_of(None).serve.lease_seconds
+    if existing is None:
+        existing = await claim_or_wait(spec, parameters, store, flow_run_id, lease)
+    elif existing.state is not None and not existing.state.is_final():
+        existing = await take_or_wait(store, existing, lease)
+    else:
+        return existing, None  # finished before this call: as before (result, or a re-run)
+    if existing is not None and existing.state is not None and existing.state.is_final():
+        return existing, existing
     return existing, None
 
 
