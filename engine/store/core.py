@@ -25,7 +25,8 @@ import aiosqlite
 from millstream._engine.exceptions import LeaseLost, ObjectNotFound, ReadOnlyDatabase, StoreError
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State, StateType
-from millstream._engine.store import rows
+from millstream._engine.store import encoding, rows
+from millstream._engine.store.drain import WriterOptions, run_writer
 from millstream._engine.store.liveness import LivenessTimer
 from millstream._engine.store.migrations import Q, expand
 from millstream._engine.store.ops import StoreOperations
@@ -39,8 +40,6 @@ from millstream._engine.store.writer import (
     LogWrite,
     RunStateWrite,
     WriteQueue,
-    WriterOptions,
-    run_writer,
 )
 
 T = TypeVar("T")
@@ -432,11 +431,11 @@ class Store(StoreOperations):
 
 def check_flow_run(run: FlowRun) -> None:
     """Raise ``ValueError`` naming the field when a flow run cannot be recorded as it is."""
-    rows.check_text(run.name, "flow_run_name")
-    rows.check_parameters(run.parameters)
+    encoding.check_text(run.name, "flow_run_name")
+    encoding.check_parameters(run.parameters)
     if run.tags:
         for tag in run.tags:
-            rows.check_text(tag, "tag")
+            encoding.check_text(tag, "tag")
 
 
 # -- registry ---------------------------------------------------------------------------------
