@@ -94,6 +94,11 @@ def _read_only_command(home: Path, argv: list[str]) -> list[str] | None:
         return None
     quoted = " ".join(shlex.quote(a) for a in argv)
     mount = f"mount --bind -o ro {shlex.quote(str(home))} {shlex.quote(str(home))}"
+    probe = subprocess.run(
+        [unshare, "-m", "sh", "-c", mount], capture_output=True, text=True, timeout=30
+    )
+    if probe.returncode != 0:  # an unprivileged container: no mount namespaces
+        return None
     return [unshare, "-m", "sh", "-c", f"{mount} && exec {quoted}"]
 
 
