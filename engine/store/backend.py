@@ -81,6 +81,11 @@ class Backend(Protocol):
         """Run ``fn`` on a read connection of its own."""
         ...
 
+    async def read_only(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``read`` when this process cannot write the database (``ReadOnlyDatabase`` from
+        ``connect_for_writing``): reads still work."""
+        ...
+
     def point_read(self, name: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of a named query, on the calling thread's own read-only connection."""
         ...
