@@ -207,6 +207,50 @@ def results_scenarios(reps: int) -> list[dict]:
     return results
 
 
+def durability(reps: int, n: int = 1_000) -> dict:
+    """Issue 11: the cost of MILLSTREAM_DURABILITY=every_task (one commit per task) over the
+    default batched commits, per task of a sync flow of ``n`` tasks."""
+    from millstream import flow, task
+
+    @task
+    def step(x: int) -> int:
+        return x
+
+    @flow
+    def steps(k: int) -> int:
+        return sum(step(i) for i in range(k))
+
+    home = Path(os.environ["MILLSTREAM_HOME"])
+
+    def every_task() -> None:
+        os.environ["MILLSTREAM_DATABASE_PATH"] = str(home / "every-task.db")
+        os.environ["MILLSTREAM_DURABILITY"] = "every_task"
+        try:
+            steps(n)
+        finally:
+            os.environ.pop("MILLSTREAM_DATABASE_PATH")
+            os.environ.pop("MILLSTREAM_DURABILITY")
+
+    steps(2)
+    every_task()
+    batched_t, every_t = [], []
+    for _ in range(reps):
+        batched_t.append(_median_time(lambda: steps(n), 1)[0])
+        every_t.append(_median_time(every_task, 1)[0])
+    batched, every = statistics.median(batched_t), statistics.median(every_t)
+    extra = (every - batched) / n * 1e6
+    print(
+        f"Sd   durability every_task {every * 1e3:8.2f} ms | batched {batched * 1e3:8.2f} ms | "
+        f"adds {extra:7.1f} us/task (one commit per task; informational)"
+    )
+    return {
+        "scenario": "Sd",
+        "every_task_ms": every * 1e3,
+        "batched_ms": batched * 1e3,
+        "extra_us_per_task": extra,
+    }
+
+
 CRASHING_CHILD = textwrap.dedent(
     """
     import os, signal, sys
@@ -504,6 +548,11 @@ def main() -> None:
     parser.add_argument(
         "--core", action="store_true", help="only S1-S4 and database bytes per task run (Sb)"
     )
+    parser.add_argument(
+        "--only",
+        choices=["durability", "contention"],
+        help="only this scenario: durability (Sd) or contention (Sq: 5 processes x 4 threads)",
+    )
     args = parser.parse_args()
     if args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
@@ -511,6 +560,13 @@ def main() -> None:
         os.environ["MILLSTREAM_HOME"] = home
         os.environ.pop("MILLSTREAM_DATABASE_PATH", None)
         print(f"Millstream benchmarks, median of {args.reps} runs, python {sys.version.split()[0]}")
+        if args.only is not None:
+            from contention import main as contention_figures
+
+            only = durability(args.reps) if args.only == "durability" else contention_figures()
+            if args.json:
+                print(json.dumps([only]))
+            return
         results = scenarios(args.reps)
         if args.core:
             results.append(database_bytes())
@@ -519,11 +575,15 @@ def main() -> None:
             return
         results += results_scenarios(args.reps)
         results.append(recovery(args.reps))
+        results.append(durability(args.reps))
         results += observability(args.reps)
         results.append(memory())
         from serve_bench import main as serve_figures
 
         results += serve_figures()
+        from contention import main as contention_figures
+
+        results.append(contention_figures())
         results.append(startup(args.reps))
     if args.json:
         print(json.dumps(results))

@@ -18,6 +18,9 @@ Prefect's names.
             │   └── ModuleNotSupportedError (ImportError)  a Prefect module not offered
             ├── ConfigurationError (ValueError)       a bad setting, naming the key and the value
             ├── StoreError                           the SQLite file cannot be used, naming the path
+            │   ├── ReadOnlyDatabase                 it can be read but not written here
+            │   ├── CorruptDatabase                  the file is damaged (`millstream db check`)
+            │   └── LeaseLost                        another owner claimed a run of this process
             ├── SerializationError (TypeError)       a value no serializer can encode
             ├── UnhashableInputError (TypeError)     a cache-key input that cannot be hashed
             ├── StorageKeyError (ValueError)         a result storage key escaping its directory
@@ -123,6 +126,19 @@ class ConfigurationError(MillstreamError, ValueError):
 
 class StoreError(MillstreamError):
     """The SQLite database cannot be opened or written; the message names the path."""
+
+
+class ReadOnlyDatabase(StoreError):
+    """The database exists and can be read, but this process cannot write it."""
+
+
+class CorruptDatabase(StoreError):
+    """The database file is damaged; ``millstream db check`` says where."""
+
+
+class LeaseLost(StoreError):
+    """Another process claimed a flow run of this one (its lease had expired): this process
+    abandoned the run and none of its later writes for it were recorded."""
 
 
 class SerializationError(MillstreamError, TypeError):

@@ -73,6 +73,8 @@ class FlowRun(msgspec.Struct, _RunTimes, kw_only=True):
     heartbeat: dt.datetime | None = None
     # The parameters encoded type-faithfully (recovery re-runs the flow with them).
     parameters_blob: bytes | None = None
+    # The lease epoch: raised by each claim of the run; writes of an older epoch are refused.
+    epoch: int = 0
 
 
 class TaskRun(msgspec.Struct, _RunTimes, kw_only=True):

@@ -38,6 +38,7 @@ from millstream._engine.orchestrate import cancellation, inputs, lines, persist,
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import Put, link, run_attempts
 from millstream._engine.orchestrate.body import flow_body_state
+from millstream._engine.orchestrate.claims import claim_or_wait, take_or_wait
 from millstream._engine.orchestrate.hooks import run_hooks
 from millstream._engine.orchestrate.scheduler import RunGroup
 from millstream._engine.orchestrate.subflows import mirrored, subflow_task_run
@@ -109,11 +110,9 @@ async def run_flow(
     parent_ctx = ctxmod.flow_run_var.get()
     settings = persist.settings_of(None)  # read once: the store's path and the run's settings
     store = await _store_of(parent_ctx, settings)
-    # A worker that just claimed the run passes it: no need to read it again.
-    existing = claimed or (await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None)
-    if existing is not None and existing.state_type is _COMPLETED:
-        # Called again with the id of a finished run: its recorded result, nothing runs.
-        return _recorded_final_state(existing, await store.read_flow_run_result(existing.id))
+    existing, final = await _existing_run(spec, parameters, store, parent_ctx, flow_run_id, claimed)
+    if final is not None:
+        return final
     flow_run, recovered = await _the_run(spec, parameters, store, parent_ctx, existing, flow_run_id)
     prepared = await _before_body(spec, parameters, flow_run, store, parent_ctx, existing, wait_for)
     if isinstance(prepared, State):
@@ -135,7 +134,8 @@ async def run_flow(
     if parent_ctx is None:
         store.untrack_live(flow_run.id)
         # Flush point: a top-level flow run's terminal state is durable before the call returns.
-        await store.flush()
+        # (LeaseLost if another process took the run over meanwhile: nothing of ours counted).
+        await store.flush_run(flow_run.id)
     elif tracker is not None:
         subflows.remember(parent_ctx, tracker, state, flow_ctx.persisted)
     return state
@@ -196,6 +196,52 @@ def flow_result(state: State, raise_on_failure: bool = True) -> Any:
 
 
 # -- before the body ----------------------------------------------------------------------------
+async def _existing_run(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    store: Store,
+    parent_ctx: ctxmod.FlowRunContext | None,
+    flow_run_id: uuid.UUID | None,
+    claimed: FlowRun | None,
+) -> tuple[FlowRun | None, State | None]:
+    """The recorded run to resume (None: a new run), or the final state to return at once."""
+    # A worker that just claimed the run passes it: no need to read it again.
+    existing = claimed or (await store.read_flow_run_or_none(flow_run_id) if flow_run_id else None)
+    if flow_run_id is not None and parent_ctx is None and claimed is None:
+        existing, waited = await _by_caller_id(spec, parameters, store, flow_run_id, existing)
+        if waited is not None:
+            blob = await store.read_flow_run_result(waited.id)
+            return waited, _recorded_final_state(waited, blob)
+    if existing is not None and existing.state_type is _COMPLETED:
+        # Called again with the id of a finished run: its recorded result, nothing runs.
+        return existing, _recorded_final_state(
+            existing, await store.read_flow_run_result(existing.id)
+        )
+    return existing, None
+
+
+async def _by_caller_id(
+    spec: FlowSpec,
+    parameters: dict[str, Any],
+    store: Store,
+    flow_run_id: uuid.UUID,
+    existing: FlowRun | None,
+) -> tuple[FlowRun | None, FlowRun | None]:
+    """A caller-given id: ``(run to resume or None for a new one, run another owner
+    finished meanwhile or None)``. A new id is one atomic claim (a loser waits for the
+    winner); an unfinished run is waited for while live elsewhere, else taken over."""
+    lease = persist.settings_of(None).serve.lease_seconds
+    if existing is None:
+        existing = await claim_or_wait(spec, parameters, store, flow_run_id, lease)
+    elif existing.state is not None and not existing.state.is_final():
+        existing = await take_or_wait(store, existing, lease)
+    else:
+        return existing, None  # finished before this call: as before (result, or a re-run)
+    if existing is not None and existing.state is not None and existing.state.is_final():
+        return existing, existing
+    return existing, None
+
+
 async def _store_of(parent_ctx: ctxmod.FlowRunContext | None, settings: Any) -> Store:
     if parent_ctx is not None:
         return parent_ctx.store

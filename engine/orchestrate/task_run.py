@@ -116,6 +116,11 @@ async def run_task(
         _record(store, task_run, blocked)
         lines.task_finished(task_run, blocked)
         return blocked
+    if changed and getattr(executor, "out_of_process", False):
+        # Its inputs came from upstream task runs and its body starts in another process:
+        # their Completed states are durable first (a kill here cannot re-run them after a
+        # dependent already acted on their results).
+        await store.flush()
     task_ctx = _context(spec, task_run, parameters, flow_ctx)
     cache_key, answered = await _from_cache(spec, task_ctx, parameters, flow_ctx, store)
     if answered is not None:
@@ -269,6 +274,10 @@ async def _finish(
     link(task_run, state)
     task_run.end_time = state.timestamp
     _record(store, task_run, state, blob)
+    if store.every_task_durable:
+        # MILLSTREAM_DURABILITY=every_task: this task's final state is on disk before the
+        # caller (and with it the next task) goes on.
+        await store.flush()
     if task_run.cache_key is not None:
         unlock_cache_key(spec.cache_policy, task_run.cache_key, task_run.id)
     if spec.on_commit or spec.on_rollback or has_own_transaction(task_run.id):

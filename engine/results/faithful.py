@@ -28,7 +28,7 @@ import uuid
 import weakref
 import zoneinfo
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import msgspec
 
@@ -301,6 +301,22 @@ def _no_msgpack_reason(obj: Any, inner: Any) -> str:
     return f"it contains a value of type {_type_name(type(inner))}, which msgpack cannot encode"
 
 
+# Encodings larger than this stay in the bytearray they were encoded into (see _tagged).
+_ONE_BUFFER_BYTES = 1 << 20
+
+
+def _tagged(tag: bytes, prepared: Any) -> bytes:
+    # Encoded straight after the tag in one buffer: a large result is held once more while it
+    # is encoded, not twice (tag + body would copy the body). A large one is returned as that
+    # bytearray (bytes-like: it is only ever written to a file, never inlined or journaled,
+    # both of which take at most inline_max_bytes); a small one as real bytes.
+    buf = bytearray(tag)
+    _encoder.encode_into(prepared, buf, len(tag))
+    if len(buf) <= _ONE_BUFFER_BYTES:
+        return bytes(buf)
+    return cast(bytes, buf)
+
+
 class MsgpackSerializer(Serializer):
     """The default serializer: type-faithful msgspec msgpack, with an optional pickle fallback.
 
@@ -318,10 +334,10 @@ class MsgpackSerializer(Serializer):
         inner: Any
         try:
             try:
-                return _TAG_MSGPACK + _encoder.encode(_prepare(obj, False))
+                return _tagged(_TAG_MSGPACK, _prepare(obj, False))
             except OverflowError:
                 # An integer beyond 64 bits somewhere: walk again, checking every integer.
-                return _TAG_MSGPACK + _encoder.encode(_prepare(obj, True))
+                return _tagged(_TAG_MSGPACK, _prepare(obj, True))
         except _Unsupported as exc:
             inner = exc.obj
             reason = _no_msgpack_reason(obj, inner)

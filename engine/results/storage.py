@@ -9,6 +9,7 @@ from typing import Protocol
 
 import anyio.to_thread
 
+from millstream._engine.exceptions import StorageKeyError
 from millstream._engine.results.keys import validate_storage_key
 
 
@@ -46,7 +47,16 @@ class LocalFileSystem:
         self.basepath = Path(basepath if basepath is not None else ".").expanduser().absolute()
 
     def _path(self, key: str) -> Path:
-        return self.basepath / validate_storage_key(key)
+        path = self.basepath / validate_storage_key(key)
+        # A symlink inside the root (a folder or the file itself) must not lead a key outside.
+        real = path.resolve()
+        root = self.basepath.resolve()
+        if real != root and not real.is_relative_to(root):
+            raise StorageKeyError(
+                f"result_storage_key {key!r} leads outside the storage directory {str(root)!r} "
+                f"through a symlink (to {str(real)!r}); keys stay inside it"
+            )
+        return path
 
     def write(self, key: str, data: bytes) -> None:
         """Write atomically: readers and crashes see the old file or the whole new one."""

@@ -49,7 +49,10 @@ def is_orphan(run: FlowRun, lease_seconds: float, live_here: set[uuid.UUID]) -> 
     if run.hostname == HOSTNAME and run.pid is not None:
         if run.pid == os.getpid():
             return True  # recorded by this process but not live in it: a previous life
-        return not pid_alive(run.pid)
+        if not pid_alive(run.pid):
+            return True
+    # A live pid whose heartbeat stopped (a stopped or hung process) has lost its lease too:
+    # its writes are fenced once another owner claims the run.
     beat = run.heartbeat or run.start_time or run.created
     return beat is None or (now() - beat).total_seconds() > lease_seconds
 
@@ -123,9 +126,14 @@ def recorded_parameters(run: FlowRun) -> dict[str, Any]:
     if run.parameters_blob is not None:
         from millstream._engine.results.refs import decode
 
-        value = decode(run.parameters_blob)
+        try:
+            value = decode(run.parameters_blob)
+        except Exception as exc:
+            raise RecoveryError(f"its recorded parameters cannot be decoded ({exc})") from exc
         if isinstance(value, dict):
             return value
+    if not isinstance(run.parameters, dict):
+        raise RecoveryError("its recorded parameters are not a mapping")
     return dict(run.parameters)
 
 
@@ -133,10 +141,11 @@ async def claim(store: Store, run: FlowRun) -> bool:
     """Atomically take ownership of an orphaned run (False if someone else changed it)."""
     stamp = now()
 
-    claimed = await store.claim_flow_run(run, os.getpid(), HOSTNAME, stamp)
-    if claimed:
-        run.pid, run.hostname, run.heartbeat = os.getpid(), HOSTNAME, stamp
-    return claimed
+    epoch = await store.claim_flow_run(run, os.getpid(), HOSTNAME, stamp)
+    if epoch is None:
+        return False
+    run.pid, run.hostname, run.heartbeat, run.epoch = os.getpid(), HOSTNAME, stamp, epoch
+    return True
 
 
 async def mark_unresumable(store: Store, run: FlowRun, reason: str) -> None:
@@ -180,16 +189,25 @@ async def recover_all(
     for run in await find_orphans(store, lease_seconds, live_here):
         if deployment_ids is not None and run.deployment_id not in deployment_ids:
             continue
-        if not await claim(store, run):
-            report.skipped.append(run.id)
-            continue
         try:
-            spec = load_flow_spec(run.entrypoint)
-            parameters = recorded_parameters(run)
-        except RecoveryError as exc:
-            await mark_unresumable(store, run, str(exc))
-            report.crashed.append(run.id)
-            continue
-        await run_flow(spec, parameters, executor=executor, flow_run_id=run.id)
-        report.resumed.append(run.id)
+            await _recover_one(store, run, executor, report)
+        except Exception as exc:
+            # One run that cannot be resumed never keeps the others from being recovered.
+            logger.error("Recovering flow run %s failed: %s: %s", run.id, type(exc).__name__, exc)
+            report.skipped.append(run.id)
     return report
+
+
+async def _recover_one(store: Store, run: FlowRun, executor: Any, report: RecoveryReport) -> None:
+    if not await claim(store, run):
+        report.skipped.append(run.id)
+        return
+    try:
+        spec = load_flow_spec(run.entrypoint)
+        parameters = recorded_parameters(run)
+    except RecoveryError as exc:
+        await mark_unresumable(store, run, str(exc))
+        report.crashed.append(run.id)
+        return
+    await run_flow(spec, parameters, executor=executor, flow_run_id=run.id)
+    report.resumed.append(run.id)

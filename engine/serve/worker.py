@@ -22,6 +22,7 @@ from typing import Any
 
 from millstream._engine import observe
 from millstream._engine.bridge.task_runners import default_task_runner
+from millstream._engine.exceptions import ConfigurationError
 from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import Cancelled, Late, now
@@ -29,7 +30,14 @@ from millstream._engine.orchestrate import cancellation
 from millstream._engine.orchestrate.flow_run import run_flow
 from millstream._engine.serve import deployments
 from millstream._engine.serve.deployments import DeploymentRecord
-from millstream._engine.serve.recovery import recorded_parameters, recover_all
+from millstream._engine.serve.recovery import (
+    claim,
+    find_orphans,
+    mark_unresumable,
+    recorded_parameters,
+    recover_all,
+)
+from millstream._engine.settings.keys import LEASE_MARGIN
 from millstream._engine.store import Store
 
 logger = logging.getLogger("millstream.worker")
@@ -69,6 +77,17 @@ class _Wakeup:
                 self._events.discard(entry)
 
 
+def check_lease(settings: Any) -> None:
+    """Refuse a lease that heartbeats cannot keep (``ConfigurationError`` naming both)."""
+    lease, beat = settings.serve.lease_seconds, settings.serve.heartbeat_seconds
+    if lease < LEASE_MARGIN * beat:
+        raise ConfigurationError(
+            f"MILLSTREAM_SERVE_LEASE_SECONDS ({lease:g}) must be at least {LEASE_MARGIN:g} x "
+            f"MILLSTREAM_SERVE_HEARTBEAT_SECONDS ({beat:g}): a healthy run would be taken over "
+            "between two heartbeats. Raise the lease or lower the heartbeat interval."
+        )
+
+
 # A run was triggered in this process (workers claim it now) / a worker of this process
 # finished a run (run_deployment callers re-read its state now).
 triggered = _Wakeup()
@@ -95,6 +114,7 @@ class Worker:
     ) -> None:
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        check_lease(settings)
         self.store = store
         self.by_id = {dep.id: (dep, spec) for dep, spec in served}
         self.settings = settings
@@ -109,6 +129,7 @@ class Worker:
         """Serve until cancelled, then shut down gracefully (and re-raise the cancellation)."""
         await self.store.ensure_open()
         self.store.poll_seconds = self.settings.serve.poll_interval
+        self.store.heartbeat_seconds = self.settings.serve.heartbeat_seconds
         with triggered.listen() as wake:
             await self._serve(wake)
 
@@ -116,18 +137,25 @@ class Worker:
         try:
             await self._recover()
             checked = now()
+            # Orphans (a killed or stopped worker's runs) are looked for several times per
+            # lease, so they are taken over soon after their lease expires.
+            scan_every = self.settings.serve.lease_seconds / 4
+            next_scan = asyncio.get_running_loop().time() + scan_every
             self.started.set()
             while True:
                 current = now()
                 await self._create_due_runs(checked, current)
                 checked = current
+                if asyncio.get_running_loop().time() >= next_scan:
+                    next_scan = asyncio.get_running_loop().time() + scan_every
+                    await self._take_over_orphans()
                 await self._claim_and_start()
                 wake.clear()
                 waiter = asyncio.ensure_future(wake.wait())
                 try:
                     await asyncio.wait(
                         {waiter, *self.running},
-                        timeout=self.settings.serve.poll_interval,
+                        timeout=min(self.settings.serve.poll_interval, scan_every),
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                 finally:
@@ -141,6 +169,35 @@ class Worker:
         orphans = await recover_orphans_of(self.store, set(self.by_id), self.settings, live)
         for run_id in orphans:
             logger.info("Recovered orphaned flow run %s", run_id)
+
+    async def _take_over_orphans(self) -> None:
+        """Claim the orphaned runs of served deployments and resume them alongside the rest."""
+        mine = self.store.live_runs | set(self.running.values())
+        lease = self.settings.serve.lease_seconds
+        for run in await find_orphans(self.store, lease, mine):
+            if run.deployment_id not in self.by_id:
+                continue
+            if self.limit is not None and len(self.running) >= self.limit:
+                return
+            if not await claim(self.store, run):
+                continue
+            logger.info("Taking over orphaned flow run %s", run.id)
+            task = asyncio.ensure_future(self._resume(run))
+            self.running[task] = run.id
+            task.add_done_callback(self._finished)
+
+    async def _resume(self, run: FlowRun) -> None:
+        assert run.deployment_id is not None
+        dep, spec = self.by_id[run.deployment_id]
+        try:
+            parameters = recorded_parameters(run)
+        except Exception as exc:
+            await mark_unresumable(self.store, run, str(exc))
+            return
+        executor = None if spec.is_async else default_task_runner().acquire()
+        await run_flow(
+            spec, parameters, executor=executor, flow_run_id=run.id, deployment=dep, claimed=run
+        )
 
     async def _create_due_runs(self, since: dt.datetime, until: dt.datetime) -> None:
         for dep, _spec in self.by_id.values():
@@ -178,7 +235,7 @@ class Worker:
         self.executed += 1
         finished.fire()
         if not task.cancelled() and task.exception() is not None:
-            logger.error("Serving a flow run failed: %r", task.exception())
+            logger.error("Serving a flow run failed: %s", task.exception())
 
     async def _execute(self, run: FlowRun) -> None:
         assert run.deployment_id is not None

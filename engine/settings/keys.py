@@ -19,6 +19,10 @@ _Positive = Annotated[float, msgspec.Meta(gt=0)]
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 DEFAULT_HOME = "~/.millstream"
+Durability = Literal["batched", "every_task"]
+# A run's lease must last at least this many heartbeat intervals: one late or lost heartbeat
+# never loses a healthy run to another worker.
+LEASE_MARGIN = 2.0
 TOML_NAME = "millstream.toml"
 
 
@@ -35,6 +39,8 @@ class LoggingSettings(msgspec.Struct, frozen=True, kw_only=True):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     format: Literal["console", "json"] = "console"
     max_lines_per_run: _NonNegativeInt = 10_000
+    # A longer log message is stored cut to this many characters, with a marker saying so.
+    max_line_chars: _PositiveInt = 1_000_000
 
 
 class ResultsSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +102,11 @@ class StoreSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Writes queued and not yet taken by the writer; a producer that finds the queue this full
     # waits for the writer, so memory stays bounded however many runs a process makes.
     queue_max_items: _PositiveInt = 8_192
+    # How long a write waits for another connection's lock before the writer backs off.
+    busy_timeout_seconds: _Positive = 30.0
+    # How long the writer retries a batch that fails for a transient reason (a lock, an I/O
+    # error, a full disk) before the flush points waiting on it raise; the rows stay queued.
+    write_retry_seconds: _NonNegative = 60.0
 
 
 _SECTIONS: dict[str, type[msgspec.Struct]] = {
@@ -117,6 +128,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (``postgresql://user:password@host:port/dbname``; the ``postgres`` extra): workers on
     # several hosts share their runs through it.
     database_url: str | None = None
+    # "batched": task states are committed in groups (a kill may re-run the tasks that
+    # finished in the last moments before it); "every_task": each task's final state is
+    # durable before the next task starts (one commit per task).
+    durability: Durability = "batched"
     logging: LoggingSettings = LoggingSettings()
     results: ResultsSettings = ResultsSettings()
     tasks: TasksSettings = TasksSettings()
@@ -167,6 +182,7 @@ def _field_table() -> dict[str, _Field]:
         "home": _Field("", "home", Path, None),
         "database_path": _Field("", "database_path", Path, None),
         "database_url": _Field("", "database_url", str | None, None),
+        "durability": _Field("", "durability", Durability, "batched"),
     }
     for section, cls in _SECTIONS.items():
         for info in msgspec.structs.fields(cls):

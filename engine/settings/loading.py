@@ -18,6 +18,7 @@ from millstream._engine.settings.keys import (
     _SECTIONS,
     DEFAULT_HOME,
     ENV_NAMES,
+    LEASE_MARGIN,
     TOML_NAME,
     Settings,
     _canonical,
@@ -98,7 +99,7 @@ class _TomlFile:
                             f"Settings file {where} has an unknown key {dotted!r}"
                         )
                     out[dotted] = (item, f"{dotted} in {where}")
-            elif key in ("database_path", "database_url"):
+            elif key in ("database_path", "database_url", "durability"):
                 out[key] = (value, f"{key} in {where}")
             else:
                 hint = " (set MILLSTREAM_HOME instead)" if key == "home" else ""
@@ -241,11 +242,12 @@ def _build(layer: _Layer, env_snapshot: tuple[Any, ...]) -> _Entry:
             values[dotted] = _convert(field, value, label, text=text)
             labels[dotted] = label
     serve_lease, serve_beat = values["serve.lease_seconds"], values["serve.heartbeat_seconds"]
-    if serve_lease <= serve_beat:
+    if serve_lease < LEASE_MARGIN * serve_beat:
         raise ConfigurationError(
             f"Setting {labels['serve.lease_seconds']} = {serve_lease!r} must be greater than "
-            f"{labels['serve.heartbeat_seconds']} = {serve_beat!r}: a run's lease must outlast "
-            "the interval between its heartbeats"
+            f"{labels['serve.heartbeat_seconds']} = {serve_beat!r} by a margin (at least "
+            f"{LEASE_MARGIN:g}x): a run's lease must outlast the interval between its "
+            "heartbeats, or a late heartbeat loses a healthy run"
         )
     try:
         # The home directory is ours: it holds the database unless that is put elsewhere.
@@ -262,6 +264,7 @@ def _build(layer: _Layer, env_snapshot: tuple[Any, ...]) -> _Entry:
         home=home,
         database_path=values["database_path"],
         database_url=values["database_url"],
+        durability=values["durability"],
         **sections,
     )
     return _Entry(env_snapshot, toml, settings)

@@ -23,11 +23,12 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from millstream._engine import clock
-from millstream._engine.exceptions import ObjectNotFound
+from millstream._engine.exceptions import LeaseLost, ObjectNotFound, ReadOnlyDatabase, StoreError
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
-from millstream._engine.model.states import State
-from millstream._engine.store import rows
+from millstream._engine.model.states import State, StateType
+from millstream._engine.store import encoding, rows
 from millstream._engine.store.backend import Backend
+from millstream._engine.store.drain import WriterOptions, run_writer
 from millstream._engine.store.liveness import LivenessTimer
 from millstream._engine.store.migrations import Q, expand
 from millstream._engine.store.ops import StoreOperations
@@ -41,7 +42,6 @@ from millstream._engine.store.writer import (
     LogWrite,
     RunStateWrite,
     WriteQueue,
-    run_writer,
 )
 
 T = TypeVar("T")
@@ -74,8 +74,15 @@ class Store(StoreOperations):
             # Where messages say the runs are: the URL, its password masked.
             self.location = self.backend.location
         else:
-            self.backend = SQLiteBackend(path)
+            self.backend = SQLiteBackend(path, settings.store.busy_timeout_seconds)
             self.location = str(path)
+        self._options = WriterOptions(settings.store.write_retry_seconds, self._on_fenced)
+        self.line_cap = settings.logging.max_line_chars
+        self.every_task_durable = settings.durability == "every_task"
+        # Fencing: for each flow run of this process (top-level or subflow), its root's id and
+        # the lease epoch held for it; and the roots found claimed by another owner since.
+        self._fences: dict[uuid.UUID | None, tuple[bytes, int]] = {}
+        self._lost: dict[uuid.UUID, str] = {}
         self._queue = WriteQueue(settings.store.queue_max_items)
         self._lock = threading.Lock()
         self._open_future: concurrent.futures.Future[None] | None = None
@@ -100,7 +107,13 @@ class Store(StoreOperations):
                 self._open_future = opened
                 thread = threading.Thread(
                     target=run_writer,
-                    args=(self._queue, self.backend, opened, lambda: self._closed),
+                    args=(
+                        self._queue,
+                        self.backend,
+                        opened,
+                        lambda: self._closed,
+                        self._options,
+                    ),
                     name="millstream-store",
                     daemon=True,
                 )
@@ -114,18 +127,34 @@ class Store(StoreOperations):
             self._timer = LivenessTimer(self)
             self._timer.start()
 
-    async def ensure_open(self) -> None:
-        """Wait (from any event loop) until the database is open and migrated."""
+    async def ensure_open(self, *, for_reading: bool = False) -> None:
+        """Wait (from any event loop) until the database is open and migrated; with
+        ``for_reading``, a database this process can only read is fine too."""
         fut = self.start()
         if not fut.done():
-            # Shielded: a cancelled caller must not cancel the opening every caller shares
-            # (wrap_future passes a cancellation on to the concurrent future).
+            # Shielded: a caller cancelled while waiting must not cancel the store's opening
+            # for every other caller.
             await asyncio.shield(asyncio.wrap_future(fut))
+        if for_reading and isinstance(fut.exception(), ReadOnlyDatabase):
+            return
         fut.result()
 
-    def ensure_open_sync(self) -> None:
-        """Block until the database is open and migrated; raises ``StoreError`` if it can't be."""
-        self.start().result()
+    async def _readable(self) -> bool:
+        """Open the database; False when it can only be read here (read-only file or
+        folder): reads still work, through read-only connections."""
+        try:
+            await self.ensure_open()
+        except ReadOnlyDatabase:
+            return False
+        return True
+
+    def ensure_open_sync(self, *, for_reading: bool = False) -> None:
+        """Block until the database is open and migrated; raises ``StoreError`` if it can't be
+        (with ``for_reading``, not when it can be read but not written here)."""
+        fut = self.start()
+        if for_reading and isinstance(fut.exception(), ReadOnlyDatabase):
+            return
+        fut.result()
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush and stop the writer and liveness threads."""
@@ -159,16 +188,34 @@ class Store(StoreOperations):
             self.start()
 
     def put_flow_run_state(self, run: FlowRun, state: State, result: bytes | None = None) -> None:
-        """Queue a flow run (a snapshot of its current fields) together with a new state of it."""
-        self._put(RunStateWrite(_snapshot(run), state, result, False))
+        """Queue a flow run (a snapshot of its current fields) together with a new state of it.
+
+        Its first state (Pending) checks what the row will hold: a name or parameter that
+        cannot be recorded raises ``ValueError`` naming it, here, before anything is queued.
+        """
+        if state.type is StateType.PENDING:
+            check_flow_run(run)
+        if run.parent_flow_run_id is None:
+            fence: tuple[bytes, int] | None = (run.id.bytes, run.epoch)
+            self._fences[run.id] = fence  # type: ignore[assignment]
+        else:
+            fence = self._fences.get(run.id) or self._fences.get(run.parent_flow_run_id)
+            if fence is not None:
+                self._fences[run.id] = fence
+                if state.is_final():
+                    del self._fences[run.id]
+        self._put(RunStateWrite(_snapshot(run), state, result, False, fence))
 
     def put_task_run_state(self, run: TaskRun, state: State, result: bytes | None = None) -> None:
         """Queue a task run (a snapshot of its current fields) together with a new state of it."""
-        self._put(RunStateWrite(_snapshot(run), state, result, True))
+        self._put(
+            RunStateWrite(_snapshot(run), state, result, True, self._fences.get(run.flow_run_id))
+        )
 
     def put_logs(self, records: Iterable[LogRecord]) -> None:
         """Queue log lines."""
-        batch = [rows.log_row(record) for record in records]
+        cap = self.line_cap
+        batch = [rows.log_row(record, cap) for record in records]
         if batch:
             self._put(LogWrite(batch))
 
@@ -177,13 +224,15 @@ class Store(StoreOperations):
     ) -> None:
         """Queue log lines given as ``(flow run id, task run id, level, logger name, message,
         created)`` with ``created`` in seconds since the epoch (the log thread's form)."""
-        batch = [rows.log_line_row(*line) for line in lines]
+        cap = self.line_cap
+        batch = [rows.log_line_row(*line, cap) for line in lines]
         if batch:
             self._put(LogWrite(batch))
 
     def put_heartbeat(self, run_ids: list[uuid.UUID], stamp: dt.datetime) -> None:
         """Queue a heartbeat stamp for these flow runs."""
-        self._put(HeartbeatWrite(run_ids, stamp))
+        fences = self._fences
+        self._put(HeartbeatWrite(run_ids, stamp, [fences.get(i) for i in run_ids]))
 
     def put_call(self, fn: Callable[[Any], Any]) -> concurrent.futures.Future[Any]:
         """Queue ``fn(conn)`` to run inside the writer's next transaction; the future gets its
@@ -206,12 +255,46 @@ class Store(StoreOperations):
     def flush_future(self) -> concurrent.futures.Future[None]:
         """A future resolved once everything queued so far is durable."""
         marker = FlushMarker()
+        opened = self._open_future
+        if opened is not None and opened.done() and opened.exception() is not None:
+            # The writer never opened: nobody will drain the queue, fail now.
+            marker.future.set_exception(opened.exception())
+            return marker.future
         self._put(marker, urgent=True)
         return marker.future
 
     async def flush(self) -> None:
         """Wait, from any event loop, until everything queued so far is durable."""
         await asyncio.wrap_future(self.flush_future())
+
+    async def flush_run(self, flow_run_id: uuid.UUID) -> None:
+        """``flush``, then raise ``LeaseLost`` if another owner claimed this run meanwhile
+        (its writes from here were refused: the run belongs to the other owner now)."""
+        await self.flush()
+        self.check_lease(flow_run_id)
+
+    def check_lease(self, flow_run_id: uuid.UUID) -> None:
+        """Raise ``LeaseLost`` if the writer found this run claimed by another owner."""
+        lost = self._lost.pop(flow_run_id, None)
+        if lost is not None:
+            raise LeaseLost(lost)
+
+    def lease_lost(self, flow_run_id: uuid.UUID) -> bool:
+        """Whether the writer found this run claimed by another owner."""
+        return flow_run_id in self._lost
+
+    def _on_fenced(self, roots: set[bytes]) -> None:
+        # On the writer thread: a run of ours was claimed by another owner. Its rows were left
+        # out; stop the run here (it is the other owner's now).
+        from millstream._engine.store.liveness import request_stop
+
+        for root in roots:
+            run_id = uuid.UUID(bytes=root)
+            self._lost[run_id] = (
+                f"Flow run {run_id} was taken over by another process (its lease expired); "
+                f"this process abandoned it and its later writes to {self.path} were refused"
+            )
+            request_stop(run_id)
 
     def flush_sync(self, timeout: float | None = None) -> None:
         """Block until everything queued so far is durable."""
@@ -222,7 +305,8 @@ class Store(StoreOperations):
         """Whether something this process queued is not committed yet."""
         # The queue first, then the flag: the writer raises the flag before it takes anything
         # off the queue, so an item queued before this call is seen in one or the other.
-        return bool(self._queue.items) or self._queue.writing
+        queue = self._queue
+        return bool(queue.items) or queue.writing or bool(queue.carried)
 
     async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run ``fn`` on a read connection of its own (separate from the writer's).
@@ -231,9 +315,13 @@ class Store(StoreOperations):
         write-behind, reads must still see the process's own writes); with nothing queued
         the read costs no more than before.
         """
-        await self.ensure_open()
+        if not await self._readable():
+            return await self.backend.read_only(fn)
         if self.has_unwritten():
-            await self.flush()
+            try:
+                await self.flush()
+            except StoreError:
+                pass  # the writer cannot write now (a full disk, a lock): read what is there
         return await self.backend.read(fn)
 
     async def fetchone(self, query: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
@@ -260,7 +348,7 @@ class Store(StoreOperations):
         """The recorded result for a cache key, unless missing or expired."""
         hit = self._cache_memo.get(key)
         if hit is None:
-            await self.ensure_open()
+            await self._readable()
             row = self.backend.point_read("select_cache", (key,))
             if row is None:
                 return None
@@ -338,8 +426,9 @@ class Store(StoreOperations):
         self._live.add(flow_run_id)
 
     def untrack_live(self, flow_run_id: uuid.UUID) -> None:
-        """Stop heartbeating this flow run."""
+        """Stop heartbeating this flow run (its rows are queued: its fence can go)."""
         self._live.discard(flow_run_id)
+        self._fences.pop(flow_run_id, None)
 
     @property
     def live_runs(self) -> set[uuid.UUID]:
@@ -351,6 +440,15 @@ class Store(StoreOperations):
         sql = expand("select_cancelling", len(run_ids))
         found = self.backend.point_read_all(sql, tuple(rows.encode_ids(run_ids)))
         return [uuid.UUID(bytes=r[0]) for r in found]
+
+
+def check_flow_run(run: FlowRun) -> None:
+    """Raise ``ValueError`` naming the field when a flow run cannot be recorded as it is."""
+    encoding.check_text(run.name, "flow_run_name")
+    encoding.check_parameters(run.parameters)
+    if run.tags:
+        for tag in run.tags:
+            encoding.check_text(tag, "tag")
 
 
 # -- registry ---------------------------------------------------------------------------------

@@ -34,6 +34,13 @@ def watch_cancellations(
     _cancellation_watch = (live_ids, request)
 
 
+def request_stop(run_id: uuid.UUID) -> None:
+    """Ask the live flow run ``run_id`` of this process to stop (it lost its lease)."""
+    watch = _cancellation_watch
+    if watch is not None:
+        watch[1](run_id)
+
+
 class LivenessTimer:
     """Heartbeats ``store.live_runs`` every ``store.heartbeat_seconds`` and delivers
     cancellations every ``store.poll_seconds``, on a thread of its own."""
@@ -55,12 +62,20 @@ class LivenessTimer:
 
     def _main(self) -> None:
         store = self._store
-        next_beat = time.monotonic() + store.heartbeat_seconds
+        last_beat = time.monotonic()
         next_poll = time.monotonic() + store.poll_seconds
-        while not self._stop.wait(max(0.0, min(next_beat, next_poll) - time.monotonic())):
+        # Never sleep longer than this: a worker may lower the intervals after the timer
+        # started (a heartbeat interval read once would outlive a shorter lease).
+        while not self._stop.wait(
+            max(
+                0.0,
+                min(last_beat + store.heartbeat_seconds, next_poll, time.monotonic() + 1.0)
+                - time.monotonic(),
+            )
+        ):
             try:
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + store.heartbeat_seconds
+                if time.monotonic() >= last_beat + store.heartbeat_seconds:
+                    last_beat = time.monotonic()
                     self._beat()
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + store.poll_seconds

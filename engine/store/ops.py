@@ -205,6 +205,18 @@ class StoreOperations:
         sql = Q["insert_scheduled_flow_run"]
         await self._call(lambda conn: conn.execute(sql, row))
 
+    async def claim_new_flow_run(self, run: FlowRun, state: State) -> bool:
+        """Record a new flow run with a caller-given id in ``state`` unless that id exists
+        (one atomic insert, durable when it returns): True if this call made it. The row's
+        history starts empty; the run's own first write records ``state`` in it."""
+        from millstream._engine.store.core import check_flow_run
+
+        check_flow_run(run)
+        row = rows.flow_run_row(run, state, b"", None)
+        sql = Q["claim_new_flow_run"]
+        won: bool = await self._call(lambda conn: conn.execute(sql, row).fetchone() is not None)
+        return won
+
     async def claim_due_flow_run(
         self, deployment_ids: list[uuid.UUID], pid: int, hostname: str, at: dt.datetime
     ) -> FlowRun | None:
@@ -232,8 +244,9 @@ class StoreOperations:
 
     async def claim_flow_run(
         self, run: FlowRun, pid: int, hostname: str, heartbeat: dt.datetime
-    ) -> bool:
-        """Take ownership of a run if its owner fields are still what ``run`` says."""
+    ) -> int | None:
+        """Take ownership of a run if its owner fields are still what ``run`` says: the lease
+        epoch now held (raised by the claim), or None if someone else changed it first."""
         params = (
             pid,
             hostname,
@@ -244,10 +257,13 @@ class StoreOperations:
             rows.ts(run.heartbeat),
         )
         sql = Q["claim_flow_run"]
-        claimed: bool = await self._call(
-            lambda conn: conn.execute(sql, params).fetchone() is not None
-        )
-        return claimed
+
+        def claim(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(sql, params).fetchone()
+            return None if row is None else int(row[1])
+
+        epoch: int | None = await self._call(claim)
+        return epoch
 
     async def set_flow_run_state_if(
         self, run_id: uuid.UUID, state: State, from_types: Iterable[StateType]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 
 from millstream._engine.exceptions import StoreError
 from millstream._engine.store import pg_dialect
-from millstream._engine.store.backend import Batch
+from millstream._engine.store.backend import Batch, ErrorKind
 from millstream._engine.store.migrations import MIGRATIONS, SCHEMA_VERSION, Q, statements
 
 try:
@@ -295,26 +295,28 @@ class PostgresBackend:
             raise
         return SyncConnection(conn)
 
+    def classify(self, exc: BaseException) -> ErrorKind:
+        """Transient (the server unreachable, a lock or serialization conflict) or data (a
+        row the server refuses); PostgreSQL keeps its own pages whole, so never corrupt."""
+        if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+            return "transient"
+        if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+            return "transient"
+        if isinstance(exc, psycopg.OperationalError):
+            return "transient"
+        return "data"
+
+    def describe(self, exc: BaseException) -> str:
+        """The cause, as the server gave it (the caller names the database)."""
+        return f"{type(exc).__name__}: {exc}"
+
     def write_batch(self, facade: SyncConnection, batch: Batch) -> list[Any]:
         """Write one batch in one transaction (on the writer thread)."""
-        from millstream._engine.store.sqlite import _run_call
+        from millstream._engine.store.sqlite import _run_call, apply_fences
 
         conn = facade.conn
         results: list[Any] = []
-        rows_first = [
-            (name, rows)
-            for name, rows in (
-                ("upsert_flow", batch.flows),
-                ("upsert_flow_run", batch.flow_runs),
-                ("upsert_task_run", batch.task_runs),
-                ("insert_log", batch.logs),
-                # After the task runs: a cache entry never points at an unrecorded run.
-                ("upsert_cache", batch.caches),
-                ("update_heartbeats", batch.heartbeats),
-            )
-            if rows
-        ]
-        if not rows_first and len(batch.calls) == 1:
+        if not batch.fences and not _rows_of(batch) and len(batch.calls) == 1:
             # A lone call (a claim, say): its failure loses nothing else, so no savepoint.
             try:
                 with conn.transaction():
@@ -322,15 +324,19 @@ class PostgresBackend:
             except Exception as exc:
                 results.append(exc)
             return results
-        if not batch.calls:
+        if not batch.fences and not batch.calls:
             # Rows only: BEGIN, every statement and COMMIT go out in one pipeline, with one
             # wait for the server at the end instead of one per statement.
             with conn.pipeline(), conn.transaction():
                 cursor = conn.cursor()
-                for name, rows in rows_first:
+                for name, rows in _rows_of(batch):
                     cursor.executemany(pg_dialect.query(Q[name]), rows)
             return results
         with conn.transaction():
+            if batch.fences:
+                # Inside the transaction: the epochs read are the ones the rows commit against.
+                apply_fences(facade, batch)
+            rows_first = _rows_of(batch)
             if rows_first:
                 with conn.pipeline():
                     cursor = conn.cursor()
@@ -358,6 +364,10 @@ class PostgresBackend:
             raise
         self._pool.give_back(conn)
         return result
+
+    async def read_only(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``read``: what a role may write is the server's business, reads work the same."""
+        return await self.read(fn)
 
     def _point_conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -391,6 +401,23 @@ class PostgresBackend:
         """``VACUUM`` (outside a transaction, as PostgreSQL requires)."""
         with self._connect() as conn:
             conn.execute("VACUUM")
+
+
+def _rows_of(batch: Batch) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The batch's rows by named statement, in the order they are written."""
+    return [
+        (name, rows)
+        for name, rows in (
+            ("upsert_flow", batch.flows),
+            ("upsert_flow_run", batch.flow_runs),
+            ("upsert_task_run", batch.task_runs),
+            ("insert_log", batch.logs),
+            # After the task runs: a cache entry never points at an unrecorded run.
+            ("upsert_cache", batch.caches),
+            ("update_heartbeats", batch.heartbeats),
+        )
+        if rows
+    ]
 
 
 def migrate(conn: Any, location: str) -> None:

@@ -20,11 +20,16 @@ import msgspec
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State, StateDetails, StateType
+from millstream._engine.store.encoding import (
+    MAX_LINE_CHARS,
+    clean_text,
+    log_message,
+)
+from millstream._engine.store.encoding import encode_json as encode_json
 
 _UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
-_json_encoder = msgspec.json.Encoder(enc_hook=lambda obj: _short(repr(obj)))
 _packer = msgspec.msgpack.Encoder(uuid_format="bytes")
 _details_decoder = msgspec.msgpack.Decoder(StateDetails)
 _EMPTY_DETAILS = StateDetails()
@@ -42,18 +47,6 @@ _TYPES: tuple[StateType, ...] = (
 )
 _CODES = {t: i for i, t in enumerate(_TYPES)}
 _DEFAULT_NAMES = {t: State(type=t).name for t in _TYPES}
-
-
-def _short(text: str, limit: int = 2_000) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def encode_json(value: Any) -> str:
-    """JSON text of a value; what JSON cannot hold is stored as its (truncated) repr."""
-    try:
-        return _json_encoder.encode(value).decode()
-    except (TypeError, ValueError, OverflowError):
-        return _json_encoder.encode(_short(repr(value))).decode()
 
 
 def ts(value: dt.datetime | None) -> int | None:
@@ -289,28 +282,31 @@ def log_line_row(
     name: str,
     message: str,
     created: float,
+    cap: int = MAX_LINE_CHARS,
 ) -> tuple[Any, ...]:
     """The ``insert_log`` parameters of a log line created at ``created`` (epoch seconds):
     the log thread's form, with no ``datetime`` built per line."""
+    if len(message) > cap or not message.isascii():
+        message = log_message(message, cap)
     return (
         None if flow_run_id is None else flow_run_id.bytes,
         None if task_run_id is None else task_run_id.bytes,
         level,
-        name,
+        clean_text(name),
         message,
         round(created * 1_000_000),
     )
 
 
-def log_row(item: LogRecord) -> tuple[Any, ...]:
+def log_row(item: LogRecord, cap: int = MAX_LINE_CHARS) -> tuple[Any, ...]:
     """The ``insert_log`` parameters of a log line."""
     flow_run_id, task_run_id = item.flow_run_id, item.task_run_id
     return (
         None if flow_run_id is None else flow_run_id.bytes,
         None if task_run_id is None else task_run_id.bytes,
         item.level,
-        item.name,
-        item.message,
+        clean_text(item.name),
+        log_message(item.message, cap),
         (item.timestamp - _EPOCH) // _MICROSECOND,
     )
 
@@ -386,6 +382,7 @@ def flow_run_from_row(row: sqlite3.Row) -> FlowRun:
         hostname=row["hostname"],
         heartbeat=parse_ts(row["heartbeat"]),
         parameters_blob=row["parameters_blob"],
+        epoch=row["epoch"],
     )
 
 

@@ -390,11 +390,12 @@ WHERE state_type IN ('PENDING', 'RUNNING') AND parent_flow_run_id IS NULL
 ORDER BY created;
 
 -- name: claim_flow_run
-UPDATE flow_run SET pid = ?, hostname = ?, heartbeat = ?
+-- A claim raises the run's lease epoch: writes carrying an older one are refused (fencing).
+UPDATE flow_run SET pid = ?, hostname = ?, heartbeat = ?, epoch = epoch + 1
 WHERE id = ? AND state_type IN ('PENDING', 'RUNNING')
     AND coalesce(pid, -1) = coalesce(?, -1) AND coalesce(hostname, '') = coalesce(?, '')
     AND coalesce(heartbeat, '') = coalesce(?, '')
-RETURNING id;
+RETURNING id, epoch;
 
 -- name: user_version
 PRAGMA user_version;
@@ -458,7 +459,7 @@ ON CONFLICT DO NOTHING;
 -- name: claim_due_flow_run
 -- The oldest due Scheduled run of these deployments ("/*ids*/": one "?" per id), for a worker.
 UPDATE flow_run SET state_type = 'PENDING', state_name = 'Pending', pid = ?, hostname = ?,
-    heartbeat = ?, updated = ?
+    heartbeat = ?, updated = ?, epoch = epoch + 1
 WHERE id = (
     SELECT id FROM flow_run
     WHERE state_type = 'SCHEDULED' AND deployment_id IN (/*ids*/)
@@ -524,6 +525,34 @@ UPDATE log SET message = ? WHERE id = (
     SELECT id FROM log WHERE flow_run_id IS NULL AND task_run_id = ? AND name = ?
     ORDER BY id DESC LIMIT 1
 );
+
+-- name: select_epochs
+-- The lease epochs of these flow runs ("/*ids*/": one "?" per id), read in the writer's
+-- transaction before it writes their rows: a run claimed since by another owner is fenced.
+SELECT id, epoch FROM flow_run WHERE id IN (/*ids*/);
+
+-- name: claim_new_flow_run
+-- A caller-given flow run id is taken by one atomic insert: the process whose row lands runs
+-- the body; any other waits for that run's outcome.
+INSERT INTO flow_run (
+    id, name, flow_id, flow_name, flow_version, parameters, tags, parent_task_run_id,
+    parent_flow_run_id, root_flow_run_id, deployment_id, idempotency_key, entrypoint, run_count,
+    state_type, state_name, state_message, start_time, end_time, expected_start_time, created,
+    updated, pid, hostname, heartbeat, parameters_blob, history, result
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: quick_check
+PRAGMA quick_check;
+
+-- name: integrity_check
+PRAGMA integrity_check;
+
+-- migration: 4
+-- The lease epoch of a flow run: each claim raises it, and the writer refuses a row whose
+-- owner holds an older one (a stopped worker whose run was taken over cannot complete it).
+ALTER TABLE flow_run ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
 
 -- migration: 5
 -- Artifacts (Prefect's prefect.artifacts): made by a flow or task run, or outside any run.

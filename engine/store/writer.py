@@ -10,18 +10,20 @@ import asyncio
 import collections
 import concurrent.futures
 import datetime as dt
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from millstream._engine.exceptions import StoreError
 from millstream._engine.model.records import FlowRecord, FlowRun, TaskRun
 from millstream._engine.model.states import State
 from millstream._engine.store import rows
 
 if TYPE_CHECKING:
-    from millstream._engine.store.backend import Backend, Batch
+    from millstream._engine.store.backend import Batch
+
+logger = logging.getLogger("millstream.store")
 
 # How long queued writes may wait for company before the writer commits them (seconds).
 GROUP_COMMIT_DELAY = 0.01
@@ -36,17 +38,24 @@ _SLACK = 8
 
 class RunStateWrite:
     """A run in a new state. ``run`` is a snapshot taken when the write is queued (a shallow
-    copy: ~0.1 us), so later changes to the live record do not leak into this row."""
+    copy: ~0.1 us), so later changes to the live record do not leak into this row. ``fence``
+    is the root flow run's id and the lease epoch this process holds for it (None: unfenced)."""
 
-    __slots__ = ("is_task", "result", "run", "state")
+    __slots__ = ("fence", "is_task", "result", "run", "state")
 
     def __init__(
-        self, run: FlowRun | TaskRun, state: State, result: bytes | None, is_task: bool
+        self,
+        run: FlowRun | TaskRun,
+        state: State,
+        result: bytes | None,
+        is_task: bool,
+        fence: tuple[bytes, int] | None = None,
     ) -> None:
         self.run = run
         self.state = state
         self.result = result
         self.is_task = is_task
+        self.fence = fence
 
 
 class LogWrite:
@@ -82,13 +91,19 @@ class CacheWrite:
 
 
 class HeartbeatWrite:
-    """A heartbeat stamp for live flow runs."""
+    """A heartbeat stamp for live flow runs (each with its fence, as ``RunStateWrite``)."""
 
-    __slots__ = ("run_ids", "stamp")
+    __slots__ = ("fences", "run_ids", "stamp")
 
-    def __init__(self, run_ids: list[uuid.UUID], stamp: dt.datetime) -> None:
+    def __init__(
+        self,
+        run_ids: list[uuid.UUID],
+        stamp: dt.datetime,
+        fences: list[tuple[bytes, int] | None] | None = None,
+    ) -> None:
         self.run_ids = run_ids
         self.stamp = stamp
+        self.fences = fences or [None] * len(run_ids)
 
 
 class CallWrite:
@@ -155,6 +170,8 @@ class WriteQueue:
         self.writer_thread: threading.Thread | None = None
         # True while the writer holds a batch taken off the queue and not yet committed.
         self.writing = False
+        # Rows the writer keeps from a batch that failed, to try again (they are not on disk).
+        self.carried = 0
         # The largest length seen by a producer (for tests and the benchmark).
         self.high_water = 0
 
@@ -213,123 +230,98 @@ class WriteQueue:
             self.room.notify_all()
 
 
-def build_batch(items: Iterable[Item]) -> tuple[Batch, list[CallWrite], list[FlushMarker]]:
+def build_batch(
+    items: Iterable[Item],
+) -> tuple[Batch, list[CallWrite], list[FlushMarker], list[BaseException]]:
     """Rows for one transaction: runs coalesced (one row write per run, carrying every state
-    it went through), then flows, logs, cache entries and heartbeats; calls and flushes apart."""
+    it went through), then flows, logs, cache entries and heartbeats; calls and flushes apart.
+    An item whose row cannot be made is left out, its error returned (the writer survives any
+    payload; rows are checked where they are made, so this is the last line of defence)."""
     from millstream._engine.store.backend import Batch
 
     runs: dict[uuid.UUID, list[Any]] = {}
     batch = Batch()
     calls: list[CallWrite] = []
     flushes: list[FlushMarker] = []
+    errors: list[BaseException] = []
     history_entry = rows.history_entry
     for item in items:
-        # Most frequent first; isinstance both dispatches and narrows the type.
-        if isinstance(item, RunStateWrite):
-            run_id = item.run.id
-            entry = runs.get(run_id)
-            line = history_entry(
-                item.state, run_id, "task_run_id" if item.is_task else "flow_run_id"
-            )
-            if entry is None:
-                runs[run_id] = [item, [line], item.result]
-            else:
-                entry[0] = item
-                entry[1].append(line)
-                if item.result is not None:
-                    entry[2] = item.result
-        elif isinstance(item, LogWrite):
-            batch.logs.extend(item.rows)
-        elif isinstance(item, FlowWrite):
-            batch.flows.append(rows.flow_row(item.record))
-        elif isinstance(item, CacheWrite):
-            batch.caches.append(
-                (
-                    item.key,
-                    item.blob,
-                    rows.ts(item.expiration),
-                    item.task_run_id.bytes,
-                    rows.ts(dt.datetime.now(dt.UTC)),
+        try:  # free in CPython 3.11 unless it raises
+            # Most frequent first, inline; isinstance both dispatches and narrows the type.
+            if isinstance(item, RunStateWrite):
+                run_id = item.run.id
+                entry = runs.get(run_id)
+                line = history_entry(
+                    item.state, run_id, "task_run_id" if item.is_task else "flow_run_id"
                 )
-            )
-        elif isinstance(item, HeartbeatWrite):
-            stamp = rows.ts(item.stamp)
-            batch.heartbeats.extend((stamp, i.bytes) for i in item.run_ids)
-        elif isinstance(item, FlushMarker):
-            flushes.append(item)
-        else:
-            assert isinstance(item, CallWrite)
-            calls.append(item)
+                if entry is None:
+                    runs[run_id] = [item, [line], item.result]
+                else:
+                    entry[0] = item
+                    entry[1].append(line)
+                    if item.result is not None:
+                        entry[2] = item.result
+            else:
+                _add_item(item, batch, calls, flushes)
+        except Exception as exc:
+            errors.append(exc)
+    fences = batch.fences
     for last, lines, result in runs.values():
-        history = rows.encode_history(lines)
-        if last.is_task:
-            batch.task_runs.append(rows.task_run_row(last.run, last.state, history, result))
-        else:
-            batch.flow_runs.append(rows.flow_run_row(last.run, last.state, history, result))
+        try:
+            history = rows.encode_history(lines)
+            fence = last.fence
+            root = None
+            if fence is not None:
+                root = fence[0]
+                held = fences.get(root)
+                if held is None or fence[1] < held:
+                    fences[root] = fence[1]  # the oldest epoch among the rows decides
+            if last.is_task:
+                batch.task_runs.append(rows.task_run_row(last.run, last.state, history, result))
+                batch.task_run_fences.append(root)
+            else:
+                batch.flow_runs.append(rows.flow_run_row(last.run, last.state, history, result))
+                batch.flow_run_fences.append(root)
+        except Exception as exc:
+            errors.append(exc)
     batch.calls = [c.fn for c in calls]
-    return batch, calls, flushes
+    return batch, calls, flushes, errors
 
 
-def run_writer(
-    queue: WriteQueue,
-    backend: Backend,
-    opened: concurrent.futures.Future[None],
-    closing: Callable[[], bool],
-) -> None:
-    """The writer thread's body: open the database, then drain the queue until closed."""
-    try:
-        conn = backend.connect_for_writing()
-    except BaseException as exc:
-        opened.set_exception(exc)
-        queue.release_all()
-        fail_pending(queue, exc)
-        return
-    opened.set_result(None)
-    try:
-        while True:
-            queue.wake.wait()
-            if not queue.urgent.is_set() and not closing():
-                # Group commit: plain writes wait a moment for company; a flush does not.
-                queue.urgent.wait(GROUP_COMMIT_DELAY)
-            queue.wake.clear()
-            queue.urgent.clear()
-            queue.wake_pending = False
-            # Raised before the first item leaves the queue, lowered once all are committed: a
-            # read that finds the queue empty still waits for that batch (read-your-writes).
-            queue.writing = True
-            try:
-                while queue.items:
-                    write_once(queue, backend, conn)
-            finally:
-                queue.writing = False
-            if closing():
-                return
-    finally:
-        queue.release_all()
-        conn.close()
+def _fence(batch: Batch, fence: tuple[bytes, int] | None) -> bytes | None:
+    if fence is None:
+        return None
+    root, epoch = fence
+    held = batch.fences.get(root)
+    if held is None or epoch < held:
+        batch.fences[root] = epoch  # the oldest epoch among the rows decides: stale is stale
+    return root
 
 
-def write_once(queue: WriteQueue, backend: Backend, conn: Any) -> None:
-    """Take one batch off the queue, write it in one transaction, and tell whoever waits."""
-    batch, calls, flushes = build_batch(queue.take_batch())
-    error: BaseException | None = None
-    results: list[Any] = []
-    try:
-        results = backend.write_batch(conn, batch)
-    except BaseException as exc:  # a failed batch is rolled back; tell whoever waits
-        error = exc
-    for call, res in zip(calls, results or [None] * len(calls), strict=False):
-        if error is not None:
-            settle(call.future, error)
-        elif isinstance(res, BaseException):
-            settle(call.future, res)
-        else:
-            settle(call.future, None, res)
-    for marker in flushes:
-        if error is not None:
-            settle(marker.future, StoreError(f"Writing to {backend.location} failed: {error}"))
-        else:
-            settle(marker.future, None)
+def _add_item(item: Item, batch: Batch, calls: list[CallWrite], flushes: list[FlushMarker]) -> None:
+    if isinstance(item, LogWrite):
+        batch.logs.extend(item.rows)
+    elif isinstance(item, FlowWrite):
+        batch.flows.append(rows.flow_row(item.record))
+    elif isinstance(item, CacheWrite):
+        batch.caches.append(
+            (
+                item.key,
+                item.blob,
+                rows.ts(item.expiration),
+                item.task_run_id.bytes,
+                rows.ts(dt.datetime.now(dt.UTC)),
+            )
+        )
+    elif isinstance(item, HeartbeatWrite):
+        stamp = rows.ts(item.stamp)
+        batch.heartbeats.extend((stamp, i.bytes) for i in item.run_ids)
+        batch.heartbeat_fences.extend(_fence(batch, f) for f in item.fences)
+    elif isinstance(item, FlushMarker):
+        flushes.append(item)
+    else:
+        assert isinstance(item, CallWrite)
+        calls.append(item)
 
 
 def fail_pending(queue: WriteQueue, exc: BaseException) -> None:

@@ -1,5 +1,6 @@
-"""The ``db`` commands (where the database is, migrate it, vacuum it) and ``recover``; each
-works on the SQLite file or on the PostgreSQL database ``MILLSTREAM_DATABASE_URL`` names."""
+"""The ``db`` commands (where the database is, migrate it, vacuum it, check it) and
+``recover``; each works on the SQLite file or on the PostgreSQL database
+``MILLSTREAM_DATABASE_URL`` names (``check`` on the SQLite file)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import argparse
 
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.settings import get_current_settings
-from millstream._engine.store.sqlite import vacuum
-from millstream.cli.output import EXIT_OK, as_json
+from millstream._engine.store.sqlite import check_database, vacuum
+from millstream.cli.output import EXIT_NOT_FOUND, EXIT_OK, as_json
 
 __all__ = [
     "cmd_db_migrate",
+    "cmd_db_check",
     "cmd_db_path",
     "cmd_db_vacuum",
     "cmd_recover",
@@ -57,6 +59,25 @@ def cmd_db_vacuum(args: argparse.Namespace) -> int:
     vacuum(path)
     print(f"Vacuumed {path}: {before} -> {path.stat().st_size} bytes")
     return EXIT_OK
+
+
+def cmd_db_check(args: argparse.Namespace) -> int:
+    """``db check``: SQLite's integrity check of the file (read-only); exit 1 if damaged."""
+    path = get_current_settings().database_path
+    if not path.exists():
+        raise ObjectNotFound(f"No database at {path}")
+    problems = check_database(path)
+    if problems == ["ok"]:
+        print(f"{path}: ok")
+        return EXIT_OK
+    print(f"{path} is damaged:")
+    for line in problems[:50]:
+        print(f"  {line}")
+    print(
+        "Restore the file from a backup, or move it aside to start afresh (Millstream makes a "
+        "new one); `sqlite3 <file> .recover` may salvage rows."
+    )
+    return EXIT_NOT_FOUND
 
 
 def cmd_recover(args: argparse.Namespace) -> int:

@@ -206,13 +206,16 @@ def _add_variables(commands: _Commands) -> None:
 
 
 def _add_db(commands: _Commands) -> None:
-    """``db path|migrate|vacuum`` and ``recover``."""
+    """``db path|migrate|vacuum|check`` and ``recover``."""
     group = commands.add_parser("db", help="the database (file or PostgreSQL)").add_subparsers(
         dest="sub", required=True
     )
     group.add_parser("path").set_defaults(handler="db:cmd_db_path")
     group.add_parser("migrate").set_defaults(handler="db:cmd_db_migrate")
     group.add_parser("vacuum").set_defaults(handler="db:cmd_db_vacuum")
+    group.add_parser("check", help="check the file for damage").set_defaults(
+        handler="db:cmd_db_check"
+    )
     rec = commands.add_parser("recover", help="resume flow runs whose process died")
     rec.add_argument("--lease", type=float, default=None, help="heartbeat age (s) for other hosts")
     rec.add_argument("--json", action="store_true")

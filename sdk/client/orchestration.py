@@ -112,7 +112,7 @@ class PrefectClient(ArtifactClientMixin, FlowRunWrites, _ServerOnlyNames):
         self._store = store
 
     async def __aenter__(self) -> Self:
-        await self._store.ensure_open()
+        await self._store.ensure_open(for_reading=True)
         return self
 
     async def __aexit__(
@@ -433,7 +433,7 @@ class SyncPrefectClient(SyncArtifactClientMixin, _ServerOnlyNames):
         self._client = PrefectClient(store)
 
     def __enter__(self) -> Self:
-        self._client._store.ensure_open_sync()
+        self._client._store.ensure_open_sync(for_reading=True)
         return self
 
     def __exit__(
