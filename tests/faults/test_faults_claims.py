@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Processes, ledger_lines, query, wait_until
+from fault_tools import Processes, ledger_lines, query, wait_until
 
 pytestmark = pytest.mark.slow
 

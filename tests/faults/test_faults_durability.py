@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Processes, ledger_lines, query
+from fault_tools import Processes, ledger_lines, query
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Processes
+from fault_tools import Processes
 
 import millstream._engine.store as store_module
 from millstream import flow, task

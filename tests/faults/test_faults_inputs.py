@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ledger_lines, query
+from fault_tools import ledger_lines, query
 
 from millstream import flow, task
 from millstream._engine.store import get_store

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Processes
+from fault_tools import Processes
 
 from millstream import flow, task
 from millstream.exceptions import StorageKeyError

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Processes, ledger_lines, query, wait_until
+from fault_tools import Processes, ledger_lines, query, wait_until
 
 from millstream._engine.store import get_store
 
