@@ -28,6 +28,8 @@ Prefect's names.
             ├── CancelledRun                         raised for a cancelled state
             ├── UnfinishedRun                        result asked of a non-final state
             ├── PausedRun                            a run was paused
+            ├── ConcurrencySlotAcquisitionError      a limit missing (strict) or unusable
+            ├── AcquireConcurrencySlotTimeoutError (TimeoutError)  no slot in time
             ├── Abort / Pause (signals inside the engine)
             └── TimedOut
                 ├── FlowRunTimeoutError (TimeoutError)
@@ -174,3 +176,13 @@ class TaskRunTimeoutError(TimedOut, TimeoutError):
 
 class FlowPauseTimeout(MillstreamError, TimeoutError):
     """A paused flow run was not resumed within its timeout."""
+
+
+# -- flow control ------------------------------------------------------------------------------
+class ConcurrencySlotAcquisitionError(MillstreamError):
+    """Slots cannot be taken: a limit does not exist (``strict=True``), more slots are asked
+    than the limit has, or ``rate_limit`` is used on a limit without slot decay."""
+
+
+class AcquireConcurrencySlotTimeoutError(MillstreamError, TimeoutError):
+    """Concurrency slots were not acquired within ``timeout_seconds``."""

@@ -49,6 +49,12 @@ class Backend(Protocol):
         """One row of a named query, on the calling thread's own read-only connection."""
         ...
 
+    def transact(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(conn)`` in one write transaction on the calling thread's own connection,
+        committed before it returns (flow control: slots must be visible to every process at
+        once, so they do not go through the write-behind queue)."""
+        ...
+
     def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Every row of a query (a named one, lists expanded), on the calling thread's own
         read-only connection."""

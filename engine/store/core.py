@@ -26,6 +26,7 @@ from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State
 from millstream._engine.store import rows
+from millstream._engine.store.limits import LimitOperations
 from millstream._engine.store.liveness import LivenessTimer
 from millstream._engine.store.migrations import Q, expand
 from millstream._engine.store.ops import StoreOperations
@@ -55,7 +56,7 @@ def _snapshot(run: R) -> R:
     return copy
 
 
-class Store(StoreOperations):
+class Store(StoreOperations, LimitOperations):
     """One database: a write-behind queue, its writer, and typed reads."""
 
     def __init__(self, path: Path) -> None:

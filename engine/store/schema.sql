@@ -514,3 +514,90 @@ UPDATE log SET message = ? WHERE id = (
     SELECT id FROM log WHERE flow_run_id IS NULL AND task_run_id = ? AND name = ?
     ORDER BY id DESC LIMIT 1
 );
+
+-- migration: 6
+-- Flow control: global concurrency limits (tag limits are named "tag:<tag>", deployment limits
+-- "deployment:<id>") and the leases that hold their slots. A lease row is one holder's slots on
+-- one limit until "expires" (microseconds since the epoch): a holder that dies stops renewing
+-- it, and the next acquirer deletes it. Rate-limit occupancy is not leased: it decays, kept as
+-- "decayed_slots" as of "decay_stamp".
+CREATE TABLE concurrency_limit (
+    name TEXT PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    slot_limit INTEGER NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    slot_decay_per_second REAL NOT NULL DEFAULT 0,
+    decayed_slots REAL NOT NULL DEFAULT 0,
+    decay_stamp INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+
+CREATE TABLE concurrency_lease (
+    id BLOB NOT NULL,
+    limit_name TEXT NOT NULL,
+    slots INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    holder TEXT,
+    PRIMARY KEY (id, limit_name)
+);
+
+CREATE INDEX concurrency_lease_by_limit ON concurrency_lease (limit_name, expires);
+
+-- name: insert_concurrency_limit
+INSERT INTO concurrency_limit (
+    name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
+    updated
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: select_concurrency_limits_named
+SELECT name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
+    updated
+FROM concurrency_limit WHERE name IN (/*ids*/);
+
+-- name: select_concurrency_limits
+SELECT name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
+    updated
+FROM concurrency_limit WHERE name LIKE ? ORDER BY name LIMIT ? OFFSET ?;
+
+-- name: update_concurrency_limit
+UPDATE concurrency_limit SET name = ?, slot_limit = ?, active = ?, slot_decay_per_second = ?,
+    decayed_slots = ?, decay_stamp = ?, updated = ?
+WHERE name = ?;
+
+-- name: rename_concurrency_leases
+UPDATE concurrency_lease SET limit_name = ? WHERE limit_name = ?;
+
+-- name: update_decayed_slots
+UPDATE concurrency_limit SET decayed_slots = ?, decay_stamp = ? WHERE name = ?;
+
+-- name: delete_concurrency_limit
+DELETE FROM concurrency_limit WHERE name = ?;
+
+-- name: delete_concurrency_leases_of_limit
+DELETE FROM concurrency_lease WHERE limit_name = ?;
+
+-- name: delete_expired_concurrency_leases
+DELETE FROM concurrency_lease WHERE limit_name IN (/*ids*/) AND expires <= ?;
+
+-- name: select_concurrency_limits_with_leased
+-- Each limit with the slots its live leases hold (the first "?" is the time now).
+SELECT name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
+    updated,
+    (SELECT coalesce(sum(slots), 0) FROM concurrency_lease
+        WHERE limit_name = concurrency_limit.name AND expires > ?)
+FROM concurrency_limit WHERE name IN (/*ids*/);
+
+-- name: select_lease_holders
+SELECT limit_name, id, slots, expires, holder FROM concurrency_lease
+WHERE limit_name IN (/*ids*/) AND expires > ? ORDER BY limit_name, expires;
+
+-- name: insert_concurrency_lease
+INSERT INTO concurrency_lease (id, limit_name, slots, expires, holder) VALUES (?, ?, ?, ?, ?);
+
+-- name: delete_concurrency_lease
+DELETE FROM concurrency_lease WHERE id = ?;
+
+-- name: renew_concurrency_lease
+UPDATE concurrency_lease SET expires = ? WHERE id = ?;

@@ -34,6 +34,7 @@ class SQLiteBackend:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._point_readers = threading.local()
+        self._transactors = threading.local()
 
     def connect_for_writing(self) -> sqlite3.Connection:
         """The writer's connection: WAL, migrated."""
@@ -96,6 +97,27 @@ class SQLiteBackend:
         """One row of a named query, on this thread's read-only connection."""
         row: tuple[Any, ...] | None = self._point_conn().execute(Q[name], params).fetchone()
         return row
+
+    def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction on this thread's own
+        writable connection (the file is migrated by the writer first)."""
+        conn: sqlite3.Connection | None = getattr(self._transactors, "conn", None)
+        if conn is None:
+            # Microseconds per transaction on the caller's thread: no hop to the writer.
+            conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._transactors.conn = conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Every row of a query (a named one, lists expanded), on this thread's read-only

@@ -28,6 +28,8 @@ _BELOW_ORCHESTRATION = {
     "results",
     "logs",
     "validation",
+    # Flow control (concurrency and rate limits as leases) sits on the store, below orchestration.
+    "limits",
 }
 ALLOWED: dict[str, set[str]] = {
     "exceptions": set(),
@@ -40,6 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"exceptions", "model", "settings", "results"},
     # Log lines are labelled with the current run: they read the run context, nothing else.
     "logs": {"exceptions", "model", "settings", "store", "orchestrate.context"},
+    "limits": {"exceptions", "model", "settings", "store"},
     "orchestrate": _BELOW_ORCHESTRATION,
     "serve": _BELOW_ORCHESTRATION | {"orchestrate"},
 }
