@@ -7,7 +7,7 @@ from typing import TypeAlias
 
 # The handlers are looked up on their modules when the parser is built (not imported by name),
 # so that a test can replace one with monkeypatch.setattr(<module>, "cmd_...", ...).
-from millstream.cli import db, deployments, runs, variables
+from millstream.cli import concurrency, db, deployments, runs, variables
 
 __all__ = [
     "DESCRIPTION",
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deployments(commands)
     _add_variables(commands)
     _add_db(commands)
+    _add_concurrency(commands)
     return parser
 
 
@@ -130,3 +131,57 @@ def _add_db(commands: _Commands) -> None:
     rec.add_argument("--lease", type=float, default=None, help="heartbeat age (s) for other hosts")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(handler=db.cmd_recover)
+
+
+def _add_concurrency(commands: _Commands) -> None:
+    """``gcl create|ls|inspect|update|delete`` and ``concurrency-limit create|ls|inspect|
+    reset|delete``."""
+    group = commands.add_parser(
+        "gcl", aliases=["global-concurrency-limit"], help="global concurrency and rate limits"
+    ).add_subparsers(dest="sub", required=True)
+    create = group.add_parser("create", help="create a global limit")
+    create.add_argument("name")
+    create.add_argument("--limit", "-l", type=int, required=True, help="slots at most")
+    create.add_argument("--slot-decay-per-second", type=float, help="decay, for rate limits")
+    create.add_argument("--disable", action="store_true", help="create it inactive")
+    create.set_defaults(handler=concurrency.cmd_gcl_create)
+    ls = group.add_parser("ls", help="list global limits")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=concurrency.cmd_gcl_ls)
+    inspect_ = group.add_parser("inspect", help="one global limit")
+    inspect_.add_argument("name")
+    inspect_.add_argument("--json", action="store_true")
+    inspect_.set_defaults(handler=concurrency.cmd_gcl_inspect)
+    update = group.add_parser("update", help="change a global limit")
+    update.add_argument("name")
+    update.add_argument("--limit", "-l", type=int)
+    update.add_argument("--active-slots", type=int)
+    update.add_argument("--slot-decay-per-second", type=float)
+    switch = update.add_mutually_exclusive_group()
+    switch.add_argument("--enable", action="store_true")
+    switch.add_argument("--disable", action="store_true")
+    update.set_defaults(handler=concurrency.cmd_gcl_update)
+    delete = group.add_parser("delete", help="delete a global limit")
+    delete.add_argument("name")
+    delete.set_defaults(handler=concurrency.cmd_gcl_delete)
+
+    tags = commands.add_parser(
+        "concurrency-limit", help="task-run concurrency limits by tag"
+    ).add_subparsers(dest="sub", required=True)
+    t_create = tags.add_parser("create", help="limit the task runs with a tag")
+    t_create.add_argument("tag")
+    t_create.add_argument("concurrency_limit", type=int)
+    t_create.set_defaults(handler=concurrency.cmd_tag_limit_create)
+    t_ls = tags.add_parser("ls", help="list tag limits")
+    t_ls.add_argument("--json", action="store_true")
+    t_ls.set_defaults(handler=concurrency.cmd_tag_limit_ls)
+    t_inspect = tags.add_parser("inspect", help="a tag limit and its holders")
+    t_inspect.add_argument("tag")
+    t_inspect.add_argument("--json", action="store_true")
+    t_inspect.set_defaults(handler=concurrency.cmd_tag_limit_inspect)
+    t_reset = tags.add_parser("reset", help="free every slot of a tag limit")
+    t_reset.add_argument("tag")
+    t_reset.set_defaults(handler=concurrency.cmd_tag_limit_reset)
+    t_delete = tags.add_parser("delete", help="delete a tag limit")
+    t_delete.add_argument("tag")
+    t_delete.set_defaults(handler=concurrency.cmd_tag_limit_delete)
