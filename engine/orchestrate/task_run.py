@@ -23,6 +23,7 @@ from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import link, run_attempts
 from millstream._engine.orchestrate.body import task_body_state
 from millstream._engine.orchestrate.hooks import run_hooks
+from millstream._engine.orchestrate.slots import give_back_tag_slots, take_tag_slots
 from millstream._engine.orchestrate.transactions import task_run_finished
 from millstream._engine.results.cache_policies import source_fingerprint
 from millstream._engine.results.refs import StoredResult
@@ -112,14 +113,19 @@ async def run_task(
     if answered is not None:
         blob = answered.data.blob if isinstance(answered.data, StoredResult) else None
         return await _finish(spec, task_run, answered, blob, executor, store, flow_ctx)
-    state = await run_attempts(
-        task_run,
-        spec,
-        store.put_task_run_state,
-        _attempt,
-        (spec, parameters, executor, task_ctx),
-        flow_ctx,
-    )
+    # Tag concurrency limits: the run waits in Pending until its tags' limits have room.
+    grant = await take_tag_slots(store, task_run) if task_run.tags else None
+    try:
+        state = await run_attempts(
+            task_run,
+            spec,
+            store.put_task_run_state,
+            _attempt,
+            (spec, parameters, executor, task_ctx),
+            flow_ctx,
+        )
+    finally:
+        give_back_tag_slots(grant)
     state, blob = _kept_result(spec, task_run, state, parameters, cache_key, flow_ctx, store)
     return await _finish(spec, task_run, state, blob, executor, store, flow_ctx)
 

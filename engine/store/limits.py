@@ -189,6 +189,12 @@ class LimitOperations:
         holders: list[tuple[str, uuid.UUID, int, str | None]] = self._transact(read)
         return holders
 
+    def existing_limits(self, names: list[str]) -> list[str]:
+        """Those of ``names`` that are active limits, read without taking the write lock (the
+        hot path of a tagged task run asks this before it tries to take a slot)."""
+        sql = _sql("select_concurrency_limits_named", len(names))
+        return [r[0] for r in self.backend.point_read_all(sql, tuple(names)) if r[3]]
+
     # -- slots ---------------------------------------------------------------------------------
     def try_acquire_slots(
         self,
