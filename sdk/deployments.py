@@ -17,6 +17,7 @@ from millstream._engine.model.records import FlowRun
 from millstream._engine.orchestrate.context import flow_run_var
 from millstream._engine.results.refs import journal
 from millstream._engine.serve import deployments as engine_deployments
+from millstream._engine.serve import limits as serve_limits
 from millstream._engine.serve.deployments import DeploymentRecord
 from millstream._engine.serve.schedules import Schedule, make_schedules
 from millstream._engine.serve.worker import Worker, finished, notify
@@ -54,6 +55,7 @@ class RunnerDeployment:
         version: str | None = None,
         paused: bool | None = None,
         enforce_parameter_schema: bool = True,
+        concurrency_limit: Any = None,
     ) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(
@@ -79,6 +81,7 @@ class RunnerDeployment:
                     f"{self.flow_name!r} does not have"
                 )
         self.id = engine_deployments.deployment_id_for(self.flow_name, name)
+        self.concurrency_limit = _concurrency_config(concurrency_limit)
 
     def record(self) -> DeploymentRecord:
         """The database record of this deployment."""
@@ -101,12 +104,29 @@ class RunnerDeployment:
         """Record (or update) the deployment; returns its id."""
         store = await _store()
         store.flow_id(self.flow_name)
-        return await engine_deployments.apply(store, self.record(), journal(self.parameters))
+        applied = await engine_deployments.apply(store, self.record(), journal(self.parameters))
+        limit = self.concurrency_limit.limit if self.concurrency_limit is not None else None
+        serve_limits.apply_limit(store, self.id, limit)
+        return applied
 
     apply = dual(aapply)
 
     def __repr__(self) -> str:
         return f"RunnerDeployment(name={self.name!r}, flow_name={self.flow_name!r})"
+
+
+def _concurrency_config(value: Any) -> Any:
+    """``concurrency_limit=``: an int or a ``ConcurrencyLimitConfig`` (None: no limit)."""
+    from millstream.client.schemas.concurrency import ConcurrencyLimitConfig
+
+    if value is None or isinstance(value, ConcurrencyLimitConfig):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            "concurrency_limit must be an int or a ConcurrencyLimitConfig, got "
+            f"{type(value).__name__}"
+        )
+    return ConcurrencyLimitConfig(limit=value)
 
 
 async def _store() -> Store:
@@ -128,6 +148,7 @@ _OPTIONS = frozenset(
         "version",
         "paused",
         "enforce_parameter_schema",
+        "concurrency_limit",
     }
 )
 # Prefect options that need its server: accepted as None, named in an error otherwise.
@@ -137,7 +158,6 @@ _SERVER_ONLY = frozenset(
         "work_queue_name",
         "job_variables",
         "triggers",
-        "concurrency_limit",
         "entrypoint_type",
         "image",
         "build",
@@ -176,6 +196,7 @@ def make_deployment(flow: Any, name: str, **options: Any) -> RunnerDeployment:
         version=options.get("version"),
         paused=options.get("paused"),
         enforce_parameter_schema=options.get("enforce_parameter_schema", True),
+        concurrency_limit=options.get("concurrency_limit"),
     )
 
 
@@ -281,6 +302,11 @@ async def aserve(
         limit=limit,
         pause_on_shutdown=pause_on_shutdown,
         name_factory=random_run_name,
+        deployment_limits={
+            d.id: d.concurrency_limit.collision_strategy.value
+            for d in deployments
+            if d.concurrency_limit is not None
+        },
     )
     tasks = [asyncio.ensure_future(worker.run())]
     if webserver:
