@@ -544,6 +544,27 @@ CREATE TABLE concurrency_lease (
 
 CREATE INDEX concurrency_lease_by_limit ON concurrency_lease (limit_name, expires);
 
+-- Background task runs (Task.delay): queued durably, claimed by one task worker at a time under
+-- a lease (a worker that dies stops renewing it and another takes the run), finished once:
+-- the finishing write is fenced by the claim's owner. "outcome" holds the result (or the
+-- exception) encoded by the msgpack serializer with its pickle fallback.
+CREATE TABLE task_queue (
+    id BLOB PRIMARY KEY,
+    task_name TEXT NOT NULL,
+    parameters BLOB NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT UNIQUE,
+    status TEXT NOT NULL,
+    owner TEXT,
+    lease_expires INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    outcome BLOB,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+
+CREATE INDEX task_queue_by_due ON task_queue (task_name, status, priority, created);
+
 -- name: insert_concurrency_limit
 INSERT INTO concurrency_limit (
     name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
@@ -601,3 +622,34 @@ DELETE FROM concurrency_lease WHERE id = ?;
 
 -- name: renew_concurrency_lease
 UPDATE concurrency_lease SET expires = ? WHERE id = ?;
+
+-- name: insert_queued_task
+INSERT INTO task_queue (id, task_name, parameters, priority, idempotency_key, status, created,
+    updated)
+VALUES (?, ?, ?, ?, ?, 'SCHEDULED', ?, ?)
+ON CONFLICT DO NOTHING;
+
+-- name: select_queued_task_by_key
+SELECT id FROM task_queue WHERE idempotency_key = ?;
+
+-- name: claim_queued_task
+-- The highest-priority, oldest waiting run of these tasks, or one whose worker's lease lapsed.
+UPDATE task_queue SET status = 'RUNNING', owner = ?, lease_expires = ?, attempts = attempts + 1,
+    updated = ?
+WHERE id = (
+    SELECT id FROM task_queue
+    WHERE task_name IN (/*ids*/)
+        AND (status = 'SCHEDULED' OR (status = 'RUNNING' AND lease_expires <= ?))
+    ORDER BY priority DESC, created LIMIT 1
+) AND (status = 'SCHEDULED' OR (status = 'RUNNING' AND lease_expires <= ?))
+RETURNING id, task_name, parameters, attempts;
+
+-- name: renew_queued_task
+UPDATE task_queue SET lease_expires = ? WHERE id = ? AND owner = ? AND status = 'RUNNING';
+
+-- name: finish_queued_task
+UPDATE task_queue SET status = ?, outcome = ?, updated = ?, lease_expires = NULL
+WHERE id = ? AND owner = ? AND status = 'RUNNING';
+
+-- name: select_queued_task
+SELECT status, outcome, task_name, attempts FROM task_queue WHERE id = ?;

@@ -7,7 +7,7 @@ from typing import TypeAlias
 
 # The handlers are looked up on their modules when the parser is built (not imported by name),
 # so that a test can replace one with monkeypatch.setattr(<module>, "cmd_...", ...).
-from millstream.cli import concurrency, db, deployments, runs, variables
+from millstream.cli import concurrency, db, deployments, runs, task_worker, variables
 
 __all__ = [
     "DESCRIPTION",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_variables(commands)
     _add_db(commands)
     _add_concurrency(commands)
+    _add_task_worker(commands)
     return parser
 
 
@@ -185,3 +186,12 @@ def _add_concurrency(commands: _Commands) -> None:
     t_delete = tags.add_parser("delete", help="delete a tag limit")
     t_delete.add_argument("tag")
     t_delete.set_defaults(handler=concurrency.cmd_tag_limit_delete)
+
+
+def _add_task_worker(commands: _Commands) -> None:
+    """``task-worker TARGET... [--limit N] [--timeout S]``."""
+    worker = commands.add_parser("task-worker", help="run tasks queued with Task.delay()")
+    worker.add_argument("targets", nargs="+", help="path/to/file.py:task_function")
+    worker.add_argument("--limit", type=int, default=10, help="runs at once at most (10)")
+    worker.add_argument("--timeout", type=float, default=None, help="stop after this many s")
+    worker.set_defaults(handler=task_worker.cmd_task_worker)
