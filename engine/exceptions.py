@@ -5,6 +5,7 @@ Prefect's names.
 
     BaseException
     ├── TerminationSignal (BaseException)        a signal ended the process while a run was live
+    ├── Pause (BaseException)                    suspend_flow_run: the run leaves the process
     └── Exception
         └── MillstreamError                      (alias: PrefectException)
             ├── MissingContextError (RuntimeError)
@@ -28,6 +29,8 @@ Prefect's names.
             ├── CancelledRun                         raised for a cancelled state
             ├── UnfinishedRun                        result asked of a non-final state
             ├── PausedRun                            a run was paused
+            ├── NotPausedError (RuntimeError)        resume_flow_run of a run not paused
+            ├── FlowRunWaitTimeout                   wait_for_flow_run ran out of time
             ├── ConcurrencySlotAcquisitionError      a limit missing (strict) or unusable
             ├── AcquireConcurrencySlotTimeoutError (TimeoutError)  no slot in time
             ├── Abort / Pause (signals inside the engine)
@@ -186,3 +189,21 @@ class ConcurrencySlotAcquisitionError(MillstreamError):
 
 class AcquireConcurrencySlotTimeoutError(MillstreamError, TimeoutError):
     """Concurrency slots were not acquired within ``timeout_seconds``."""
+
+
+class Pause(BaseException):
+    """Raised by ``suspend_flow_run`` inside a flow body: the run leaves this process, its
+    state (Suspended) already recorded. A BaseException so that ``except Exception`` in user
+    code does not swallow it (Prefect's ``Pause`` signal is one too)."""
+
+    def __init__(self, message: str = "The flow run was suspended", state: Any = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class FlowRunWaitTimeout(MillstreamError):
+    """``wait_for_flow_run`` gave up: the run did not finish within its timeout."""
+
+
+class NotPausedError(MillstreamError, RuntimeError):
+    """``resume_flow_run`` of a run that is not paused."""

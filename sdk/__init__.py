@@ -40,6 +40,7 @@ __all__ = [
     "recover",
     "resume_flow_run",
     "serve",
+    "sleep",
     "suspend_flow_run",
     "tags",
     "task",
@@ -61,6 +62,7 @@ _LAZY = {
     "recover": "millstream.recovery",
     "resume_flow_run": "millstream.flow_runs",
     "serve": "millstream.deployments",
+    "sleep": "millstream.flow_runs",
     "suspend_flow_run": "millstream.flow_runs",
 }
 

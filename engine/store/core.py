@@ -31,6 +31,7 @@ from millstream._engine.store.liveness import LivenessTimer
 from millstream._engine.store.migrations import Q, expand
 from millstream._engine.store.ops import StoreOperations
 from millstream._engine.store.sqlite import SQLiteBackend
+from millstream._engine.store.suspended import SuspendOperations
 from millstream._engine.store.taskqueue import TaskQueueOperations
 from millstream._engine.store.writer import (
     CacheWrite,
@@ -57,7 +58,7 @@ def _snapshot(run: R) -> R:
     return copy
 
 
-class Store(StoreOperations, LimitOperations, TaskQueueOperations):
+class Store(StoreOperations, LimitOperations, TaskQueueOperations, SuspendOperations):
     """One database: a write-behind queue, its writer, and typed reads."""
 
     def __init__(self, path: Path) -> None:

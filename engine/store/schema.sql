@@ -653,3 +653,22 @@ WHERE id = ? AND owner = ? AND status = 'RUNNING';
 
 -- name: select_queued_task
 SELECT status, outcome, task_name, attempts FROM task_queue WHERE id = ?;
+
+-- name: resume_suspended_flow_run
+-- A suspended run goes back to Scheduled (due now) for a worker or `recover` to continue.
+UPDATE flow_run SET state_type = 'SCHEDULED', state_name = ?, state_message = ?, updated = ?,
+    expected_start_time = ?, history = CAST(history || ? AS BLOB)
+WHERE id = ? AND state_type = 'PAUSED';
+
+-- name: select_resumed_flow_runs
+-- Resumed suspended runs that no deployment's worker will take: `recover` continues them.
+SELECT * FROM flow_run
+WHERE state_type = 'SCHEDULED' AND deployment_id IS NULL AND parent_flow_run_id IS NULL
+    AND run_count > 0
+ORDER BY created;
+
+-- name: claim_resumed_flow_run
+UPDATE flow_run SET state_type = 'PENDING', state_name = 'Pending', pid = ?, hostname = ?,
+    heartbeat = ?, updated = ?
+WHERE id = ? AND state_type = 'SCHEDULED'
+RETURNING *;
