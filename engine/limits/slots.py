@@ -167,7 +167,7 @@ def release_blocking(grant: Grant) -> None:
     if grant.mode != "concurrency" or not grant.names:
         return
     renewer.drop(grant.lease_id)
-    grant.store.release_lease(grant.lease_id)
+    grant.store.release_lease(grant.lease_id, grant.names)
     notifier_for(grant.store.path).notify()
 
 

@@ -228,11 +228,14 @@ class LimitOperations:
         result: tuple[list[str], Admission] = self._transact(attempt)
         return result
 
-    def release_lease(self, lease_id: uuid.UUID) -> bool:
-        """Give a lease's slots back; False if it was gone already (expired and taken)."""
+    def release_lease(self, lease_id: uuid.UUID, names: list[str]) -> bool:
+        """Give a lease's slots on ``names`` back; False if it was gone already (expired and
+        taken)."""
+        sql = _sql("delete_concurrency_lease", len(names))
+        params = (*names, lease_id.bytes)
 
         def release(conn: Any) -> int:
-            return int(conn.execute(Q["delete_concurrency_lease"], (lease_id.bytes,)).rowcount)
+            return int(conn.execute(sql, params).rowcount)
 
         return bool(self._transact(release))
 

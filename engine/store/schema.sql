@@ -533,16 +533,15 @@ CREATE TABLE concurrency_limit (
     updated INTEGER NOT NULL
 );
 
+-- Keyed by limit first, without a rowid: taking or giving back a slot writes one b-tree.
 CREATE TABLE concurrency_lease (
-    id BLOB NOT NULL,
     limit_name TEXT NOT NULL,
+    id BLOB NOT NULL,
     slots INTEGER NOT NULL,
     expires INTEGER NOT NULL,
     holder TEXT,
-    PRIMARY KEY (id, limit_name)
-);
-
-CREATE INDEX concurrency_lease_by_limit ON concurrency_lease (limit_name, expires);
+    PRIMARY KEY (limit_name, id)
+) WITHOUT ROWID;
 
 -- Background task runs (Task.delay): queued durably, claimed by one task worker at a time under
 -- a lease (a worker that dies stops renewing it and another takes the run), finished once:
@@ -618,7 +617,7 @@ WHERE limit_name IN (/*ids*/) AND expires > ? ORDER BY limit_name, expires;
 INSERT INTO concurrency_lease (id, limit_name, slots, expires, holder) VALUES (?, ?, ?, ?, ?);
 
 -- name: delete_concurrency_lease
-DELETE FROM concurrency_lease WHERE id = ?;
+DELETE FROM concurrency_lease WHERE limit_name IN (/*ids*/) AND id = ?;
 
 -- name: renew_concurrency_lease
 UPDATE concurrency_lease SET expires = ? WHERE id = ?;

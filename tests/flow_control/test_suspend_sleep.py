@@ -160,6 +160,7 @@ def test_durable_sleep_after_a_crash_waits_only_the_time_left(
         deadline = time.monotonic() + 60
         while not _ledger(ledger):
             assert time.monotonic() < deadline
+            assert child.poll() is None, child.communicate()[1]
             time.sleep(0.02)
         # The wake-up time is recorded before the sleep starts.
         with get_client(sync_client=True) as client:

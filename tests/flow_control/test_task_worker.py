@@ -56,7 +56,12 @@ def test_a_thousand_delayed_runs_are_each_executed_once_by_two_workers(
         )
         for _ in range(2)
     ]
-    results = [f.result(timeout=120) for f in futures]
+    try:
+        results = [f.result(timeout=60) for f in futures]
+    except TimeoutError:
+        for worker in workers:
+            worker.kill()
+        raise AssertionError([w.communicate()[1][-3000:] for w in workers]) from None
     assert results == [i * 2 for i in range(1000)]
     for worker in workers:
         worker.kill()
