@@ -114,3 +114,42 @@ def test_bad_concurrency_limit_values_are_refused() -> None:
         guarded.to_deployment("bad", concurrency_limit="3")
     with pytest.raises(ValueError, match="collision_strategy"):
         ConcurrencyLimitConfig(limit=1, collision_strategy="DROP")
+
+
+_steps: list[str] = []
+
+
+@flow
+async def approve_served() -> str:
+    from millstream.flow_runs import asuspend_flow_run
+
+    _steps.append("before")
+    answer = await asuspend_flow_run(wait_for_input=dict, timeout=60)
+    _steps.append("after")
+    return answer["ok"]
+
+
+def test_a_suspended_deployment_run_is_continued_by_its_worker_once_resumed() -> None:
+    from millstream import get_client
+    from millstream.flow_runs import aresume_flow_run
+
+    _steps.clear()
+    deployment = approve_served.to_deployment("approvals")
+
+    async def body():
+        run = await arun_deployment("approve-served/approvals", timeout=0)
+        async with get_client() as client:
+
+            async def suspended() -> bool:
+                state = (await client.read_flow_run(run.id)).state
+                return state is not None and state.name == "Suspended"
+
+            await _until(suspended)
+            await aresume_flow_run(run.id, run_input={"ok": "yes"})
+            assert await arun_deployment_wait(client, run.id) == "COMPLETED"
+            return await (await client.read_flow_run(run.id)).state.result()
+
+    assert asyncio.run(_serving(deployment, body)) == "yes"
+    # The body ran twice (suspended, then continued); "before" has no task, so it ran again,
+    # and the suspend call returned the input the second time.
+    assert _steps == ["before", "before", "after"]
