@@ -101,7 +101,7 @@ class Store(StoreOperations, LimitOperations, TaskQueueOperations, SuspendOperat
             return self._open_future
 
     def _start_timer(self, opened: concurrent.futures.Future[None]) -> None:
-        if opened.exception() is None and not self._closed:
+        if not opened.cancelled() and opened.exception() is None and not self._closed:
             self._timer = LivenessTimer(self)
             self._timer.start()
 
@@ -109,7 +109,8 @@ class Store(StoreOperations, LimitOperations, TaskQueueOperations, SuspendOperat
         """Wait (from any event loop) until the database is open and migrated."""
         fut = self.start()
         if not fut.done():
-            await asyncio.wrap_future(fut)
+            # Shielded: a cancelled caller must not cancel the open every caller shares.
+            await asyncio.shield(asyncio.wrap_future(fut))
         fut.result()
 
     def ensure_open_sync(self) -> None:
