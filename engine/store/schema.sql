@@ -564,6 +564,16 @@ CREATE TABLE task_queue (
 
 CREATE INDEX task_queue_by_due ON task_queue (task_name, status, priority, created);
 
+-- Inputs sent to a flow run (send_input / receive_input), by key.
+CREATE TABLE flow_run_input (
+    flow_run_id BLOB NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    sender TEXT,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (flow_run_id, key)
+) WITHOUT ROWID;
+
 -- name: insert_concurrency_limit
 INSERT INTO concurrency_limit (
     name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
@@ -579,7 +589,7 @@ FROM concurrency_limit WHERE name IN (/*ids*/);
 -- name: select_concurrency_limits
 SELECT name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
     updated
-FROM concurrency_limit WHERE name LIKE ? ORDER BY name LIMIT ? OFFSET ?;
+FROM concurrency_limit WHERE name LIKE ? ESCAPE '\' ORDER BY name LIMIT ? OFFSET ?;
 
 -- name: update_concurrency_limit
 UPDATE concurrency_limit SET name = ?, slot_limit = ?, active = ?, slot_decay_per_second = ?,
@@ -671,3 +681,10 @@ UPDATE flow_run SET state_type = 'PENDING', state_name = 'Pending', pid = ?, hos
     heartbeat = ?, updated = ?
 WHERE id = ? AND state_type = 'SCHEDULED'
 RETURNING *;
+
+-- name: insert_flow_run_input
+INSERT INTO flow_run_input (flow_run_id, key, value, sender, created) VALUES (?, ?, ?, ?, ?);
+
+-- name: select_flow_run_inputs
+SELECT key, value, sender, created FROM flow_run_input
+WHERE flow_run_id = ? AND key LIKE ? ESCAPE '\' ORDER BY created, key;

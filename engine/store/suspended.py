@@ -54,3 +54,21 @@ class SuspendOperations:
                 conn.row_factory = None
 
         return [rows.flow_run_from_row(r) for r in self.backend.transact(claim)]
+
+    def put_flow_run_input(
+        self, run_id: uuid.UUID, key: str, value_json: str, sender: str | None
+    ) -> None:
+        """Record an input sent to a flow run (committed when it returns)."""
+        from millstream._engine.store.limits import now_us
+
+        params = (run_id.bytes, key, value_json, sender, now_us())
+        self.backend.transact(lambda conn: conn.execute(Q["insert_flow_run_input"], params))
+
+    def read_flow_run_inputs(
+        self, run_id: uuid.UUID, key_prefix: str
+    ) -> list[tuple[str, str, str | None]]:
+        """``(key, JSON value, sender)`` of the inputs of a run whose keys start with
+        ``key_prefix``, oldest first."""
+        like = key_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        found = self.backend.point_read_all(Q["select_flow_run_inputs"], (run_id.bytes, like))
+        return [(r[0], r[1], r[2]) for r in found]

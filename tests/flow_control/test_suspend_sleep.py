@@ -281,3 +281,61 @@ def test_run_input_models_need_the_pydantic_extra_and_validate() -> None:
         Approval(approved=True, extra=1)
     prefilled = Approval.with_initial_data(note="looks fine")
     assert prefilled(approved=False).note == "looks fine"
+
+
+def test_send_input_and_receive_input_between_runs() -> None:
+    pytest.importorskip("pydantic")
+    from millstream.input import RunInput, receive_input, send_input
+
+    class Number(RunInput):
+        n: int
+
+    seen: list[object] = []
+    ready = threading.Event()
+
+    @flow
+    def receiver() -> None:
+        ready.set()
+        # A poll a minute: only the in-process wake-up can deliver these in time.
+        for value in receive_input(int, timeout=10, poll_interval=60):
+            seen.append(value)
+            if value == 3:
+                break
+        seen.extend(n.n for n in Number.receive(timeout=0.2, poll_interval=0.05))
+
+    run_ids: list[object] = []
+
+    def run_receiver() -> None:
+        state = receiver(return_state=True)
+        run_ids.append(state.state_details.flow_run_id)
+
+    thread = threading.Thread(target=run_receiver)
+    thread.start()
+    assert ready.wait(30)
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            running = [r for r in client.read_flow_runs() if r.state and r.state.is_running()]
+        if running:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    target = running[0].id
+    Number(n=7).send_to(target)
+    for value in (1, 2, 3):
+        send_input(value, flow_run_id=target)
+    thread.join(30)
+    assert seen == [1, 2, 3, 7]
+    with pytest.raises(TimeoutError):
+        next(
+            iter(
+                receive_input(
+                    int,
+                    timeout=0.05,
+                    raise_timeout_error=True,
+                    flow_run_id=target,
+                    exclude_keys=set(),
+                    key_prefix="nothing-here",
+                )
+            )
+        )
