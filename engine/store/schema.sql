@@ -688,3 +688,12 @@ INSERT INTO flow_run_input (flow_run_id, key, value, sender, created) VALUES (?,
 -- name: select_flow_run_inputs
 SELECT key, value, sender, created FROM flow_run_input
 WHERE flow_run_id = ? AND key LIKE ? ESCAPE '\' ORDER BY created, key;
+
+-- name: insert_concurrency_lease_if_free
+-- One concurrency slot of one active limit without decay, taken only if it is free: the
+-- uncontended case in a single statement (anything else goes the general way).
+INSERT INTO concurrency_lease (limit_name, id, slots, expires, holder)
+SELECT name, ?, ?, ?, ? FROM concurrency_limit
+WHERE name = ? AND active = 1 AND slot_decay_per_second = 0 AND slot_limit >= ? + (
+    SELECT coalesce(sum(slots), 0) FROM concurrency_lease WHERE limit_name = ? AND expires > ?
+);
