@@ -69,10 +69,17 @@ _WHY = (
     (("work_pool", "work_queue", "worker"), "work pools, work queues and workers are server-side"),
     (("automation",), "automations run on Prefect's server"),
     (("artifact",), "artifacts are not recorded"),
-    (("concurrency",), "concurrency limits are not administered through the client"),
+    (
+        ("concurrency",),
+        "slots are taken and released with millstream.concurrency.sync/asyncio "
+        "(leases renewed by the holder), not through the client",
+    ),
     (("block",), "blocks are not served over HTTP"),
     (("event",), "there is no event stream"),
-    (("flow_run_input",), "pause inputs are given through resume_flow_run"),
+    (
+        ("flow_run_input",),
+        "inputs are given with resume_flow_run(run_input=) or millstream.input.send_input",
+    ),
     (("deployment",), "deployments are made with flow.to_deployment() and served with serve()"),
     (("version", "request", "server"), "there is no API server"),
 )
