@@ -55,6 +55,11 @@ class Backend(Protocol):
         once, so they do not go through the write-behind queue)."""
         ...
 
+    def execute_once(self, name: str, params: tuple[Any, ...]) -> int | None:
+        """One named write statement as a transaction of its own (atomic as one statement):
+        its row count, or None when it could not start at once (use ``transact`` then)."""
+        ...
+
     def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Every row of a query (a named one, lists expanded), on the calling thread's own
         read-only connection."""

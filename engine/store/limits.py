@@ -211,15 +211,16 @@ class LimitOperations:
         none): ``(names of the limits that exist, the admission)``. ``Unusable`` when it
         could never be admitted."""
 
-        fast = len(names) == 1 and mode == "concurrency"
+        if len(names) == 1 and mode == "concurrency":
+            # The uncontended case: one statement, atomic on its own (no BEGIN ... COMMIT).
+            now = now_us()
+            expires = now + int(lease_seconds * 1e6)
+            params = (lease_id.bytes, occupy, expires, holder, names[0], occupy, names[0], now)
+            if self.backend.execute_once("insert_concurrency_lease_if_free", params):
+                return names, _ADMITTED
 
         def attempt(conn: Any) -> tuple[list[str], Admission]:
             now = now_us()
-            if fast:
-                expires = now + int(lease_seconds * 1e6)
-                params = (lease_id.bytes, occupy, expires, holder, names[0], occupy, names[0], now)
-                if conn.execute(Q["insert_concurrency_lease_if_free"], params).rowcount:
-                    return names, _ADMITTED
             found = _limits_with_leased(conn, names, now)
             if not found:
                 return [], Admission(True)
@@ -240,8 +241,12 @@ class LimitOperations:
     def release_lease(self, lease_id: uuid.UUID, names: list[str]) -> bool:
         """Give a lease's slots on ``names`` back; False if it was gone already (expired and
         taken)."""
-        sql = _sql("delete_concurrency_lease", len(names))
         params = (*names, lease_id.bytes)
+        if len(names) == 1:
+            deleted = self.backend.execute_once("delete_concurrency_lease_of", params)
+            if deleted is not None:
+                return bool(deleted)
+        sql = _sql("delete_concurrency_lease", len(names))
 
         def release(conn: Any) -> int:
             return int(conn.execute(sql, params).rowcount)

@@ -697,3 +697,6 @@ SELECT name, ?, ?, ?, ? FROM concurrency_limit
 WHERE name = ? AND active = 1 AND slot_decay_per_second = 0 AND slot_limit >= ? + (
     SELECT coalesce(sum(slots), 0) FROM concurrency_lease WHERE limit_name = ? AND expires > ?
 );
+
+-- name: delete_concurrency_lease_of
+DELETE FROM concurrency_lease WHERE limit_name = ? AND id = ?;

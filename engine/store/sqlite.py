@@ -98,9 +98,7 @@ class SQLiteBackend:
         row: tuple[Any, ...] | None = self._point_conn().execute(Q[name], params).fetchone()
         return row
 
-    def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction on this thread's own
-        writable connection (the file is migrated by the writer first)."""
+    def _transactor(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._transactors, "conn", None)
         if conn is None:
             # Microseconds per transaction on the caller's thread: no hop to the writer.
@@ -110,6 +108,23 @@ class SQLiteBackend:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous = NORMAL")
             self._transactors.conn = conn
+        return conn
+
+    def execute_once(self, name: str, params: tuple[Any, ...]) -> int | None:
+        """One named write statement as a transaction of its own, on this thread's writable
+        connection: its row count, or None when SQLite could not start it at once (another
+        writer got in between; the caller then takes the ``transact`` way)."""
+        try:
+            return int(self._transactor().execute(Q[name], params).rowcount)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            raise
+
+    def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction on this thread's own
+        writable connection (the file is migrated by the writer first)."""
+        conn = self._transactor()
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn)
