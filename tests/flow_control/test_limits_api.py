@@ -266,3 +266,31 @@ def test_cli_gcl_and_concurrency_limit(capsys: pytest.CaptureFixture[str]) -> No
     assert cli_main(["gcl", "delete", "db"]) == 0
     assert cli_main(["gcl", "delete", "db"]) == 1
     assert cli_main(["gcl", "create", "x", "--limit", "-1"]) == 2
+
+
+def test_a_tag_limit_of_zero_fails_its_task_runs_instead_of_waiting_forever() -> None:
+    @task(tags=["frozen"])
+    def blocked() -> int:
+        return 1
+
+    states: list[object] = []
+
+    @flow
+    def uses_it() -> None:
+        states.append(blocked(return_state=True))
+
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag="frozen", concurrency_limit=0)
+    uses_it()
+    [state] = states
+    assert state.is_failed()
+    assert "greater than the limit" in state.message
+
+
+def test_cli_task_worker_refuses_bad_targets(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "not_tasks.py"
+    script.write_text("value = 3\n")
+    assert cli_main(["task-worker", f"{script}:value"]) == 2
+    assert "is not a task" in capsys.readouterr().err
+    assert cli_main(["task-worker", "no-colon"]) == 2
+    assert cli_main(["task-worker", f"{script}:value", "--limit", "0"]) == 2
