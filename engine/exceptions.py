@@ -5,6 +5,7 @@ Prefect's names.
 
     BaseException
     ├── TerminationSignal (BaseException)        a signal ended the process while a run was live
+    ├── Pause (BaseException)                    suspend_flow_run: the run leaves the process
     └── Exception
         └── MillstreamError                      (alias: PrefectException)
             ├── MissingContextError (RuntimeError)
@@ -33,6 +34,10 @@ Prefect's names.
             ├── PausedRun                            a run was paused
             ├── MissingResult                        a completed state made by hand has no data
             ├── SignatureMismatchError (TypeError)   parameters that do not fit a signature
+            ├── NotPausedError (RuntimeError)        resume_flow_run of a run not paused
+            ├── FlowRunWaitTimeout                   wait_for_flow_run ran out of time
+            ├── ConcurrencySlotAcquisitionError      a limit missing (strict) or unusable
+            ├── AcquireConcurrencySlotTimeoutError (TimeoutError)  no slot in time
             ├── Abort / Pause (signals inside the engine)
             └── TimedOut
                 ├── FlowRunTimeoutError (TimeoutError)
@@ -290,14 +295,6 @@ class InfrastructureNotAvailable(MillstreamError):
     """Infrastructure for a run is not available right now."""
 
 
-class NotPausedError(MillstreamError):
-    """A run that is not paused was asked to resume."""
-
-
-class FlowRunWaitTimeout(MillstreamError):
-    """``wait_for_flow_run`` gave up before the run finished."""
-
-
 class FlowRunWatchError(MillstreamError):
     """Watching a flow run failed."""
 
@@ -324,3 +321,31 @@ class HashError(MillstreamError):
 
 class PrefectHTTPStatusError(MillstreamError):
     """An HTTP call answered with an error status (the worker's API, webhooks)."""
+
+
+# -- flow control ------------------------------------------------------------------------------
+class ConcurrencySlotAcquisitionError(MillstreamError):
+    """Slots cannot be taken: a limit does not exist (``strict=True``), more slots are asked
+    than the limit has, or ``rate_limit`` is used on a limit without slot decay."""
+
+
+class AcquireConcurrencySlotTimeoutError(MillstreamError, TimeoutError):
+    """Concurrency slots were not acquired within ``timeout_seconds``."""
+
+
+class Pause(BaseException):
+    """Raised by ``suspend_flow_run`` inside a flow body: the run leaves this process, its
+    state (Suspended) already recorded. A BaseException so that ``except Exception`` in user
+    code does not swallow it (Prefect's ``Pause`` signal is one too)."""
+
+    def __init__(self, message: str = "The flow run was suspended", state: Any = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class FlowRunWaitTimeout(MillstreamError):
+    """``wait_for_flow_run`` gave up: the run did not finish within its timeout."""
+
+
+class NotPausedError(MillstreamError, RuntimeError):
+    """``resume_flow_run`` of a run that is not paused."""

@@ -41,6 +41,7 @@ __all__ = [
     "recover",
     "resume_flow_run",
     "serve",
+    "sleep",
     "suspend_flow_run",
     "tags",
     "task",
@@ -62,6 +63,7 @@ _LAZY = {
     "recover": "millstream.recovery",
     "resume_flow_run": "millstream.flow_runs",
     "serve": "millstream.deployments",
+    "sleep": "millstream.flow_runs",
     "suspend_flow_run": "millstream.flow_runs",
 }
 

@@ -58,10 +58,6 @@ REFUSED: Final[dict[str, str]] = {
         "there is no server: runs are recorded in one SQLite file (`millstream db path`), "
         f"read with {PACKAGE}.get_client()"
     ),
-    "task_worker": (
-        "background task workers (Task.delay / Task.serve) need a server; call or .submit() "
-        "tasks inside a flow, or serve the flow"
-    ),
     "workers": f"workers and work pools need Prefect's server; {_SERVE}",
 }
 

@@ -19,6 +19,7 @@ from millstream._engine.model.records import FlowRun
 from millstream._engine.orchestrate.context import flow_run_var
 from millstream._engine.results.refs import journal
 from millstream._engine.serve import deployments as engine_deployments
+from millstream._engine.serve import limits as serve_limits
 from millstream._engine.serve.deployments import DeploymentRecord
 from millstream._engine.serve.schedules import Schedule, make_schedules
 from millstream._engine.serve.worker import Worker, finished, notify
@@ -108,7 +109,9 @@ class RunnerDeployment:
         """Record (or update) the deployment; returns its id."""
         store = await _store()
         store.flow_id(self.flow_name)
-        return await engine_deployments.apply(store, self.record(), journal(self.parameters))
+        applied = await engine_deployments.apply(store, self.record(), journal(self.parameters))
+        serve_limits.apply_limit(store, self.id, self.concurrency_limit)
+        return applied
 
     # Sync-compatible, as Prefect's: ``await dep.apply()`` in async code.
     apply = dispatch(aapply)
@@ -361,6 +364,11 @@ async def aserve(
         limit=limit,
         pause_on_shutdown=pause_on_shutdown,
         name_factory=random_run_name,
+        deployment_limits={
+            d.id: d.collision_strategy or "ENQUEUE"
+            for d in deployments
+            if d.concurrency_limit is not None
+        },
     )
     tasks = [asyncio.ensure_future(worker.run())]
     if webserver:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from millstream._engine.bridge.task_runners import default_task_runner
 from millstream._engine.serve.recovery import RecoveryReport, recover_all
+from millstream._engine.serve.resumed import continue_resumed
 from millstream._engine.store import get_store
 from millstream._sync import run_sync
 
@@ -23,9 +24,12 @@ async def arecover(lease_seconds: float | None = None) -> RecoveryReport:
     lease = settings.serve.lease_seconds if lease_seconds is None else lease_seconds
     # Sync flow bodies must not run on this event loop: they go to the task runner's pool.
     executor = default_task_runner().acquire()
-    return await recover_all(
+    report = await recover_all(
         store, lease_seconds=lease, executor=executor, live_here=store.live_runs
     )
+    # Suspended runs resumed since (and not served by a deployment's worker) continue too.
+    await continue_resumed(store, executor, report)
+    return report
 
 
 def recover(lease_seconds: float | None = None) -> RecoveryReport:
@@ -39,9 +43,11 @@ def recover(lease_seconds: float | None = None) -> RecoveryReport:
 
     async def run(executor: object) -> RecoveryReport:
         await store.ensure_open()
-        return await _recover_all(
+        report = await _recover_all(
             store, lease_seconds=lease, executor=executor, live_here=store.live_runs
         )
+        await continue_resumed(store, executor, report)
+        return report
 
     return run_sync(run)
 

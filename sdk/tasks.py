@@ -305,26 +305,42 @@ class Task(Generic[P, R]):
         """Decorator: add an ``on_rollback`` hook ``fn(transaction)``."""
         return self._add_hook(self.on_rollback_hooks, fn)
 
-    # -- Prefect APIs that need a server ---------------------------------------------------------
-    def delay(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Not available: background task workers need Prefect's server."""
-        from millstream._engine.exceptions import NotSupportedError
+    # -- background runs (millstream.task_worker) ------------------------------------------------
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        """Queue a run for a task worker and return its ``PrefectDistributedFuture``."""
+        from millstream.task_worker import enqueue
 
-        raise NotSupportedError(
-            "Task.delay() sends work to background task workers through Prefect's server; "
-            "Millstream is embedded: use .submit() inside a flow instead."
+        return enqueue(self, args, kwargs)
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Any = None,
+        dependencies: Any = None,
+        *,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """``delay`` with the arguments given apart; Millstream's ``priority`` (higher runs
+        first) and ``idempotency_key`` (one run per key)."""
+        from millstream.task_worker import enqueue
+
+        return enqueue(
+            self,
+            args,
+            kwargs,
+            wait_for=wait_for,
+            dependencies=dependencies,
+            priority=priority,
+            idempotency_key=idempotency_key,
         )
 
-    apply_async = delay
+    def serve(self) -> None:
+        """Serve this task's queued runs in this process until interrupted."""
+        from millstream.task_worker import serve
 
-    def serve(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Not available: serving tasks to background workers needs Prefect's server."""
-        from millstream._engine.exceptions import NotSupportedError
-
-        raise NotSupportedError(
-            "Task.serve() runs a background task worker fed by Prefect's server; Millstream is "
-            "embedded: serve flows with flow.serve() / millstream.serve() instead."
-        )
+        serve(self)
 
     def __repr__(self) -> str:
         return f"Task(name={self.name!r}, fn={getattr(self.fn, '__qualname__', self.name)})"

@@ -10,7 +10,7 @@ from typing import Any
 
 from millstream._engine.bridge.executors import Executor
 from millstream._engine.bridge.threads import call_with_timeout
-from millstream._engine.exceptions import FlowRunTimeoutError, TaskRunTimeoutError
+from millstream._engine.exceptions import FlowRunTimeoutError, Pause, TaskRunTimeoutError
 from millstream._engine.model import transitions
 from millstream._engine.model.spec import FlowSpec, TaskSpec
 from millstream._engine.model.states import (
@@ -108,8 +108,9 @@ async def flow_body_state(
             group.cancel_all()
             await asyncio.shield(group.wait_all())
             raise
-        except Exception:
-            # The body failed: what it submitted still runs to its end (and is recorded).
+        except (Exception, Pause):
+            # The body failed (or suspended its run): what it submitted still runs to its end
+            # (and is recorded).
             await group.wait_all()
             raise
         except BaseException:
@@ -123,7 +124,7 @@ async def flow_body_state(
         return timed_out("Flow run", spec.timeout_seconds or 0, exc)
     except Exception as exc:
         return failed_from_exception(exc, "Flow run")
-    except (asyncio.CancelledError, cancellation.FlowRunCancelled):
+    except (asyncio.CancelledError, cancellation.FlowRunCancelled, Pause):
         raise
     except BaseException as exc:
         # KeyboardInterrupt, SystemExit: the run crashed. Returned (not raised) so that the

@@ -19,7 +19,12 @@ from millstream._engine.bridge.executors import Executor
 from millstream._engine.bridge.loops import get_portal, is_private_loop
 from millstream._engine.bridge.processes import pid_alive
 from millstream._engine.bridge.task_runners import default_task_runner
-from millstream._engine.exceptions import ParameterTypeError, UnfinishedRun, UpstreamTaskError
+from millstream._engine.exceptions import (
+    ParameterTypeError,
+    Pause,
+    UnfinishedRun,
+    UpstreamTaskError,
+)
 from millstream._engine.model import transitions
 from millstream._engine.model.ids import new_id
 from millstream._engine.model.names import random_run_name, render_run_name
@@ -377,6 +382,10 @@ async def _run_to_the_end(
     except cancellation.FlowRunCancelled:
         flow_ctx.group.cancel_all()
         return await _finish_cancelled(spec, flow_run, put)
+    except Pause as signal:
+        # Suspended: its state is recorded; the run continues elsewhere once resumed.
+        assert isinstance(signal.state, State)
+        return signal.state
     finally:
         cancellation.unregister(flow_run.id)
 

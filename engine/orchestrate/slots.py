@@ -1,4 +1,5 @@
-"""Slots: the task runner's bound on concurrently running task runs, for any thread and loop."""
+"""Slots: the task runner's bound on concurrently running task runs, for any thread and loop;
+and the seam where a tagged task run takes the slots of its tags' concurrency limits."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ import asyncio
 import collections
 import contextvars
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from millstream._engine.limits import Grant
+    from millstream._engine.model.records import TaskRun
+    from millstream._engine.store import Store
 
 
 class Ticket:
@@ -142,3 +149,24 @@ class Held:
 held_var: contextvars.ContextVar[Held | None] = contextvars.ContextVar(
     "millstream_held_slot", default=None
 )
+
+
+async def take_tag_slots(store: Store, task_run: TaskRun) -> Grant | None:
+    """Take one slot of each tag limit of ``task_run`` (it waits, Pending, until they are all
+    free); None when none of its tags has a limit."""
+    from millstream._engine.limits import acquire
+    from millstream._engine.model.limits import TAG_PREFIX
+
+    await store.ensure_open()
+    names = store.existing_limits([TAG_PREFIX + tag for tag in task_run.tags])
+    if not names:
+        return None
+    return await acquire(store, names, 1, holder=f"task_run:{task_run.id}")
+
+
+def give_back_tag_slots(grant: Grant | None) -> None:
+    """Release what ``take_tag_slots`` took (waiters in this process wake at once)."""
+    if grant is not None:
+        from millstream._engine.limits import release_blocking
+
+        release_blocking(grant)

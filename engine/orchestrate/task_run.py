@@ -12,6 +12,7 @@ from typing import Any
 
 from millstream._engine import logs
 from millstream._engine.bridge.executors import Executor
+from millstream._engine.exceptions import ConcurrencySlotAcquisitionError
 from millstream._engine.model import transitions
 from millstream._engine.model.ids import new_id
 from millstream._engine.model.names import render_run_name
@@ -23,6 +24,7 @@ from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate.attempts import link, run_attempts
 from millstream._engine.orchestrate.body import task_body_state
 from millstream._engine.orchestrate.hooks import run_hooks
+from millstream._engine.orchestrate.slots import give_back_tag_slots, take_tag_slots
 from millstream._engine.orchestrate.task_transactions import (
     atask_run_finished,
     has_own_transaction,
@@ -126,16 +128,39 @@ async def run_task(
     if answered is not None:
         blob = answered.data.blob if isinstance(answered.data, StoredResult) else None
         return await _finish(spec, task_run, answered, blob, executor, store, flow_ctx)
-    state = await run_attempts(
-        task_run,
-        spec,
-        store.put_task_run_state,
-        _attempt,
-        (spec, parameters, executor, task_ctx),
-        flow_ctx,
+    state = await _attempts_within_limits(
+        spec, task_run, parameters, executor, task_ctx, store, flow_ctx
     )
     state, blob = _kept_result(spec, task_run, state, parameters, cache_key, flow_ctx, store)
     return await _finish(spec, task_run, state, blob, executor, store, flow_ctx)
+
+
+async def _attempts_within_limits(
+    spec: TaskSpec,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    executor: Executor | None,
+    task_ctx: ctxmod.TaskRunContext,
+    store: Store,
+    flow_ctx: ctxmod.FlowRunContext | None,
+) -> State:
+    """The attempts, holding a slot of each tag concurrency limit of the run: it waits in
+    Pending until they all have room (a limit that can never admit it fails the run)."""
+    try:
+        grant = await take_tag_slots(store, task_run) if task_run.tags else None
+    except ConcurrencySlotAcquisitionError as exc:
+        return failed_from_exception(exc, "Task run")
+    try:
+        return await run_attempts(
+            task_run,
+            spec,
+            store.put_task_run_state,
+            _attempt,
+            (spec, parameters, executor, task_ctx),
+            flow_ctx,
+        )
+    finally:
+        give_back_tag_slots(grant)
 
 
 def _store_of(flow_ctx: ctxmod.FlowRunContext | None) -> Store:

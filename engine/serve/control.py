@@ -6,11 +6,10 @@ state) that also appends the new state to the run's history.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterable
 
-from millstream._engine.exceptions import ObjectNotFound
+from millstream._engine.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
 from millstream._engine.model.states import Cancelled, Cancelling, State, StateType
 from millstream._engine.store import Store
 
@@ -45,40 +44,58 @@ async def cancel_flow_run(store: Store, flow_run_id: uuid.UUID | str) -> State:
 async def resume_flow_run(
     store: Store, flow_run_id: uuid.UUID | str, run_input: dict[str, object] | None = None
 ) -> None:
-    """Resume a paused flow run (in whichever process waits for it)."""
+    """Resume a paused flow run (in whichever process waits for it), or re-queue a suspended
+    one (a worker serving its deployment, or ``recover``, continues it)."""
     import msgspec
 
-    from millstream._engine.model.states import Running
+    from millstream._engine.model.states import Running, Scheduled
+    from millstream._engine.orchestrate.pauses import RESUMING, pause_notifier
 
+    if run_input is not None and not isinstance(run_input, dict):
+        raise TypeError(f"run_input must be a dict, got {type(run_input).__name__}")
     run = await store.read_flow_run(flow_run_id)
-    resuming = Running(name="Resuming", message="Resumed on request.")
+    paused = run.state
+    if paused is None or paused.type is not StateType.PAUSED:
+        state = paused.name if paused is not None else "no state"
+        raise NotPausedError(f"Cannot resume a run that isn't paused! ({run.id} is {state})")
+    _check_pause_timeout(run.id, paused)
+    suspended = paused.name == "Suspended"
+    resuming = (Scheduled if suspended else Running)(name=RESUMING, message="Resumed on request.")
+    resuming.state_details.pause_key = paused.state_details.pause_key
     if run_input is not None:
-        if not isinstance(run_input, dict):
-            raise TypeError(f"run_input must be a dict, got {type(run_input).__name__}")
         resuming.state_details.run_input_keyset = {
             "run_input": msgspec.json.encode(run_input).decode()
         }
-    if not await change_state(store, run.id, resuming, [StateType.PAUSED]):
-        state = run.state.name if run.state is not None else "no state"
-        raise RuntimeError(f"Flow run {run.id} is not paused (it is {state}); cannot resume it")
+    elif paused.state_details.run_input_keyset:
+        raise RuntimeError(f"Cannot resume this run: flow run {run.id} waits for run_input")
+    if suspended:
+        changed = store.requeue_suspended(run.id, resuming)
+    else:
+        changed = await change_state(store, run.id, resuming, [StateType.PAUSED])
+    if not changed:
+        raise NotPausedError(f"Cannot resume a run that isn't paused! ({run.id})")
+    pause_notifier(store).notify()
+    if suspended:
+        from millstream._engine.serve.worker import notify
+
+        notify()
+
+
+def _check_pause_timeout(run_id: uuid.UUID, paused: State) -> None:
+    import datetime as dt
+
+    expires = paused.state_details.pause_timeout
+    if expires is not None and expires < dt.datetime.now(dt.UTC):
+        raise FlowPauseTimeout(
+            f"Flow run can no longer be resumed: {run_id} was paused until {expires}"
+        )
 
 
 async def wait_while_paused(
     store: Store, flow_run_id: uuid.UUID, timeout: float, poll_interval: float
 ) -> State:
-    """Poll until the run leaves Paused (resumed or cancelled); ``FlowPauseTimeout`` after
-    ``timeout`` seconds."""
-    import time
+    """Wait until the run leaves Paused (resumed or cancelled); ``FlowPauseTimeout`` after
+    ``timeout`` seconds. A resume in this process wakes it at once."""
+    from millstream._engine.orchestrate.pauses import wait_while_paused as wait
 
-    from millstream._engine.exceptions import FlowPauseTimeout
-
-    deadline = time.monotonic() + timeout
-    while True:
-        await asyncio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
-        run = await store.read_flow_run(flow_run_id)
-        if run.state is not None and run.state.type is not StateType.PAUSED:
-            return run.state
-        if time.monotonic() >= deadline:
-            raise FlowPauseTimeout(
-                f"Flow run {flow_run_id} was not resumed within {timeout:g} seconds"
-            )
+    return await wait(store, flow_run_id, timeout, poll_interval)

@@ -28,7 +28,7 @@ from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import Cancelled, Late, now
 from millstream._engine.orchestrate import cancellation
 from millstream._engine.orchestrate.flow_run import run_flow
-from millstream._engine.serve import deployments
+from millstream._engine.serve import deployments, limits
 from millstream._engine.serve.deployments import DeploymentRecord
 from millstream._engine.serve.recovery import (
     claim,
@@ -111,6 +111,7 @@ class Worker:
         limit: int | None = None,
         pause_on_shutdown: bool = True,
         name_factory: Callable[[], str],
+        deployment_limits: dict[uuid.UUID, str] | None = None,
     ) -> None:
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
@@ -122,6 +123,8 @@ class Worker:
         self.pause_on_shutdown = pause_on_shutdown
         self.name_factory = name_factory
         self.running: dict[asyncio.Task[Any], uuid.UUID] = {}
+        # Deployments with a concurrency limit -> collision strategy (serve/limits.py).
+        self.limited = dict(deployment_limits or {})
         self.executed = 0
         self.started = asyncio.Event()
 
@@ -222,13 +225,29 @@ class Worker:
                     )
 
     async def _claim_and_start(self) -> None:
+        unlimited = [i for i in self.by_id if i not in self.limited]
         while self.limit is None or len(self.running) < self.limit:
-            run = await deployments.claim_next(self.store, list(self.by_id))
+            run = await deployments.claim_next(self.store, unlimited)
             if run is None:
-                return
-            task = asyncio.ensure_future(self._execute(run))
-            self.running[task] = run.id
-            task.add_done_callback(self._finished)
+                break
+            self._start(run, None)
+        await self._claim_limited()
+
+    async def _claim_limited(self) -> None:
+        for dep_id, strategy in self.limited.items():
+            while self.limit is None or len(self.running) < self.limit:
+                claimed = await limits.claim_limited(self.store, dep_id, strategy)
+                if claimed is None:
+                    break
+                self._start(*claimed)
+
+    def _start(self, run: FlowRun, grant: Any) -> None:
+        task = asyncio.ensure_future(self._execute(run))
+        self.running[task] = run.id
+        task.add_done_callback(self._finished)
+        if grant is not None:
+            # The deployment's slot is held for the whole run and given back when it ends.
+            task.add_done_callback(lambda _task: limits.release(grant))
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self.running.pop(task, None)

@@ -34,6 +34,7 @@ content is compared too (git's "racy clean" rule).
 from millstream._engine.settings.keys import (
     ENV_NAMES,
     FlowsSettings,
+    LimitsSettings,
     LoggingSettings,
     ResultsSettings,
     ServeSettings,
@@ -52,6 +53,7 @@ from millstream._engine.settings.loading import (
 __all__ = [
     "ENV_NAMES",
     "FlowsSettings",
+    "LimitsSettings",
     "LoggingSettings",
     "ResultsSettings",
     "ServeSettings",

@@ -109,6 +109,16 @@ class StoreSettings(msgspec.Struct, frozen=True, kw_only=True):
     write_retry_seconds: _NonNegative = 60.0
 
 
+class LimitsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Concurrency and rate limits held as leases in the database (``settings.limits``)."""
+
+    # How often a waiter re-reads a limit that another process may have freed (a release in
+    # this process wakes its waiters at once, with no polling).
+    poll_seconds: _Positive = 0.25
+    # A holder that dies stops renewing its lease: its slots come back this long after.
+    lease_seconds: _Positive = 300.0
+
+
 _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "logging": LoggingSettings,
     "results": ResultsSettings,
@@ -116,6 +126,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "flows": FlowsSettings,
     "serve": ServeSettings,
     "store": StoreSettings,
+    "limits": LimitsSettings,
 }
 
 
@@ -138,6 +149,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     flows: FlowsSettings = FlowsSettings()
     serve: ServeSettings = ServeSettings()
     store: StoreSettings = StoreSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     def value_of(self, name: str) -> Any:
         """The value of one setting, by dotted name (``"logging.level"``) or environment name."""

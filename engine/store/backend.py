@@ -92,6 +92,17 @@ class Backend(Protocol):
         """One row of a named query, on the calling thread's own read-only connection."""
         ...
 
+    def transact(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(conn)`` in one write transaction on the calling thread's own connection,
+        committed before it returns (flow control: slots must be visible to every process at
+        once, so they do not go through the write-behind queue)."""
+        ...
+
+    def execute_once(self, name: str, params: tuple[Any, ...]) -> int | None:
+        """One named write statement as a transaction of its own (atomic as one statement):
+        its row count, or None when it could not start at once (use ``transact`` then)."""
+        ...
+
     def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Every row of a query (a named one, lists expanded), on the calling thread's own
         read-only connection."""

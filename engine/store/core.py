@@ -29,10 +29,13 @@ from millstream._engine.model.states import State, StateType
 from millstream._engine.store import encoding, rows
 from millstream._engine.store.backend import Backend
 from millstream._engine.store.drain import WriterOptions, run_writer
+from millstream._engine.store.limits import LimitOperations
 from millstream._engine.store.liveness import LivenessTimer
 from millstream._engine.store.migrations import Q, expand
 from millstream._engine.store.ops import StoreOperations
 from millstream._engine.store.sqlite import SQLiteBackend
+from millstream._engine.store.suspended import SuspendOperations
+from millstream._engine.store.taskqueue import TaskQueueOperations
 from millstream._engine.store.writer import (
     CacheWrite,
     CallWrite,
@@ -57,7 +60,7 @@ def _snapshot(run: R) -> R:
     return copy
 
 
-class Store(StoreOperations):
+class Store(StoreOperations, LimitOperations, TaskQueueOperations, SuspendOperations):
     """One database: a write-behind queue, its writer, and typed reads."""
 
     def __init__(self, path: Path) -> None:
@@ -123,7 +126,7 @@ class Store(StoreOperations):
             return self._open_future
 
     def _start_timer(self, opened: concurrent.futures.Future[None]) -> None:
-        if opened.exception() is None and not self._closed:
+        if not opened.cancelled() and opened.exception() is None and not self._closed:
             self._timer = LivenessTimer(self)
             self._timer.start()
 

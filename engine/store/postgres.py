@@ -365,6 +365,21 @@ class PostgresBackend:
         self._pool.give_back(conn)
         return result
 
+    def transact(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(conn)`` in one transaction on this thread's own connection, committed
+        before it returns. Such transactions (flow control's slots) take one advisory lock
+        first: they follow each other as SQLite's ``BEGIN IMMEDIATE`` writers do, so a check
+        of free slots and the lease it grants cannot interleave with another's."""
+        conn = self._point_conn()
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_TRANSACT_LOCK,))
+            return fn(SyncConnection(conn))
+
+    def execute_once(self, name: str, params: tuple[Any, ...]) -> int | None:
+        """Always None: one statement alone is not serialized against the others here (READ
+        COMMITTED), so callers take the ``transact`` way."""
+        return None
+
     async def read_only(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """``read``: what a role may write is the server's business, reads work the same."""
         return await self.read(fn)
@@ -401,6 +416,10 @@ class PostgresBackend:
         """``VACUUM`` (outside a transaction, as PostgreSQL requires)."""
         with self._connect() as conn:
             conn.execute("VACUUM")
+
+
+# The advisory lock that serializes ``transact`` calls (an arbitrary constant of ours).
+_TRANSACT_LOCK = 0x4D696C6C5354
 
 
 def _rows_of(batch: Batch) -> list[tuple[str, list[tuple[Any, ...]]]]:

@@ -678,9 +678,194 @@ ORDER BY heartbeat DESC LIMIT ?;
 -- name: select_task_run_result
 SELECT result FROM task_run WHERE id = ?;
 
+-- migration: 6
+-- Flow control: global concurrency limits (tag limits are named "tag:<tag>", deployment limits
+-- "deployment:<id>") and the leases that hold their slots. A lease row is one holder's slots on
+-- one limit until "expires" (microseconds since the epoch): a holder that dies stops renewing
+-- it, and the next acquirer deletes it. Rate-limit occupancy is not leased: it decays, kept as
+-- "decayed_slots" as of "decay_stamp".
+CREATE TABLE concurrency_limit (
+    name TEXT PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    slot_limit INTEGER NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    slot_decay_per_second REAL NOT NULL DEFAULT 0,
+    decayed_slots REAL NOT NULL DEFAULT 0,
+    decay_stamp INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+
+-- Keyed by limit first, without a rowid: taking or giving back a slot writes one b-tree.
+CREATE TABLE concurrency_lease (
+    limit_name TEXT NOT NULL,
+    id BLOB NOT NULL,
+    slots INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    holder TEXT,
+    PRIMARY KEY (limit_name, id)
+) WITHOUT ROWID;
+
+-- Background task runs (Task.delay): queued durably, claimed by one task worker at a time under
+-- a lease (a worker that dies stops renewing it and another takes the run), finished once:
+-- the finishing write is fenced by the claim's owner. "outcome" holds the result (or the
+-- exception) encoded by the msgpack serializer with its pickle fallback.
+CREATE TABLE task_queue (
+    id BLOB PRIMARY KEY,
+    task_name TEXT NOT NULL,
+    parameters BLOB NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT UNIQUE,
+    status TEXT NOT NULL,
+    owner TEXT,
+    lease_expires INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    outcome BLOB,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+
+CREATE INDEX task_queue_by_due ON task_queue (task_name, status, priority, created);
+
+-- Inputs sent to a flow run (send_input / receive_input), by key.
+CREATE TABLE flow_run_input (
+    flow_run_id BLOB NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    sender TEXT,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (flow_run_id, key)
+) WITHOUT ROWID;
+
 -- migration: 7
 -- A deployment's concurrency limit (to_deployment(concurrency_limit=...)): how many of its runs
 -- may run at once (NULL: no limit) and what happens to a run over it ('ENQUEUE' or
 -- 'CANCEL_NEW'; NULL: Prefect's default, ENQUEUE).
 ALTER TABLE deployment ADD COLUMN concurrency_limit INTEGER;
 ALTER TABLE deployment ADD COLUMN collision_strategy TEXT;
+-- name: insert_concurrency_limit
+INSERT INTO concurrency_limit (
+    name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
+    updated
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: select_concurrency_limits_named
+SELECT name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
+    updated
+FROM concurrency_limit WHERE name IN (/*ids*/);
+
+-- name: select_concurrency_limits
+SELECT name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
+    updated
+FROM concurrency_limit WHERE name LIKE ? ESCAPE '\' ORDER BY name LIMIT ? OFFSET ?;
+
+-- name: update_concurrency_limit
+UPDATE concurrency_limit SET name = ?, slot_limit = ?, active = ?, slot_decay_per_second = ?,
+    decayed_slots = ?, decay_stamp = ?, updated = ?
+WHERE name = ?;
+
+-- name: rename_concurrency_leases
+UPDATE concurrency_lease SET limit_name = ? WHERE limit_name = ?;
+
+-- name: update_decayed_slots
+UPDATE concurrency_limit SET decayed_slots = ?, decay_stamp = ? WHERE name = ?;
+
+-- name: delete_concurrency_limit
+DELETE FROM concurrency_limit WHERE name = ?;
+
+-- name: delete_concurrency_leases_of_limit
+DELETE FROM concurrency_lease WHERE limit_name = ?;
+
+-- name: delete_expired_concurrency_leases
+DELETE FROM concurrency_lease WHERE limit_name IN (/*ids*/) AND expires <= ?;
+
+-- name: select_concurrency_limits_with_leased
+-- Each limit with the slots its live leases hold (the first "?" is the time now).
+SELECT name, id, slot_limit, active, slot_decay_per_second, decayed_slots, decay_stamp, created,
+    updated,
+    (SELECT coalesce(sum(slots), 0) FROM concurrency_lease
+        WHERE limit_name = concurrency_limit.name AND expires > ?)
+FROM concurrency_limit WHERE name IN (/*ids*/);
+
+-- name: select_lease_holders
+SELECT limit_name, id, slots, expires, holder FROM concurrency_lease
+WHERE limit_name IN (/*ids*/) AND expires > ? ORDER BY limit_name, expires;
+
+-- name: insert_concurrency_lease
+INSERT INTO concurrency_lease (id, limit_name, slots, expires, holder) VALUES (?, ?, ?, ?, ?);
+
+-- name: delete_concurrency_lease
+DELETE FROM concurrency_lease WHERE limit_name IN (/*ids*/) AND id = ?;
+
+-- name: renew_concurrency_lease
+UPDATE concurrency_lease SET expires = ? WHERE id = ?;
+
+-- name: insert_queued_task
+INSERT INTO task_queue (id, task_name, parameters, priority, idempotency_key, status, created,
+    updated)
+VALUES (?, ?, ?, ?, ?, 'SCHEDULED', ?, ?)
+ON CONFLICT DO NOTHING;
+
+-- name: select_queued_task_by_key
+SELECT id FROM task_queue WHERE idempotency_key = ?;
+
+-- name: claim_queued_task
+-- The highest-priority, oldest waiting run of these tasks, or one whose worker's lease lapsed.
+UPDATE task_queue SET status = 'RUNNING', owner = ?, lease_expires = ?, attempts = attempts + 1,
+    updated = ?
+WHERE id = (
+    SELECT id FROM task_queue
+    WHERE task_name IN (/*ids*/)
+        AND (status = 'SCHEDULED' OR (status = 'RUNNING' AND lease_expires <= ?))
+    ORDER BY priority DESC, created LIMIT 1
+) AND (status = 'SCHEDULED' OR (status = 'RUNNING' AND lease_expires <= ?))
+RETURNING id, task_name, parameters, attempts;
+
+-- name: renew_queued_task
+UPDATE task_queue SET lease_expires = ? WHERE id = ? AND owner = ? AND status = 'RUNNING';
+
+-- name: finish_queued_task
+UPDATE task_queue SET status = ?, outcome = ?, updated = ?, lease_expires = NULL
+WHERE id = ? AND owner = ? AND status = 'RUNNING';
+
+-- name: select_queued_task
+SELECT status, outcome, task_name, attempts FROM task_queue WHERE id = ?;
+
+-- name: resume_suspended_flow_run
+-- A suspended run goes back to Scheduled (due now) for a worker or `recover` to continue.
+UPDATE flow_run SET state_type = 'SCHEDULED', state_name = ?, state_message = ?, updated = ?,
+    expected_start_time = ?, history = CAST(history || ? AS BLOB)
+WHERE id = ? AND state_type = 'PAUSED';
+
+-- name: select_resumed_flow_runs
+-- Resumed suspended runs that no deployment's worker will take: `recover` continues them.
+SELECT * FROM flow_run
+WHERE state_type = 'SCHEDULED' AND deployment_id IS NULL AND parent_flow_run_id IS NULL
+    AND run_count > 0
+ORDER BY created;
+
+-- name: claim_resumed_flow_run
+UPDATE flow_run SET state_type = 'PENDING', state_name = 'Pending', pid = ?, hostname = ?,
+    heartbeat = ?, updated = ?
+WHERE id = ? AND state_type = 'SCHEDULED'
+RETURNING *;
+
+-- name: insert_flow_run_input
+INSERT INTO flow_run_input (flow_run_id, key, value, sender, created) VALUES (?, ?, ?, ?, ?);
+
+-- name: select_flow_run_inputs
+SELECT key, value, sender, created FROM flow_run_input
+WHERE flow_run_id = ? AND key LIKE ? ESCAPE '\' ORDER BY created, key;
+
+-- name: insert_concurrency_lease_if_free
+-- One concurrency slot of one active limit without decay, taken only if it is free: the
+-- uncontended case in a single statement (anything else goes the general way).
+INSERT INTO concurrency_lease (limit_name, id, slots, expires, holder)
+SELECT name, ?, ?, ?, ? FROM concurrency_limit
+WHERE name = ? AND active = 1 AND slot_decay_per_second = 0 AND slot_limit >= ? + (
+    SELECT coalesce(sum(slots), 0) FROM concurrency_lease WHERE limit_name = ? AND expires > ?
+);
+
+-- name: delete_concurrency_lease_of
+DELETE FROM concurrency_lease WHERE limit_name = ? AND id = ?;

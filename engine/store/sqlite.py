@@ -53,6 +53,7 @@ class SQLiteBackend:
         self.location = str(path)
         self.busy_timeout = busy_timeout
         self._point_readers = threading.local()
+        self._transactors = threading.local()
 
     def connect_for_writing(self) -> sqlite3.Connection:
         """The writer's connection: WAL, migrated."""
@@ -145,6 +146,42 @@ class SQLiteBackend:
         """One row of a named query, on this thread's read-only connection."""
         row: tuple[Any, ...] | None = self._point_conn().execute(Q[name], params).fetchone()
         return row
+
+    def _transactor(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._transactors, "conn", None)
+        if conn is None:
+            # Microseconds per transaction on the caller's thread: no hop to the writer.
+            conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._transactors.conn = conn
+        return conn
+
+    def execute_once(self, name: str, params: tuple[Any, ...]) -> int | None:
+        """One named write statement as a transaction of its own, on this thread's writable
+        connection: its row count, or None when SQLite could not start it at once (another
+        writer got in between; the caller then takes the ``transact`` way)."""
+        try:
+            return int(self._transactor().execute(Q[name], params).rowcount)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            raise
+
+    def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction on this thread's own
+        writable connection (the file is migrated by the writer first)."""
+        conn = self._transactor()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Every row of a query (a named one, lists expanded), on this thread's read-only

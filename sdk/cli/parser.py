@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_artifacts(commands)
     _add_dashboard(commands)
     _add_completion(commands)
+    _add_concurrency(commands)
+    _add_task_worker(commands)
     return parser
 
 
@@ -256,3 +258,66 @@ def _add_completion(commands: _Commands) -> None:
     )
     comp.add_argument("shell", choices=["bash", "zsh", "tcsh"])
     comp.set_defaults(handler="completion:cmd_completion")
+
+
+def _add_concurrency(commands: _Commands) -> None:
+    """``gcl create|ls|inspect|update|delete`` and ``concurrency-limit create|ls|inspect|
+    reset|delete``."""
+    group = commands.add_parser(
+        "gcl", aliases=["global-concurrency-limit"], help="global concurrency and rate limits"
+    ).add_subparsers(dest="sub", required=True)
+    create = group.add_parser("create", help="create a global limit")
+    create.add_argument("name")
+    create.add_argument("--limit", "-l", type=int, required=True, help="slots at most")
+    create.add_argument("--slot-decay-per-second", type=float, help="decay, for rate limits")
+    create.add_argument("--disable", action="store_true", help="create it inactive")
+    create.set_defaults(handler="concurrency:cmd_gcl_create")
+    ls = group.add_parser("ls", help="list global limits")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler="concurrency:cmd_gcl_ls")
+    inspect_ = group.add_parser("inspect", help="one global limit")
+    inspect_.add_argument("name")
+    inspect_.add_argument("--json", action="store_true")
+    inspect_.set_defaults(handler="concurrency:cmd_gcl_inspect")
+    update = group.add_parser("update", help="change a global limit")
+    update.add_argument("name")
+    update.add_argument("--limit", "-l", type=int)
+    update.add_argument("--active-slots", type=int)
+    update.add_argument("--slot-decay-per-second", type=float)
+    switch = update.add_mutually_exclusive_group()
+    switch.add_argument("--enable", action="store_true")
+    switch.add_argument("--disable", action="store_true")
+    update.set_defaults(handler="concurrency:cmd_gcl_update")
+    delete = group.add_parser("delete", help="delete a global limit")
+    delete.add_argument("name")
+    delete.set_defaults(handler="concurrency:cmd_gcl_delete")
+
+    tags = commands.add_parser(
+        "concurrency-limit", help="task-run concurrency limits by tag"
+    ).add_subparsers(dest="sub", required=True)
+    t_create = tags.add_parser("create", help="limit the task runs with a tag")
+    t_create.add_argument("tag")
+    t_create.add_argument("concurrency_limit", type=int)
+    t_create.set_defaults(handler="concurrency:cmd_tag_limit_create")
+    t_ls = tags.add_parser("ls", help="list tag limits")
+    t_ls.add_argument("--json", action="store_true")
+    t_ls.set_defaults(handler="concurrency:cmd_tag_limit_ls")
+    t_inspect = tags.add_parser("inspect", help="a tag limit and its holders")
+    t_inspect.add_argument("tag")
+    t_inspect.add_argument("--json", action="store_true")
+    t_inspect.set_defaults(handler="concurrency:cmd_tag_limit_inspect")
+    t_reset = tags.add_parser("reset", help="free every slot of a tag limit")
+    t_reset.add_argument("tag")
+    t_reset.set_defaults(handler="concurrency:cmd_tag_limit_reset")
+    t_delete = tags.add_parser("delete", help="delete a tag limit")
+    t_delete.add_argument("tag")
+    t_delete.set_defaults(handler="concurrency:cmd_tag_limit_delete")
+
+
+def _add_task_worker(commands: _Commands) -> None:
+    """``task-worker TARGET... [--limit N] [--timeout S]``."""
+    worker = commands.add_parser("task-worker", help="run tasks queued with Task.delay()")
+    worker.add_argument("targets", nargs="+", help="path/to/file.py:task_function")
+    worker.add_argument("--limit", type=int, default=10, help="runs at once at most (10)")
+    worker.add_argument("--timeout", type=float, default=None, help="stop after this many s")
+    worker.set_defaults(handler="task_worker:cmd_task_worker")

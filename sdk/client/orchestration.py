@@ -22,6 +22,7 @@ from millstream._engine.store import Store, get_store
 from millstream._engine.store.rows import db_id
 from millstream._sync import dual
 from millstream.client.artifacts import ArtifactClientMixin, SyncArtifactClientMixin
+from millstream.client.concurrency import ConcurrencyClientMixin, SyncConcurrencyClientMixin
 from millstream.client.flow_run_writes import FlowRunWrites
 from millstream.variables import Variable
 
@@ -33,14 +34,13 @@ T = TypeVar("T")
 _SERVER_ONLY = frozenset(
     """
     api_version apply_slas_for_deployment clear_server_default_result_storage client_version
-    create_automation create_block_document create_block_schema
-    create_block_type create_concurrency_limit create_deployment create_deployment_branch
-    create_deployment_schedules create_flow create_flow_from_name create_flow_run_input
-    create_global_concurrency_limit create_logs create_task_run create_work_pool
-    create_work_queue decrement_v1_concurrency_slots delete_automation
-    delete_block_document delete_block_type delete_concurrency_limit_by_tag delete_deployment
+    create_automation create_block_document create_block_schema create_block_type
+    create_deployment create_deployment_branch create_deployment_schedules create_flow
+    create_flow_from_name create_flow_run_input create_logs create_task_run create_work_pool
+    create_work_queue decrement_v1_concurrency_slots delete_automation delete_block_document
+    delete_block_type delete_deployment
     delete_deployment_schedule delete_flow delete_flow_run_input
-    delete_global_concurrency_limit_by_name delete_resource_owned_automations delete_task_run
+    delete_resource_owned_automations delete_task_run
     delete_work_pool delete_work_queue_by_id filter_flow_run_input find_automation
     get_most_recent_block_schema_for_block_type get_runs_in_work_queue
     get_scheduled_flow_runs_for_deployments get_scheduled_flow_runs_for_work_pool
@@ -50,30 +50,34 @@ _SERVER_ONLY = frozenset(
     read_automation read_automations read_automations_by_name read_block_document
     read_block_document_by_name read_block_documents read_block_documents_by_type
     read_block_schema_by_checksum read_block_schemas read_block_type_by_slug read_block_types
-    read_concurrency_limit_by_tag read_concurrency_limits read_deployment_schedules
+    read_deployment_schedules
     read_events read_events_page read_flow_run_input read_flow_run_state
-    read_global_concurrency_limit_by_name read_global_concurrency_limits
     read_resource_related_automations
     read_server_default_result_storage read_work_pool read_work_pool_concurrency_status
     read_work_pools read_work_queue read_work_queue_by_name
     read_work_queue_concurrency_status read_work_queue_status read_work_queues
     read_worker_metadata read_workers_for_work_pool release_concurrency_slots
     release_concurrency_slots_with_lease renew_concurrency_lease request
-    reset_concurrency_limit_by_tag resume_automation resume_deployment send_worker_heartbeat
-    set_deployment_paused_state set_task_run_name set_task_run_state
-    update_automation update_block_document update_block_type
-    update_deployment update_deployment_schedule update_flow_run_labels
-    update_global_concurrency_limit update_server_default_result_storage update_work_pool
-    update_work_queue upsert_global_concurrency_limit_by_name
+    resume_automation resume_deployment send_worker_heartbeat set_deployment_paused_state
+    set_task_run_name set_task_run_state update_automation update_block_document
+    update_block_type update_deployment update_deployment_schedule update_flow_run_labels
+    update_server_default_result_storage update_work_pool update_work_queue
     """.split()
 )
 _WHY = (
     (("work_pool", "work_queue", "worker"), "work pools, work queues and workers are server-side"),
     (("automation",), "automations run on Prefect's server"),
-    (("concurrency",), "concurrency limits are not administered through the client"),
+    (
+        ("concurrency",),
+        "slots are taken and released with millstream.concurrency.sync/asyncio "
+        "(leases renewed by the holder), not through the client",
+    ),
     (("block",), "blocks are not served over HTTP"),
     (("event",), "there is no event stream"),
-    (("flow_run_input",), "pause inputs are given through resume_flow_run"),
+    (
+        ("flow_run_input",),
+        "inputs are given with resume_flow_run(run_input=) or millstream.input.send_input",
+    ),
     (("deployment",), "deployments are made with flow.to_deployment() and served with serve()"),
     (("version", "request", "server"), "there is no API server"),
 )
@@ -98,7 +102,7 @@ class _ServerOnlyNames:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
-class PrefectClient(ArtifactClientMixin, FlowRunWrites, _ServerOnlyNames):
+class PrefectClient(ArtifactClientMixin, FlowRunWrites, ConcurrencyClientMixin, _ServerOnlyNames):
     """The async client: ``async with get_client() as client: await client.read_flow_run(id)``.
 
     Reads go straight to the database; ids may be UUIDs or their strings, and a missing or
@@ -423,7 +427,7 @@ def _blocking(
     return blocking
 
 
-class SyncPrefectClient(SyncArtifactClientMixin, _ServerOnlyNames):
+class SyncPrefectClient(SyncArtifactClientMixin, SyncConcurrencyClientMixin, _ServerOnlyNames):
     """The blocking client: ``with get_client(sync_client=True) as client: ...``; the same
     methods as ``PrefectClient``, each derived from its async one."""
 

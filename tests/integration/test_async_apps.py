@@ -121,8 +121,11 @@ def test_flows_in_two_event_loops_on_two_threads_at_once(db_path):
 
 @pytest.mark.parametrize("count", [1, 50])
 def test_cancelling_the_awaiting_task_crashes_the_flow_run(db_path, count):
+    started: list[asyncio.Event] = []
+
     @task
     async def forever(i: int) -> None:
+        started[0].set()
         await asyncio.sleep(3600)
 
     @flow
@@ -130,8 +133,10 @@ def test_cancelling_the_awaiting_task_crashes_the_flow_run(db_path, count):
         await forever.map(range(n))
 
     async def main() -> None:
+        started.append(asyncio.Event())
         run = asyncio.ensure_future(long_running(count))
-        await asyncio.sleep(0.05)
+        # Cancel once the flow run is under way (a task of it runs), not after a guessed delay.
+        await asyncio.wait_for(started[0].wait(), 30)
         run.cancel()
         with pytest.raises(asyncio.CancelledError):
             await run

@@ -30,7 +30,6 @@ PREFECT_ONLY = [
     ("deployments.steps", "deployments.steps"),
     ("docker", "docker"),
     ("runner", "runner"),
-    ("task_worker", "task_worker"),
     ("client.cloud", "client.cloud"),
 ]
 

@@ -30,6 +30,8 @@ _BELOW_ORCHESTRATION = {
     "results",
     "logs",
     "validation",
+    # Flow control (concurrency and rate limits as leases) sits on the store, below orchestration.
+    "limits",
 }
 ALLOWED: dict[str, set[str]] = {
     "exceptions": set(),
@@ -54,6 +56,7 @@ ALLOWED: dict[str, set[str]] = {
         "clock",
         "observe",
     },
+    "limits": {"exceptions", "model", "settings", "store", "clock"},
     "orchestrate": _BELOW_ORCHESTRATION,
     "serve": _BELOW_ORCHESTRATION | {"orchestrate"},
 }

@@ -7,6 +7,7 @@ import enum
 import msgspec
 
 from millstream._engine.model.states import State
+from millstream.client.schemas.concurrency import GlobalConcurrencyLimitResponse
 
 
 class SetStateStatus(enum.StrEnum):
@@ -49,6 +50,7 @@ class OrchestrationResult(msgspec.Struct, kw_only=True):
 
 
 __all__ = [
+    "GlobalConcurrencyLimitResponse",
     "OrchestrationResult",
     "SetStateStatus",
     "StateAbortDetails",

@@ -1,0 +1,84 @@
+"""Concurrency and rate limits for async code: ``async with concurrency("db"): ...``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from millstream._engine.exceptions import (
+    AcquireConcurrencySlotTimeoutError,
+    ConcurrencySlotAcquisitionError,
+)
+from millstream._engine.limits import acquire, release
+from millstream.concurrency import _common
+
+
+@asynccontextmanager
+async def concurrency(
+    names: str | list[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    max_retries: int | None = None,
+    lease_duration: float = 300,
+    strict: bool = False,
+    holder: Any = None,
+    raise_on_lease_renewal_failure: bool | None = None,
+) -> AsyncGenerator[None, None]:
+    """Hold ``occupy`` slots of each named limit while the block runs (waiting on the
+    running loop: no thread is blocked).
+
+    Waits until every limit has room (a release in this process wakes it at once; one in
+    another process is seen within ``limits.poll_seconds``). ``timeout_seconds``: raise
+    ``AcquireConcurrencySlotTimeoutError`` after that long; ``max_retries``: give up with
+    ``ConcurrencySlotAcquisitionError`` after that many waits. The slots are a lease of
+    ``lease_duration`` seconds, renewed while held: a process that dies frees them when it
+    expires. Limits that do not exist are skipped with a warning (``strict=True``: an error).
+    """
+    names = _common.names_of(names)
+    _common.check_renewal_option(raise_on_lease_renewal_failure)
+    if not names:
+        yield
+        return
+    store, poll = _common.store()
+    grant = await acquire(
+        store,
+        names,
+        occupy,
+        "concurrency",
+        timeout_seconds,
+        max_retries,
+        lease_duration,
+        _common.holder_text(holder),
+        poll,
+    )
+    _common.after_acquire(grant, names, strict)
+    try:
+        yield
+    finally:
+        await release(grant)
+
+
+async def rate_limit(
+    names: str | list[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> None:
+    """Block until ``occupy`` slots of each named limit are free, and take them for good: they
+    come back as the limit's ``slot_decay_per_second`` decays them (every named limit must
+    have a decay)."""
+    names = _common.names_of(names)
+    if not names:
+        return
+    store, poll = _common.store()
+    grant = await acquire(store, names, occupy, "rate_limit", timeout_seconds, poll_seconds=poll)
+    _common.after_acquire(grant, names, strict)
+
+
+__all__ = [
+    "AcquireConcurrencySlotTimeoutError",
+    "ConcurrencySlotAcquisitionError",
+    "concurrency",
+    "rate_limit",
+]
