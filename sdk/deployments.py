@@ -130,11 +130,13 @@ def _concurrency(value: Any) -> tuple[int | None, str | None]:
         limit = getattr(value, "limit", None)
         raw = getattr(value, "collision_strategy", None)
         strategy = None if raw is None else str(getattr(raw, "value", raw)).upper()
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(
-            "concurrency_limit must be a positive int or a ConcurrencyLimitConfig(limit=...), "
-            f"got {value!r}"
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(
+            "concurrency_limit must be an int or a ConcurrencyLimitConfig(limit=...), got "
+            f"{value!r} ({type(value).__name__})"
         )
+    if limit < 1:
+        raise ValueError(f"concurrency_limit must be a positive int, got {value!r}")
     if strategy not in (None, "ENQUEUE", "CANCEL_NEW"):
         raise ValueError(
             f"concurrency_limit collision_strategy must be ENQUEUE or CANCEL_NEW, got {strategy!r}"

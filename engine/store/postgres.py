@@ -23,7 +23,7 @@ from millstream._engine.store.migrations import MIGRATIONS, SCHEMA_VERSION, Q, s
 
 try:
     import psycopg
-    from psycopg.adapt import AdaptersMap, Dumper
+    from psycopg.adapt import AdaptersMap, Dumper, Loader
     from psycopg.pq import TransactionStatus
 
     _IDLE = TransactionStatus.IDLE
@@ -94,8 +94,16 @@ def _adapters() -> Any:
         def dump(self, obj: Any) -> bytes:
             return b"1" if obj else b"0"
 
+    class NumericAsNumber(Loader):
+        # SQLite's sums and averages are ints or floats; PostgreSQL's sum() of a bigint is a
+        # numeric, which would arrive as a Decimal that float arithmetic refuses.
+        def load(self, data: Any) -> Any:
+            text = bytes(data).decode()
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+
     adapters = AdaptersMap(psycopg.adapters)
     adapters.register_dumper(bool, BoolAsInt)
+    adapters.register_loader("numeric", NumericAsNumber)
     return adapters
 
 

@@ -12,8 +12,8 @@ from millstream._engine.store.sqlite import check_database, vacuum
 from millstream.cli.output import EXIT_NOT_FOUND, EXIT_OK, as_json
 
 __all__ = [
-    "cmd_db_migrate",
     "cmd_db_check",
+    "cmd_db_migrate",
     "cmd_db_path",
     "cmd_db_vacuum",
     "cmd_recover",

@@ -208,3 +208,42 @@ def test_the_url_can_come_from_the_settings_file(millstream_home, pg_server_sess
     assert main(["db", "migrate"]) == 0
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version FROM millstream_schema").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_concurrency_slots_hold_their_limit_on_postgresql(pg_url):
+    # Slot grants are transactions of their own (flow control's transact): on PostgreSQL they
+    # follow each other under one advisory lock, so threads on their own connections never
+    # hold more slots than the limit allows.
+    import threading
+    import time
+
+    from millstream.client.orchestration import get_client
+    from millstream.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from millstream.concurrency.sync import concurrency
+
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="pg", limit=2))
+    guard = threading.Lock()
+    holding = [0]
+    peak = [0]
+    done: list[int] = []
+
+    def worker(i: int) -> None:
+        with concurrency("pg", occupy=1, timeout_seconds=60, strict=True):
+            with guard:
+                holding[0] += 1
+                peak[0] = max(peak[0], holding[0])
+            time.sleep(0.05)  # the work done while holding the slot
+            with guard:
+                holding[0] -= 1
+        done.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(done) == list(range(6))
+    assert peak[0] == 2
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name("pg").active_slots == 0
