@@ -1,8 +1,27 @@
-"""Other processes on this host: whether the owner of a run is still alive."""
+"""Other processes on this host: the process pool task runner, and whether a run's owner lives.
+
+``ProcessPoolTaskRunner`` runs every submitted task body (sync or async) in a pool of worker
+processes: the standard library's ``concurrent.futures.ProcessPoolExecutor`` with the
+``spawn`` start method (as Prefect: a fork of a process running the engine's threads would
+inherit their locks mid-use). Each flow run gets a pool of its own, started with the first
+submitted body and shut down when the flow run ends. What crosses, and who records what, is
+``orchestrate.remote``'s.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import multiprocessing
 import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from millstream._engine.bridge.executors import Executor
+from millstream._engine.bridge.task_runners import RemoteBase, TaskRunner, check_max_workers
+from millstream._engine.exceptions import NotSupportedError
 
 
 def pid_alive(pid: int) -> bool:
@@ -16,3 +35,178 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _start_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+    # The user's initializer runs after the worker can run bodies, as Prefect orders it.
+    if initializer is not None:
+        initializer(*initargs)
+
+
+class WorkerDied(RuntimeError):
+    """The worker process running a task body ended abruptly (killed, crashed, exited)."""
+
+
+class ProcessPool(RemoteBase):
+    """One flow run's pool of worker processes (started on first use)."""
+
+    def __init__(
+        self,
+        max_workers: int,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+        allow_pickle: bool,
+    ) -> None:
+        super().__init__(allow_pickle)
+        self.max_workers = max_workers
+        self._initializer = initializer
+        self._initargs = initargs
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._abandoned = 0  # bodies still running whose task run stopped waiting (timeouts)
+
+    def _the_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = concurrent.futures.ProcessPoolExecutor(
+                        max_workers=self.max_workers,
+                        mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_start_worker,
+                        initargs=(self._initializer, self._initargs),
+                    )
+                pool = self._pool
+        return pool
+
+    def submit(
+        self, worker: Callable[..., bytes], *args: Any
+    ) -> tuple[concurrent.futures.ProcessPoolExecutor, concurrent.futures.Future[bytes]]:
+        """Hand ``worker(*args)`` to a worker process (a new pool if the last one broke)."""
+        pool = self._the_pool()
+        try:
+            return pool, pool.submit(worker, *args)
+        except BrokenProcessPool:
+            self._replace(pool)
+            pool = self._the_pool()
+            return pool, pool.submit(worker, *args)
+
+    def _replace(self, broken: concurrent.futures.ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    async def send(
+        self, worker: Callable[..., bytes], request: bytes, fn: Any, timeout: float | None
+    ) -> bytes:
+        """Run ``worker(request)`` in a worker process and await its encoded outcome."""
+        args = (request,) if fn is None else (request, fn)
+        pool, future = self.submit(worker, *args)
+        try:
+            # Cancelling the wait (a timeout) cancels the call if it has not started yet.
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.cancel():
+                self._abandoned += 1
+            raise
+        except BrokenProcessPool as exc:
+            self._replace(pool)  # the next body gets a new pool
+            raise WorkerDied(
+                "The worker process running this task ended abruptly (killed, crashed or "
+                f"exited): {exc}"
+            ) from None
+
+    def shutdown(self) -> None:
+        """Stop the pool: queued bodies are dropped; bodies abandoned at their timeout are
+        stopped with their processes (nothing waits for them any more)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list(getattr(pool, "_processes", {}).values()) if self._abandoned else []
+        pool.shutdown(wait=not processes, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+
+
+class ProcessPoolTaskRunner(TaskRunner):
+    """Runs submitted task bodies, sync and async, in worker processes; the flow, its states and
+    its records stay in this process.
+
+    ``max_workers``: how many worker processes (and concurrently running submitted task runs);
+    left out, the ``tasks.runner_process_pool_max_workers`` setting, else the CPU count.
+    ``initializer(*initargs)`` runs once in each worker process before any task body (it must
+    be importable by name there). ``allow_pickle``: let parameters, return values and
+    exceptions that msgpack cannot hold cross by pickle (off: such a value fails the task run
+    with an error naming it). Task functions must be importable by the worker by module and
+    name. A body past its ``timeout_seconds`` fails the run at the deadline; a sync body cannot
+    be stopped where it runs, so its process is stopped when the flow run ends.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        subprocess_message_processor_factories: Iterable[Any] | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        allow_pickle: bool = False,
+    ) -> None:
+        super().__init__()
+        check_max_workers(max_workers)
+        if subprocess_message_processor_factories:
+            raise NotSupportedError(
+                "ProcessPoolTaskRunner(subprocess_message_processor_factories=...) filters "
+                "Prefect's event and API-log messages forwarded from worker processes; "
+                "Millstream's workers return their log lines with each task's outcome and "
+                "there is no message stream to process. Leave it out."
+            )
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        self._max_workers = max_workers
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self.allow_pickle = bool(allow_pickle)
+
+    @property
+    def max_workers(self) -> int:
+        """The number of worker processes in force."""
+        if self._max_workers is not None:
+            return self._max_workers
+        from millstream._engine.settings import get_current_settings
+
+        configured = get_current_settings().tasks.runner_process_pool_max_workers
+        return configured or multiprocessing.cpu_count()
+
+    @property
+    def subprocess_message_processor_factories(self) -> tuple[Any, ...]:
+        """Always empty (see the constructor)."""
+        return ()
+
+    def acquire(self) -> Executor:
+        return ProcessPool(self.max_workers, self._initializer, self._initargs, self.allow_pickle)
+
+    def release(self, executor: Executor) -> None:
+        if isinstance(executor, ProcessPool):
+            executor.shutdown()
+
+    def max_concurrency(self) -> int | None:
+        # A submitted run is Running only while a worker process runs its body.
+        return self.max_workers
+
+    def duplicate(self) -> ProcessPoolTaskRunner:
+        return ProcessPoolTaskRunner(
+            self._max_workers,
+            initializer=self._initializer,
+            initargs=self._initargs,
+            allow_pickle=self.allow_pickle,
+        )
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is type(self) and other._max_workers == self._max_workers
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._max_workers))
+
+    def __repr__(self) -> str:
+        return f"ProcessPoolTaskRunner(max_workers={self._max_workers!r})"

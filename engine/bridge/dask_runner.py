@@ -1,0 +1,228 @@
+"""``DaskTaskRunner``: submitted task bodies on a Dask cluster (``dask.distributed``).
+
+A temporary ``LocalCluster`` per flow run by default (or ``cluster_class(**cluster_kwargs)``),
+or an existing scheduler by ``address``. ``distributed`` is imported when a flow run first
+submits a body, never before (the ``dask`` extra). The client, and the cluster it made, are
+closed when the flow run ends. Bodies run on the workers; their outcome (and the lines they
+logged) return to this process, which records them (``orchestrate.remote``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from millstream._engine.bridge.executors import Executor
+from millstream._engine.bridge.task_runners import RemoteBase, TaskRunner
+from millstream._engine.bridge.threads import run_in_worker
+from millstream._engine.exceptions import MissingExtraError
+
+_NO_DASK = (
+    "DaskTaskRunner needs dask.distributed, which is not installed: pip install 'millstream[dask]'"
+)
+
+
+def _distributed() -> Any:
+    try:
+        return importlib.import_module("distributed")
+    except ImportError as exc:
+        raise MissingExtraError(_NO_DASK) from exc
+
+
+def _cluster_class(value: str | Callable[..., Any] | None) -> Callable[..., Any]:
+    if value is None:
+        return _distributed().LocalCluster  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        module_name, _, name = value.rpartition(".")
+        if not module_name:
+            raise ValueError(
+                f"cluster_class must be a dotted name like 'dask.distributed."
+                f"LocalCluster', got {value!r}"
+            )
+        return getattr(importlib.import_module(module_name), name)  # type: ignore[no-any-return]
+    if not callable(value):
+        raise TypeError(
+            f"cluster_class must be a class, a callable or a dotted name, got {value!r}"
+        )
+    return value
+
+
+def _settle(waiter: asyncio.Future[bytes], ok: bool, value: Any) -> None:
+    if waiter.done():
+        return
+    if ok:
+        waiter.set_result(value)
+    else:
+        waiter.set_exception(value)
+
+
+class DaskClient(RemoteBase):
+    """One flow run's Dask client (and the cluster it started, if any), made on first use."""
+
+    by_reference_only = False
+
+    def __init__(self, runner: DaskTaskRunner) -> None:
+        super().__init__(runner.allow_pickle)
+        self._runner = runner
+        self._lock = threading.Lock()
+        self.client: Any = None
+        self.cluster: Any = None
+        self._report: Any = None
+
+    def _start(self) -> Any:
+        with self._lock:
+            if self.client is not None:
+                return self.client
+            distributed = _distributed()
+            runner = self._runner
+            kwargs = {"set_as_default": False, **runner.client_kwargs}
+            if runner.address is not None:
+                client = distributed.Client(runner.address, **kwargs)
+            else:
+                self.cluster = runner.cluster or _cluster_class(runner.cluster_class)(
+                    **runner.cluster_kwargs
+                )
+                if runner.adapt_kwargs:
+                    self.cluster.adapt(**runner.adapt_kwargs)
+                client = distributed.Client(self.cluster, **kwargs)
+            if runner.performance_report_path:
+                self._report = distributed.performance_report(
+                    filename=runner.performance_report_path
+                )
+                self._report.__enter__()
+            self.client = client
+            return client
+
+    async def send(
+        self, worker: Callable[..., bytes], request: bytes, fn: Any, timeout: float | None
+    ) -> bytes:
+        """Run ``worker(request[, fn])`` on a Dask worker and await its encoded outcome."""
+        client = self.client
+        if client is None:
+            client = await run_in_worker(self._start)
+        args = (request,) if fn is None else (request, fn)
+        future = client.submit(worker, *args, pure=False)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bytes] = loop.create_future()
+
+        def done(finished: Any) -> None:
+            # Called on a thread of the client's: reading the outcome may block a little.
+            try:
+                ok, value = True, finished.result()
+            except BaseException as exc:
+                ok, value = False, exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(_settle, waiter, ok, value)
+
+        future.add_done_callback(done)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+
+    def close(self) -> None:
+        """Close the client, and the cluster if this flow run started it."""
+        client, self.client = self.client, None
+        if self._report is not None:
+            with contextlib.suppress(Exception):
+                self._report.__exit__(None, None, None)
+            self._report = None
+        if client is not None:
+            client.close()
+        cluster, self.cluster = self.cluster, None
+        if cluster is not None and self._runner.cluster is None:
+            cluster.close()
+
+
+class DaskTaskRunner(TaskRunner):
+    """Runs submitted task bodies, sync and async, on a Dask cluster; the flow, its states and
+    its records stay in this process.
+
+    ``cluster``: a running cluster object to use (left open). ``address``: the scheduler of an
+    existing cluster. Otherwise ``cluster_class(**cluster_kwargs)`` (a class, a callable or a
+    dotted name; default ``distributed.LocalCluster``) is started for each flow run and closed
+    at its end, adapted with ``cluster.adapt(**adapt_kwargs)`` when given. ``client_kwargs``
+    go to ``distributed.Client``. ``performance_report_path``: write Dask's performance report
+    of the flow run there. ``allow_pickle``: as for ``ProcessPoolTaskRunner``. Task functions
+    that workers cannot import by name (defined in ``__main__``, in a function) are shipped by
+    Dask's own serialization of code.
+    """
+
+    def __init__(
+        self,
+        cluster: Any = None,
+        address: str | None = None,
+        cluster_class: str | Callable[..., Any] | None = None,
+        cluster_kwargs: dict[str, Any] | None = None,
+        adapt_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+        performance_report_path: str | None = None,
+        *,
+        allow_pickle: bool = False,
+    ) -> None:
+        super().__init__()
+        if address is not None and (cluster is not None or cluster_class or cluster_kwargs):
+            raise ValueError(
+                "Cannot specify `address` and `cluster`/`cluster_class`/`cluster_kwargs`: an "
+                "address names a running cluster"
+            )
+        if cluster is not None and (cluster_class or cluster_kwargs):
+            raise ValueError("Cannot specify `cluster` and `cluster_class`/`cluster_kwargs`")
+        client_kwargs = dict(client_kwargs or {})
+        if "asynchronous" in client_kwargs:
+            raise ValueError(
+                "client_kwargs may not set 'asynchronous': the runner manages the client"
+            )
+        if cluster_class is not None and not isinstance(cluster_class, str):
+            _cluster_class(cluster_class)  # checked now, not at the first submit
+        self.cluster = cluster
+        self.address = address
+        self.cluster_class = cluster_class
+        self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.adapt_kwargs = dict(adapt_kwargs or {})
+        self.client_kwargs = client_kwargs
+        self.performance_report_path = performance_report_path
+        self.allow_pickle = bool(allow_pickle)
+
+    def acquire(self) -> Executor:
+        return DaskClient(self)
+
+    def release(self, executor: Executor) -> None:
+        if isinstance(executor, DaskClient):
+            executor.close()
+
+    def duplicate(self) -> DaskTaskRunner:
+        return DaskTaskRunner(
+            cluster=self.cluster,
+            address=self.address,
+            cluster_class=self.cluster_class,
+            cluster_kwargs=self.cluster_kwargs,
+            adapt_kwargs=self.adapt_kwargs,
+            client_kwargs=self.client_kwargs,
+            performance_report_path=self.performance_report_path,
+            allow_pickle=self.allow_pickle,
+        )
+
+    def __eq__(self, other: Any) -> bool:
+        if type(other) is not type(self):
+            return False
+        return bool(
+            self.cluster is other.cluster
+            and self.address == other.address
+            and self.cluster_class == other.cluster_class
+            and self.cluster_kwargs == other.cluster_kwargs
+            and self.adapt_kwargs == other.adapt_kwargs
+            and self.client_kwargs == other.client_kwargs
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.address))
+
+    def __repr__(self) -> str:
+        where = f"address={self.address!r}" if self.address else "a temporary cluster"
+        return f"DaskTaskRunner({where})"

@@ -1,0 +1,361 @@
+"""Task bodies in other processes (``ProcessPoolTaskRunner``, ``DaskTaskRunner``): what crosses,
+the worker's side, and the orchestrating side's call.
+
+Only the body leaves this process. States, retries, timeouts, the cache, ``wait_for`` and every
+database write stay here: a worker gets one encoded request and gives back one encoded outcome
+(the value or the exception, and the lines the body logged), which this process records as
+the attempt's outcome. A worker never opens the store.
+
+What crosses (the rule): parameters and return values travel in the type-faithful msgpack
+encoding of results (``results.faithful``: builtins, tuples, sets, datetimes, UUIDs, decimals,
+enums, dataclasses, msgspec Structs, named tuples). A value it cannot hold is refused with a
+``SerializationError`` naming the parameter (or the return value) and the runner's
+``allow_pickle=True``, which lets such values travel by stdlib pickle instead. The task's
+function travels by reference (``module:qualname``, imported by the worker); a function that
+cannot be found that way (defined inside a function, a lambda) is refused on the process pool;
+Dask ships it as Dask ships code. An exception raised by the body is rebuilt here from its
+class and arguments (pickled instead when allowed); one that cannot be rebuilt becomes a
+``RemoteTaskError`` naming its type and message. The worker's traceback is kept as a note.
+
+Context propagation (for tracing): ``add_context_propagator(inject, extract)`` registers a pair;
+``inject()`` runs here and returns a ``dict[str, str]`` carried in the request, ``extract(carrier)``
+returns a context manager entered around the body in the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import pickle
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+
+from millstream._engine.bridge.task_runners import RemoteExecutor
+from millstream._engine.exceptions import (
+    RemoteTaskError,
+    SerializationError,
+    TaskRunTimeoutError,
+)
+from millstream._engine.logs import TASK_RUNS, RemoteTarget, remote_target, replay_lines
+from millstream._engine.model.spec import TaskSpec
+from millstream._engine.orchestrate import context as ctxmod
+from millstream._engine.results.faithful import MsgpackSerializer, try_msgpack
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+_PICKLING = MsgpackSerializer(pickle_fallback=True)
+_STRICT = MsgpackSerializer(pickle_fallback=False)
+_HOW = (
+    "Values sent to and from worker processes must have a msgpack encoding (builtins, "
+    "dataclasses, msgspec Structs, enums, named tuples, datetimes, UUIDs, decimals); pass "
+    "allow_pickle=True to the task runner to send other values with pickle"
+)
+_task_runs_logger = logging.getLogger(TASK_RUNS)
+
+# -- context propagation (a seam for tracing) ---------------------------------------------------
+Carrier = dict[str, str]
+_propagators: list[
+    tuple[Callable[[], Carrier], Callable[[Carrier], contextlib.AbstractContextManager[Any]]]
+] = []
+
+
+def add_context_propagator(
+    inject: Callable[[], Carrier],
+    extract: Callable[[Carrier], contextlib.AbstractContextManager[Any]],
+) -> None:
+    """Carry context to worker processes: ``inject()`` here, ``extract(carrier)`` there."""
+    _propagators.append((inject, extract))
+
+
+def _inject() -> Carrier:
+    carrier: Carrier = {}
+    for inject, _ in _propagators:
+        carrier.update(inject())
+    return carrier
+
+
+@contextlib.contextmanager
+def _extracted(carrier: Carrier) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        if carrier:
+            for _, extract in _propagators:
+                stack.enter_context(extract(carrier))
+        yield
+
+
+# -- the task's function, by reference -----------------------------------------------------------
+def function_ref(fn: Any) -> str | None:
+    """``"module:qualname"`` when importing that name finds ``fn`` (or a task wrapping it)."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        return None
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return None
+    if found is fn or getattr(found, "fn", None) is fn:
+        return f"{module}:{qualname}"
+    return None
+
+
+_resolved: dict[str, Any] = {}
+
+
+def resolve_function(ref: str) -> Any:
+    """The function ``function_ref`` named, imported here (a task's function, unwrapped)."""
+    fn = _resolved.get(ref)
+    if fn is None:
+        module_name, qualname = ref.split(":", 1)
+        found: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        fn = _resolved[ref] = getattr(found, "fn", found)
+    return fn
+
+
+# -- values ----------------------------------------------------------------------------------------
+def _encode(value: Any, allow_pickle: bool) -> bytes | None:
+    encoded, _ = try_msgpack(value)
+    if encoded is None and allow_pickle:
+        encoded = _PICKLING.dumps(value)
+    return encoded
+
+
+def _decode(blob: bytes) -> Any:
+    return _PICKLING.loads(blob)
+
+
+def _encode_arguments(
+    spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], allow_pickle: bool
+) -> bytes:
+    blob = _encode((args, kwargs), allow_pickle)
+    if blob is not None:
+        return blob
+    names = list(inspect.signature(spec.fn).parameters)
+    for index, value in [*enumerate(args), *kwargs.items()]:
+        encoded, reason = try_msgpack(value)
+        if encoded is None:
+            name = names[index] if isinstance(index, int) and index < len(names) else index
+            raise SerializationError(
+                f"Parameter {name!r} of task {spec.name!r} cannot be sent to a worker process: "
+                f"{reason}. {_HOW}."
+            )
+    raise SerializationError(f"The parameters of task {spec.name!r} cannot be sent. {_HOW}.")
+
+
+def _encode_result(value: Any, allow_pickle: bool) -> bytes:
+    blob = _encode(value, allow_pickle)
+    if blob is None:
+        _, reason = try_msgpack(value)
+        raise SerializationError(
+            f"The return value of the task cannot be sent back from the worker process: "
+            f"{reason}. {_HOW}."
+        )
+    return blob
+
+
+def _class_ref(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _encode_error(exc: BaseException, allow_pickle: bool) -> list[Any]:
+    pickled = None
+    if allow_pickle:
+        try:
+            pickled = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            pickled = None
+    args, _ = try_msgpack(exc.args)
+    text = "".join(traceback.format_exception(exc)).rstrip("\n")
+    return [_class_ref(type(exc)), args, str(exc), text, pickled]
+
+
+def _rebuild_error(error: list[Any]) -> BaseException:
+    ref, args, message, text, pickled = error
+    exc: BaseException | None = None
+    if pickled is not None:
+        with contextlib.suppress(Exception):
+            exc = pickle.loads(pickled)
+    if exc is None and args is not None:
+        with contextlib.suppress(Exception):
+            cls = resolve_function(ref)
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                exc = cls(*_decode(args))
+    if not isinstance(exc, BaseException):
+        name = ref.split(":", 1)[1]
+        exc = RemoteTaskError(f"{name}: {message}" if message else name)
+    exc.add_note(f"Raised in a worker process:\n{text}")
+    return exc
+
+
+# -- the worker's side -----------------------------------------------------------------------------
+_loops = threading.local()
+
+
+def _run_coroutine(coro: Any, timeout: float | None) -> Any:
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    if timeout is not None:
+        coro = _with_timeout(coro, timeout)
+    return loop.run_until_complete(coro)
+
+
+async def _with_timeout(coro: Any, seconds: float) -> Any:
+    try:
+        async with asyncio.timeout(seconds) as scope:
+            return await coro
+    except TimeoutError:
+        if scope.expired():
+            raise TaskRunTimeoutError(f"{seconds:g} second(s)") from None
+        raise
+
+
+def _invoke(fn: Any, arguments: Any, is_async: bool, timeout: float | None) -> Any:
+    args, kwargs = arguments
+    value = fn(*args, **kwargs)
+    if is_async or inspect.isawaitable(value):
+        value = _run_coroutine(value, timeout if is_async else None)
+    return value
+
+
+def _plain_lines(lines: list[tuple[Any, ...]]) -> list[Any]:
+    plain = []
+    for level, name, message, created, exc_text, extra in lines:
+        if extra:
+            extra = {
+                k: v if type(v) in (str, int, float, bool) else repr(v) for k, v in extra.items()
+            }
+        plain.append([level, name, message, created, exc_text, extra])
+    return plain
+
+
+def run_request(request: bytes, fn: Any = None) -> bytes:
+    """Run one task body in this (worker) process: an encoded request in, an encoded outcome
+    out. Never opens the store; its lines go back with the outcome."""
+    ref, is_async, arguments, timeout, fields, level, carrier, allow_pickle = _decoder.decode(
+        request
+    )
+    target = RemoteTarget(fields, level)
+    token = remote_target.set(target)
+    try:
+        with _extracted(carrier):
+            value = _invoke(fn or resolve_function(ref), _decode(arguments), is_async, timeout)
+        outcome = [True, _encode_result(value, allow_pickle), None]
+    except Exception as exc:
+        outcome = [False, None, _encode_error(exc, allow_pickle)]
+    finally:
+        remote_target.reset(token)
+    outcome.append(_plain_lines(target.collect or []))
+    return _encoder.encode(outcome)
+
+
+# -- the orchestrating side ------------------------------------------------------------------------
+def _fields(task_ctx: ctxmod.TaskRunContext | None) -> dict[str, Any]:
+    if task_ctx is None:
+        return {}
+    task_run = task_ctx.task_run
+    flow_ctx = ctxmod.flow_run_var.get()
+    flow_run = flow_ctx.flow_run if flow_ctx is not None else None
+    return {
+        "flow_run_id": str(task_run.flow_run_id) if task_run.flow_run_id else None,
+        "flow_run_name": flow_run.name if flow_run is not None else None,
+        "flow_name": flow_run.flow_name if flow_run is not None else None,
+        "task_run_id": str(task_run.id),
+        "task_run_name": task_run.name,
+        "task_name": task_run.task_name,
+    }
+
+
+def _function_for(executor: RemoteExecutor, spec: TaskSpec) -> tuple[str | None, Any]:
+    """``(reference, None)``, or ``(None, the function)`` for a transport that ships code."""
+    ref = function_ref(spec.fn)
+    if ref is not None and (executor.by_reference_only or not ref.startswith("__main__:")):
+        return ref, None
+    if not executor.by_reference_only:
+        return None, spec.fn
+    raise TypeError(
+        f"Task {spec.name!r} cannot run in a worker process: its function "
+        f"{getattr(spec.fn, '__qualname__', spec.fn)!r} cannot be imported there by module and "
+        "name (it is defined inside a function, a lambda or a callable object). Define it at "
+        "module level, or use ThreadPoolTaskRunner or DaskTaskRunner."
+    )
+
+
+def build_request(
+    executor: RemoteExecutor, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[bytes, Any]:
+    """The encoded request for one attempt of ``spec``'s body, and the function object when
+    it travels by value."""
+    ref, fn = _function_for(executor, spec)
+    arguments = _encode_arguments(spec, args, kwargs, executor.allow_pickle)
+    request = _encoder.encode(
+        [
+            ref,
+            spec.is_async,
+            arguments,
+            spec.timeout_seconds,
+            _fields(ctxmod.task_run_var.get()),
+            _task_runs_logger.getEffectiveLevel(),
+            _inject(),
+            executor.allow_pickle,
+        ]
+    )
+    return request, fn
+
+
+def read_outcome(outcome: bytes) -> Any:
+    """The body's value from an encoded outcome (raises the body's exception); the lines it
+    logged are queued for the current task run."""
+    ok, value, error, lines = _decoder.decode(outcome)
+    task_ctx = ctxmod.task_run_var.get()
+    if task_ctx is not None and lines:
+        replay_lines(task_ctx, [tuple(line) for line in lines])
+    if ok:
+        return _decode(value)
+    raise _rebuild_error(error)
+
+
+async def call_remote(
+    executor: RemoteExecutor,
+    spec: TaskSpec,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    error: type[BaseException],
+) -> Any:
+    """Run one attempt of ``spec``'s body through ``executor``; its value, or its exception
+    raised here (``error`` at the task's timeout: the worker's body is abandoned)."""
+    request, fn = build_request(executor, spec, args, kwargs)
+    timeout = spec.timeout_seconds
+    if timeout is None:
+        return read_outcome(await executor.send(run_request, request, fn, None))
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            outcome = await executor.send(run_request, request, fn, timeout)
+    except TimeoutError:
+        if scope.expired():
+            raise error(f"{timeout:g} second(s)") from None
+        raise
+    return read_outcome(outcome)
+
+
+__all__ = [
+    "Carrier",
+    "add_context_propagator",
+    "build_request",
+    "call_remote",
+    "function_ref",
+    "read_outcome",
+    "resolve_function",
+    "run_request",
+]
