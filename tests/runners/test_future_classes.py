@@ -1,0 +1,175 @@
+"""Prefect's future classes (prefect.futures) and the runner objects' own API, as Prefect 3.9.1
+behaves: futures built around a user's concurrent.futures.Future, the futures of submitted runs,
+PrefectFutureList, wait, as_completed and the resolve_futures_to_* helpers."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import uuid
+
+import pytest
+
+from millstream import flow, task
+from millstream.futures import (
+    PrefectConcurrentFuture,
+    PrefectFuture,
+    PrefectFutureList,
+    PrefectTaskRunFuture,
+    PrefectWrappedFuture,
+    as_completed,
+    resolve_futures_to_results,
+    resolve_futures_to_states,
+    wait,
+)
+from millstream.states import Completed, Failed
+from millstream.task_runners import (
+    ConcurrentTaskRunner,
+    DaskTaskRunner,
+    ProcessPoolTaskRunner,
+    ThreadPoolTaskRunner,
+)
+
+
+@task
+def add(x: int, y: int = 1) -> int:
+    return x + y
+
+
+@task
+def boom(x: int) -> int:
+    raise ValueError(f"bad {x}")
+
+
+def wrapped(result: object = None) -> tuple[PrefectConcurrentFuture, concurrent.futures.Future]:
+    inner: concurrent.futures.Future = concurrent.futures.Future()
+    if result is not None:
+        inner.set_result(result)
+    return PrefectConcurrentFuture(task_run_id=uuid.uuid4(), wrapped_future=inner), inner
+
+
+def test_the_class_hierarchy_is_prefects():
+    names = [c.__name__ for c in PrefectConcurrentFuture.__mro__][:4]
+    assert names == [
+        "PrefectConcurrentFuture",
+        "PrefectWrappedFuture",
+        "PrefectTaskRunFuture",
+        "PrefectFuture",
+    ]
+    with pytest.raises(TypeError):
+        PrefectFuture(uuid.uuid4())  # abstract
+
+
+def test_a_wrapped_future_reads_the_state_its_future_resolves_to():
+    future, inner = wrapped()
+    assert future.state.is_pending()
+    with pytest.raises(TimeoutError, match=f"Task run {future.task_run_id} did not complete"):
+        future.result(timeout=0.01)
+    future.wait(0.01)  # returns, does not raise
+    inner.set_result(Completed(data=42))
+    assert future.result() == 42 and future.state.is_completed()
+    assert isinstance(future.wrapped_future, concurrent.futures.Future)
+
+    plain, _ = wrapped(7)
+    assert plain.result() == 7  # a plain value is the result itself
+
+    failed, _ = wrapped(Failed(data=ValueError("x")))
+    with pytest.raises(ValueError, match="x"):
+        failed.result()
+    assert repr(failed.result(raise_on_failure=False)) == "ValueError('x')"
+
+
+def test_wait_and_as_completed_take_any_futures():
+    done_one, _ = wrapped(Completed(data=1))
+    pending, inner = wrapped()
+    result = wait([done_one, pending], timeout=0.05)
+    assert (len(result.done), len(result.not_done)) == (1, 1)
+    with pytest.raises(ValueError, match="non-negative"):
+        wait([pending], timeout=-1)
+    threading.Timer(0.05, inner.set_result, (Completed(data=2),)).start()
+    assert {f.result() for f in as_completed([done_one, pending, done_one])} == {1, 2}
+
+
+def test_submitted_runs_give_concurrent_futures_and_lists():
+    @flow
+    def pipeline():
+        one = add.submit(1)
+        many = add.map([1, 2, 3])
+        return (
+            type(one).__name__,
+            isinstance(one, PrefectWrappedFuture),
+            isinstance(one, PrefectTaskRunFuture),
+            type(many).__name__,
+            many.result(),
+            one.wrapped_future.result().is_completed(),
+        )
+
+    assert pipeline() == (
+        "PrefectConcurrentFuture",
+        True,
+        True,
+        "PrefectFutureList",
+        [2, 3, 4],
+        True,
+    )
+
+
+def test_resolve_futures_to_states_and_results():
+    @flow
+    def pipeline():
+        a, b, bad = add.submit(1), add.submit(5), boom.submit(1)
+        states = resolve_futures_to_states((a, [b]))
+        results = resolve_futures_to_results({"a": [a, b], "n": 3})
+        with pytest.raises(Exception, match="At least one result did not complete successfully"):
+            resolve_futures_to_results([bad])
+        return [s.is_completed() for s in (states[0], states[1][0])], results
+
+    assert pipeline() == ([True, True], {"a": [2, 6], "n": 3})
+
+
+def test_a_future_list_result_raises_a_failure_and_times_out_like_prefect():
+    @flow
+    def pipeline():
+        futures = PrefectFutureList([add.submit(1), boom.submit(2)])
+        with pytest.raises(ValueError, match="bad 2"):
+            futures.result()
+        pending, _ = wrapped()
+        with pytest.raises(TimeoutError, match="Timed out waiting for all futures"):
+            PrefectFutureList([pending]).result(timeout=0.01)
+        return PrefectFutureList().result()
+
+    assert pipeline() == []
+
+
+def test_runner_objects_names_duplicates_and_start_rules():
+    runner = ThreadPoolTaskRunner(max_workers=2)
+    assert (runner.name, ProcessPoolTaskRunner().name, DaskTaskRunner().name) == (
+        "threadpool",
+        "processpool",
+        "dask",
+    )
+    assert ConcurrentTaskRunner is ThreadPoolTaskRunner
+    copy = runner.duplicate()
+    assert copy == runner and copy is not runner
+    assert ProcessPoolTaskRunner(3).duplicate() == ProcessPoolTaskRunner(3)
+    with pytest.raises(RuntimeError, match="The task runner must be started before submitting"):
+        runner.map(add, {"x": [1]})
+    with runner:
+        with pytest.raises(RuntimeError, match="This task runner is already started"):
+            runner.__enter__()
+        assert runner.submit(add, {"x": 1, "y": 2}).result() == 3
+        futures = runner.map(add, {"x": [1, 2], "y": 10})
+        assert isinstance(futures, PrefectFutureList) and futures.result() == [11, 12]
+
+
+def test_bad_runner_arguments_are_refused_by_name():
+    from millstream.exceptions import NotSupportedError
+
+    with pytest.raises(ValueError, match="max_workers"):
+        ProcessPoolTaskRunner(max_workers=0)
+    with pytest.raises(NotSupportedError, match="subprocess_message_processor_factories"):
+        ProcessPoolTaskRunner(subprocess_message_processor_factories=[lambda: None])
+    with pytest.raises(ValueError, match="address"):
+        DaskTaskRunner(address="tcp://127.0.0.1:1", cluster_kwargs={"n_workers": 1})
+    with pytest.raises(ValueError, match="asynchronous"):
+        DaskTaskRunner(client_kwargs={"asynchronous": True})
