@@ -47,7 +47,7 @@ def dask_figures(count: int, reps: int) -> tuple[float, float]:
     from millstream.task_runners import DaskTaskRunner
 
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
     )
     try:
         client = distributed.Client(cluster, set_as_default=False)

@@ -129,9 +129,10 @@ class RemoteTarget(_Target):
     Dask worker): lines are collected here and return to the orchestrating process with the
     body's outcome, which queues them for the run (``loggers.replay_lines``)."""
 
-    __slots__ = ("collect",)
+    __slots__ = ("collect", "log_prints")
 
-    def __init__(self, fields: dict[str, Any], level: int) -> None:
+    def __init__(self, fields: dict[str, Any], level: int, log_prints: bool = False) -> None:
+        self.log_prints = log_prints
         self._fields = fields
         self._label = fields.get("task_run_name")
         self._flow_run = None

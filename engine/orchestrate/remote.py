@@ -243,10 +243,10 @@ def _plain_lines(lines: list[tuple[Any, ...]]) -> list[Any]:
 def run_request(request: bytes, fn: Any = None) -> bytes:
     """Run one task body in this (worker) process: an encoded request in, an encoded outcome
     out. Never opens the store; its lines go back with the outcome."""
-    ref, is_async, arguments, timeout, fields, level, carrier, allow_pickle = _decoder.decode(
-        request
+    ref, is_async, arguments, timeout, fields, level, carrier, allow_pickle, prints = (
+        _decoder.decode(request)
     )
-    target = RemoteTarget(fields, level)
+    target = RemoteTarget(fields, level, prints)
     token = remote_target.set(target)
     try:
         with _extracted(carrier):
@@ -299,16 +299,18 @@ def build_request(
     it travels by value."""
     ref, fn = _function_for(executor, spec)
     arguments = _encode_arguments(spec, args, kwargs, executor.allow_pickle)
+    task_ctx = ctxmod.task_run_var.get()
     request = _encoder.encode(
         [
             ref,
             spec.is_async,
             arguments,
             spec.timeout_seconds,
-            _fields(ctxmod.task_run_var.get()),
+            _fields(task_ctx),
             _task_runs_logger.getEffectiveLevel(),
             _inject(),
             executor.allow_pickle,
+            bool(task_ctx is not None and task_ctx.log_prints),
         ]
     )
     return request, fn

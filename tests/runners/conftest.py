@@ -22,7 +22,7 @@ def dask_cluster() -> Iterator[Any]:
     """A real two-worker LocalCluster (processes, one thread each), started once per module."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
     )
     try:
         yield cluster

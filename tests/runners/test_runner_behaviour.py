@@ -92,6 +92,12 @@ def chatty(x: int) -> int:
     return x
 
 
+@task(log_prints=True)
+def printer(x: int) -> int:
+    print("printed", x)
+    return x
+
+
 @task
 def open_files(db: str) -> list[str]:
     paths = []
@@ -259,6 +265,21 @@ def test_run_logger_lines_reach_the_runs_logs(make_runner, db_path):
         run_ids[0].bytes: [(20, "working on 1"), (30, "careful with 1")],
         run_ids[1].bytes: [(20, "working on 2"), (30, "careful with 2")],
     }
+
+
+def test_prints_of_log_prints_tasks_reach_the_runs_logs(make_runner, db_path):
+    @flow(task_runner=make_runner())
+    def pipeline():
+        return printer.submit(3).task_run_id
+
+    run_id = pipeline()
+    flushed()
+    with sqlite3.connect(db_path) as conn:
+        found = conn.execute(
+            "SELECT level, message FROM log WHERE task_run_id = ? AND message LIKE 'printed%'",
+            (run_id.bytes,),
+        ).fetchall()
+    assert found == [(20, "printed 3")]
 
 
 def test_workers_never_open_the_database(make_runner, kind, db_path):
