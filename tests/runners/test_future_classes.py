@@ -173,3 +173,21 @@ def test_bad_runner_arguments_are_refused_by_name():
         DaskTaskRunner(address="tcp://127.0.0.1:1", cluster_kwargs={"n_workers": 1})
     with pytest.raises(ValueError, match="asynchronous"):
         DaskTaskRunner(client_kwargs={"asynchronous": True})
+
+
+@task(persist_result=True)
+def kept(x: int) -> int:
+    return x + 1
+
+
+def test_a_distributed_future_reads_a_run_it_did_not_start_from_the_store():
+    from millstream.futures import PrefectDistributedFuture
+
+    with ThreadPoolTaskRunner() as runner:
+        done = runner.submit(kept, {"x": 1})
+        done.wait()
+    future = PrefectDistributedFuture(done.task_run_id)
+    assert future.result(timeout=5) == 2 and future.state.is_completed()
+    assert future == PrefectDistributedFuture(done.task_run_id)
+    with pytest.raises(TimeoutError, match=r"did not complete within 0\.1 seconds"):
+        PrefectDistributedFuture(uuid.uuid4()).result(timeout=0.1)
