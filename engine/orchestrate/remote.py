@@ -48,6 +48,7 @@ from millstream._engine.logs import TASK_RUNS, RemoteTarget, remote_target, repl
 from millstream._engine.model.spec import TaskSpec
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.results.faithful import MsgpackSerializer, try_msgpack
+from millstream._engine.store.core import no_store_here
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
@@ -59,6 +60,12 @@ _HOW = (
     "allow_pickle=True to the task runner to send other values with pickle"
 )
 _task_runs_logger = logging.getLogger(TASK_RUNS)
+_NO_STORE = (
+    "Task {!r} runs in a worker process (ProcessPoolTaskRunner, DaskTaskRunner), which never "
+    "records runs or reads the database: its outcome is recorded by the flow's process. Call "
+    "plain functions there (a task's own function is task.fn), and submit tasks and call flows "
+    "from the flow instead."
+)
 
 # -- context propagation (a seam for tracing) ---------------------------------------------------
 Carrier = dict[str, str]
@@ -248,6 +255,7 @@ def run_request(request: bytes, fn: Any = None) -> bytes:
     )
     target = RemoteTarget(fields, level, prints)
     token = remote_target.set(target)
+    refusing = no_store_here.set(_NO_STORE.format(fields.get("task_name")))
     try:
         with _extracted(carrier):
             value = _invoke(fn or resolve_function(ref), _decode(arguments), is_async, timeout)
@@ -255,6 +263,7 @@ def run_request(request: bytes, fn: Any = None) -> bytes:
     except Exception as exc:
         outcome = [False, None, _encode_error(exc, allow_pickle)]
     finally:
+        no_store_here.reset(refusing)
         remote_target.reset(token)
     outcome.append(_plain_lines(target.collect or []))
     return _encoder.encode(outcome)

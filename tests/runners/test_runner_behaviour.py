@@ -109,6 +109,11 @@ def open_files(db: str) -> list[str]:
     return [p for p in paths if p.startswith(db)]
 
 
+@task
+def nested(x: int) -> int:
+    return double(x)  # a task call inside a body: refused where the body runs remotely
+
+
 class Opaque:
     """A class msgpack cannot hold (not a dataclass, no encoding)."""
 
@@ -294,6 +299,23 @@ def test_workers_never_open_the_database(make_runner, kind, db_path):
         assert opened  # same process: the store's connection is visible
     else:
         assert opened == []
+
+
+def test_task_calls_inside_remote_bodies_are_refused_by_name(make_runner, kind):
+    @flow(task_runner=make_runner())
+    def pipeline():
+        future = nested.submit(2)
+        future.wait()
+        return {"state": future.state}
+
+    state = pipeline()["state"]
+    if kind == "threadpool":
+        assert state.result() == 4
+        return
+    from millstream.exceptions import NotSupportedError
+
+    with pytest.raises(NotSupportedError, match="Task 'nested' runs in a worker process"):
+        state.result()
 
 
 def test_values_msgpack_cannot_hold_need_allow_pickle(make_runner, kind):
