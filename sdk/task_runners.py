@@ -78,6 +78,9 @@ class _Front:
         finally:
             runner.release(started.executor)
 
+    def cancel(self, runner: TaskRunner, started: Any) -> None:
+        started.group.cancel_all()
+
     def submit(
         self,
         runner: TaskRunner,

@@ -42,8 +42,6 @@ class RemoteExecutor(Protocol):
         self, worker: Callable[[bytes], bytes], request: bytes, fn: Any, timeout: float | None
     ) -> bytes: ...
 
-    def cancel_all(self) -> None: ...
-
 
 class RemoteBase:
     """What the remote executors share: local ``run`` for engine helpers, the flags."""
@@ -58,9 +56,6 @@ class RemoteBase:
         """Run an engine helper here, on a worker thread (never remotely)."""
         return await run_in_worker(fn, *args)
 
-    def cancel_all(self) -> None:
-        """Stop what has not started yet (the flow run ends abnormally)."""
-
 
 class Front(Protocol):
     """How a started runner submits tasks on its own (installed by the public API)."""
@@ -68,6 +63,8 @@ class Front(Protocol):
     def start(self, runner: TaskRunner) -> Any: ...
 
     def stop(self, runner: TaskRunner, state: Any) -> None: ...
+
+    def cancel(self, runner: TaskRunner, state: Any) -> None: ...
 
     def submit(
         self,
@@ -141,6 +138,12 @@ class TaskRunner:
         self._started = False
         if state is not None:
             _the_front().stop(self, state)
+
+    def cancel_all(self) -> None:
+        """Cancel the runs submitted to this started runner that have not finished (each ends
+        Crashed, as a cancelled run does); nothing when it is not started."""
+        if self._standalone is not None:
+            _the_front().cancel(self, self._standalone)
 
     def submit(
         self,

@@ -191,3 +191,25 @@ def test_a_distributed_future_reads_a_run_it_did_not_start_from_the_store():
     assert future == PrefectDistributedFuture(done.task_run_id)
     with pytest.raises(TimeoutError, match=r"did not complete within 0\.1 seconds"):
         PrefectDistributedFuture(uuid.uuid4()).result(timeout=0.1)
+
+
+@task
+async def forever() -> None:
+    import asyncio
+
+    await asyncio.sleep(60)
+
+
+def test_cancel_all_stops_what_a_started_runner_still_runs():
+    import time
+
+    with ThreadPoolTaskRunner() as runner:
+        future = runner.submit(forever, {})
+        deadline = time.monotonic() + 10
+        while not future.state.is_running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert future.state.is_running()
+        runner.cancel_all()
+        future.wait(10)
+        assert future.state.is_crashed()
+    runner.cancel_all()  # not started: nothing to do
