@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import dataclasses
 import threading
 import time
 import uuid
@@ -48,6 +49,11 @@ class PrefectFuture(abc.ABC, Generic[R]):
     @property
     def _final_state(self) -> State | None:
         return self._final
+
+    @_final_state.setter
+    def _final_state(self, state: State | None) -> None:
+        # Subclasses of Prefect's futures set it directly.
+        self._final = state
 
     @property
     def state(self) -> State:
@@ -122,6 +128,10 @@ class PrefectConcurrentFuture(PrefectWrappedFuture[R, "concurrent.futures.Future
         if engine is not None:
             return engine._state
         return self._final
+
+    @_final_state.setter
+    def _final_state(self, state: State | None) -> None:
+        self._final = state
 
     @property
     def state(self) -> State:
@@ -449,7 +459,15 @@ def _resolve(value: Any, fn: Callable[[PrefectFuture[Any]], Any], memo: dict[int
             return type(value)(*items)
         return type(value)(items)
     if isinstance(value, dict):
-        return {_resolve(k, fn, memo): _resolve(v, fn, memo) for k, v in value.items()}
+        items = [(_resolve(k, fn, memo), _resolve(v, fn, memo)) for k, v in value.items()]
+        return type(value)(items) if type(value) is not dict else dict(items)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _resolve(getattr(value, f.name), fn, memo)
+            for f in dataclasses.fields(value)
+            if f.init
+        }
+        return dataclasses.replace(value, **changes)
     return value
 
 

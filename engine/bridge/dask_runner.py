@@ -147,6 +147,8 @@ class DaskClient(RemoteBase):
             if runner.address is not None:
                 client = distributed.Client(runner.address, **kwargs)
             else:
+                if runner.cluster is None and runner.cluster_class is None:
+                    runner.cluster_class = _cluster_class(None)  # LocalCluster, as Prefect
                 self.cluster = runner.cluster or _cluster_class(runner.cluster_class)(
                     **runner.cluster_kwargs
                 )
@@ -249,12 +251,15 @@ class DaskTaskRunner(TaskRunner):
         if cluster is not None and (cluster_class or cluster_kwargs):
             raise ValueError("Cannot specify `cluster` and `cluster_class`/`cluster_kwargs`")
         client_kwargs = dict(client_kwargs or {})
-        if "asynchronous" in client_kwargs:
-            raise ValueError(
-                "client_kwargs may not set 'asynchronous': the runner manages the client"
-            )
-        if cluster_class is not None and not isinstance(cluster_class, str):
-            _cluster_class(cluster_class)  # checked now, not at the first submit
+        for name, given in (("client_kwargs", client_kwargs), ("cluster_kwargs", cluster_kwargs)):
+            if given and "asynchronous" in given:
+                raise ValueError(
+                    f"`{name}` may not set 'asynchronous': the runner manages the client and "
+                    "the cluster"
+                )
+        if cluster_class is not None:
+            # Resolved now (a dotted name is imported), not at the first submit.
+            cluster_class = _cluster_class(cluster_class)
         self.cluster = cluster
         self.address = address
         self.cluster_class = cluster_class

@@ -114,6 +114,38 @@ def test_submitted_runs_give_concurrent_futures_and_lists():
     )
 
 
+class _Settled(PrefectWrappedFuture):
+    """A user's future subclass, as Prefect's own tests write them: sets _final_state."""
+
+    def __init__(self, data: object) -> None:
+        super().__init__(uuid.uuid4(), concurrent.futures.Future())
+        self._final_state = Completed(data=data)
+
+    def wait(self, timeout: float | None = None) -> None:
+        pass
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> object:
+        return self._final_state.result()
+
+
+def test_resolving_reaches_into_lists_tuples_dicts_and_dataclasses():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Holder:
+        a: int
+        item: object
+        b: int = 2
+
+    one, two = _Settled("foo"), _Settled("bar")
+    assert resolve_futures_to_states(one).is_completed()
+    assert resolve_futures_to_states(["a", one, ("b", two)]) == ["a", one.state, ("b", two.state)]
+    assert resolve_futures_to_states({"k": [one]}) == {"k": [one.state]}
+    assert resolve_futures_to_states(Holder(a=1, item=one)) == Holder(a=1, item=one.state)
+    assert resolve_futures_to_results(Holder(a=1, item=[two])) == Holder(a=1, item=["bar"])
+    assert resolve_futures_to_states([1, 2, 3]) == [1, 2, 3]
+
+
 def test_resolve_futures_to_states_and_results():
     @flow
     def pipeline():
@@ -171,8 +203,17 @@ def test_bad_runner_arguments_are_refused_by_name():
         ProcessPoolTaskRunner(subprocess_message_processor_factories=[lambda: None])
     with pytest.raises(ValueError, match="address"):
         DaskTaskRunner(address="tcp://127.0.0.1:1", cluster_kwargs={"n_workers": 1})
-    with pytest.raises(ValueError, match="asynchronous"):
+    with pytest.raises(ValueError, match="`client_kwargs`"):
         DaskTaskRunner(client_kwargs={"asynchronous": True})
+    with pytest.raises(ValueError, match="`cluster_kwargs`"):
+        DaskTaskRunner(cluster_kwargs={"asynchronous": True})
+
+
+def test_a_dask_cluster_class_given_by_name_is_imported():
+    distributed = pytest.importorskip("distributed")
+    runner = DaskTaskRunner(cluster_class="distributed.deploy.spec.SpecCluster")
+    assert runner.cluster_class is distributed.deploy.spec.SpecCluster
+    assert DaskTaskRunner().cluster_class is None  # the default is settled when first used
 
 
 @task(persist_result=True)
