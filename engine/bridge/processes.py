@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import multiprocessing
 import os
 import threading
@@ -21,7 +22,6 @@ from typing import Any
 
 from millstream._engine.bridge.executors import Executor
 from millstream._engine.bridge.task_runners import RemoteBase, TaskRunner, check_max_workers
-from millstream._engine.exceptions import NotSupportedError
 
 
 def pid_alive(pid: int) -> bool:
@@ -41,6 +41,18 @@ def _start_worker(initializer: Callable[..., object] | None, initargs: tuple[Any
     # The user's initializer runs after the worker can run bodies, as Prefect orders it.
     if initializer is not None:
         initializer(*initargs)
+
+
+def _processors(factories: tuple[Callable[[], Any], ...]) -> tuple[Any, ...]:
+    made = []
+    for factory in factories:
+        try:
+            made.append(factory())
+        except Exception:  # as Prefect: a factory that fails is left out, and said so
+            logging.getLogger("millstream.task_runner").exception(
+                "Ignoring subprocess message processor factory %r: it raised", factory
+            )
+    return tuple(made)
 
 
 class WorkerDied(RuntimeError):
@@ -64,6 +76,7 @@ class ProcessPool(RemoteBase):
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._abandoned = 0  # bodies still running whose task run stopped waiting (timeouts)
+        self.message_processors: tuple[Any, ...] = ()
 
     def _the_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         pool = self._pool
@@ -134,13 +147,15 @@ class ProcessPoolTaskRunner(TaskRunner):
     its records stay in this process.
 
     ``max_workers``: how many worker processes (and concurrently running submitted task runs);
-    left out, the ``tasks.runner_process_pool_max_workers`` setting, else the CPU count.
-    ``initializer(*initargs)`` runs once in each worker process before any task body (it must
-    be importable by name there). ``allow_pickle``: let parameters, return values and
-    exceptions that msgpack cannot hold cross by pickle (off: such a value fails the task run
-    with an error naming it). Task functions must be importable by the worker by module and
-    name. A body past its ``timeout_seconds`` fails the run at the deadline; a sync body cannot
-    be stopped where it runs, so its process is stopped when the flow run ends.
+    left out, the ``tasks.runner_process_pool_max_workers`` setting, else the CPU count (read
+    when the runner is made, as Prefect does). ``initializer(*initargs)`` runs once in each
+    worker process before any task body (it must be importable by name there).
+    ``subprocess_message_processor_factories``: see the property. ``allow_pickle``: let
+    parameters, return values and exceptions that msgpack cannot hold cross by pickle (off:
+    such a value fails the task run with an error naming it). Task functions must be
+    importable by the worker by module and name. A body past its ``timeout_seconds`` fails
+    the run at the deadline; a sync body cannot be stopped where it runs, so its process is
+    stopped when the flow run ends.
     """
 
     def __init__(
@@ -154,37 +169,52 @@ class ProcessPoolTaskRunner(TaskRunner):
     ) -> None:
         super().__init__()
         check_max_workers(max_workers)
-        if subprocess_message_processor_factories:
-            raise NotSupportedError(
-                "ProcessPoolTaskRunner(subprocess_message_processor_factories=...) filters "
-                "Prefect's event and API-log messages forwarded from worker processes; "
-                "Millstream's workers return their log lines with each task's outcome and "
-                "there is no message stream to process. Leave it out."
-            )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
-        self._max_workers = max_workers
+        if max_workers is None:
+            # Resolved now, as Prefect does: the setting, else the CPU count.
+            from millstream._engine.settings import get_current_settings
+
+            configured = get_current_settings().tasks.runner_process_pool_max_workers
+            max_workers = configured or multiprocessing.cpu_count()
+        self._max_workers: int = max_workers
         self._initializer = initializer
         self._initargs = tuple(initargs)
+        self._factories: tuple[Callable[[], Any], ...] = tuple(
+            subprocess_message_processor_factories or ()
+        )
         self.allow_pickle = bool(allow_pickle)
 
     @property
     def max_workers(self) -> int:
-        """The number of worker processes in force."""
-        if self._max_workers is not None:
-            return self._max_workers
-        from millstream._engine.settings import get_current_settings
-
-        configured = get_current_settings().tasks.runner_process_pool_max_workers
-        return configured or multiprocessing.cpu_count()
+        """The number of worker processes."""
+        return self._max_workers
 
     @property
-    def subprocess_message_processor_factories(self) -> tuple[Any, ...]:
-        """Always empty (see the constructor)."""
-        return ()
+    def subprocess_message_processor_factories(self) -> tuple[Callable[[], Any], ...]:
+        """Factories of processors of the lines worker processes send back (Prefect's): each
+        makes a ``processor(message_type, payload)`` per flow run, called for each line as
+        ``("log", {"flow_run_id", "task_run_id", "name", "level", "timestamp", "message"})``;
+        it returns the (possibly changed) pair, or None to drop the line."""
+        return self._factories
+
+    @subprocess_message_processor_factories.setter
+    def subprocess_message_processor_factories(self, factories: Iterable[Any] | None) -> None:
+        if self._started:
+            raise RuntimeError(
+                "Cannot configure subprocess message processor factories while task runner "
+                "is started"
+            )
+        self._factories = tuple(factories or ())
+
+    def set_subprocess_message_processor_factories(self, factories: Iterable[Any] | None) -> None:
+        """Set ``subprocess_message_processor_factories`` (Prefect's older spelling)."""
+        self.subprocess_message_processor_factories = factories
 
     def acquire(self) -> Executor:
-        return ProcessPool(self.max_workers, self._initializer, self._initargs, self.allow_pickle)
+        pool = ProcessPool(self._max_workers, self._initializer, self._initargs, self.allow_pickle)
+        pool.message_processors = _processors(self._factories)
+        return pool
 
     def release(self, executor: Executor) -> None:
         if isinstance(executor, ProcessPool):
@@ -195,12 +225,11 @@ class ProcessPoolTaskRunner(TaskRunner):
         return self.max_workers
 
     def duplicate(self) -> ProcessPoolTaskRunner:
-        return ProcessPoolTaskRunner(
-            self._max_workers,
-            initializer=self._initializer,
-            initargs=self._initargs,
-            allow_pickle=self.allow_pickle,
-        )
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)  # a subclass with its own __init__ duplicates too
+        copy._started = False
+        copy._standalone = None
+        return copy
 
     def __eq__(self, other: Any) -> bool:
         return type(other) is type(self) and other._max_workers == self._max_workers

@@ -250,12 +250,13 @@ def _plain_lines(lines: list[tuple[Any, ...]]) -> list[Any]:
 def run_request(request: bytes, fn: Any = None) -> bytes:
     """Run one task body in this (worker) process: an encoded request in, an encoded outcome
     out. Never opens the store; its lines go back with the outcome."""
-    ref, is_async, arguments, timeout, fields, level, carrier, allow_pickle, prints = (
+    ref, is_async, arguments, timeout, fields, level, carrier, allow_pickle, prints, tags = (
         _decoder.decode(request)
     )
     target = RemoteTarget(fields, level, prints)
     token = remote_target.set(target)
     refusing = no_store_here.set(_NO_STORE.format(fields.get("task_name")))
+    tagged = ctxmod.tags_var.set(frozenset(tags))  # ``tags(...)`` around the submit, as here
     try:
         with _extracted(carrier):
             value = _invoke(fn or resolve_function(ref), _decode(arguments), is_async, timeout)
@@ -263,6 +264,7 @@ def run_request(request: bytes, fn: Any = None) -> bytes:
     except Exception as exc:
         outcome = [False, None, _encode_error(exc, allow_pickle)]
     finally:
+        ctxmod.tags_var.reset(tagged)
         no_store_here.reset(refusing)
         remote_target.reset(token)
     outcome.append(_plain_lines(target.collect or []))
@@ -320,21 +322,76 @@ def build_request(
             _inject(),
             executor.allow_pickle,
             bool(task_ctx is not None and task_ctx.log_prints),
+            sorted(ctxmod.tags_var.get()),
         ]
     )
     return request, fn
 
 
-def read_outcome(outcome: bytes) -> Any:
+def read_outcome(outcome: bytes, processors: tuple[Processor, ...] = ()) -> Any:
     """The body's value from an encoded outcome (raises the body's exception); the lines it
-    logged are queued for the current task run."""
+    logged are queued for the current task run, through ``processors`` if any."""
     ok, value, error, lines = _decoder.decode(outcome)
     task_ctx = ctxmod.task_run_var.get()
     if task_ctx is not None and lines:
-        replay_lines(task_ctx, [tuple(line) for line in lines])
+        kept = [tuple(line) for line in lines]
+        if processors:
+            kept = _processed(kept, processors, _fields(task_ctx))
+        replay_lines(task_ctx, kept)
     if ok:
         return _decode(value)
     raise _rebuild_error(error)
+
+
+# A processor of lines from worker processes, as Prefect's ProcessPoolTaskRunner takes them:
+# ``(message_type, payload) -> (message_type, payload) | None`` (None drops the message).
+Processor = Callable[[str, Any], "tuple[str, Any] | None"]
+_LOG = "log"
+
+
+def _processed(
+    lines: list[tuple[Any, ...]], processors: tuple[Processor, ...], fields: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    kept = []
+    for level, name, message, created, exc_text, extra in lines:
+        payload: Any = {
+            "flow_run_id": fields.get("flow_run_id"),
+            "task_run_id": fields.get("task_run_id"),
+            "name": name,
+            "level": level,
+            "timestamp": _iso(created),
+            "message": message,
+            **(extra or {}),
+        }
+        processed = _through(processors, payload)
+        if processed is not None:
+            level = processed.get("level", level)
+            name = processed.get("name", name)
+            message = processed.get("message", message)
+            kept.append((level, name, str(message), created, exc_text, extra))
+    return kept
+
+
+def _through(processors: tuple[Processor, ...], payload: dict[str, Any]) -> dict[str, Any] | None:
+    kind: str = _LOG
+    for processor in processors:
+        try:
+            result = processor(kind, payload)
+        except Exception:
+            _task_runs_logger.exception("A subprocess message processor raised; line dropped")
+            return None
+        if result is None:
+            return None
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], str)):
+            return None
+        kind, payload = result
+    return payload if kind == _LOG and isinstance(payload, dict) else None
+
+
+def _iso(created: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(created, dt.UTC).isoformat()
 
 
 async def call_remote(
@@ -348,8 +405,9 @@ async def call_remote(
     raised here (``error`` at the task's timeout: the worker's body is abandoned)."""
     request, fn = build_request(executor, spec, args, kwargs)
     timeout = spec.timeout_seconds
+    processors = getattr(executor, "message_processors", ())
     if timeout is None:
-        return read_outcome(await executor.send(run_request, request, fn, None))
+        return read_outcome(await executor.send(run_request, request, fn, None), processors)
     try:
         async with asyncio.timeout(timeout) as scope:
             outcome = await executor.send(run_request, request, fn, timeout)
@@ -357,7 +415,7 @@ async def call_remote(
         if scope.expired():
             raise error(f"{timeout:g} second(s)") from None
         raise
-    return read_outcome(outcome)
+    return read_outcome(outcome, processors)
 
 
 __all__ = [

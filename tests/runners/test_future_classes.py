@@ -184,6 +184,10 @@ def test_runner_objects_names_duplicates_and_start_rules():
     copy = runner.duplicate()
     assert copy == runner and copy is not runner
     assert ProcessPoolTaskRunner(3).duplicate() == ProcessPoolTaskRunner(3)
+    assert ProcessPoolTaskRunner(3) != ProcessPoolTaskRunner(2) != "not a runner"
+    import multiprocessing
+
+    assert ProcessPoolTaskRunner().max_workers == multiprocessing.cpu_count()
     with pytest.raises(RuntimeError, match="The task runner must be started before submitting"):
         runner.map(add, {"x": [1]})
     with runner:
@@ -194,13 +198,24 @@ def test_runner_objects_names_duplicates_and_start_rules():
         assert isinstance(futures, PrefectFutureList) and futures.result() == [11, 12]
 
 
-def test_bad_runner_arguments_are_refused_by_name():
-    from millstream.exceptions import NotSupportedError
+def _factory():
+    return lambda kind, payload: (kind, payload)
 
+
+def test_process_pool_message_processor_factories_are_kept_and_duplicated():
+    runner = ProcessPoolTaskRunner(max_workers=1, subprocess_message_processor_factories=[_factory])
+    assert runner.subprocess_message_processor_factories == (_factory,)
+    assert runner.duplicate().subprocess_message_processor_factories == (_factory,)
+    runner.set_subprocess_message_processor_factories([])
+    assert runner.subprocess_message_processor_factories == ()
+    runner._started = True
+    with pytest.raises(RuntimeError, match="while task runner is started"):
+        runner.subprocess_message_processor_factories = [_factory]
+
+
+def test_bad_runner_arguments_are_refused_by_name():
     with pytest.raises(ValueError, match="max_workers"):
         ProcessPoolTaskRunner(max_workers=0)
-    with pytest.raises(NotSupportedError, match="subprocess_message_processor_factories"):
-        ProcessPoolTaskRunner(subprocess_message_processor_factories=[lambda: None])
     with pytest.raises(ValueError, match="address"):
         DaskTaskRunner(address="tcp://127.0.0.1:1", cluster_kwargs={"n_workers": 1})
     with pytest.raises(ValueError, match="`client_kwargs`"):

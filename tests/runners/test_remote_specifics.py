@@ -140,3 +140,47 @@ def test_dask_runner_starts_and_closes_a_temporary_cluster():
         return fine.map([1, 2]).result()
 
     assert pipeline() == [2, 3]
+
+
+@task
+def say(words: list[str]) -> None:
+    from millstream import get_run_logger
+
+    for word in words:
+        get_run_logger().info(word)
+
+
+def _dedupe_and_shout():
+    seen: set[str] = set()
+
+    def processor(kind, payload):
+        if payload["message"] in seen:
+            return None
+        seen.add(payload["message"])
+        return kind, {**payload, "message": payload["message"].upper()}
+
+    return processor
+
+
+def test_message_processors_change_and_drop_lines_from_workers(db_path):
+    import sqlite3
+
+    from millstream._engine import logs
+
+    runner = ProcessPoolTaskRunner(
+        max_workers=1, subprocess_message_processor_factories=[_dedupe_and_shout]
+    )
+
+    @flow(task_runner=runner)
+    def pipeline():
+        return say.submit(["hello", "hello", "bye"]).task_run_id
+
+    run_id = pipeline()
+    logs.flush()
+    with sqlite3.connect(db_path) as conn:
+        found = conn.execute(
+            "SELECT message FROM log WHERE task_run_id = ? AND level = 20 "
+            "AND name = 'millstream.task_runs' AND message NOT LIKE 'Finished%' ORDER BY id",
+            (run_id.bytes,),
+        ).fetchall()
+    assert [m for (m,) in found] == ["HELLO", "BYE"]

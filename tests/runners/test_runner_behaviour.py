@@ -99,6 +99,13 @@ def printer(x: int) -> int:
 
 
 @task
+def current_tags() -> list[str]:
+    from millstream._engine.orchestrate.context import tags_var
+
+    return sorted(tags_var.get())
+
+
+@task
 def open_files(db: str) -> list[str]:
     paths = []
     for fd in os.listdir("/proc/self/fd"):
@@ -285,6 +292,17 @@ def test_prints_of_log_prints_tasks_reach_the_runs_logs(make_runner, db_path):
             (run_id.bytes,),
         ).fetchall()
     assert found == [(20, "printed 3")]
+
+
+def test_tags_around_a_submit_reach_the_body(make_runner):
+    from millstream import tags
+
+    @flow(task_runner=make_runner())
+    def pipeline():
+        with tags("a", "b"):
+            return current_tags.submit().result()
+
+    assert pipeline() == ["a", "b"]
 
 
 def test_workers_never_open_the_database(make_runner, kind, db_path):
