@@ -117,8 +117,10 @@ class _Gatherer:
             loop.call_soon_threadsafe(_settle, waiter, ok, outcome)
 
     def stop(self) -> None:
-        """End the thread (the flow run ends)."""
+        """End the thread (the flow run ends): nothing left to wait for ends its iteration
+        (``as_completed`` looks again every 100 ms)."""
         self._stopped = True
+        self._done.clear()
         self._wake.set()
 
 

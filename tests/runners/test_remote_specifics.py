@@ -121,6 +121,14 @@ def test_dask_ships_functions_it_cannot_import_by_name(dask_cluster, tmp_path: P
         return closure.map([1, 2]).result()
 
     assert pipeline() == [11, 12]
+    # The flow run's thread fetching outcomes ends with it.
+    import threading
+    import time
+
+    deadline = time.monotonic() + 5
+    while any(t.name == "millstream-dask" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the outcome thread outlived its flow run"
+        time.sleep(0.02)
 
 
 @pytest.mark.slow
