@@ -37,7 +37,7 @@ def _print(
                 # stacklevel 2: the user's print call is right above this frame.
                 _submit(_target_of(ctx), logging.INFO, message, (), None, False, 2, None)
             return
-        if ctx is None and (remote := remote_target.get()) is not None and remote.log_prints:
+        if (remote := remote_target.get()) is not None and remote.log_prints:
             # A task body with log_prints in a worker process: the line goes back with it.
             message = (" " if sep is None else sep).join(map(str, values))
             _submit(remote, logging.INFO, message, (), None, False, 2, None)

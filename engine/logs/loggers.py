@@ -280,10 +280,11 @@ def get_run_logger(
     on the console and kept in the database with the run. Raises ``MissingContextError``
     outside runs (inside ``disable_run_logger()`` it returns a logger that does nothing).
     """
+    if context is None and (remote := remote_target.get()) is not None:
+        _check_extra(extra)
+        return RunLogger(remote, remote.logger, extra)  # a body running in a worker process
     ctx = context if context is not None else (_task_var.get() or _flow_var.get())
     _check_extra(extra)
-    if ctx is None and (remote := remote_target.get()) is not None:
-        return RunLogger(remote, remote.logger, extra)  # a body running in a worker process
     if ctx is None:
         if _disabled.get():
             return RunLogger(None, logging.getLogger(FLOW_RUNS), extra)

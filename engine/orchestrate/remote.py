@@ -45,7 +45,8 @@ from millstream._engine.exceptions import (
     TaskRunTimeoutError,
 )
 from millstream._engine.logs import TASK_RUNS, RemoteTarget, remote_target, replay_lines
-from millstream._engine.model.spec import TaskSpec
+from millstream._engine.model.records import TaskRun
+from millstream._engine.model.spec import Binder, TaskSpec
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.results.faithful import MsgpackSerializer, try_msgpack
 from millstream._engine.store.core import no_store_here
@@ -247,23 +248,59 @@ def _plain_lines(lines: list[tuple[Any, ...]]) -> list[Any]:
     return plain
 
 
+_specs: dict[Any, TaskSpec] = {}
+
+
+def _worker_context(
+    fn: Any, is_async: bool, arguments: Any, run: bytes | None
+) -> ctxmod.TaskRunContext | None:
+    """The task run context a body sees in the worker (``runtime.task_run``, the run's name,
+    id, tags and run count); the run logger there is the collecting one."""
+    if run is None:
+        return None
+    task_run = msgspec.msgpack.decode(run, type=TaskRun)
+    spec = _specs.get(fn)
+    if spec is None:
+        spec = TaskSpec(
+            fn=fn,
+            name=task_run.task_name,
+            task_key=task_run.task_key,
+            is_async=is_async,
+            binder=Binder(fn),
+        )
+        if len(_specs) < 1_024:  # functions shipped by value are new objects each time
+            _specs[fn] = spec
+    args, kwargs = arguments
+    parameters = spec.binder.bind(tuple(args), kwargs)
+    task_run.parameters = parameters
+    return ctxmod.TaskRunContext(
+        spec=spec, task_run=task_run, parameters=parameters, log_prints=False
+    )
+
+
 def run_request(request: bytes, fn: Any = None) -> bytes:
     """Run one task body in this (worker) process: an encoded request in, an encoded outcome
     out. Never opens the store; its lines go back with the outcome."""
-    ref, is_async, arguments, timeout, fields, level, carrier, allow_pickle, prints, tags = (
+    ref, is_async, arguments, timeout, fields, level, carrier, allow_pickle, prints, tags, run = (
         _decoder.decode(request)
     )
     target = RemoteTarget(fields, level, prints)
     token = remote_target.set(target)
     refusing = no_store_here.set(_NO_STORE.format(fields.get("task_name")))
     tagged = ctxmod.tags_var.set(frozenset(tags))  # ``tags(...)`` around the submit, as here
+    task_ctx = None
     try:
+        fn = fn or resolve_function(ref)
+        args = _decode(arguments)
+        task_ctx = ctxmod.task_run_var.set(_worker_context(fn, is_async, args, run))
         with _extracted(carrier):
-            value = _invoke(fn or resolve_function(ref), _decode(arguments), is_async, timeout)
+            value = _invoke(fn, args, is_async, timeout)
         outcome = [True, _encode_result(value, allow_pickle), None]
     except Exception as exc:
         outcome = [False, None, _encode_error(exc, allow_pickle)]
     finally:
+        if task_ctx is not None:
+            ctxmod.task_run_var.reset(task_ctx)
         ctxmod.tags_var.reset(tagged)
         no_store_here.reset(refusing)
         remote_target.reset(token)
@@ -303,6 +340,13 @@ def _function_for(executor: RemoteExecutor, spec: TaskSpec) -> tuple[str | None,
     )
 
 
+def _run_record(task_ctx: ctxmod.TaskRunContext | None) -> bytes | None:
+    """The task run's record (without its state and parameters) for the worker's context."""
+    if task_ctx is None:
+        return None
+    return _encoder.encode(msgspec.structs.replace(task_ctx.task_run, state=None, parameters={}))
+
+
 def build_request(
     executor: RemoteExecutor, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[bytes, Any]:
@@ -323,6 +367,7 @@ def build_request(
             executor.allow_pickle,
             bool(task_ctx is not None and task_ctx.log_prints),
             sorted(ctxmod.tags_var.get()),
+            _run_record(task_ctx),
         ]
     )
     return request, fn

@@ -98,6 +98,23 @@ def printer(x: int) -> int:
     return x
 
 
+@task(retries=1, task_run_name="knows-{x}")
+def knows_itself(x: int, counter: str) -> dict[str, object]:
+    from millstream.runtime import task_run
+
+    attempts = Path(counter)
+    if not attempts.exists():
+        attempts.write_text("1")
+        raise RuntimeError("first attempt fails")
+    return {
+        "name": task_run.name,
+        "task_name": task_run.task_name,
+        "run_count": task_run.run_count,
+        "parameters": task_run.parameters,
+        "id": task_run.id,
+    }
+
+
 @task
 def current_tags() -> list[str]:
     from millstream._engine.orchestrate.context import tags_var
@@ -292,6 +309,24 @@ def test_prints_of_log_prints_tasks_reach_the_runs_logs(make_runner, db_path):
             (run_id.bytes,),
         ).fetchall()
     assert found == [(20, "printed 3")]
+
+
+def test_bodies_see_their_task_run_through_runtime(make_runner, tmp_path):
+    counter = str(tmp_path / "count")
+
+    @flow(task_runner=make_runner())
+    def pipeline():
+        future = knows_itself.submit(5, counter)
+        return future.result(), str(future.task_run_id)
+
+    seen, run_id = pipeline()
+    assert seen == {
+        "name": "knows-5",
+        "task_name": "knows_itself",
+        "run_count": 2,
+        "parameters": {"x": 5, "counter": counter},
+        "id": run_id,
+    }
 
 
 def test_tags_around_a_submit_reach_the_body(make_runner):
