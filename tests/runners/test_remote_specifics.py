@@ -192,3 +192,21 @@ def test_message_processors_change_and_drop_lines_from_workers(db_path):
             (run_id.bytes,),
         ).fetchall()
     assert [m for (m,) in found] == ["HELLO", "BYE"]
+
+
+def test_a_missing_dask_install_names_the_extra(monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    from millstream.exceptions import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+
+    @flow(task_runner=DaskTaskRunner())
+    def pipeline():
+        future = fine.submit(1)
+        future.wait()
+        return {"state": future.state}
+
+    state = pipeline()["state"]
+    with pytest.raises(MissingExtraError, match=r"pip install 'millstream\[dask\]'"):
+        state.result()
