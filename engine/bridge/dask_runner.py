@@ -229,7 +229,8 @@ class DaskTaskRunner(TaskRunner):
     go to ``distributed.Client``. ``performance_report_path``: write Dask's performance report
     of the flow run there. ``allow_pickle``: as for ``ProcessPoolTaskRunner``. Task functions
     that workers cannot import by name (defined in ``__main__``, in a function) are shipped by
-    Dask's own serialization of code.
+    Dask's own serialization of code. ``timeout_seconds`` is enforced by the worker, from the
+    body's start: an async body is stopped at it, a sync one fails TimedOut when it returns.
     """
 
     def __init__(

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
+import itertools
 import logging
 import multiprocessing
 import os
@@ -21,7 +24,12 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from millstream._engine.bridge.executors import Executor
-from millstream._engine.bridge.task_runners import RemoteBase, TaskRunner, check_max_workers
+from millstream._engine.bridge.task_runners import (
+    BodyTimedOut,
+    RemoteBase,
+    TaskRunner,
+    check_max_workers,
+)
 
 
 def pid_alive(pid: int) -> bool:
@@ -37,10 +45,26 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _start_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+# In a worker process: where it says that a body with a timeout has started (its clock starts
+# then, not while the pool starts or the call waits for a free worker).
+_starts: Any = None
+
+
+def _start_worker(
+    starts: Any, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]
+) -> None:
+    global _starts
+    _starts = starts
     # The user's initializer runs after the worker can run bodies, as Prefect orders it.
     if initializer is not None:
         initializer(*initargs)
+
+
+def _announced(worker: Callable[..., bytes], key: int, *args: Any) -> bytes:
+    """In a worker process: run ``worker``, which says when the body of ``key`` starts (after
+    importing the task's module: that is not the body's time)."""
+    starts = _starts
+    return worker(*args, on_start=None if starts is None else functools.partial(starts.put, key))
 
 
 def _processors(factories: tuple[Callable[[], Any], ...]) -> tuple[Any, ...]:
@@ -53,6 +77,30 @@ def _processors(factories: tuple[Callable[[], Any], ...]) -> tuple[Any, ...]:
                 "Ignoring subprocess message processor factory %r: it raised", factory
             )
     return tuple(made)
+
+
+async def _within(outcome: asyncio.Future[bytes], started: asyncio.Event, timeout: float) -> bytes:
+    """``outcome``, allowing the body ``timeout`` seconds from its start."""
+    waiting: asyncio.Future[Any] = asyncio.ensure_future(started.wait())
+    either: set[asyncio.Future[Any]] = {waiting, outcome}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if not outcome.done():
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(outcome)
+        except TimeoutError:
+            # Nobody reads the abandoned outcome: retrieve it so that asyncio does not report it.
+            outcome.add_done_callback(_retrieved)
+            raise BodyTimedOut(f"{timeout:g} second(s)") from None
+    return outcome.result()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class WorkerDied(RuntimeError):
@@ -76,6 +124,9 @@ class ProcessPool(RemoteBase):
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._abandoned = 0  # bodies still running whose task run stopped waiting (timeouts)
+        self._starts: Any = None
+        self._keys = itertools.count()
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
         self.message_processors: tuple[Any, ...] = ()
 
     def _the_pool(self) -> concurrent.futures.ProcessPoolExecutor:
@@ -83,14 +134,32 @@ class ProcessPool(RemoteBase):
         if pool is None:
             with self._lock:
                 if self._pool is None:
+                    context = multiprocessing.get_context("spawn")
+                    if self._starts is None:
+                        self._starts = context.SimpleQueue()
+                        threading.Thread(
+                            target=self._read_starts,
+                            args=(self._starts,),
+                            name="millstream-pool-starts",
+                            daemon=True,
+                        ).start()
                     self._pool = concurrent.futures.ProcessPoolExecutor(
                         max_workers=self.max_workers,
-                        mp_context=multiprocessing.get_context("spawn"),
+                        mp_context=context,
                         initializer=_start_worker,
-                        initargs=(self._initializer, self._initargs),
+                        initargs=(self._starts, self._initializer, self._initargs),
                     )
                 pool = self._pool
         return pool
+
+    def _read_starts(self, starts: Any) -> None:
+        while (key := starts.get()) is not None:
+            with self._lock:
+                entry = self._waiting.pop(key, None)
+            if entry is not None:
+                loop, started = entry
+                with contextlib.suppress(RuntimeError):  # that loop closed: nobody waits
+                    loop.call_soon_threadsafe(started.set)
 
     def submit(
         self, worker: Callable[..., bytes], *args: Any
@@ -113,13 +182,28 @@ class ProcessPool(RemoteBase):
     async def send(
         self, worker: Callable[..., bytes], request: bytes, fn: Any, timeout: float | None
     ) -> bytes:
-        """Run ``worker(request)`` in a worker process and await its encoded outcome."""
+        """Run ``worker(request)`` in a worker process and await its encoded outcome;
+        ``BodyTimedOut`` when it runs ``timeout`` seconds past its start."""
         args = (request,) if fn is None else (request, fn)
+        started: asyncio.Event | None = None
+        if timeout is not None:
+            key = next(self._keys)
+            started = asyncio.Event()
+            with self._lock:
+                self._waiting[key] = (asyncio.get_running_loop(), started)
+            args = (worker, key, *args)
+            worker = _announced
         pool, future = self.submit(worker, *args)
         try:
-            # Cancelling the wait (a timeout) cancels the call if it has not started yet.
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
+            # Cancelling the wait cancels the call if it has not started yet.
+            outcome = asyncio.wrap_future(future)
+            if started is None or timeout is None:
+                return await outcome
+            return await _within(outcome, started, timeout)
+        except (asyncio.CancelledError, BodyTimedOut):
+            if started is not None:
+                with self._lock:
+                    self._waiting.pop(key, None)
             if not future.cancel():
                 self._abandoned += 1
             raise
@@ -133,6 +217,9 @@ class ProcessPool(RemoteBase):
     def shutdown(self) -> None:
         """Stop the pool: queued bodies are dropped; bodies abandoned at their timeout are
         stopped with their processes (nothing waits for them any more)."""
+        if self._starts is not None:
+            self._starts.put(None)  # ends the thread reading starts
+            self._starts = None
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -153,9 +240,10 @@ class ProcessPoolTaskRunner(TaskRunner):
     ``subprocess_message_processor_factories``: see the property. ``allow_pickle``: let
     parameters, return values and exceptions that msgpack cannot hold cross by pickle (off:
     such a value fails the task run with an error naming it). Task functions must be
-    importable by the worker by module and name. A body past its ``timeout_seconds`` fails
-    the run at the deadline; a sync body cannot be stopped where it runs, so its process is
-    stopped when the flow run ends.
+    importable by the worker by module and name. ``timeout_seconds`` counts from the body's
+    start in the worker (each worker says when a body with a timeout starts); past it the run
+    fails at once; a sync body cannot be stopped where it runs, so its process is stopped when
+    the flow run ends.
     """
 
     def __init__(

@@ -43,6 +43,10 @@ class RemoteExecutor(Protocol):
     ) -> bytes: ...
 
 
+class BodyTimedOut(TimeoutError):
+    """A remote executor's body ran past its timeout, counted from when it started."""
+
+
 class RemoteBase:
     """What the remote executors share: local ``run`` for engine helpers, the flags."""
 

@@ -32,13 +32,14 @@ import logging
 import pickle
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
 
-from millstream._engine.bridge.task_runners import RemoteExecutor
+from millstream._engine.bridge.task_runners import BodyTimedOut, RemoteExecutor
 from millstream._engine.exceptions import (
     RemoteTaskError,
     SerializationError,
@@ -231,9 +232,13 @@ async def _with_timeout(coro: Any, seconds: float) -> Any:
 
 def _invoke(fn: Any, arguments: Any, is_async: bool, timeout: float | None) -> Any:
     args, kwargs = arguments
+    started = time.monotonic()
     value = fn(*args, **kwargs)
     if is_async or inspect.isawaitable(value):
         value = _run_coroutine(value, timeout if is_async else None)
+    elif timeout is not None and time.monotonic() - started > timeout:
+        # A sync body cannot be stopped; one that returns past its timeout still timed out.
+        raise TaskRunTimeoutError(f"{timeout:g} second(s)")
     return value
 
 
@@ -278,9 +283,12 @@ def _worker_context(
     )
 
 
-def run_request(request: bytes, fn: Any = None) -> bytes:
+def run_request(
+    request: bytes, fn: Any = None, on_start: Callable[[], object] | None = None
+) -> bytes:
     """Run one task body in this (worker) process: an encoded request in, an encoded outcome
-    out. Never opens the store; its lines go back with the outcome."""
+    out. Never opens the store; its lines go back with the outcome. ``on_start()`` is called
+    when the body starts (its function imported, its arguments decoded)."""
     ref, is_async, arguments, timeout, fields, level, carrier, allow_pickle, prints, tags, run = (
         _decoder.decode(request)
     )
@@ -294,6 +302,8 @@ def run_request(request: bytes, fn: Any = None) -> bytes:
         args = _decode(arguments)
         task_ctx = ctxmod.task_run_var.set(_worker_context(fn, is_async, args, run))
         with _extracted(carrier):
+            if on_start is not None:
+                on_start()
             value = _invoke(fn, args, is_async, timeout)
         outcome = [True, _encode_result(value, allow_pickle), None]
     except Exception as exc:
@@ -447,19 +457,16 @@ async def call_remote(
     error: type[BaseException],
 ) -> Any:
     """Run one attempt of ``spec``'s body through ``executor``; its value, or its exception
-    raised here (``error`` at the task's timeout: the worker's body is abandoned)."""
+    raised here. A timeout counts from the body's start, not while it waits for a worker: the
+    worker stops an async body at it and fails a sync one that returns after it; an executor
+    that learns when bodies start (the process pool) also fails the run at the deadline,
+    abandoning a sync body still running."""
     request, fn = build_request(executor, spec, args, kwargs)
-    timeout = spec.timeout_seconds
     processors = getattr(executor, "message_processors", ())
-    if timeout is None:
-        return read_outcome(await executor.send(run_request, request, fn, None), processors)
     try:
-        async with asyncio.timeout(timeout) as scope:
-            outcome = await executor.send(run_request, request, fn, timeout)
-    except TimeoutError:
-        if scope.expired():
-            raise error(f"{timeout:g} second(s)") from None
-        raise
+        outcome = await executor.send(run_request, request, fn, spec.timeout_seconds)
+    except BodyTimedOut:
+        raise error(f"{spec.timeout_seconds:g} second(s)") from None
     return read_outcome(outcome, processors)
 
 

@@ -66,13 +66,15 @@ def flaky(counter: str) -> int:
 
 
 @task(timeout_seconds=0.5)
-async def slow_async() -> str:
+async def slow_async(started: str) -> str:
+    Path(started).write_text(str(time.time()))
     await asyncio.sleep(30)
     return "never"
 
 
 @task(timeout_seconds=0.3)
-def slow_sync() -> str:
+def slow_sync(started: str) -> str:
+    Path(started).write_text(str(time.time()))
     time.sleep(1.0)
     return "late"
 
@@ -182,6 +184,44 @@ def test_submit_and_map_give_futures_of_sync_and_async_bodies(make_runner):
     assert pipeline() == (2, 4, [2, 4, 6], [8, 10])
 
 
+def test_async_flows_await_the_futures(make_runner):
+    @flow(task_runner=make_runner())
+    async def pipeline() -> tuple[int, list[int]]:
+        one = adouble.submit(3)
+        many = double.map([1, 2])
+        return await one, await many
+
+    assert asyncio.run(pipeline()) == (6, [2, 4])
+
+
+@task(timeout_seconds=0.3)
+def stuck(pid_file: str) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(30)
+
+
+def test_a_process_stuck_past_its_timeout_is_stopped_with_the_flow_run(tmp_path):
+    from millstream._engine.bridge.processes import pid_alive
+    from millstream.task_runners import ProcessPoolTaskRunner
+
+    pid_file = tmp_path / "pid"
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def pipeline():
+        future = stuck.submit(str(pid_file))
+        future.wait()
+        return {"state": future.state}
+
+    started = time.monotonic()
+    assert pipeline()["state"].name == "TimedOut"
+    assert time.monotonic() - started < 20  # the flow run does not wait for the stuck body
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while pid_alive(pid):
+        assert time.monotonic() < deadline, "the stuck worker process outlived its flow run"
+        time.sleep(0.02)
+
+
 def test_bodies_run_where_the_runner_says(make_runner, kind):
     @flow(task_runner=make_runner())
     def pipeline() -> list[int]:
@@ -245,18 +285,31 @@ def test_retries_run_again_until_the_body_succeeds(make_runner, tmp_path):
     assert names.count("Retrying") == 2 and names[-1] == "Completed"
 
 
-def test_timeouts_end_the_run_at_the_deadline(make_runner):
+def test_timeouts_end_the_run_at_the_deadline(make_runner, kind, tmp_path):
+    marks = [str(tmp_path / "async"), str(tmp_path / "sync")]
+
     @flow(task_runner=make_runner())
     def pipeline():
-        started = time.monotonic()
-        futures = [slow_async.submit(), slow_sync.submit()]
+        futures = [slow_async.submit(marks[0]), slow_sync.submit(marks[1])]
         wait(futures)
-        return [f.state for f in futures], time.monotonic() - started
+        return {"states": [f.state for f in futures]}
 
-    states, elapsed = pipeline()
+    states = pipeline()["states"]
     assert [s.name for s in states] == ["TimedOut", "TimedOut"]
     assert all(s.is_failed() for s in states)
-    assert elapsed < 0.95  # not the sync body's full second, nor the async one's 30
+    # Counted from the body's start (not while a worker process starts): the run ends at the
+    # deadline, not when the sync body's second is over (nor the async body's 30).
+    after = [
+        s.timestamp.timestamp() - float(Path(m).read_text())
+        for s, m in zip(states, marks, strict=True)
+    ]
+    assert after[0] < 0.5 + 0.4
+    if kind == "dask":
+        # Dask cannot say when a body starts: its worker enforces the timeout, stopping the
+        # async body at it and failing the sync one when it returns (as Prefect's threads do).
+        assert after[1] < 5
+    else:
+        assert after[1] < 0.3 + 0.4
 
 
 def test_cached_results_skip_the_body(make_runner, tmp_path):
