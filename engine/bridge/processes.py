@@ -127,6 +127,10 @@ class ProcessPool(RemoteBase):
         self._starts: Any = None
         self._keys = itertools.count()
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+        self._ready: dict[
+            asyncio.AbstractEventLoop,
+            list[tuple[asyncio.Future[bytes], concurrent.futures.Future[bytes]]],
+        ] = {}
         self.message_processors: tuple[Any, ...] = ()
 
     def _the_pool(self) -> concurrent.futures.ProcessPoolExecutor:
@@ -195,8 +199,7 @@ class ProcessPool(RemoteBase):
             worker = _announced
         pool, future = self.submit(worker, *args)
         try:
-            # Cancelling the wait cancels the call if it has not started yet.
-            outcome = asyncio.wrap_future(future)
+            outcome = self._outcome_of(future)
             if started is None or timeout is None:
                 return await outcome
             return await _within(outcome, started, timeout)
@@ -213,6 +216,37 @@ class ProcessPool(RemoteBase):
                 "The worker process running this task ended abruptly (killed, crashed or "
                 f"exited): {exc}"
             ) from None
+
+    def _outcome_of(self, future: concurrent.futures.Future[bytes]) -> asyncio.Future[bytes]:
+        """An asyncio future of ``future`` on this loop. Outcomes that finish while the loop is
+        busy reach it together, in one wake-up (``asyncio.wrap_future`` costs one each)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bytes] = loop.create_future()
+
+        def finished(done: concurrent.futures.Future[bytes]) -> None:
+            with self._lock:
+                ready = self._ready.setdefault(loop, [])
+                first = not ready
+                ready.append((waiter, done))
+            if first:
+                with contextlib.suppress(RuntimeError):  # that loop closed: nobody waits
+                    loop.call_soon_threadsafe(self._deliver, loop)
+
+        future.add_done_callback(finished)
+        return waiter
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            ready = self._ready.pop(loop, [])
+        for waiter, done in ready:
+            if waiter.done():
+                continue  # cancelled: nobody waits
+            if done.cancelled():
+                waiter.cancel()
+            elif (exc := done.exception()) is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(done.result())
 
     def shutdown(self) -> None:
         """Stop the pool: queued bodies are dropped; bodies abandoned at their timeout are
@@ -309,8 +343,10 @@ class ProcessPoolTaskRunner(TaskRunner):
             executor.shutdown()
 
     def max_concurrency(self) -> int | None:
-        # A submitted run is Running only while a worker process runs its body.
-        return self.max_workers
+        # A few bodies queued per worker keep the workers fed while this process orchestrates
+        # the next runs (one at a time per worker, each worker idles for a round trip per
+        # task); runs past that bound wait (Pending) rather than show Running for long.
+        return 8 * self.max_workers
 
     def duplicate(self) -> ProcessPoolTaskRunner:
         copy = type(self).__new__(type(self))
