@@ -52,13 +52,14 @@ def _cluster_class(value: str | Callable[..., Any] | None) -> Callable[..., Any]
     return value
 
 
-def _settle(waiter: asyncio.Future[bytes], ok: bool, value: Any) -> None:
-    if waiter.done():
-        return
-    if ok:
-        waiter.set_result(value)
-    else:
-        waiter.set_exception(value)
+def _settle_all(settled: list[tuple[asyncio.Future[bytes], Any]]) -> None:
+    for waiter, outcome in settled:
+        if waiter.done():
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
 
 
 class _Gatherer:
@@ -103,18 +104,19 @@ class _Gatherer:
             self._wake.clear()
             # Ends when nothing is left to wait for; a later ``track`` wakes this loop again.
             for batch in self._done.batches():
-                for future, outcome in batch:
-                    self._settle(future.key, outcome)
+                self._settle(batch)
 
-    def _settle(self, key: Any, outcome: Any) -> None:
+    def _settle(self, batch: list[tuple[Any, Any]]) -> None:
+        """Hand a batch of outcomes to the loops awaiting them: one wake-up per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bytes], Any]]] = {}
         with self._lock:
-            entry = self._waiters.pop(key, None)
-        if entry is None:
-            return  # cancelled: nobody waits
-        loop, waiter, _ = entry
-        ok = not isinstance(outcome, BaseException)
-        with contextlib.suppress(RuntimeError):  # that loop closed: nobody waits there
-            loop.call_soon_threadsafe(_settle, waiter, ok, outcome)
+            for future, outcome in batch:
+                entry = self._waiters.pop(future.key, None)
+                if entry is not None:  # else cancelled: nobody waits
+                    by_loop.setdefault(entry[0], []).append((entry[1], outcome))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop closed: nobody waits there
+                loop.call_soon_threadsafe(_settle_all, settled)
 
     def stop(self) -> None:
         """End the thread (the flow run ends): nothing left to wait for ends its iteration
