@@ -6,7 +6,7 @@
 * Process pool: tasks that do nothing (so the time per task is all overhead) through
   ``ProcessPoolTaskRunner(max_workers=2)`` and through a bare
   ``concurrent.futures.ProcessPoolExecutor(max_workers=2)`` (``spawn``, as the runner), each
-  including its pool's start. Target: <= 1.5x.
+  including its pool's start. Target: <= 1.5x. Then the same with ~10 ms CPU-bound tasks.
 
 Medians of ``--reps`` (default 3) repetitions. Every flow run is recorded in a fresh SQLite
 file in a temporary MILLSTREAM_HOME.
@@ -75,23 +75,30 @@ def dask_figures(count: int, reps: int) -> tuple[float, float]:
         cluster.close()
 
 
-def process_figures(count: int, reps: int) -> tuple[float, float]:
-    """(Millstream seconds, bare seconds) for ``count`` no-op tasks on two worker processes."""
+def process_figures(count: int, reps: int, cpu: bool = False) -> tuple[float, float]:
+    """(Millstream seconds, bare seconds) for ``count`` no-op (or ~10 ms) tasks on two worker
+    processes."""
     import runner_tasks
 
     from millstream import flow
     from millstream.task_runners import ProcessPoolTaskRunner
 
+    fn, task = (
+        (runner_tasks.cpu, runner_tasks.cpu_task)
+        if cpu
+        else (runner_tasks.noop, runner_tasks.noop_task)
+    )
+
     def bare() -> None:
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=2, mp_context=multiprocessing.get_context("spawn")
         ) as pool:
-            futures = [pool.submit(runner_tasks.noop, i) for i in range(count)]
+            futures = [pool.submit(fn, i) for i in range(count)]
             assert [f.result() for f in futures] == list(range(count))
 
     @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
     def mapped() -> list[int]:
-        return runner_tasks.noop_task.map(range(count)).result()
+        return task.map(range(count)).result()
 
     def ours() -> None:
         assert mapped() == list(range(count))
@@ -108,6 +115,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--dask-tasks", type=int, default=1000)
     parser.add_argument("--process-tasks", type=int, default=1000)
+    parser.add_argument("--process-cpu-tasks", type=int, default=200)
     parser.add_argument("--only", choices=["dask", "process"])
     args = parser.parse_args()
     os.environ["MILLSTREAM_HOME"] = tempfile.mkdtemp(prefix="millstream-bench-")
@@ -128,6 +136,13 @@ def main() -> None:
             f"Process pool, {n} no-op tasks, 2 workers (pool start included): millstream "
             f"{mine:.2f} s ({mine / n * 1e6:.0f} us/task), bare ProcessPoolExecutor {bare:.2f} s "
             f"({bare / n * 1e6:.0f} us/task); ratio {mine / bare:.2f}x (target <= 1.5x)"
+        )
+        n = args.process_cpu_tasks
+        mine, bare = process_figures(n, args.reps, cpu=True)
+        print(
+            f"Process pool, {n} ~10 ms tasks, 2 workers (pool start included): millstream "
+            f"{mine:.2f} s, bare ProcessPoolExecutor {bare:.2f} s; overhead "
+            f"{(mine - bare) / n * 1e3:+.2f} ms/task; ratio {mine / bare:.2f}x"
         )
 
 
