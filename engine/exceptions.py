@@ -349,3 +349,14 @@ class FlowRunWaitTimeout(MillstreamError):
 
 class NotPausedError(MillstreamError, RuntimeError):
     """``resume_flow_run`` of a run that is not paused."""
+
+
+# -- task runners that run bodies in other processes (process pool, Dask) -----------------------
+class RemoteTaskError(MillstreamError):
+    """A task body running in a worker process raised an exception that could not be rebuilt
+    here (its class cannot be imported, or its arguments cannot cross); names its type and
+    message, and carries the worker's traceback as a note."""
+
+
+class MissingExtraError(MillstreamError, ImportError):
+    """An optional feature's packages are not installed; names the extra to install."""

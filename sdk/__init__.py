@@ -6,6 +6,7 @@ Change ``from prefect import flow, task`` to ``from millstream import flow, task
 from typing import Any
 
 from millstream import _refusals
+from millstream import task_runners as _task_runners  # noqa: F401  (runners usable on their own)
 from millstream._engine.logs import get_run_logger
 from millstream._engine.model.states import State
 from millstream._engine.orchestrate.annotations import allow_failure, quote, unmapped

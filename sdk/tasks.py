@@ -26,7 +26,7 @@ from millstream._engine.results.cache_policies import source_fingerprint
 from millstream._mapping import mapped_calls
 from millstream._options import TASK_OPTIONS, NotSet, TaskOptions, check_hooks
 from millstream._sync import run_sync
-from millstream.futures import PrefectFuture, PrefectFutureList
+from millstream.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -230,8 +230,10 @@ class Task(Generic[P, R]):
         group = flow_ctx.group
         task_run = engine_run.new_task_run(spec, parameters, flow_ctx)
         engine_future = EngineFuture(task_run, group.loop)
-        future: PrefectFuture[Any] = PrefectFuture(engine_future)
-        executor = None if spec.is_async else group.pool
+        future: PrefectFuture[Any] = PrefectConcurrentFuture.engine_backed(engine_future)
+        pool = group.pool
+        # A runner that runs bodies elsewhere (processes, Dask) takes async bodies too.
+        executor = pool if not spec.is_async or getattr(pool, "remote", False) else None
 
         def make() -> Coroutine[Any, Any, State]:
             return engine_run.run_task(

@@ -2,7 +2,10 @@
 
 Modules: ``loops`` (private loops of sync callers, the portal), ``threads`` (anyio worker
 threads: submitted sync bodies, ``call_with_timeout``), ``executors`` (the ``Executor``
-protocol, lanes), ``task_runners``, ``processes``.
+protocol, lanes), ``task_runners`` (the base, the thread pool, the remote executor protocol),
+``processes`` (the process pool runner; whether a pid lives), ``dask_runner``. Bodies given to
+a process pool or Dask leave this process as bytes and come back as bytes: what crosses is
+``orchestrate.remote``'s.
 
 The thread-and-loop model::
 

@@ -19,7 +19,13 @@ T = TypeVar("T")
 
 
 class Executor(Protocol):
-    """Runs a sync callable somewhere that is not an event loop and awaits its result."""
+    """Runs a sync callable somewhere that is not an event loop and awaits its result.
+
+    ``remote``: task bodies (sync and async) run in other processes through it
+    (``task_runners.RemoteExecutor``); ``run`` still runs engine helpers here.
+    """
+
+    remote: bool
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
 

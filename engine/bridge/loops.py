@@ -47,6 +47,7 @@ class Inline:
     """
 
     __slots__ = ()
+    remote = False
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn(*args)`` here, with no loop marked as running meanwhile."""
@@ -70,6 +71,7 @@ class CallerThread:
     """
 
     __slots__ = ("_queue",)
+    remote = False
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()

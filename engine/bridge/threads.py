@@ -60,6 +60,7 @@ class WorkerThreads:
     """The executor of submitted sync task bodies: an anyio worker thread each."""
 
     __slots__ = ()
+    remote = False
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on a worker thread and await its outcome."""

@@ -8,6 +8,7 @@ from millstream._engine.logs.loggers import (
     flow_run_line,
     get_logger,
     get_run_logger,
+    replay_lines,
     task_line_enabled,
     task_run_line,
 )
@@ -19,7 +20,9 @@ from millstream._engine.logs.targets import (
     FLOW_RUNS,
     ROOT,
     TASK_RUNS,
+    RemoteTarget,
     disable_run_logger,
+    remote_target,
 )
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "ROOT",
     "TASK_RUNS",
     "ConsoleRenderer",
+    "RemoteTarget",
     "RunLogger",
     "configure",
     "disable_run_logger",
@@ -37,6 +41,8 @@ __all__ = [
     "flush",
     "get_logger",
     "get_run_logger",
+    "remote_target",
+    "replay_lines",
     "run_finished",
     "task_line_enabled",
     "task_run_line",

@@ -9,7 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from millstream._engine.logs.loggers import _submit
-from millstream._engine.logs.targets import _disabled, _flow_var, _target_of, _task_var
+from millstream._engine.logs.targets import (
+    _disabled,
+    _flow_var,
+    _target_of,
+    _task_var,
+    remote_target,
+)
 
 # -- print capture ------------------------------------------------------------------------------
 _original_print: Callable[..., None] = getattr(builtins.print, "__millstream_original__", print)
@@ -30,6 +36,11 @@ def _print(
                 message = (" " if sep is None else sep).join(map(str, values))
                 # stacklevel 2: the user's print call is right above this frame.
                 _submit(_target_of(ctx), logging.INFO, message, (), None, False, 2, None)
+            return
+        if (remote := remote_target.get()) is not None and remote.log_prints:
+            # A task body with log_prints in a worker process: the line goes back with it.
+            message = (" " if sep is None else sep).join(map(str, values))
+            _submit(remote, logging.INFO, message, (), None, False, 2, None)
             return
     _original_print(*values, sep=sep, end=end, file=file, flush=flush)
 

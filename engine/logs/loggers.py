@@ -35,6 +35,7 @@ from millstream._engine.logs.targets import (
     _targets,
     _task_runs_logger,
     _task_var,
+    remote_target,
 )
 from millstream._engine.model.records import TaskRun
 from millstream._engine.orchestrate import context as ctxmod
@@ -213,6 +214,9 @@ def _submit(
         exc_text = f"{exc_text}\n" if exc_text else ""
         exc_text += "Stack (most recent call last):\n" + stack.rstrip("\n")
     logger = target.logger
+    if target.collect is not None:  # in a worker process: shipped back with the outcome
+        target.collect.append((level, logger.name, message, time.time(), exc_text, extra))
+        return
     others = _other_handlers(logger, level)
     # Shown unless the console handler's level says otherwise or the application's own console
     # handler shows it.
@@ -253,6 +257,23 @@ def _check_extra(extra: Mapping[str, object]) -> None:
             )
 
 
+def replay_lines(ctx: ctxmod.TaskRunContext, lines: list[tuple[Any, ...]]) -> None:
+    """Queue for the run of ``ctx`` the lines its body logged in a worker process
+    (``(level, logger name, message, created, exception text, extra)`` each)."""
+    if _disabled.get() or not lines:
+        return
+    target = _target_of(ctx)
+    logger = target.logger
+    for level, name, message, created, exc_text, extra in lines:
+        others = _other_handlers(logger, level)
+        where = _KEEP | _SHOW if others != _CONSOLE and level >= _console.level else _KEEP
+        _sink.put((target, level, name, message, created, exc_text, extra, where))
+        if others:
+            fields = {**target.fields, **extra} if extra else dict(target.fields)
+            fields[_DONE] = True
+            logger.log(level, "%s", message, extra=fields)
+
+
 def get_run_logger(
     context: ctxmod.FlowRunContext | ctxmod.TaskRunContext | None = None, **extra: Any
 ) -> RunLogger:
@@ -263,6 +284,9 @@ def get_run_logger(
     on the console and kept in the database with the run. Raises ``MissingContextError``
     outside runs (inside ``disable_run_logger()`` it returns a logger that does nothing).
     """
+    if context is None and (remote := remote_target.get()) is not None:
+        _check_extra(extra)
+        return RunLogger(remote, remote.logger, extra)  # a body running in a worker process
     ctx = context if context is not None else (_task_var.get() or _flow_var.get())
     _check_extra(extra)
     if ctx is None:

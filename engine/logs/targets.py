@@ -61,6 +61,10 @@ class _Target:
         "task_run_id",
     )
 
+    # Set on targets of a task body running in a worker process: its lines are kept there, to
+    # be shipped back with the body's outcome (``RemoteTarget``).
+    collect: list[tuple[Any, ...]] | None = None
+
     def __init__(
         self,
         flow_run: FlowRun | None,
@@ -119,6 +123,30 @@ class _Target:
             self._fields = fields
         return fields
 
+
+class RemoteTarget(_Target):
+    """The log destination of a task body running in a worker process (another process or a
+    Dask worker): lines are collected here and return to the orchestrating process with the
+    body's outcome, which queues them for the run (``loggers.replay_lines``)."""
+
+    __slots__ = ("collect", "log_prints")
+
+    def __init__(self, fields: dict[str, Any], level: int, log_prints: bool = False) -> None:
+        self.log_prints = log_prints
+        self._fields = fields
+        self._label = fields.get("task_run_name")
+        self._flow_run = None
+        self._task_run = None
+        self.flow_run_id = None
+        self.task_run_id = None
+        # A logger of its own, outside the logging tree: the level is the orchestrating
+        # process's, and the worker's logging configuration is left alone.
+        self.logger = logging.Logger(TASK_RUNS, level)
+        self.collect = []
+
+
+# The collecting target of the task body running here in a worker process, if any.
+remote_target: ContextVar[RemoteTarget | None] = ContextVar("remote_log_target", default=None)
 
 _targets: dict[uuid.UUID, _Target] = {}
 

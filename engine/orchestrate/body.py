@@ -40,6 +40,10 @@ async def call_body(
     error: type[TaskRunTimeoutError] | type[FlowRunTimeoutError],
 ) -> Any:
     """The body's return value (raises what the body raised; ``error`` on timeout)."""
+    if executor is not None and executor.remote:  # a process pool, Dask: sync or async body
+        from millstream._engine.orchestrate.remote import call_remote
+
+        return await call_remote(executor, spec, args, kwargs, error)  # type: ignore[arg-type]
     timeout = spec.timeout_seconds
     if spec.is_async:
         body = spec.fn(*args, **kwargs)

@@ -317,6 +317,23 @@ def _tagged(tag: bytes, prepared: Any) -> bytes:
     return cast(bytes, buf)
 
 
+def try_msgpack(obj: Any) -> tuple[bytes | None, str]:
+    """``(the msgpack encoding (tag byte and body), "")``, or ``(None, why msgpack cannot hold
+    obj)``."""
+    try:
+        try:
+            return _tagged(_TAG_MSGPACK, _prepare(obj, False)), ""
+        except OverflowError:
+            # An integer beyond 64 bits somewhere: walk again, checking every integer.
+            return _tagged(_TAG_MSGPACK, _prepare(obj, True)), ""
+    except _Unsupported as exc:
+        return None, _no_msgpack_reason(obj, exc.obj)
+    except RecursionError:
+        return None, "it is nested too deeply or refers to itself"
+    except (TypeError, ValueError, OverflowError) as exc:
+        return None, f"msgpack cannot encode it: {exc}"
+
+
 class MsgpackSerializer(Serializer):
     """The default serializer: type-faithful msgspec msgpack, with an optional pickle fallback.
 
@@ -331,22 +348,9 @@ class MsgpackSerializer(Serializer):
 
     def dumps(self, obj: Any) -> bytes:
         """Tag byte and msgpack body; tag byte and pickle when msgpack cannot hold ``obj``."""
-        inner: Any
-        try:
-            try:
-                return _tagged(_TAG_MSGPACK, _prepare(obj, False))
-            except OverflowError:
-                # An integer beyond 64 bits somewhere: walk again, checking every integer.
-                return _tagged(_TAG_MSGPACK, _prepare(obj, True))
-        except _Unsupported as exc:
-            inner = exc.obj
-            reason = _no_msgpack_reason(obj, inner)
-        except RecursionError:
-            inner = obj
-            reason = "it is nested too deeply or refers to itself"
-        except (TypeError, ValueError, OverflowError) as exc:
-            inner = obj
-            reason = f"msgpack cannot encode it: {exc}"
+        encoded, reason = try_msgpack(obj)
+        if encoded is not None:
+            return encoded
         if not self.pickle_fallback:
             raise SerializationError(
                 f"Cannot persist a result of type {_type_name(type(obj))} with the msgpack "

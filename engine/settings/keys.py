@@ -66,6 +66,8 @@ class TasksSettings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_cache: bool = False
     # ThreadPoolTaskRunner() without max_workers: None is unbounded (Prefect's sys.maxsize).
     runner_thread_pool_max_workers: _PositiveInt | None = None
+    # ProcessPoolTaskRunner() without max_workers: None is the machine's CPU count (Prefect's).
+    runner_process_pool_max_workers: _PositiveInt | None = None
 
 
 class FlowsSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,13 +17,20 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from millstream._engine import clock
-from millstream._engine.exceptions import LeaseLost, ObjectNotFound, ReadOnlyDatabase, StoreError
+from millstream._engine.exceptions import (
+    LeaseLost,
+    NotSupportedError,
+    ObjectNotFound,
+    ReadOnlyDatabase,
+    StoreError,
+)
 from millstream._engine.model.records import FlowRecord, FlowRun, LogRecord, TaskRun
 from millstream._engine.model.states import State, StateType
 from millstream._engine.store import encoding, rows
@@ -459,8 +466,17 @@ _stores: dict[Path, Store] = {}
 _stores_lock = threading.Lock()
 
 
+# Set while a task body runs in a worker process (a process pool's, a Dask worker): such a
+# body never opens the database (its outcome is recorded by the orchestrating process), so
+# anything in it that would (calling a task or a flow, reading runs) is refused, with this text.
+no_store_here: ContextVar[str | None] = ContextVar("no_store_here", default=None)
+
+
 def get_store(path: Path) -> Store:
     """The process's store for the database at ``path`` (created on first use)."""
+    refusal = no_store_here.get()
+    if refusal is not None:
+        raise NotSupportedError(refusal)
     store = _stores.get(path)
     if store is None:
         with _stores_lock:
