@@ -311,7 +311,7 @@ def test_a_frozen_clock_drives_a_workers_schedule():
             await asyncio.sleep(0.02)
 
     async def main() -> tuple[list[str], list[str]]:
-        dep = hourly.to_deployment("each-hour", interval=3600)
+        dep = await hourly.ato_deployment("each-hour", interval=3600)
         worker = asyncio.ensure_future(aserve(dep, print_starting_message=False))
         try:
             await until(served)

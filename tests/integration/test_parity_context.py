@@ -82,11 +82,13 @@ def test_task_inputs_name_the_upstream_runs_by_parameter():
         b = t.submit(2)
         return a, b, t.submit([a, 5], y=b, wait_for=[a]).result(), t(3)
 
+    # The returned futures come back as their final states (as Prefect's flows return them).
     a, b, linked, plain = f()
+    a_id, b_id = a.state_details.task_run_id, b.state_details.task_run_id
     assert linked == {
-        "x": [TaskRunResult(id=a.task_run_id)],
-        "y": [TaskRunResult(id=b.task_run_id)],
-        "wait_for": [TaskRunResult(id=a.task_run_id)],
+        "x": [TaskRunResult(id=a_id)],
+        "y": [TaskRunResult(id=b_id)],
+        "wait_for": [TaskRunResult(id=a_id)],
     }
     assert plain == {"x": [], "y": []}
     assert repr(linked["x"][0]).startswith("TaskRunResult(input_type='task_run', id=")

@@ -183,7 +183,7 @@ def test_a_run_triggered_over_http_with_a_traceparent_is_a_child_of_the_callers_
     caller = _provider.get_tracer("caller")
 
     async def main() -> None:
-        dep = served_flow.to_deployment("traced")
+        dep = await served_flow.ato_deployment("traced")
         worker = asyncio.ensure_future(aserve(dep, print_starting_message=False))
         transport = httpx.ASGITransport(app=http_api(dep))
         try:

@@ -50,7 +50,7 @@ async def _until(check: Any, timeout: float = 30) -> Any:
 
 def test_a_triggered_run_is_read_back_with_its_state_and_persisted_result():
     async def main() -> None:
-        deps = [add.to_deployment("web"), unpersisted.to_deployment("plain")]
+        deps = [await add.ato_deployment("web"), await unpersisted.ato_deployment("plain")]
         worker = asyncio.ensure_future(aserve(*deps, print_starting_message=False))
         try:
             async with _client(http_api(*deps)) as client:
@@ -88,7 +88,7 @@ def test_a_triggered_run_is_read_back_with_its_state_and_persisted_result():
 
 def test_openapi_describes_the_routes_and_each_deployments_parameters():
     async def main() -> None:
-        async with _client(http_api(add.to_deployment("web"), token="t")) as client:
+        async with _client(http_api(await add.ato_deployment("web"), token="t")) as client:
             doc = (await client.get("/openapi.json", headers={"Authorization": "Bearer t"})).json()
         assert doc["openapi"].startswith("3.")
         assert {"/health", "/deployments", "/flow_runs/{id}", "/deployments/add/web/run"} <= set(
@@ -104,7 +104,7 @@ def test_openapi_describes_the_routes_and_each_deployments_parameters():
 
 def test_health_needs_no_token_and_says_nothing_else():
     async def main() -> None:
-        async with _client(http_api(add.to_deployment("web"), token="s3cret")) as client:
+        async with _client(http_api(await add.ato_deployment("web"), token="s3cret")) as client:
             health = await client.get("/health")
             assert health.status_code == 200 and health.json() == {"status": "ok"}
             assert "s3cret" not in health.text and "add" not in health.text
@@ -122,7 +122,7 @@ def test_health_needs_no_token_and_says_nothing_else():
 
 def test_foreign_host_and_origin_headers_are_refused():
     async def main() -> None:
-        app = http_api(add.to_deployment("web"))
+        app = http_api(await add.ato_deployment("web"))
         async with _client(app, host="evil.example:8080") as client:
             refused = await client.get("/health")
             assert refused.status_code == 403 and "evil.example" in refused.json()["detail"]
@@ -138,7 +138,7 @@ def test_foreign_host_and_origin_headers_are_refused():
             assert same.status_code == 200
         async with _client(app, host="localhost:9") as client:
             assert (await client.get("/health")).status_code == 200
-        listed = http_api(add.to_deployment("web"), allowed_hosts=["api.internal"])
+        listed = http_api(await add.ato_deployment("web"), allowed_hosts=["api.internal"])
         async with _client(listed, host="api.internal") as client:
             assert (await client.get("/health")).status_code == 200
 
@@ -147,7 +147,7 @@ def test_foreign_host_and_origin_headers_are_refused():
 
 def test_only_json_bodies_are_accepted():
     async def main() -> None:
-        async with _client(http_api(add.to_deployment("web"))) as client:
+        async with _client(http_api(await add.ato_deployment("web"))) as client:
             form = await client.post("/deployments/add/web/run", data={"parameters": "x"})
             assert form.status_code == 415
             text = await client.post(
@@ -185,7 +185,7 @@ class _Recorder:
 def test_a_body_over_the_cap_gets_413_before_it_is_read():
     async def main() -> None:
         with temporary_settings({"serve.webserver_max_body_bytes": 1000}):
-            app = http_api(add.to_deployment("web"))
+            app = http_api(await add.ato_deployment("web"))
         async with _client(app) as client:
             big = {"parameters": {"x": 1, "pad": "a" * 5000}}
             refused = await client.post("/deployments/add/web/run", json=big)
@@ -220,7 +220,7 @@ def test_too_many_triggers_at_once_get_429():
         arrived = 0
         from millstream._engine.serve.webserver import build_app
 
-        dep = add.to_deployment("web")
+        dep = await add.ato_deployment("web")
 
         async def trigger(name: str, parameters: dict[str, Any]) -> uuid.UUID:
             nonlocal arrived
