@@ -224,7 +224,7 @@ def test_deployments_trigger_cancel_and_retry(dashboard: httpx.Client) -> None:
         new = client.read_flow_run(new_id)
     assert (new.parameters, new.deployment_id) == (run.parameters, deployment.id)
     not_paused = dashboard.post(f"/flow-runs/{new_id}/resume", data={"csrf": csrf_of(again)})
-    assert not_paused.status_code == 409 and "not paused" in not_paused.text
+    assert not_paused.status_code == 409 and "isn&#39;t paused" in not_paused.text
 
 
 def test_trigger_form_shows_validation_errors(dashboard: httpx.Client) -> None:
