@@ -275,6 +275,67 @@ class BaseTransaction:
             self._token = None
         return parent
 
+    def _exit_steps(self, failed: bool) -> list[str]:
+        """The methods leaving the block calls, in order (``Transaction`` and
+        ``AsyncTransaction`` run the same steps, one plainly, one awaited)."""
+        if self._token is None:
+            raise RuntimeError("Asymmetric use of context. Context exit called without an enter.")
+        if failed:
+            return ["rollback", "reset"]  # the exception propagates
+        steps = ["commit"] if self.commit_mode == CommitMode.EAGER else []
+        if self.get_parent() is None:
+            if self.commit_mode == CommitMode.OFF:
+                steps.append("rollback")  # nobody committed it; does nothing when it was
+            elif self.commit_mode == CommitMode.LAZY:
+                steps.append("commit")
+        return [*steps, "reset"]
+
+    def _leave_rolled_back(self) -> BaseTransaction | None:
+        """Leave the context: the parent to roll back with this one (None: nothing to roll)."""
+        parent = self._leave()
+        if parent is not None and self.state == TransactionState.ROLLED_BACK:
+            return parent
+        return None
+
+    def _commit_failed(self, exc: Exception) -> None:
+        """Log why a commit failed (called in its ``except``, so the traceback is logged)."""
+        if isinstance(exc, SerializationError):
+            self.logger.warning(
+                "Encountered an error while serializing result for transaction %r: %s Code "
+                "execution will continue, but the transaction will not be committed.",
+                self.key,
+                exc,
+            )
+        else:
+            self.logger.exception(
+                "An error was encountered while committing transaction %r", self.key
+            )
+
+    def _rollback_failed(self) -> None:
+        self.logger.exception(
+            "An error was encountered while rolling back transaction %r", self.key
+        )
+
+    @contextlib.contextmanager
+    def _hook_logged(self, hook: Hook, hook_type: str) -> Iterator[None]:
+        """Log a hook's run around it (not a hook with ``log_on_run = False``)."""
+        name = _hook_name(hook)
+        should_log = getattr(hook, "log_on_run", True)
+        if should_log:
+            self.logger.info("Running %s hook %r", hook_type, name)
+        try:
+            yield
+        except Exception:
+            if should_log:
+                self.logger.error(
+                    "An error was encountered while running %s hook %r", hook_type, name
+                )
+            raise
+        if should_log:
+            self.logger.info(
+                "%s hook %r finished running successfully", hook_type.capitalize(), name
+            )
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BaseTransaction):
             return False
@@ -296,23 +357,8 @@ class Transaction(BaseTransaction):
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._token is None:
-            raise RuntimeError("Asymmetric use of context. Context exit called without an enter.")
-        if exc_type is not None:
-            self.rollback()
-            self.reset()
-            return None  # the exception propagates
-        if self.commit_mode == CommitMode.EAGER:
-            self.commit()
-        if self.get_parent() is not None:
-            self.reset()
-            return None
-        if self.commit_mode == CommitMode.OFF:
-            self.rollback()  # nobody committed it; does nothing when it was committed
-        elif self.commit_mode == CommitMode.LAZY:
-            self.commit()
-        self.reset()
-        return None
+        for step in self._exit_steps(exc_type is not None):
+            getattr(self, step)()
 
     def begin(self) -> None:
         """Take the key's lock (SERIALIZABLE), and find an existing record (committed)."""
@@ -332,8 +378,8 @@ class Transaction(BaseTransaction):
 
     def reset(self) -> None:
         """Leave the context; a rolled-back transaction rolls its parent back."""
-        parent = self._leave()
-        if parent is not None and self.state == TransactionState.ROLLED_BACK:
+        parent = self._leave_rolled_back()
+        if parent is not None:
             outcome = parent.rollback()
             if inspect.isawaitable(outcome):
                 _call_sync(lambda _txn: outcome, self)
@@ -357,38 +403,15 @@ class Transaction(BaseTransaction):
             self.state = TransactionState.COMMITTED
             self._release()
             return True
-        except SerializationError as exc:
-            self.logger.warning(
-                "Encountered an error while serializing result for transaction %r: %s Code "
-                "execution will continue, but the transaction will not be committed.",
-                self.key,
-                exc,
-            )
-        except Exception:
-            self.logger.exception(
-                "An error was encountered while committing transaction %r", self.key
-            )
+        except Exception as exc:
+            self._commit_failed(exc)
         self.rollback()
         return False
 
     def run_hook(self, hook: Hook, hook_type: str) -> None:
         """Run one hook, logging it (a hook with ``log_on_run = False`` is not logged)."""
-        name = _hook_name(hook)
-        should_log = getattr(hook, "log_on_run", True)
-        if should_log:
-            self.logger.info("Running %s hook %r", hook_type, name)
-        try:
+        with self._hook_logged(hook, hook_type):
             _call_sync(hook, self)
-        except Exception:
-            if should_log:
-                self.logger.error(
-                    "An error was encountered while running %s hook %r", hook_type, name
-                )
-            raise
-        if should_log:
-            self.logger.info(
-                "%s hook %r finished running successfully", hook_type.capitalize(), name
-            )
 
     def rollback(self) -> bool:
         """Run rollback hooks (last first), then roll children back; False when done
@@ -403,9 +426,7 @@ class Transaction(BaseTransaction):
                 _call_sync(lambda _txn, child=child: child.rollback(), self)
             return True
         except Exception:
-            self.logger.exception(
-                "An error was encountered while rolling back transaction %r", self.key
-            )
+            self._rollback_failed()
             return False
         finally:
             self._release()
