@@ -11,11 +11,11 @@ from typing import Any
 
 import anyio.to_thread
 
+from millstream._engine.orchestrate.transaction_hooks import Hook, hook_logged
 from millstream._engine.orchestrate.transactions import (
     _DONE,
     BaseTransaction,
     CommitMode,
-    Hook,
     IsolationLevel,
     TransactionState,
     _open,
@@ -103,7 +103,7 @@ class AsyncTransaction(BaseTransaction):
 
     async def run_hook(self, hook: Hook, hook_type: str) -> None:
         """Await one hook (a sync one on a worker thread), logging it."""
-        with self._hook_logged(hook, hook_type):
+        with hook_logged(self.logger, hook, hook_type):
             if inspect.iscoroutinefunction(hook):
                 await hook(self)
             else:

@@ -18,15 +18,14 @@ from typing import Any
 
 from millstream._engine.exceptions import ConfigurationError
 from millstream._engine.orchestrate.async_transactions import AsyncTransaction
+from millstream._engine.orchestrate.transaction_hooks import Hook, call_sync
 from millstream._engine.orchestrate.transactions import (
     _DONE,
     BaseTransaction,
     CommitMode,
-    Hook,
     IsolationLevel,
     Transaction,
     TransactionState,
-    _call_sync,
     _run_logger,
     transaction_var,
 )
@@ -197,7 +196,7 @@ def task_run_finished(
     """Settle a finished task run's own transaction (see ``_settle_plan``), blocking."""
     for txn, outcome in _settle(task_run, state, on_commit, on_rollback, store, is_async):
         if inspect.isawaitable(outcome):
-            _call_sync(lambda _txn, outcome=outcome: outcome, txn)
+            call_sync(lambda _txn, outcome=outcome: outcome, txn)
 
 
 async def atask_run_finished(

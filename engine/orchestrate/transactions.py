@@ -21,17 +21,17 @@ import copy
 import enum
 import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import Any, ClassVar
 
-from millstream._engine.bridge.loops import get_portal, run_here, running_loop
 from millstream._engine.exceptions import (
     ConfigurationError,
     MissingContextError,
     SerializationError,
 )
 from millstream._engine.orchestrate.context import task_run_var
+from millstream._engine.orchestrate.transaction_hooks import Hook, call_sync, hook_logged
 from millstream._engine.results.records import ResultRecord
 from millstream._engine.results.result_store import ResultStore
 
@@ -67,28 +67,7 @@ class TransactionState(enum.StrEnum):
     ROLLED_BACK = "ROLLED_BACK"
 
 
-Hook = Callable[..., Any]
 _DONE = (TransactionState.ROLLED_BACK, TransactionState.COMMITTED)
-
-
-def _hook_name(hook: Any) -> str:
-    return str(getattr(hook, "__name__", None) or getattr(type(hook), "__name__", repr(hook)))
-
-
-def _call_sync(hook: Hook, txn: BaseTransaction) -> None:
-    if not inspect.iscoroutinefunction(hook):
-        result = hook(txn)
-        if not inspect.isawaitable(result):
-            return
-        hook = lambda _txn: result  # noqa: E731  # an awaitable returned by a plain callable
-
-    async def call(_caller: Any) -> None:
-        await hook(txn)
-
-    if running_loop() is None:
-        run_here(call)
-    else:
-        get_portal().call(call)
 
 
 class BaseTransaction:
@@ -316,26 +295,6 @@ class BaseTransaction:
             "An error was encountered while rolling back transaction %r", self.key
         )
 
-    @contextlib.contextmanager
-    def _hook_logged(self, hook: Hook, hook_type: str) -> Iterator[None]:
-        """Log a hook's run around it (not a hook with ``log_on_run = False``)."""
-        name = _hook_name(hook)
-        should_log = getattr(hook, "log_on_run", True)
-        if should_log:
-            self.logger.info("Running %s hook %r", hook_type, name)
-        try:
-            yield
-        except Exception:
-            if should_log:
-                self.logger.error(
-                    "An error was encountered while running %s hook %r", hook_type, name
-                )
-            raise
-        if should_log:
-            self.logger.info(
-                "%s hook %r finished running successfully", hook_type.capitalize(), name
-            )
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BaseTransaction):
             return False
@@ -382,7 +341,7 @@ class Transaction(BaseTransaction):
         if parent is not None:
             outcome = parent.rollback()
             if inspect.isawaitable(outcome):
-                _call_sync(lambda _txn: outcome, self)
+                call_sync(lambda _txn: outcome, self)
 
     def commit(self) -> bool:
         """Commit children, run commit hooks, write the staged value; False when done
@@ -392,7 +351,7 @@ class Transaction(BaseTransaction):
             return False
         try:
             for child in self.children:
-                _call_sync(lambda _txn, child=child: child.commit(), self)
+                call_sync(lambda _txn, child=child: child.commit(), self)
             for hook in self.on_commit_hooks:
                 self.run_hook(hook, "commit")
             if self.store is not None and self.key and self.write_on_commit:
@@ -410,8 +369,8 @@ class Transaction(BaseTransaction):
 
     def run_hook(self, hook: Hook, hook_type: str) -> None:
         """Run one hook, logging it (a hook with ``log_on_run = False`` is not logged)."""
-        with self._hook_logged(hook, hook_type):
-            _call_sync(hook, self)
+        with hook_logged(self.logger, hook, hook_type):
+            call_sync(hook, self)
 
     def rollback(self) -> bool:
         """Run rollback hooks (last first), then roll children back; False when done
@@ -423,7 +382,7 @@ class Transaction(BaseTransaction):
                 self.run_hook(hook, "rollback")
             self.state = TransactionState.ROLLED_BACK
             for child in reversed(self.children):
-                _call_sync(lambda _txn, child=child: child.rollback(), self)
+                call_sync(lambda _txn, child=child: child.rollback(), self)
             return True
         except Exception:
             self._rollback_failed()
