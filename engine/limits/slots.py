@@ -6,6 +6,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 
 from millstream._engine.exceptions import (
     AcquireConcurrencySlotTimeoutError,
@@ -73,6 +74,19 @@ class _Attempts:
         self.holder = holder or _HOLDER
         self.lease_id = uuid.uuid4()
         self.notifier: Notifier = notifier_for(store.path)
+        self.grant: Grant | None = None
+
+    def waits(self) -> Iterator[tuple[int, float]]:
+        """Attempt until admitted (the grant is then ``self.grant``), yielding between attempts
+        the notifier generation and the seconds to wait on it (blocking or awaited)."""
+        while True:
+            generation = self.notifier.generation()
+            grant, wait = self.attempt()
+            if grant is not None:
+                self.grant = grant
+                return
+            assert wait is not None
+            yield generation, wait
 
     def attempt(self) -> tuple[Grant | None, float | None]:
         """``(grant, None)`` when admitted; else ``(None, seconds to wait at most)``."""
@@ -128,13 +142,10 @@ def acquire_blocking(
     attempts = _Attempts(
         store, names, occupy, mode, timeout, max_retries, lease_seconds, holder, poll_seconds
     )
-    while True:
-        generation = attempts.notifier.generation()
-        grant, wait = attempts.attempt()
-        if grant is not None:
-            return grant
-        assert wait is not None
+    for generation, wait in attempts.waits():
         attempts.notifier.wait(generation, wait)
+    assert attempts.grant is not None
+    return attempts.grant
 
 
 async def acquire(
@@ -153,13 +164,10 @@ async def acquire(
     attempts = _Attempts(
         store, names, occupy, mode, timeout, max_retries, lease_seconds, holder, poll_seconds
     )
-    while True:
-        generation = attempts.notifier.generation()
-        grant, wait = attempts.attempt()
-        if grant is not None:
-            return grant
-        assert wait is not None
+    for generation, wait in attempts.waits():
         await attempts.notifier.wait_async(generation, wait)
+    assert attempts.grant is not None
+    return attempts.grant
 
 
 def release_blocking(grant: Grant) -> None:

@@ -11,15 +11,13 @@ from typing import Any
 
 import anyio.to_thread
 
-from millstream._engine.exceptions import SerializationError
+from millstream._engine.orchestrate.transaction_hooks import Hook, hook_logged
 from millstream._engine.orchestrate.transactions import (
     _DONE,
     BaseTransaction,
     CommitMode,
-    Hook,
     IsolationLevel,
     TransactionState,
-    _hook_name,
     _open,
 )
 from millstream._engine.results.records import ResultRecord
@@ -38,23 +36,8 @@ class AsyncTransaction(BaseTransaction):
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._token is None:
-            raise RuntimeError("Asymmetric use of context. Context exit called without an enter.")
-        if exc_type is not None:
-            await self.rollback()
-            await self.reset()
-            return None
-        if self.commit_mode == CommitMode.EAGER:
-            await self.commit()
-        if self.get_parent() is not None:
-            await self.reset()
-            return None
-        if self.commit_mode == CommitMode.OFF:
-            await self.rollback()
-        elif self.commit_mode == CommitMode.LAZY:
-            await self.commit()
-        await self.reset()
-        return None
+        for step in self._exit_steps(exc_type is not None):
+            await getattr(self, step)()
 
     def __enter__(self) -> Any:
         raise NotImplementedError(
@@ -85,8 +68,8 @@ class AsyncTransaction(BaseTransaction):
 
     async def reset(self) -> None:
         """Leave the context; a rolled-back transaction rolls its parent back."""
-        parent = self._leave()
-        if parent is not None and self.state == TransactionState.ROLLED_BACK:
+        parent = self._leave_rolled_back()
+        if parent is not None:
             outcome = parent.rollback()
             if inspect.isawaitable(outcome):
                 await outcome
@@ -113,43 +96,20 @@ class AsyncTransaction(BaseTransaction):
             self.state = TransactionState.COMMITTED
             self._release()
             return True
-        except SerializationError as exc:
-            self.logger.warning(
-                "Encountered an error while serializing result for transaction %r: %s Code "
-                "execution will continue, but the transaction will not be committed.",
-                self.key,
-                exc,
-            )
-        except Exception:
-            self.logger.exception(
-                "An error was encountered while committing transaction %r", self.key
-            )
+        except Exception as exc:
+            self._commit_failed(exc)
         await self.rollback()
         return False
 
     async def run_hook(self, hook: Hook, hook_type: str) -> None:
         """Await one hook (a sync one on a worker thread), logging it."""
-        name = _hook_name(hook)
-        should_log = getattr(hook, "log_on_run", True)
-        if should_log:
-            self.logger.info("Running %s hook %r", hook_type, name)
-        try:
+        with hook_logged(self.logger, hook, hook_type):
             if inspect.iscoroutinefunction(hook):
                 await hook(self)
             else:
                 result = await anyio.to_thread.run_sync(hook, self)
                 if inspect.isawaitable(result):
                     await result
-        except Exception:
-            if should_log:
-                self.logger.error(
-                    "An error was encountered while running %s hook %r", hook_type, name
-                )
-            raise
-        if should_log:
-            self.logger.info(
-                "%s hook %r finished running successfully", hook_type.capitalize(), name
-            )
 
     async def rollback(self) -> bool:
         """Run rollback hooks (last first), then roll children back (see ``Transaction``)."""
@@ -165,9 +125,7 @@ class AsyncTransaction(BaseTransaction):
                     await outcome
             return True
         except Exception:
-            self.logger.exception(
-                "An error was encountered while rolling back transaction %r", self.key
-            )
+            self._rollback_failed()
             return False
         finally:
             self._release()

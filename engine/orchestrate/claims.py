@@ -56,7 +56,7 @@ async def take_or_wait(store: Store, run: FlowRun, lease_seconds: float) -> Flow
     that claim waits for the winner's outcome."""
     if run.state is None or run.state.is_final():
         return run
-    if not owned_elsewhere(store, run, lease_seconds) and await _take_over(store, run):
+    if not owned_elsewhere(store, run, lease_seconds) and await take_over(store, run):
         return run
     return await wait_for_owner(store, run.id, lease_seconds)
 
@@ -69,7 +69,7 @@ async def wait_for_owner(store: Store, flow_run_id: uuid.UUID, lease_seconds: fl
         if found is not None:
             if found.state is not None and found.state.is_final():
                 return found
-            if _owner_gone(found, lease_seconds) and await _take_over(store, found):
+            if _owner_gone(found, lease_seconds) and await take_over(store, found):
                 return found
         await asyncio.sleep(WAIT_POLL_SECONDS)
 
@@ -81,7 +81,9 @@ def _owner_gone(run: FlowRun, lease_seconds: float) -> bool:
     return beat is None or (now() - beat).total_seconds() > lease_seconds
 
 
-async def _take_over(store: Store, run: FlowRun) -> bool:
+async def take_over(store: Store, run: FlowRun) -> bool:
+    """Atomically take ownership of ``run`` from its gone owner, raising its lease epoch
+    (False when someone else changed it first); ``run`` then names this process."""
     stamp = now()
     epoch = await store.claim_flow_run(run, os.getpid(), HOSTNAME, stamp)
     if epoch is None:

@@ -123,13 +123,9 @@ async def _resolve_opaque(
     inner: Any, to_engine: Callable[[Any], EngineFuture | None], upstream: Upstream, allow: bool
 ) -> Any:
     """The top level only: a future or state becomes its result; nothing inside is visited."""
-    engine_future = to_engine(inner)
-    if engine_future is not None:
-        state = await engine_future.wait_async()
-        return _state_value(state, engine_future.task_run_id, upstream, allow)
-    if isinstance(inner, State):
-        return _state_value(inner, None, upstream, allow)
-    return inner
+    if to_engine(inner) is None and not isinstance(inner, State):
+        return inner
+    return await resolve_inputs(inner, to_engine, upstream, allow)  # a future or a state
 
 
 def _state_value(state: State, run_id: uuid.UUID | None, upstream: Upstream, allow: bool) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from millstream._engine.exceptions import FlowPauseTimeout, Pause
@@ -61,6 +62,26 @@ async def _record(flow_ctx: ctxmod.FlowRunContext, state: State) -> None:
     await flow_ctx.store.flush()
 
 
+async def _stop(
+    flow_ctx: ctxmod.FlowRunContext,
+    make: Callable[..., State],
+    timeout: float | None,
+    key: str | None,
+    wants_input: bool,
+) -> tuple[State, bool]:
+    """``(the Resuming state, True)`` when the run was resumed from this pause key earlier;
+    else ``(the Paused or Suspended state it now records, made by make, False)``."""
+    key = key or next_pause_key(flow_ctx)
+    earlier = await resumed_earlier(flow_ctx.store, flow_ctx.flow_run.id, key)
+    if earlier is not None:
+        return earlier, True
+    stopped = make(timeout_seconds=timeout, pause_key=key)
+    if wants_input:
+        stopped.state_details.run_input_keyset = {"response": f"paused-{key}-response"}
+    await _record(flow_ctx, stopped)
+    return stopped, False
+
+
 async def pause_here(
     flow_ctx: ctxmod.FlowRunContext,
     timeout: float,
@@ -70,16 +91,10 @@ async def pause_here(
 ) -> State:
     """Pause the running flow run until it is resumed; the Resuming state (its run input in
     ``state_details.run_input_keyset``). ``FlowPauseTimeout`` after ``timeout`` seconds."""
-    key = key or next_pause_key(flow_ctx)
-    store = flow_ctx.store
-    earlier = await resumed_earlier(store, flow_ctx.flow_run.id, key)
-    if earlier is not None:
-        return earlier
-    paused = Paused(timeout_seconds=timeout, pause_key=key)
-    if wants_input:
-        paused.state_details.run_input_keyset = {"response": f"paused-{key}-response"}
-    await _record(flow_ctx, paused)
-    state = await wait_while_paused(store, flow_ctx.flow_run.id, timeout, poll_interval)
+    state, resumed = await _stop(flow_ctx, Paused, timeout, key, wants_input)
+    if resumed:
+        return state
+    state = await wait_while_paused(flow_ctx.store, flow_ctx.flow_run.id, timeout, poll_interval)
     flow_ctx.flow_run.state = state
     return state
 
@@ -89,15 +104,10 @@ async def suspend_here(
 ) -> State:
     """Suspend the running flow run: record Suspended and leave the process (``Pause``); when
     the run is re-executed after its resume, the Resuming state instead."""
-    key = key or next_pause_key(flow_ctx)
-    earlier = await resumed_earlier(flow_ctx.store, flow_ctx.flow_run.id, key)
-    if earlier is not None:
-        return earlier
-    suspended = Suspended(timeout_seconds=timeout, pause_key=key)
-    if wants_input:
-        suspended.state_details.run_input_keyset = {"response": f"paused-{key}-response"}
-    await _record(flow_ctx, suspended)
-    raise Pause(f"Flow run {flow_ctx.flow_run.id} was suspended", state=suspended)
+    state, resumed = await _stop(flow_ctx, Suspended, timeout, key, wants_input)
+    if resumed:
+        return state
+    raise Pause(f"Flow run {flow_ctx.flow_run.id} was suspended", state=state)
 
 
 async def wait_while_paused(

@@ -13,20 +13,19 @@ only when the block commits. A task run that raises stages nothing, so its own h
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from millstream._engine.exceptions import ConfigurationError
 from millstream._engine.orchestrate.async_transactions import AsyncTransaction
+from millstream._engine.orchestrate.transaction_hooks import Hook, call_sync
 from millstream._engine.orchestrate.transactions import (
     _DONE,
     BaseTransaction,
     CommitMode,
-    Hook,
     IsolationLevel,
     Transaction,
     TransactionState,
-    _call_sync,
     _run_logger,
     transaction_var,
 )
@@ -167,6 +166,25 @@ def _settle_plan(
     return txn, steps
 
 
+def _settle(
+    task_run: Any,
+    state: Any,
+    on_commit: tuple[Hook, ...],
+    on_rollback: tuple[Hook, ...],
+    store: Any,
+    is_async: bool,
+) -> Iterator[tuple[BaseTransaction, Any]]:
+    """Take the steps of ``_settle_plan``, yielding the transaction with each step's outcome
+    (an awaitable for an ``AsyncTransaction``): the caller finishes it before the next step."""
+    txn, steps = _settle_plan(task_run, state, on_commit, on_rollback, store, is_async)
+    for step in steps:
+        if step == "adopt":
+            assert txn._parent is not None
+            txn._parent.add_child(txn)
+            continue
+        yield txn, getattr(txn, step)()
+
+
 def task_run_finished(
     task_run: Any,
     state: Any,
@@ -176,15 +194,9 @@ def task_run_finished(
     is_async: bool = False,
 ) -> None:
     """Settle a finished task run's own transaction (see ``_settle_plan``), blocking."""
-    txn, steps = _settle_plan(task_run, state, on_commit, on_rollback, store, is_async)
-    for step in steps:
-        if step == "adopt":
-            assert txn._parent is not None
-            txn._parent.add_child(txn)
-            continue
-        outcome = getattr(txn, step)()
+    for txn, outcome in _settle(task_run, state, on_commit, on_rollback, store, is_async):
         if inspect.isawaitable(outcome):
-            _call_sync(lambda _txn, outcome=outcome: outcome, txn)
+            call_sync(lambda _txn, outcome=outcome: outcome, txn)
 
 
 async def atask_run_finished(
@@ -196,13 +208,7 @@ async def atask_run_finished(
     is_async: bool = True,
 ) -> None:
     """Settle a finished task run's own transaction (see ``_settle_plan``), awaiting."""
-    txn, steps = _settle_plan(task_run, state, on_commit, on_rollback, store, is_async)
-    for step in steps:
-        if step == "adopt":
-            assert txn._parent is not None
-            txn._parent.add_child(txn)
-            continue
-        outcome = getattr(txn, step)()
+    for _txn, outcome in _settle(task_run, state, on_commit, on_rollback, store, is_async):
         if inspect.isawaitable(outcome):
             await outcome
 

@@ -21,17 +21,17 @@ import copy
 import enum
 import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import Any, ClassVar
 
-from millstream._engine.bridge.loops import get_portal, run_here, running_loop
 from millstream._engine.exceptions import (
     ConfigurationError,
     MissingContextError,
     SerializationError,
 )
 from millstream._engine.orchestrate.context import task_run_var
+from millstream._engine.orchestrate.transaction_hooks import Hook, call_sync, hook_logged
 from millstream._engine.results.records import ResultRecord
 from millstream._engine.results.result_store import ResultStore
 
@@ -67,28 +67,7 @@ class TransactionState(enum.StrEnum):
     ROLLED_BACK = "ROLLED_BACK"
 
 
-Hook = Callable[..., Any]
 _DONE = (TransactionState.ROLLED_BACK, TransactionState.COMMITTED)
-
-
-def _hook_name(hook: Any) -> str:
-    return str(getattr(hook, "__name__", None) or getattr(type(hook), "__name__", repr(hook)))
-
-
-def _call_sync(hook: Hook, txn: BaseTransaction) -> None:
-    if not inspect.iscoroutinefunction(hook):
-        result = hook(txn)
-        if not inspect.isawaitable(result):
-            return
-        hook = lambda _txn: result  # noqa: E731  # an awaitable returned by a plain callable
-
-    async def call(_caller: Any) -> None:
-        await hook(txn)
-
-    if running_loop() is None:
-        run_here(call)
-    else:
-        get_portal().call(call)
 
 
 class BaseTransaction:
@@ -275,6 +254,47 @@ class BaseTransaction:
             self._token = None
         return parent
 
+    def _exit_steps(self, failed: bool) -> list[str]:
+        """The methods leaving the block calls, in order (``Transaction`` and
+        ``AsyncTransaction`` run the same steps, one plainly, one awaited)."""
+        if self._token is None:
+            raise RuntimeError("Asymmetric use of context. Context exit called without an enter.")
+        if failed:
+            return ["rollback", "reset"]  # the exception propagates
+        steps = ["commit"] if self.commit_mode == CommitMode.EAGER else []
+        if self.get_parent() is None:
+            if self.commit_mode == CommitMode.OFF:
+                steps.append("rollback")  # nobody committed it; does nothing when it was
+            elif self.commit_mode == CommitMode.LAZY:
+                steps.append("commit")
+        return [*steps, "reset"]
+
+    def _leave_rolled_back(self) -> BaseTransaction | None:
+        """Leave the context: the parent to roll back with this one (None: nothing to roll)."""
+        parent = self._leave()
+        if parent is not None and self.state == TransactionState.ROLLED_BACK:
+            return parent
+        return None
+
+    def _commit_failed(self, exc: Exception) -> None:
+        """Log why a commit failed (called in its ``except``, so the traceback is logged)."""
+        if isinstance(exc, SerializationError):
+            self.logger.warning(
+                "Encountered an error while serializing result for transaction %r: %s Code "
+                "execution will continue, but the transaction will not be committed.",
+                self.key,
+                exc,
+            )
+        else:
+            self.logger.exception(
+                "An error was encountered while committing transaction %r", self.key
+            )
+
+    def _rollback_failed(self) -> None:
+        self.logger.exception(
+            "An error was encountered while rolling back transaction %r", self.key
+        )
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BaseTransaction):
             return False
@@ -296,23 +316,8 @@ class Transaction(BaseTransaction):
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._token is None:
-            raise RuntimeError("Asymmetric use of context. Context exit called without an enter.")
-        if exc_type is not None:
-            self.rollback()
-            self.reset()
-            return None  # the exception propagates
-        if self.commit_mode == CommitMode.EAGER:
-            self.commit()
-        if self.get_parent() is not None:
-            self.reset()
-            return None
-        if self.commit_mode == CommitMode.OFF:
-            self.rollback()  # nobody committed it; does nothing when it was committed
-        elif self.commit_mode == CommitMode.LAZY:
-            self.commit()
-        self.reset()
-        return None
+        for step in self._exit_steps(exc_type is not None):
+            getattr(self, step)()
 
     def begin(self) -> None:
         """Take the key's lock (SERIALIZABLE), and find an existing record (committed)."""
@@ -332,11 +337,11 @@ class Transaction(BaseTransaction):
 
     def reset(self) -> None:
         """Leave the context; a rolled-back transaction rolls its parent back."""
-        parent = self._leave()
-        if parent is not None and self.state == TransactionState.ROLLED_BACK:
+        parent = self._leave_rolled_back()
+        if parent is not None:
             outcome = parent.rollback()
             if inspect.isawaitable(outcome):
-                _call_sync(lambda _txn: outcome, self)
+                call_sync(lambda _txn: outcome, self)
 
     def commit(self) -> bool:
         """Commit children, run commit hooks, write the staged value; False when done
@@ -346,7 +351,7 @@ class Transaction(BaseTransaction):
             return False
         try:
             for child in self.children:
-                _call_sync(lambda _txn, child=child: child.commit(), self)
+                call_sync(lambda _txn, child=child: child.commit(), self)
             for hook in self.on_commit_hooks:
                 self.run_hook(hook, "commit")
             if self.store is not None and self.key and self.write_on_commit:
@@ -357,38 +362,15 @@ class Transaction(BaseTransaction):
             self.state = TransactionState.COMMITTED
             self._release()
             return True
-        except SerializationError as exc:
-            self.logger.warning(
-                "Encountered an error while serializing result for transaction %r: %s Code "
-                "execution will continue, but the transaction will not be committed.",
-                self.key,
-                exc,
-            )
-        except Exception:
-            self.logger.exception(
-                "An error was encountered while committing transaction %r", self.key
-            )
+        except Exception as exc:
+            self._commit_failed(exc)
         self.rollback()
         return False
 
     def run_hook(self, hook: Hook, hook_type: str) -> None:
         """Run one hook, logging it (a hook with ``log_on_run = False`` is not logged)."""
-        name = _hook_name(hook)
-        should_log = getattr(hook, "log_on_run", True)
-        if should_log:
-            self.logger.info("Running %s hook %r", hook_type, name)
-        try:
-            _call_sync(hook, self)
-        except Exception:
-            if should_log:
-                self.logger.error(
-                    "An error was encountered while running %s hook %r", hook_type, name
-                )
-            raise
-        if should_log:
-            self.logger.info(
-                "%s hook %r finished running successfully", hook_type.capitalize(), name
-            )
+        with hook_logged(self.logger, hook, hook_type):
+            call_sync(hook, self)
 
     def rollback(self) -> bool:
         """Run rollback hooks (last first), then roll children back; False when done
@@ -400,12 +382,10 @@ class Transaction(BaseTransaction):
                 self.run_hook(hook, "rollback")
             self.state = TransactionState.ROLLED_BACK
             for child in reversed(self.children):
-                _call_sync(lambda _txn, child=child: child.rollback(), self)
+                call_sync(lambda _txn, child=child: child.rollback(), self)
             return True
         except Exception:
-            self.logger.exception(
-                "An error was encountered while rolling back transaction %r", self.key
-            )
+            self._rollback_failed()
             return False
         finally:
             self._release()

@@ -14,6 +14,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -40,8 +41,10 @@ class LockManager(Protocol):
         acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        """``acquire_lock`` without blocking the event loop."""
-        ...
+        """``acquire_lock`` without blocking the event loop (by default on a worker thread)."""
+        return await anyio.to_thread.run_sync(
+            self.acquire_lock, key, holder, acquire_timeout, hold_timeout
+        )
 
     def release_lock(self, key: str, holder: str) -> None:
         """Release the lock; ``ValueError`` when ``holder`` does not hold it."""
@@ -60,11 +63,11 @@ class LockManager(Protocol):
         ...
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        """``wait_for_lock`` without blocking the event loop."""
-        ...
+        """``wait_for_lock`` without blocking the event loop (by default on a worker thread)."""
+        return await anyio.to_thread.run_sync(self.wait_for_lock, key, timeout)
 
 
-class MemoryLockManager:
+class MemoryLockManager(LockManager):
     """Locks held in this process's memory: one instance per process, as in Prefect.
 
     Not shared with other processes; for those, give transactions a store whose records they
@@ -123,18 +126,6 @@ class MemoryLockManager:
             self._locks[key] = (holder, expires)
             return True
 
-    async def aacquire_lock(
-        self,
-        key: str,
-        holder: str,
-        acquire_timeout: float | None = None,
-        hold_timeout: float | None = None,
-    ) -> bool:
-        """``acquire_lock`` on a worker thread."""
-        return await anyio.to_thread.run_sync(
-            self.acquire_lock, key, holder, acquire_timeout, hold_timeout
-        )
-
     def release_lock(self, key: str, holder: str) -> None:
         """Release; ``ValueError`` naming the holder and key when it does not hold the lock."""
         with self._cond:
@@ -158,15 +149,11 @@ class MemoryLockManager:
         with self._cond:
             return self._wait(lambda: self._holder_of(key) is None, timeout)
 
-    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        """``wait_for_lock`` on a worker thread."""
-        return await anyio.to_thread.run_sync(self.wait_for_lock, key, timeout)
-
     def __repr__(self) -> str:
         return "MemoryLockManager()"
 
 
-class FileSystemLockManager:
+class FileSystemLockManager(LockManager):
     """Locks as files in ``lock_files_directory`` (``<key>.lock``, holding the holder and when
     the lock expires): shared by every process that uses the directory. Waiting polls the file
     every 50 ms; a lock whose ``hold_timeout`` passed is taken over."""
@@ -191,6 +178,15 @@ class FileSystemLockManager:
         if expires is not None and time.time() >= expires:
             return None
         return str(info.get("holder")), expires
+
+    def _poll(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Check ``done`` every ``_POLL`` seconds; False when ``timeout`` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(self._POLL)
+        return True
 
     def _try_take(self, key: str, holder: str, hold_timeout: float | None) -> bool:
         current = self._read(key)
@@ -220,24 +216,7 @@ class FileSystemLockManager:
         hold_timeout: float | None = None,
     ) -> bool:
         """Take the lock file for ``holder``, waiting up to ``acquire_timeout`` seconds."""
-        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
-        while not self._try_take(key, holder, hold_timeout):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(self._POLL)
-        return True
-
-    async def aacquire_lock(
-        self,
-        key: str,
-        holder: str,
-        acquire_timeout: float | None = None,
-        hold_timeout: float | None = None,
-    ) -> bool:
-        """``acquire_lock`` on a worker thread."""
-        return await anyio.to_thread.run_sync(
-            self.acquire_lock, key, holder, acquire_timeout, hold_timeout
-        )
+        return self._poll(lambda: self._try_take(key, holder, hold_timeout), acquire_timeout)
 
     def release_lock(self, key: str, holder: str) -> None:
         """Remove the lock file; ``ValueError`` when ``holder`` does not hold the lock."""
@@ -259,16 +238,7 @@ class FileSystemLockManager:
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """Wait until nobody holds ``key``; False when ``timeout`` ran out first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.is_locked(key):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(self._POLL)
-        return True
-
-    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        """``wait_for_lock`` on a worker thread."""
-        return await anyio.to_thread.run_sync(self.wait_for_lock, key, timeout)
+        return self._poll(lambda: not self.is_locked(key), timeout)
 
     def __eq__(self, other: object) -> bool:
         return (

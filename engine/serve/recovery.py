@@ -26,6 +26,7 @@ from millstream._engine.model.keys import SCRIPT_MODULE_PREFIX
 from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import Crashed, now
+from millstream._engine.orchestrate.claims import take_over
 from millstream._engine.orchestrate.flow_run import run_flow
 from millstream._engine.store import HOSTNAME, Store
 
@@ -137,17 +138,6 @@ def recorded_parameters(run: FlowRun) -> dict[str, Any]:
     return dict(run.parameters)
 
 
-async def claim(store: Store, run: FlowRun) -> bool:
-    """Atomically take ownership of an orphaned run (False if someone else changed it)."""
-    stamp = now()
-
-    epoch = await store.claim_flow_run(run, os.getpid(), HOSTNAME, stamp)
-    if epoch is None:
-        return False
-    run.pid, run.hostname, run.heartbeat, run.epoch = os.getpid(), HOSTNAME, stamp, epoch
-    return True
-
-
 async def mark_unresumable(store: Store, run: FlowRun, reason: str) -> None:
     """Record that a crashed run cannot be resumed, and why."""
     state = Crashed(message=f"Flow run cannot be resumed: {reason}")
@@ -199,9 +189,21 @@ async def recover_all(
 
 
 async def _recover_one(store: Store, run: FlowRun, executor: Any, report: RecoveryReport) -> None:
-    if not await claim(store, run):
+    if not await take_over(store, run):
         report.skipped.append(run.id)
         return
+    await resume(store, run, executor, report)
+
+
+async def resume(
+    store: Store,
+    run: FlowRun,
+    executor: Any,
+    report: RecoveryReport,
+    claimed: FlowRun | None = None,
+) -> None:
+    """Run a run this process claimed on to its end (``report.resumed``), or mark it Crashed
+    when its flow or its parameters cannot be loaded any more (``report.crashed``)."""
     try:
         spec = load_flow_spec(run.entrypoint)
         parameters = recorded_parameters(run)
@@ -209,5 +211,5 @@ async def _recover_one(store: Store, run: FlowRun, executor: Any, report: Recove
         await mark_unresumable(store, run, str(exc))
         report.crashed.append(run.id)
         return
-    await run_flow(spec, parameters, executor=executor, flow_run_id=run.id)
+    await run_flow(spec, parameters, executor=executor, flow_run_id=run.id, claimed=claimed)
     report.resumed.append(run.id)

@@ -27,11 +27,11 @@ from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import Cancelled, Late, now
 from millstream._engine.orchestrate import cancellation
+from millstream._engine.orchestrate.claims import take_over
 from millstream._engine.orchestrate.flow_run import run_flow
 from millstream._engine.serve import deployments, limits
 from millstream._engine.serve.deployments import DeploymentRecord
 from millstream._engine.serve.recovery import (
-    claim,
     find_orphans,
     mark_unresumable,
     recorded_parameters,
@@ -182,7 +182,7 @@ class Worker:
                 continue
             if self.limit is not None and len(self.running) >= self.limit:
                 return
-            if not await claim(self.store, run):
+            if not await take_over(self.store, run):
                 continue
             logger.info("Taking over orphaned flow run %s", run.id)
             task = asyncio.ensure_future(self._resume(run))
