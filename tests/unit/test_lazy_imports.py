@@ -200,3 +200,50 @@ def test_submodules_are_attributes_and_refused_or_unknown_names_are_attribute_er
             raise AssertionError("millstream.blocks imported")
     """
     _modules_after(code, home=tmp_path)
+
+
+def test_python_dash_m_millstream_help_loads_only_the_parser(tmp_path):
+    # `python -m millstream` (sdk/__main__.py): -X importtime names every module imported.
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "millstream", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "MILLSTREAM_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "usage: millstream" in out.stdout
+    loaded = [
+        line.rpartition("|")[2].strip()
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert "millstream.cli.parser" in loaded
+    assert _under(loaded, *HEAVY, "asyncio", "millstream._engine.store") == []
+    assert _under(loaded, "millstream._engine.orchestrate", "millstream.client") == []
+
+
+def test_first_uses_from_many_threads_at_once_get_the_same_objects(tmp_path):
+    code = """
+        import threading
+        import millstream
+
+        names = list(millstream.__all__) + ["task_runners", "client"]
+        start = threading.Barrier(8)
+        seen = []
+
+        def resolve():
+            start.wait()
+            seen.append([getattr(millstream, name) for name in names])
+
+        threads = [threading.Thread(target=resolve) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(seen) == 8
+        for row in seen:
+            assert all(a is b for a, b in zip(row, seen[0], strict=True))
+    """
+    _modules_after(code, home=tmp_path)
