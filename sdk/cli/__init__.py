@@ -14,8 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from millstream._engine.exceptions import MillstreamError, ObjectNotFound
-from millstream.cli.output import EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_USAGE, UsageError
 from millstream.cli.parser import build_parser
 
 __all__ = ["build_parser", "main"]
@@ -45,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Imported once a command is to run: `millstream --help` and usage errors load only
+    # argparse and the parser (the output helpers bring msgspec and the engine's records).
+    from millstream._engine.exceptions import MillstreamError, ObjectNotFound
+    from millstream.cli.output import EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_USAGE, UsageError
+
     try:
         code: int = _handler(args.handler)(args)
         sys.stdout.flush()
