@@ -17,7 +17,6 @@ import functools
 import itertools
 import logging
 import multiprocessing
-import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
@@ -30,20 +29,6 @@ from millstream._engine.bridge.task_runners import (
     TaskRunner,
     check_max_workers,
 )
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 # In a worker process: where it says that a body with a timeout has started (its clock starts
 # then, not while the pool starts or the call waits for a free worker).

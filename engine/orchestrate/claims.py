@@ -12,7 +12,7 @@ import os
 import uuid
 from typing import Any
 
-from millstream._engine.bridge.processes import pid_alive
+from millstream._engine.bridge.pids import pid_alive
 from millstream._engine.model.records import FlowRun
 from millstream._engine.model.spec import FlowSpec
 from millstream._engine.model.states import Pending, now

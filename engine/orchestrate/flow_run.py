@@ -17,7 +17,7 @@ from typing import Any
 from millstream._engine import logs
 from millstream._engine.bridge.executors import Executor
 from millstream._engine.bridge.loops import get_portal, is_private_loop
-from millstream._engine.bridge.processes import pid_alive
+from millstream._engine.bridge.pids import pid_alive
 from millstream._engine.bridge.task_runners import default_task_runner
 from millstream._engine.exceptions import (
     ParameterTypeError,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import importlib.metadata
+import functools
 import uuid
 from typing import Any, Generic, TypeVar
 
@@ -25,10 +25,17 @@ from millstream._engine.settings import get_current_settings
 
 R = TypeVar("R")
 
-try:
-    VERSION = importlib.metadata.version("millstream")
-except importlib.metadata.PackageNotFoundError:  # a checkout that was never installed
-    VERSION = "0+unknown"
+
+@functools.cache
+def millstream_version() -> str:
+    """The installed distribution's version (read once, when a record first needs it:
+    importlib.metadata costs milliseconds at import)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("millstream")
+    except importlib.metadata.PackageNotFoundError:  # a checkout that was never installed
+        return "0+unknown"
 
 
 def default_storage_key_fn() -> str:
@@ -61,13 +68,13 @@ class ResultRecordMetadata:
         storage_key: str | None = None,
         expiration: dt.datetime | None = None,
         serializer: Serializer | str | None = None,
-        prefect_version: str = VERSION,
+        prefect_version: str | None = None,
         storage_block_id: uuid.UUID | None = None,
     ) -> None:
         self.storage_key = storage_key
         self.expiration = expiration
         self.serializer = _serializer(serializer)
-        self.prefect_version = prefect_version
+        self.prefect_version = millstream_version() if prefect_version is None else prefect_version
         self.storage_block_id = storage_block_id
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +113,7 @@ class ResultRecordMetadata:
             storage_key=data.get("storage_key"),
             expiration=None if expiration is None else dt.datetime.fromisoformat(expiration),
             serializer=serializer,
-            prefect_version=data.get("prefect_version", VERSION),
+            prefect_version=data.get("prefect_version") or millstream_version(),
             storage_block_id=None if block_id is None else uuid.UUID(block_id),
         )
 

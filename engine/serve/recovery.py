@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from millstream._engine.bridge.processes import pid_alive
+from millstream._engine.bridge.pids import pid_alive
 from millstream._engine.exceptions import RecoveryError
 from millstream._engine.model.keys import SCRIPT_MODULE_PREFIX
 from millstream._engine.model.records import FlowRun

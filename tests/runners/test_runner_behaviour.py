@@ -201,7 +201,7 @@ def stuck(pid_file: str) -> None:
 
 
 def test_a_process_stuck_past_its_timeout_is_stopped_with_the_flow_run(tmp_path):
-    from millstream._engine.bridge.processes import pid_alive
+    from millstream._engine.bridge.pids import pid_alive
     from millstream.task_runners import ProcessPoolTaskRunner
 
     pid_file = tmp_path / "pid"
