@@ -96,6 +96,14 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _group(
+    commands: _Commands, name: str, *, help: str, aliases: list[str] | None = None
+) -> _Commands:
+    """A command group (``millstream NAME SUB ...``): one of its subcommands is required."""
+    parser = commands.add_parser(name, help=help, aliases=aliases or [])
+    return parser.add_subparsers(dest="sub", required=True)
+
+
 def _simple(
     group: _Commands,
     name: str,
@@ -140,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_runs(commands: _Commands) -> None:
     """``runs ls|inspect|logs|delete|cancel``."""
-    group = commands.add_parser("runs", help="flow runs").add_subparsers(dest="sub", required=True)
+    group = _group(commands, "runs", help="flow runs")
     ls = group.add_parser("ls", help="list flow runs, newest first")
     ls.add_argument("--flow", action="append", help="only runs of this flow (repeatable)")
     ls.add_argument(
@@ -200,9 +208,7 @@ def _add_serve(commands: _Commands) -> None:
 
 def _add_deployments(commands: _Commands) -> None:
     """``deployments ls|run``."""
-    group = commands.add_parser("deployments", help="deployments").add_subparsers(
-        dest="sub", required=True
-    )
+    group = _group(commands, "deployments", help="deployments")
     d_ls = group.add_parser("ls", help="list deployments and their schedules")
     d_ls.add_argument("--json", action="store_true", help="JSON for scripts")
     d_ls.set_defaults(handler="deployments:cmd_deployments_ls")
@@ -215,9 +221,7 @@ def _add_deployments(commands: _Commands) -> None:
 
 def _add_variables(commands: _Commands) -> None:
     """``variables ls|get|set|unset``."""
-    group = commands.add_parser("variables", help="variables").add_subparsers(
-        dest="sub", required=True
-    )
+    group = _group(commands, "variables", help="variables")
     _simple(group, "ls", "variables:cmd_variables_ls", json=True)
     _simple(group, "get", "variables:cmd_variables_get", "name")
     v_set = group.add_parser("set")
@@ -231,9 +235,7 @@ def _add_variables(commands: _Commands) -> None:
 
 def _add_db(commands: _Commands) -> None:
     """``db path|migrate|vacuum|check`` and ``recover``."""
-    group = commands.add_parser("db", help="the database (file or PostgreSQL)").add_subparsers(
-        dest="sub", required=True
-    )
+    group = _group(commands, "db", help="the database (file or PostgreSQL)")
     group.add_parser("path").set_defaults(handler="db:cmd_db_path")
     group.add_parser("migrate").set_defaults(handler="db:cmd_db_migrate")
     group.add_parser("vacuum").set_defaults(handler="db:cmd_db_vacuum")
@@ -248,9 +250,7 @@ def _add_db(commands: _Commands) -> None:
 
 def _add_artifacts(commands: _Commands) -> None:
     """``artifacts ls|inspect``."""
-    group = commands.add_parser("artifacts", help="artifacts of runs").add_subparsers(
-        dest="sub", required=True
-    )
+    group = _group(commands, "artifacts", help="artifacts of runs")
     a_ls = group.add_parser("ls", help="the newest artifact of each key")
     a_ls.add_argument("--all", action="store_true", help="every artifact, keyless ones too")
     a_ls.add_argument("--limit", type=int, default=None, help="at most this many")
@@ -285,9 +285,12 @@ def _add_completion(commands: _Commands) -> None:
 def _add_concurrency(commands: _Commands) -> None:
     """``gcl create|ls|inspect|update|delete`` and ``concurrency-limit create|ls|inspect|
     reset|delete``."""
-    group = commands.add_parser(
-        "gcl", aliases=["global-concurrency-limit"], help="global concurrency and rate limits"
-    ).add_subparsers(dest="sub", required=True)
+    group = _group(
+        commands,
+        "gcl",
+        help="global concurrency and rate limits",
+        aliases=["global-concurrency-limit"],
+    )
     create = group.add_parser("create", help="create a global limit")
     create.add_argument("name")
     create.add_argument("--limit", "-l", type=int, required=True, help="slots at most")
@@ -309,9 +312,7 @@ def _add_concurrency(commands: _Commands) -> None:
     update.set_defaults(handler="concurrency:cmd_gcl_update")
     _simple(group, "delete", "concurrency:cmd_gcl_delete", "name", help="delete a global limit")
 
-    tags = commands.add_parser(
-        "concurrency-limit", help="task-run concurrency limits by tag"
-    ).add_subparsers(dest="sub", required=True)
+    tags = _group(commands, "concurrency-limit", help="task-run concurrency limits by tag")
     t_create = tags.add_parser("create", help="limit the task runs with a tag")
     t_create.add_argument("tag")
     t_create.add_argument("concurrency_limit", type=int)
