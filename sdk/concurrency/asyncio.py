@@ -25,16 +25,9 @@ async def concurrency(
     holder: Any = None,
     raise_on_lease_renewal_failure: bool | None = None,
 ) -> AsyncGenerator[None, None]:
-    """Hold ``occupy`` slots of each named limit while the block runs (waiting on the
-    running loop: no thread is blocked).
-
-    Waits until every limit has room (a release in this process wakes it at once; one in
-    another process is seen within ``limits.poll_seconds``). ``timeout_seconds``: raise
-    ``AcquireConcurrencySlotTimeoutError`` after that long; ``max_retries``: give up with
-    ``ConcurrencySlotAcquisitionError`` after that many waits. The slots are a lease of
-    ``lease_duration`` seconds, renewed while held: a process that dies frees them when it
-    expires. Limits that do not exist are skipped with a warning (``strict=True``: an error).
-    """
+    """Hold ``occupy`` slots of each named limit while the block runs, waiting on the running
+    loop (no thread is blocked): the arguments and rules of ``millstream.concurrency.sync``'s
+    ``concurrency`` (timeouts, retries, leases, missing limits)."""
     request = _common.concurrency_request(
         names,
         occupy,
@@ -61,9 +54,8 @@ async def rate_limit(
     timeout_seconds: float | None = None,
     strict: bool = False,
 ) -> None:
-    """Block until ``occupy`` slots of each named limit are free, and take them for good: they
-    come back as the limit's ``slot_decay_per_second`` decays them (every named limit must
-    have a decay)."""
+    """Wait (on the running loop) until ``occupy`` slots of each named limit are free, and take
+    them for good: ``millstream.concurrency.sync``'s ``rate_limit`` for async code."""
     request = _common.rate_limit_request(names, occupy, timeout_seconds)
     if request is None:
         return
