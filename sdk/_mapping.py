@@ -47,10 +47,19 @@ def mapped_calls(
         if isinstance(value, _REWRAPPED):
             wrappers[key] = type(value)
             value = value.value
-        if key == bound_name or isinstance(value, unmapped) or not _is_mappable(value):
+        if key == bound_name or isinstance(value, unmapped) or not is_mappable(value):
             static[key] = value
         else:
             iterables[key] = list(value)
+    return [
+        _one_call(signature, static, {k: v[i] for k, v in iterables.items()}, wrappers)
+        for i in range(mapped_count(iterables, parameters))
+    ]
+
+
+def mapped_count(iterables: dict[str, list[Any]], parameters: dict[str, Any]) -> int:
+    """How many runs a map makes: the length the ``iterables`` share (Prefect's errors when
+    there are none or their lengths differ)."""
     if not iterables:
         raise MappingMissingIterable(
             "No iterable parameters were received. Parameters for map must include at "
@@ -62,11 +71,7 @@ def mapped_calls(
             "Received iterable parameters with different lengths. Parameters for map must "
             f"all be the same length. Got lengths: {lengths}"
         )
-    count = next(iter(lengths.values()))
-    return [
-        _one_call(signature, static, {k: v[i] for k, v in iterables.items()}, wrappers)
-        for i in range(count)
-    ]
+    return next(iter(lengths.values()))
 
 
 def _one_call(
@@ -129,7 +134,8 @@ def _collapse_kwargs(signature: inspect.Signature, call: dict[str, Any]) -> dict
     return result
 
 
-def _is_mappable(value: Any) -> bool:
+def is_mappable(value: Any) -> bool:
+    """Whether a map iterates over ``value`` (strings, bytes and dicts are passed whole)."""
     if isinstance(value, str | bytes | bytearray | dict):
         return False
     return isinstance(value, Iterable)

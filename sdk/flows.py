@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
 import os
 import uuid
 from collections.abc import Callable
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, overload
 
+from millstream._binding import UNBOUND, MethodBinding
 from millstream._engine.bridge.task_runners import TaskRunner
 from millstream._engine.exceptions import NotSupportedError
 from millstream._engine.model.spec import Binder, FlowSpec, Hook
@@ -49,13 +49,12 @@ def _run_id(value: Any) -> uuid.UUID | None:
         return uuid.uuid5(uuid.NAMESPACE_URL, f"millstream:flow-run:{value}")
 
 
-# No instance bound (a flow over a plain function, or a method read from its class).
-_UNBOUND: Any = object()
-
-
-class Flow(Generic[P, R]):
+class Flow(MethodBinding, Generic[P, R]):
     """A function whose calls are recorded as flow runs: the unit of orchestration."""
 
+    _kind = "Flow"
+
+    fn: Callable[P, R]
     # The options' attributes (set from FLOW_OPTIONS in __init__), for type checkers.
     name: str
     version: str | None
@@ -93,7 +92,7 @@ class Flow(Generic[P, R]):
         self._binder = Binder(fn)
         self._options: dict[str, Any] = dict(options)  # as given: with_options starts here
         self._spec_cache: FlowSpec | None = None
-        self._bound_self: Any = _UNBOUND
+        self._bound_self: Any = UNBOUND
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -132,8 +131,7 @@ class Flow(Generic[P, R]):
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
         flow_run_id = kwargs.pop("flow_run_id", None)
-        if self._bound_self is not _UNBOUND:
-            args = (self._bound_self, *args)
+        args = self._with_self(args)
         spec = self.spec
         parameters = spec.binder.bind(args, kwargs)
         run_id = _run_id(flow_run_id)
@@ -271,19 +269,6 @@ class Flow(Generic[P, R]):
             "Flow.generate_mermaid_graph() is not part of the embedded engine; run the flow and "
             "read its task runs (and their upstream runs) with get_client(), or the dashboard."
         )
-
-    def __repr__(self) -> str:
-        return f"Flow(name={self.name!r}, fn={getattr(self.fn, '__qualname__', self.name)})"
-
-    def __get__(self, instance: Any, owner: Any = None) -> Any:
-        # A flow over a method: ``obj.method`` is this flow with ``obj`` bound as its first
-        # argument, kept among the parameters (run names like "{self.x}" see it, as in
-        # Prefect). The copy shares the spec.
-        if instance is None:
-            return self
-        bound = copy.copy(self)
-        bound._bound_self = instance
-        return bound
 
 
 @overload

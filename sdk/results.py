@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from millstream._engine.orchestrate.context import flow_run_var, task_run_var
+from millstream._engine.orchestrate.transactions import _current_result_store
 from millstream._engine.results import resolve_serializer
 from millstream._engine.results.records import (
     ResultRecord,
@@ -72,9 +73,5 @@ def should_persist_result() -> bool:
 def get_result_store() -> ResultStore:
     """The result store of the current run: its result storage and serializer, else the
     defaults."""
-    store = ResultStore()
-    for ctx in (flow_run_var.get(), task_run_var.get()):
-        spec = getattr(ctx, "spec", None)
-        if spec is not None:
-            store = store.update_for_task(spec)
-    return store
+    # The same store a transaction() opened here uses: the engine's rule.
+    return _current_result_store()

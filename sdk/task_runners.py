@@ -30,7 +30,6 @@ from millstream._engine.bridge.task_runners import (
     ThreadPoolTaskRunner,
     set_front,
 )
-from millstream._engine.exceptions import MappingLengthMismatch, MappingMissingIterable
 from millstream._engine.model.states import State
 from millstream._engine.orchestrate import context as ctxmod
 from millstream._engine.orchestrate import task_run as engine_run
@@ -41,6 +40,7 @@ from millstream._engine.orchestrate.annotations import (
     unmapped,
 )
 from millstream._engine.orchestrate.scheduler import EngineFuture, RunGroup
+from millstream._mapping import is_mappable, mapped_count
 from millstream.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
 
 
@@ -52,12 +52,6 @@ class _Started:
     def __init__(self, group: RunGroup, executor: Any) -> None:
         self.group = group
         self.executor = executor
-
-
-def _is_iterable(value: Any) -> bool:
-    if isinstance(value, str | bytes | bytearray | dict):
-        return False
-    return isinstance(value, Iterable)
 
 
 class _Front:
@@ -133,23 +127,12 @@ def _map_calls(task: Any, parameters: dict[str, Any]) -> list[dict[str, Any]]:
             value = value.value
         if isinstance(value, unmapped):
             static[key] = value.value
-        elif _is_iterable(value):
+        elif is_mappable(value):
             iterables[key] = list(value)
         else:
             static[key] = value
-    if not iterables:
-        raise MappingMissingIterable(
-            "No iterable parameters were received. Parameters for map must include at least "
-            f"one iterable. Parameters: {parameters}"
-        )
-    lengths = {key: len(values) for key, values in iterables.items()}
-    if len(set(lengths.values())) > 1:
-        raise MappingLengthMismatch(
-            "Received iterable parameters with different lengths. Parameters for map must all "
-            f"be the same length. Got lengths: {lengths}"
-        )
     calls = []
-    for i in range(next(iter(lengths.values()))):
+    for i in range(mapped_count(iterables, parameters)):
         call = {key: values[i] for key, values in iterables.items()}
         call.update(static)
         for key, annotation in wrapped.items():

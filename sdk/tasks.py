@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import inspect
 from asyncio import _get_running_loop
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, Unpack, cast, overload
 
+from millstream._binding import UNBOUND, MethodBinding
 from millstream._engine.model.keys import task_key
 from millstream._engine.model.spec import Binder, Hook, TaskSpec
 from millstream._engine.model.states import (
@@ -54,13 +54,12 @@ def _warn_if_blocking(spec: TaskSpec) -> None:
     )
 
 
-# No instance bound (a task over a plain function, or a method read from its class).
-_UNBOUND: Any = object()
-
-
-class Task(Generic[P, R]):
+class Task(MethodBinding, Generic[P, R]):
     """A function whose calls are recorded as task runs, with retries, caching and timeouts."""
 
+    _kind = "Task"
+
+    fn: Callable[P, R]
     # The options' attributes (set from TASK_OPTIONS in __init__), for type checkers.
     name: str
     description: str | None
@@ -116,7 +115,7 @@ class Task(Generic[P, R]):
         self._binder = Binder(fn)
         self._options: dict[str, Any] = dict(options)  # as given: with_options starts here
         self._spec_cache: TaskSpec | None = None
-        self._bound_self: Any = _UNBOUND
+        self._bound_self: Any = UNBOUND
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -165,8 +164,7 @@ class Task(Generic[P, R]):
         """
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
-        if self._bound_self is not _UNBOUND:
-            args = (self._bound_self, *args)
+        args = self._with_self(args)
         spec = self.spec
         parameters = spec.binder.bind(args, kwargs)
         if spec.is_async:
@@ -212,8 +210,7 @@ class Task(Generic[P, R]):
                 "a task outside of a flow, please use `.delay` to submit the task run for "
                 "deferred execution."
             )
-        if self._bound_self is not _UNBOUND:
-            args = (self._bound_self, *args)
+        args = self._with_self(args)
         future = self._submit(self.spec, self.spec.binder.bind(args, kwargs), wait_for, flow_ctx)
         if return_state:
             future.wait()
@@ -260,7 +257,7 @@ class Task(Generic[P, R]):
             )
         spec = self.spec
         bound_name = None
-        if self._bound_self is not _UNBOUND:
+        if self._bound_self is not UNBOUND:
             args = (self._bound_self, *args)
             bound_name = next(iter(spec.binder.signature.parameters))
         calls = mapped_calls(spec.binder.signature, self.name, args, kwargs, bound_name)
@@ -343,19 +340,6 @@ class Task(Generic[P, R]):
         from millstream.task_worker import serve
 
         serve(self)
-
-    def __repr__(self) -> str:
-        return f"Task(name={self.name!r}, fn={getattr(self.fn, '__qualname__', self.name)})"
-
-    def __get__(self, instance: Any, owner: Any = None) -> Any:
-        # A task over a method: ``obj.method`` is this task with ``obj`` bound as its first
-        # argument, kept among the parameters (so run names and cache keys see ``self``, as in
-        # Prefect). The copy shares the spec: binding costs no rebuild.
-        if instance is None:
-            return self
-        bound = copy.copy(self)
-        bound._bound_self = instance
-        return bound
 
 
 def _call_result(state: State) -> Any:

@@ -50,6 +50,25 @@ def _checked(**values: float | None) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value:g}")
 
 
+def _show_list(
+    args: argparse.Namespace, items: list[dict[str, Any]], headers: list[str], rows: list[list[str]]
+) -> int:
+    """What ``ls`` prints: ``items`` as JSON with ``--json``, else the table of ``rows``."""
+    print(as_json(items) if args.json else render_table(headers, rows))
+    return EXIT_OK
+
+
+def _show_one(args: argparse.Namespace, fields: dict[str, Any], times: tuple[str, ...] = ()) -> int:
+    """What ``inspect`` prints: ``fields`` as JSON with ``--json``, else a ``key: value`` line
+    each (the ``times`` keys as local times)."""
+    if args.json:
+        print(as_json(fields))
+        return EXIT_OK
+    for key, value in fields.items():
+        print(f"{key}: {when(value) if key in times and value else value}")
+    return EXIT_OK
+
+
 def cmd_gcl_create(args: argparse.Namespace) -> int:
     """``gcl create NAME --limit N``: a new global limit."""
     _checked(limit=args.limit, slot_decay_per_second=args.slot_decay_per_second)
@@ -69,9 +88,6 @@ def cmd_gcl_ls(args: argparse.Namespace) -> int:
     """``gcl ls``: every global limit (tag limits too, as ``tag:<tag>``)."""
     with get_client(sync_client=True) as client:
         limits = client.read_global_concurrency_limits(limit=_ALL)
-    if args.json:
-        print(as_json([_gcl_fields(g) for g in limits]))
-        return EXIT_OK
     rows = [
         [
             g.name,
@@ -83,21 +99,15 @@ def cmd_gcl_ls(args: argparse.Namespace) -> int:
         ]
         for g in limits
     ]
-    print(render_table(["NAME", "LIMIT", "ACTIVE SLOTS", "DECAY/S", "ACTIVE", "UPDATED"], rows))
-    return EXIT_OK
+    headers = ["NAME", "LIMIT", "ACTIVE SLOTS", "DECAY/S", "ACTIVE", "UPDATED"]
+    return _show_list(args, [_gcl_fields(g) for g in limits], headers, rows)
 
 
 def cmd_gcl_inspect(args: argparse.Namespace) -> int:
     """``gcl inspect NAME``: one global limit."""
     with get_client(sync_client=True) as client:
         gcl = client.read_global_concurrency_limit_by_name(args.name)
-    fields = _gcl_fields(gcl)
-    if args.json:
-        print(as_json(fields))
-        return EXIT_OK
-    for key, value in fields.items():
-        print(f"{key}: {when(value) if key in ('created', 'updated') and value else value}")
-    return EXIT_OK
+    return _show_one(args, _gcl_fields(gcl), times=("created", "updated"))
 
 
 def cmd_gcl_update(args: argparse.Namespace) -> int:
@@ -163,25 +173,17 @@ def cmd_tag_limit_ls(args: argparse.Namespace) -> int:
     """``concurrency-limit ls``: every tag limit."""
     with get_client(sync_client=True) as client:
         limits = client.read_concurrency_limits(limit=_ALL, offset=0)
-    if args.json:
-        print(as_json([_tag_fields(t) for t in limits]))
-        return EXIT_OK
     rows = [[t.tag, str(t.concurrency_limit), str(len(t.active_slots))] for t in limits]
-    print(render_table(["TAG", "LIMIT", "ACTIVE SLOTS"], rows))
-    return EXIT_OK
+    return _show_list(
+        args, [_tag_fields(t) for t in limits], ["TAG", "LIMIT", "ACTIVE SLOTS"], rows
+    )
 
 
 def cmd_tag_limit_inspect(args: argparse.Namespace) -> int:
     """``concurrency-limit inspect TAG``: a tag limit and the task runs holding its slots."""
     with get_client(sync_client=True) as client:
         limit = client.read_concurrency_limit_by_tag(args.tag)
-    fields = _tag_fields(limit)
-    if args.json:
-        print(as_json(fields))
-        return EXIT_OK
-    for key, value in fields.items():
-        print(f"{key}: {value}")
-    return EXIT_OK
+    return _show_one(args, _tag_fields(limit))
 
 
 def cmd_tag_limit_reset(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import msgspec
 
 from millstream._engine.model.records import FlowRun
 from millstream._engine.settings import get_current_settings
+from millstream.cli.loading import load_target
 from millstream.cli.output import (
     EXIT_OK,
     EXIT_RUN_NOT_COMPLETED,
@@ -34,29 +35,7 @@ __all__ = [
 
 def _load_flow(target: str) -> Any:
     """``path/to/file.py:flow_fn`` or ``package.module:flow_fn`` -> the Flow object."""
-    import importlib
-    import importlib.util
-    from pathlib import Path
-
-    where, sep, attr = target.rpartition(":")
-    if not sep or not where or not attr:
-        raise UsageError(f"{target!r}: give the flow as path/to/file.py:flow_function")
-    try:
-        if where.endswith(".py"):
-            path = Path(where).resolve()
-            if not path.is_file():
-                raise UsageError(f"{target!r}: file {where!r} not found")
-            sys.path.insert(0, str(path.parent))
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            assert module_spec is not None and module_spec.loader is not None
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[path.stem] = module
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-        obj = getattr(module, attr)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"{target!r}: cannot load the flow: {exc}") from None
+    obj = load_target(target, "flow")
     if not hasattr(obj, "to_deployment"):
         raise UsageError(f"{target!r} is not a flow")
     return obj

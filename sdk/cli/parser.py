@@ -96,6 +96,34 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _group(
+    commands: _Commands, name: str, *, help: str, aliases: list[str] | None = None
+) -> _Commands:
+    """A command group (``millstream NAME SUB ...``): one of its subcommands is required."""
+    parser = commands.add_parser(name, help=help, aliases=aliases or [])
+    return parser.add_subparsers(dest="sub", required=True)
+
+
+def _simple(
+    group: _Commands,
+    name: str,
+    handler: str,
+    *positionals: str,
+    help: str | None = None,
+    json: bool = False,
+) -> argparse.ArgumentParser:
+    """A subcommand of plain positional arguments (and ``--json`` when ``json``)."""
+    # argparse lists a subcommand given ``help=None`` among the documented ones: pass it only
+    # when there is one.
+    sub = group.add_parser(name) if help is None else group.add_parser(name, help=help)
+    for positional in positionals:
+        sub.add_argument(positional)
+    if json:
+        sub.add_argument("--json", action="store_true")
+    sub.set_defaults(handler=handler)
+    return sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``millstream`` command."""
     parser = _Parser(prog="millstream", description=DESCRIPTION, epilog=EPILOG)
@@ -120,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_runs(commands: _Commands) -> None:
     """``runs ls|inspect|logs|delete|cancel``."""
-    group = commands.add_parser("runs", help="flow runs").add_subparsers(dest="sub", required=True)
+    group = _group(commands, "runs", help="flow runs")
     ls = group.add_parser("ls", help="list flow runs, newest first")
     ls.add_argument("--flow", action="append", help="only runs of this flow (repeatable)")
     ls.add_argument(
@@ -146,12 +174,20 @@ def _add_runs(commands: _Commands) -> None:
     )
     logs.add_argument("--json", action="store_true", help="one JSON object a line")
     logs.set_defaults(handler="runs:cmd_runs_logs")
-    delete = group.add_parser("delete", help="delete a flow run, its task runs and logs")
-    delete.add_argument("id")
-    delete.set_defaults(handler="runs:cmd_runs_delete")
-    cancel = group.add_parser("cancel", help="cancel a flow run (in whichever process runs it)")
-    cancel.add_argument("id")
-    cancel.set_defaults(handler="runs:cmd_runs_cancel")
+    _simple(
+        group,
+        "delete",
+        "runs:cmd_runs_delete",
+        "id",
+        help="delete a flow run, its task runs and logs",
+    )
+    _simple(
+        group,
+        "cancel",
+        "runs:cmd_runs_cancel",
+        "id",
+        help="cancel a flow run (in whichever process runs it)",
+    )
 
 
 def _add_serve(commands: _Commands) -> None:
@@ -172,9 +208,7 @@ def _add_serve(commands: _Commands) -> None:
 
 def _add_deployments(commands: _Commands) -> None:
     """``deployments ls|run``."""
-    group = commands.add_parser("deployments", help="deployments").add_subparsers(
-        dest="sub", required=True
-    )
+    group = _group(commands, "deployments", help="deployments")
     d_ls = group.add_parser("ls", help="list deployments and their schedules")
     d_ls.add_argument("--json", action="store_true", help="JSON for scripts")
     d_ls.set_defaults(handler="deployments:cmd_deployments_ls")
@@ -187,31 +221,21 @@ def _add_deployments(commands: _Commands) -> None:
 
 def _add_variables(commands: _Commands) -> None:
     """``variables ls|get|set|unset``."""
-    group = commands.add_parser("variables", help="variables").add_subparsers(
-        dest="sub", required=True
-    )
-    v_ls = group.add_parser("ls")
-    v_ls.add_argument("--json", action="store_true")
-    v_ls.set_defaults(handler="variables:cmd_variables_ls")
-    v_get = group.add_parser("get")
-    v_get.add_argument("name")
-    v_get.set_defaults(handler="variables:cmd_variables_get")
+    group = _group(commands, "variables", help="variables")
+    _simple(group, "ls", "variables:cmd_variables_ls", json=True)
+    _simple(group, "get", "variables:cmd_variables_get", "name")
     v_set = group.add_parser("set")
     v_set.add_argument("name")
     v_set.add_argument("value", help="JSON, or plain text stored as a string")
     v_set.add_argument("--overwrite", action="store_true")
     v_set.add_argument("--tag", action="append", default=[])
     v_set.set_defaults(handler="variables:cmd_variables_set")
-    v_unset = group.add_parser("unset")
-    v_unset.add_argument("name")
-    v_unset.set_defaults(handler="variables:cmd_variables_unset")
+    _simple(group, "unset", "variables:cmd_variables_unset", "name")
 
 
 def _add_db(commands: _Commands) -> None:
     """``db path|migrate|vacuum|check`` and ``recover``."""
-    group = commands.add_parser("db", help="the database (file or PostgreSQL)").add_subparsers(
-        dest="sub", required=True
-    )
+    group = _group(commands, "db", help="the database (file or PostgreSQL)")
     group.add_parser("path").set_defaults(handler="db:cmd_db_path")
     group.add_parser("migrate").set_defaults(handler="db:cmd_db_migrate")
     group.add_parser("vacuum").set_defaults(handler="db:cmd_db_vacuum")
@@ -226,9 +250,7 @@ def _add_db(commands: _Commands) -> None:
 
 def _add_artifacts(commands: _Commands) -> None:
     """``artifacts ls|inspect``."""
-    group = commands.add_parser("artifacts", help="artifacts of runs").add_subparsers(
-        dest="sub", required=True
-    )
+    group = _group(commands, "artifacts", help="artifacts of runs")
     a_ls = group.add_parser("ls", help="the newest artifact of each key")
     a_ls.add_argument("--all", action="store_true", help="every artifact, keyless ones too")
     a_ls.add_argument("--limit", type=int, default=None, help="at most this many")
@@ -263,22 +285,22 @@ def _add_completion(commands: _Commands) -> None:
 def _add_concurrency(commands: _Commands) -> None:
     """``gcl create|ls|inspect|update|delete`` and ``concurrency-limit create|ls|inspect|
     reset|delete``."""
-    group = commands.add_parser(
-        "gcl", aliases=["global-concurrency-limit"], help="global concurrency and rate limits"
-    ).add_subparsers(dest="sub", required=True)
+    group = _group(
+        commands,
+        "gcl",
+        help="global concurrency and rate limits",
+        aliases=["global-concurrency-limit"],
+    )
     create = group.add_parser("create", help="create a global limit")
     create.add_argument("name")
     create.add_argument("--limit", "-l", type=int, required=True, help="slots at most")
     create.add_argument("--slot-decay-per-second", type=float, help="decay, for rate limits")
     create.add_argument("--disable", action="store_true", help="create it inactive")
     create.set_defaults(handler="concurrency:cmd_gcl_create")
-    ls = group.add_parser("ls", help="list global limits")
-    ls.add_argument("--json", action="store_true")
-    ls.set_defaults(handler="concurrency:cmd_gcl_ls")
-    inspect_ = group.add_parser("inspect", help="one global limit")
-    inspect_.add_argument("name")
-    inspect_.add_argument("--json", action="store_true")
-    inspect_.set_defaults(handler="concurrency:cmd_gcl_inspect")
+    _simple(group, "ls", "concurrency:cmd_gcl_ls", help="list global limits", json=True)
+    _simple(
+        group, "inspect", "concurrency:cmd_gcl_inspect", "name", help="one global limit", json=True
+    )
     update = group.add_parser("update", help="change a global limit")
     update.add_argument("name")
     update.add_argument("--limit", "-l", type=int)
@@ -288,30 +310,20 @@ def _add_concurrency(commands: _Commands) -> None:
     switch.add_argument("--enable", action="store_true")
     switch.add_argument("--disable", action="store_true")
     update.set_defaults(handler="concurrency:cmd_gcl_update")
-    delete = group.add_parser("delete", help="delete a global limit")
-    delete.add_argument("name")
-    delete.set_defaults(handler="concurrency:cmd_gcl_delete")
+    _simple(group, "delete", "concurrency:cmd_gcl_delete", "name", help="delete a global limit")
 
-    tags = commands.add_parser(
-        "concurrency-limit", help="task-run concurrency limits by tag"
-    ).add_subparsers(dest="sub", required=True)
+    tags = _group(commands, "concurrency-limit", help="task-run concurrency limits by tag")
     t_create = tags.add_parser("create", help="limit the task runs with a tag")
     t_create.add_argument("tag")
     t_create.add_argument("concurrency_limit", type=int)
     t_create.set_defaults(handler="concurrency:cmd_tag_limit_create")
-    t_ls = tags.add_parser("ls", help="list tag limits")
-    t_ls.add_argument("--json", action="store_true")
-    t_ls.set_defaults(handler="concurrency:cmd_tag_limit_ls")
-    t_inspect = tags.add_parser("inspect", help="a tag limit and its holders")
-    t_inspect.add_argument("tag")
-    t_inspect.add_argument("--json", action="store_true")
-    t_inspect.set_defaults(handler="concurrency:cmd_tag_limit_inspect")
-    t_reset = tags.add_parser("reset", help="free every slot of a tag limit")
-    t_reset.add_argument("tag")
-    t_reset.set_defaults(handler="concurrency:cmd_tag_limit_reset")
-    t_delete = tags.add_parser("delete", help="delete a tag limit")
-    t_delete.add_argument("tag")
-    t_delete.set_defaults(handler="concurrency:cmd_tag_limit_delete")
+    _simple(tags, "ls", "concurrency:cmd_tag_limit_ls", help="list tag limits", json=True)
+    for sub, handler, help_ in (
+        ("inspect", "cmd_tag_limit_inspect", "a tag limit and its holders"),
+        ("reset", "cmd_tag_limit_reset", "free every slot of a tag limit"),
+        ("delete", "cmd_tag_limit_delete", "delete a tag limit"),
+    ):
+        _simple(tags, sub, f"concurrency:{handler}", "tag", help=help_, json=sub == "inspect")
 
 
 def _add_task_worker(commands: _Commands) -> None:

@@ -5,23 +5,17 @@ and ``delete_artifact``. Mixed into ``PrefectClient``; the blocking twins into
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.model.artifacts import Artifact, ArtifactCollection, check_key
 from millstream._engine.model.ids import new_id
 from millstream._engine.store import Store
 from millstream._engine.store import artifacts as stored
-from millstream._sync import dual
+from millstream.client._twins import blocking as _blocking
 
 __all__ = ["ArtifactClientMixin", "SyncArtifactClientMixin"]
-
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 class ArtifactClientMixin:
@@ -105,18 +99,6 @@ class ArtifactClientMixin:
         """Delete an artifact; raises ``ObjectNotFound`` when there is none with this id."""
         if not await stored.delete_artifact(self._store, artifact_id):
             raise ObjectNotFound(f"Artifact {str(artifact_id)!r} not found")
-
-
-def _blocking(
-    method: Callable[Concatenate[ArtifactClientMixin, P], Coroutine[Any, Any, T]],
-) -> Callable[Concatenate[Any, P], T]:
-    twin = dual(method)
-
-    @functools.wraps(twin)
-    def blocking(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return twin(self._client, *args, **kwargs)
-
-    return blocking
 
 
 class SyncArtifactClientMixin:

@@ -7,25 +7,20 @@ change is committed before the call returns and wakes this process's waiters.
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 from millstream._engine.exceptions import ObjectNotFound
 from millstream._engine.limits.slots import wake_waiters
 from millstream._engine.model.limits import TAG_PREFIX, LimitRecord
 from millstream._engine.store import Store
-from millstream._sync import dual
+from millstream.client._twins import blocking as _blocking
 from millstream.client.schemas.concurrency import (
     ConcurrencyLimit,
     GlobalConcurrencyLimitCreate,
     GlobalConcurrencyLimitResponse,
     GlobalConcurrencyLimitUpdate,
 )
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 def _response(record: LimitRecord) -> GlobalConcurrencyLimitResponse:
@@ -190,19 +185,6 @@ class ConcurrencyClientMixin:
             created=record.created,
             updated=record.updated,
         )
-
-
-def _blocking(
-    method: Callable[Concatenate[ConcurrencyClientMixin, P], Coroutine[Any, Any, T]],
-) -> Callable[Concatenate[Any, P], T]:
-    """The blocking twin of a mixin method, run on the sync client's own async client."""
-    twin = dual(method)
-
-    @functools.wraps(twin)
-    def blocking(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return twin(self._client, *args, **kwargs)
-
-    return blocking
 
 
 class SyncConcurrencyClientMixin:

@@ -7,11 +7,9 @@ recorded by another process is visible as soon as that process has committed it.
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Concatenate, Literal, NoReturn, ParamSpec, Self, TypeVar, overload
+from typing import Any, Literal, NoReturn, Self, overload
 
 from millstream._engine import logs
 from millstream._engine.exceptions import NotSupportedError, ObjectAlreadyExists, ObjectNotFound
@@ -20,14 +18,11 @@ from millstream._engine.model.states import State
 from millstream._engine.settings import get_current_settings
 from millstream._engine.store import Store, get_store
 from millstream._engine.store.rows import db_id
-from millstream._sync import dual
+from millstream.client._twins import blocking as _blocking
 from millstream.client.artifacts import ArtifactClientMixin, SyncArtifactClientMixin
 from millstream.client.concurrency import ConcurrencyClientMixin, SyncConcurrencyClientMixin
 from millstream.client.flow_run_writes import FlowRunWrites
 from millstream.variables import Variable
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 # Prefect client methods this client does not have, with why. Any other unknown name is a
 # plain AttributeError (a typo should not read as a missing feature).
@@ -411,20 +406,6 @@ def _no_work_pools(work_pool_filter: Any, work_queue_filter: Any) -> None:
 def _variable(fields: tuple[str, Any, list[str]]) -> Variable:
     name, value, tags = fields
     return Variable(name=name, value=value, tags=tags)
-
-
-def _blocking(
-    method: Callable[Concatenate[PrefectClient, P], Coroutine[Any, Any, T]],
-) -> Callable[Concatenate[SyncPrefectClient, P], T]:
-    """The blocking twin of a ``PrefectClient`` method (derived with ``dual``), run on the
-    sync client's own async client."""
-    twin = dual(method)
-
-    @functools.wraps(twin)
-    def blocking(self: SyncPrefectClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return twin(self._client, *args, **kwargs)
-
-    return blocking
 
 
 class SyncPrefectClient(SyncArtifactClientMixin, SyncConcurrencyClientMixin, _ServerOnlyNames):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from millstream._engine.exceptions import ConcurrencySlotAcquisitionError, NotSupportedError
 from millstream._engine.limits import Grant
+from millstream._engine.model.limits import Mode
 from millstream._engine.settings import get_current_settings
 from millstream._engine.store import Store, get_store
 
@@ -17,6 +18,59 @@ def store() -> tuple[Store, float]:
     """The current database's store and how often its waiters poll other processes."""
     settings = get_current_settings()
     return get_store(settings.database_path), settings.limits.poll_seconds
+
+
+class Acquisition(NamedTuple):
+    """The arguments of the engine's ``acquire`` / ``acquire_blocking``, in their order."""
+
+    store: Store
+    names: list[str]
+    occupy: int
+    mode: Mode
+    timeout: float | None
+    max_retries: int | None = None
+    lease_seconds: float | None = None
+    holder: str | None = None
+    poll_seconds: float | None = None
+
+
+def concurrency_request(
+    names: str | list[str],
+    occupy: int,
+    timeout_seconds: float | None,
+    max_retries: int | None,
+    lease_duration: float,
+    holder: Any,
+    raise_on_lease_renewal_failure: bool | None,
+) -> Acquisition | None:
+    """What ``concurrency(...)`` asks the engine for (both faces); None: no names, no slots."""
+    listed = names_of(names)
+    check_renewal_option(raise_on_lease_renewal_failure)
+    if not listed:
+        return None
+    the_store, poll = store()
+    return Acquisition(
+        the_store,
+        listed,
+        occupy,
+        "concurrency",
+        timeout_seconds,
+        max_retries,
+        lease_duration,
+        holder_text(holder),
+        poll,
+    )
+
+
+def rate_limit_request(
+    names: str | list[str], occupy: int, timeout_seconds: float | None
+) -> Acquisition | None:
+    """What ``rate_limit(...)`` asks the engine for (both faces); None: no names."""
+    listed = names_of(names)
+    if not listed:
+        return None
+    the_store, poll = store()
+    return Acquisition(the_store, listed, occupy, "rate_limit", timeout_seconds, poll_seconds=poll)
 
 
 def names_of(names: str | list[str]) -> list[str]:

@@ -25,34 +25,23 @@ async def concurrency(
     holder: Any = None,
     raise_on_lease_renewal_failure: bool | None = None,
 ) -> AsyncGenerator[None, None]:
-    """Hold ``occupy`` slots of each named limit while the block runs (waiting on the
-    running loop: no thread is blocked).
-
-    Waits until every limit has room (a release in this process wakes it at once; one in
-    another process is seen within ``limits.poll_seconds``). ``timeout_seconds``: raise
-    ``AcquireConcurrencySlotTimeoutError`` after that long; ``max_retries``: give up with
-    ``ConcurrencySlotAcquisitionError`` after that many waits. The slots are a lease of
-    ``lease_duration`` seconds, renewed while held: a process that dies frees them when it
-    expires. Limits that do not exist are skipped with a warning (``strict=True``: an error).
-    """
-    names = _common.names_of(names)
-    _common.check_renewal_option(raise_on_lease_renewal_failure)
-    if not names:
-        yield
-        return
-    store, poll = _common.store()
-    grant = await acquire(
-        store,
+    """Hold ``occupy`` slots of each named limit while the block runs, waiting on the running
+    loop (no thread is blocked): the arguments and rules of ``millstream.concurrency.sync``'s
+    ``concurrency`` (timeouts, retries, leases, missing limits)."""
+    request = _common.concurrency_request(
         names,
         occupy,
-        "concurrency",
         timeout_seconds,
         max_retries,
         lease_duration,
-        _common.holder_text(holder),
-        poll,
+        holder,
+        raise_on_lease_renewal_failure,
     )
-    _common.after_acquire(grant, names, strict)
+    if request is None:
+        yield
+        return
+    grant = await acquire(*request)
+    _common.after_acquire(grant, request.names, strict)
     try:
         yield
     finally:
@@ -65,15 +54,12 @@ async def rate_limit(
     timeout_seconds: float | None = None,
     strict: bool = False,
 ) -> None:
-    """Block until ``occupy`` slots of each named limit are free, and take them for good: they
-    come back as the limit's ``slot_decay_per_second`` decays them (every named limit must
-    have a decay)."""
-    names = _common.names_of(names)
-    if not names:
+    """Wait (on the running loop) until ``occupy`` slots of each named limit are free, and take
+    them for good: ``millstream.concurrency.sync``'s ``rate_limit`` for async code."""
+    request = _common.rate_limit_request(names, occupy, timeout_seconds)
+    if request is None:
         return
-    store, poll = _common.store()
-    grant = await acquire(store, names, occupy, "rate_limit", timeout_seconds, poll_seconds=poll)
-    _common.after_acquire(grant, names, strict)
+    _common.after_acquire(await acquire(*request), request.names, strict)
 
 
 __all__ = [

@@ -34,24 +34,20 @@ def concurrency(
     ``lease_duration`` seconds, renewed while held: a process that dies frees them when it
     expires. Limits that do not exist are skipped with a warning (``strict=True``: an error).
     """
-    names = _common.names_of(names)
-    _common.check_renewal_option(raise_on_lease_renewal_failure)
-    if not names:
-        yield
-        return
-    store, poll = _common.store()
-    grant = acquire_blocking(
-        store,
+    request = _common.concurrency_request(
         names,
         occupy,
-        "concurrency",
         timeout_seconds,
         max_retries,
         lease_duration,
-        _common.holder_text(holder),
-        poll,
+        holder,
+        raise_on_lease_renewal_failure,
     )
-    _common.after_acquire(grant, names, strict)
+    if request is None:
+        yield
+        return
+    grant = acquire_blocking(*request)
+    _common.after_acquire(grant, request.names, strict)
     try:
         yield
     finally:
@@ -67,12 +63,10 @@ def rate_limit(
     """Block until ``occupy`` slots of each named limit are free, and take them for good: they
     come back as the limit's ``slot_decay_per_second`` decays them (every named limit must
     have a decay)."""
-    names = _common.names_of(names)
-    if not names:
+    request = _common.rate_limit_request(names, occupy, timeout_seconds)
+    if request is None:
         return
-    store, poll = _common.store()
-    grant = acquire_blocking(store, names, occupy, "rate_limit", timeout_seconds, poll_seconds=poll)
-    _common.after_acquire(grant, names, strict)
+    _common.after_acquire(acquire_blocking(*request), request.names, strict)
 
 
 __all__ = [

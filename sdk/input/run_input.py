@@ -21,35 +21,39 @@ class RunInputMetadata(pydantic.BaseModel):
     receiver: Any = None
 
 
+def receive_input(
+    input_type: Any,
+    timeout: float | None = 3600,
+    poll_interval: float = 10,
+    raise_timeout_error: bool = False,
+    exclude_keys: set[str] | None = None,
+    key_prefix: str | None = None,
+    flow_run_id: Any = None,
+    with_metadata: bool = False,
+) -> InputReceiver:
+    """Iterate over the inputs of ``input_type`` sent to a flow run (the current one by
+    default). A ``send_input`` in this process wakes the iteration at once; one from another
+    process is seen within ``poll_interval`` seconds."""
+    return InputReceiver(
+        run_input_subclass_from_type(input_type),
+        timeout,
+        poll_interval,
+        raise_timeout_error,
+        exclude_keys,
+        key_prefix,
+        flow_run_id,
+        with_metadata,
+    )
+
+
 class RunInput(pydantic.BaseModel):
     """Subclass with the fields a flow waits for: ``pause_flow_run(wait_for_input=MyInput)``
     returns a ``MyInput`` built from ``resume_flow_run(id, run_input={...})``."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    @classmethod
-    def receive(
-        cls,
-        timeout: float | None = 3600,
-        poll_interval: float = 10,
-        raise_timeout_error: bool = False,
-        exclude_keys: set[str] | None = None,
-        key_prefix: str | None = None,
-        flow_run_id: Any = None,
-        with_metadata: bool = False,
-    ) -> InputReceiver:
-        """Iterate over the inputs of this type sent to a flow run (the current one by
-        default), waiting up to ``timeout`` seconds for each next one."""
-        return receive_input(
-            cls,
-            timeout,
-            poll_interval,
-            raise_timeout_error,
-            exclude_keys,
-            key_prefix,
-            flow_run_id,
-            with_metadata,
-        )
+    # ``MyInput.receive(...)`` is ``receive_input(MyInput, ...)``.
+    receive = classmethod(receive_input)
 
     def send_to(self, flow_run_id: Any, sender: str | None = None) -> None:
         """Send this input to a flow run."""
@@ -191,31 +195,6 @@ class InputReceiver:
         if issubclass(self.model, AutomaticRunInput):
             return instance.value  # type: ignore[attr-defined]
         return instance
-
-
-def receive_input(
-    input_type: Any,
-    timeout: float | None = 3600,
-    poll_interval: float = 10,
-    raise_timeout_error: bool = False,
-    exclude_keys: set[str] | None = None,
-    key_prefix: str | None = None,
-    flow_run_id: Any = None,
-    with_metadata: bool = False,
-) -> InputReceiver:
-    """Iterate over the inputs of ``input_type`` sent to a flow run (the current one by
-    default). A ``send_input`` in this process wakes the iteration at once; one from another
-    process is seen within ``poll_interval`` seconds."""
-    return InputReceiver(
-        run_input_subclass_from_type(input_type),
-        timeout,
-        poll_interval,
-        raise_timeout_error,
-        exclude_keys,
-        key_prefix,
-        flow_run_id,
-        with_metadata,
-    )
 
 
 def load(type_: Any, given: Any) -> Any:

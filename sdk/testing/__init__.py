@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from millstream._engine import logs
 from millstream._engine.clock import Clock, FastClock, FrozenClock, use_clock
@@ -239,6 +239,26 @@ def _exported(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+_Run = TypeVar("_Run", FlowRun, TaskRun)
+_OfRun = TypeVar("_OfRun", TaskRun, LogRecord)
+
+
+def _oldest_first(runs: list[_Run]) -> list[_Run]:
+    # The client reads newest first: reversed, runs created in the same microsecond keep
+    # their order through the (stable) sort.
+    runs.reverse()
+    runs.sort(key=lambda r: (r.created is None, r.created))
+    return runs
+
+
+def _of_flow_run(items: list[_OfRun], flow_run_id: uuid.UUID | str | None) -> list[_OfRun]:
+    """The ``items`` of one flow run (all of them when ``flow_run_id`` is None)."""
+    if flow_run_id is None:
+        return items
+    wanted = uuid.UUID(str(flow_run_id))
+    return [item for item in items if item.flow_run_id == wanted]
+
+
 class RunReader:
     """What the current database recorded, read through the blocking client.
 
@@ -252,10 +272,7 @@ class RunReader:
     def flow_runs(self, *, name: str | None = None, flow_name: str | None = None) -> list[FlowRun]:
         """Every flow run, oldest first; ``name`` / ``flow_name`` keep the matching ones."""
         with self._client() as client:
-            runs: list[FlowRun] = client.read_flow_runs()
-        # Read newest first: reversed, runs created in the same microsecond keep their order.
-        runs.reverse()
-        runs.sort(key=lambda r: (r.created is None, r.created))
+            runs: list[FlowRun] = _oldest_first(client.read_flow_runs())
         if name is not None:
             runs = [r for r in runs if r.name == name]
         if flow_name is not None:
@@ -279,12 +296,7 @@ class RunReader:
         """Task runs (of one flow run when given), oldest first."""
         with self._client() as client:
             runs: list[TaskRun] = client.read_task_runs()
-        if flow_run_id is not None:
-            wanted = uuid.UUID(str(flow_run_id))
-            runs = [r for r in runs if r.flow_run_id == wanted]
-        runs.reverse()  # read newest first: runs created in the same microsecond keep order
-        runs.sort(key=lambda r: (r.created is None, r.created))
-        return runs
+        return _oldest_first(_of_flow_run(runs, flow_run_id))
 
     def states(self, run_id: uuid.UUID | str) -> list[State]:
         """Every state a flow run or task run went through, oldest first."""
@@ -301,7 +313,4 @@ class RunReader:
         """Log lines (of one flow run when given), in the order they were recorded."""
         with self._client() as client:
             lines: list[LogRecord] = client.read_logs()
-        if flow_run_id is not None:
-            wanted = uuid.UUID(str(flow_run_id))
-            lines = [line for line in lines if line.flow_run_id == wanted]
-        return lines
+        return _of_flow_run(lines, flow_run_id)
