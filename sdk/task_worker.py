@@ -20,8 +20,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from millstream._engine.bridge.executors import Executor
 from millstream._engine.exceptions import NotSupportedError, ObjectNotFound
@@ -32,6 +32,7 @@ from millstream._engine.results.faithful import MsgpackSerializer
 from millstream._engine.settings import get_current_settings
 from millstream._engine.store import Store, get_store
 from millstream._sync import run_sync
+from millstream.futures import PrefectDistributedFuture
 
 R = TypeVar("R")
 
@@ -50,40 +51,19 @@ def _queue_notifier(store: Store) -> Any:
     return notifier_for(store.path.with_name(store.path.name + "#task-queue"))
 
 
-class PrefectDistributedFuture(Generic[R]):
-    """The future of a run queued with ``Task.delay``: wait for it from any process."""
+class QueuedTaskRunFuture(PrefectDistributedFuture[R]):
+    """The future of a run queued with ``Task.delay`` (a ``PrefectDistributedFuture``, as
+    Prefect's ``delay`` returns): its state is read from the queue, and ``wait`` wakes at once
+    when a task worker of this process finishes it (elsewhere, within the poll interval)."""
 
-    def __init__(self, task_run_id: uuid.UUID) -> None:
-        self._task_run_id = task_run_id
-        self._final: tuple[str, bytes | None] | None = None
-
-    @property
-    def task_run_id(self) -> uuid.UUID:
-        """The id of the queued task run."""
-        return self._task_run_id
-
-    def _read(self) -> tuple[str, bytes | None] | None:
-        if self._final is not None:
-            return self._final
-        found = _store().read_queued_task(self._task_run_id)
+    def _read(self) -> State | None:
+        found = _store().read_queued_task(self.task_run_id)
         if found is None:
-            raise ObjectNotFound(f"Queued task run {self._task_run_id} not found")
+            raise ObjectNotFound(f"Queued task run {self.task_run_id} not found")
         status, outcome, _, _ = found
-        if status in _FINAL:
-            self._final = (status, outcome)
-            return self._final
-        return None
-
-    @property
-    def state(self) -> State:
-        """The run's state now: Scheduled while queued, Running, then its final state."""
-        done = self._read()
-        if done is None:
-            found = _store().read_queued_task(self._task_run_id)
-            running = found is not None and found[0] == "RUNNING"
-            kind = StateType.RUNNING if running else StateType.SCHEDULED
+        if status not in _FINAL:
+            kind = StateType.RUNNING if status == "RUNNING" else StateType.SCHEDULED
             return State(type=kind, name=kind.value.title())
-        status, outcome = done
         value = _serializer.loads(outcome) if outcome is not None else None
         if status == "COMPLETED":
             return State(type=StateType.COMPLETED, name="Completed", data=value)
@@ -91,34 +71,21 @@ class PrefectDistributedFuture(Generic[R]):
 
     def done(self) -> bool:
         """Whether the run has finished."""
-        return self._read() is not None
+        return self.state.is_final()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run finishes or ``timeout`` seconds pass."""
-        store = _store()
-        notifier = _queue_notifier(store)
+        notifier = _queue_notifier(_store())
         poll = get_current_settings().limits.poll_seconds
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             generation = notifier.generation()
-            if self._read() is not None:
+            if self.done():
                 return
             wait = poll if deadline is None else min(poll, deadline - time.monotonic())
             if wait <= 0:
                 return
             notifier.wait(generation, wait)
-
-    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
-        """The run's result (waiting for it); its exception is raised if it failed, unless
-        ``raise_on_failure=False``, which returns it. ``TimeoutError`` after ``timeout``."""
-        self.wait(timeout)
-        if not self.done():
-            raise TimeoutError(
-                f"Task run {self._task_run_id} did not finish within {timeout} second(s)"
-            )
-        state = self.state
-        value: R = state_result(state, raise_on_failure)
-        return value
 
     async def wait_async(self, timeout: float | None = None) -> None:
         """``wait`` without blocking the running loop."""
@@ -128,23 +95,8 @@ class PrefectDistributedFuture(Generic[R]):
         """``result`` without blocking the running loop."""
         return await asyncio.to_thread(self.result, timeout, raise_on_failure)
 
-    def add_done_callback(self, fn: Callable[[PrefectDistributedFuture[R]], None]) -> None:
-        """Call ``fn(self)`` once the run has finished (from a thread of its own)."""
-
-        def call_when_done() -> None:
-            self.wait()
-            fn(self)
-
-        threading.Thread(target=call_when_done, name="millstream-future", daemon=True).start()
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PrefectDistributedFuture) and other.task_run_id == self.task_run_id
-
-    def __hash__(self) -> int:
-        return hash(self._task_run_id)
-
     def __repr__(self) -> str:
-        return f"PrefectDistributedFuture(task_run_id={self._task_run_id})"
+        return f"PrefectDistributedFuture(task_run_id={self.task_run_id})"
 
 
 def enqueue(
@@ -156,7 +108,7 @@ def enqueue(
     dependencies: Any = None,
     priority: int = 0,
     idempotency_key: str | None = None,
-) -> PrefectDistributedFuture[Any]:
+) -> QueuedTaskRunFuture[Any]:
     """Queue a run of ``task`` for a task worker (``Task.delay``/``Task.apply_async``)."""
     if wait_for or dependencies:
         raise NotSupportedError(
@@ -176,7 +128,7 @@ def enqueue(
     store = _store()
     run_id = store.enqueue_task(uuid.uuid4(), spec.name, blob, priority, idempotency_key)
     _queue_notifier(store).notify()
-    return PrefectDistributedFuture(run_id)
+    return QueuedTaskRunFuture(run_id)
 
 
 class TaskWorker:
@@ -315,4 +267,11 @@ async def aserve(
     )
 
 
-__all__ = ["PrefectDistributedFuture", "TaskWorker", "aserve", "enqueue", "serve"]
+__all__ = [
+    "PrefectDistributedFuture",
+    "QueuedTaskRunFuture",
+    "TaskWorker",
+    "aserve",
+    "enqueue",
+    "serve",
+]

@@ -94,6 +94,10 @@ def test_retries_priority_idempotency_and_failures_in_process() -> None:
     same = flaky.apply_async(("ignored",), idempotency_key="once")
     assert same == again
     bad = broken.delay()
+    # As Prefect's delay(): the public PrefectDistributedFuture, equal by task run id.
+    from millstream.futures import PrefectDistributedFuture
+
+    assert isinstance(bad, PrefectDistributedFuture) and bad != low
     assert not low.done() and low.state.type.value == "SCHEDULED"
     worker = TaskWorker(flaky, broken, limit=1)
     thread = threading.Thread(target=worker.run)
