@@ -11,6 +11,7 @@ schema.sql's, translated by ``pg_dialect``; rows read back index by position and
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -31,6 +32,8 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     psycopg = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("millstream.store")
 
 # Any fixed number: the key of the advisory lock that lets one process migrate at a time.
 _MIGRATION_LOCK = 7_316_221_012
@@ -249,12 +252,19 @@ class _Pool:
         return self._connect()
 
     def give_back(self, conn: Any) -> None:
-        idle = not conn.closed and conn.info.transaction_status == _IDLE
+        idle = not _lost(conn) and conn.info.transaction_status == _IDLE
         with self._lock:
             if idle and not self._closed and len(self._idle) < self._max_idle:
                 self._idle.append(conn)
                 return
         conn.close()
+
+    def discard_idle(self) -> None:
+        """Close the idle connections (the server cut one: it may have cut them all)."""
+        with self._lock:
+            conns, self._idle = self._idle, []
+        for conn in conns:
+            conn.close()
 
     def close(self) -> None:
         with self._lock:
@@ -319,7 +329,25 @@ class PostgresBackend:
         return f"{type(exc).__name__}: {exc}"
 
     def write_batch(self, facade: SyncConnection, batch: Batch) -> list[Any]:
-        """Write one batch in one transaction (on the writer thread)."""
+        """Write one batch in one transaction (on the writer thread).
+
+        A connection the server cut (a restart, ``pg_terminate_backend``, a network blip)
+        is replaced first: the writer's retries of a batch whose connection was lost go to a
+        new one (a failed connect is an ``OperationalError``: transient, retried in turn).
+        PostgreSQL text cannot hold NUL: a batch refused for one is written with each NUL of
+        its rows' text replaced by U+FFFD (only then: the usual batch is not scanned)."""
+        if _lost(facade.conn):
+            facade.conn.close()
+            facade.conn = psycopg.connect(self.url, **_connect_kwargs())
+            logger.warning("Reconnected the store's writer to %s", self.location)
+        try:
+            return self._write(facade, batch)
+        except psycopg.DataError:
+            if not _replace_nul(batch):
+                raise
+        return self._write(facade, batch)
+
+    def _write(self, facade: SyncConnection, batch: Batch) -> list[Any]:
         from millstream._engine.store.sqlite import _run_call, apply_fences
 
         conn = facade.conn
@@ -330,6 +358,8 @@ class PostgresBackend:
                 with conn.transaction():
                     results.append(_run_call(batch.calls[0], cast(Any, facade)))
             except Exception as exc:
+                if _lost(conn):
+                    raise  # not the call's failure: the batch is retried on a new connection
                 results.append(exc)
             return results
         if not batch.fences and not batch.calls:
@@ -357,14 +387,27 @@ class PostgresBackend:
                     with conn.transaction():
                         results.append(_run_call(fn, cast(Any, facade)))
                 except Exception as exc:
+                    if _lost(conn):
+                        raise
                     results.append(exc)
         return results
 
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``fn`` on a read connection of its own (rows are ``Row``)."""
         conn = self._pool.take_idle()
-        if conn is None:
-            conn = await asyncio.get_running_loop().run_in_executor(None, self._pool.new)
+        if conn is not None:
+            try:
+                return await self._read_on(conn, fn)
+            except psycopg.OperationalError:
+                if not _lost(conn):
+                    raise
+            # An idle connection the server cut (a restart, say): the others are likely dead
+            # too; read again on a new one.
+            self._pool.discard_idle()
+        conn = await asyncio.get_running_loop().run_in_executor(None, self._pool.new)
+        return await self._read_on(conn, fn)
+
+    async def _read_on(self, conn: Any, fn: Callable[[Any], Awaitable[T]]) -> T:
         try:
             result = await fn(AsyncConnection(conn))
         except BaseException:
@@ -378,10 +421,24 @@ class PostgresBackend:
         before it returns. Such transactions (flow control's slots) take one advisory lock
         first: they follow each other as SQLite's ``BEGIN IMMEDIATE`` writers do, so a check
         of free slots and the lease it grants cannot interleave with another's."""
+        started = False
+
+        def run(conn: Any) -> T:
+            nonlocal started
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_TRANSACT_LOCK,))
+                started = True
+                return fn(SyncConnection(conn))
+
         conn = self._point_conn()
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_TRANSACT_LOCK,))
-            return fn(SyncConnection(conn))
+        try:
+            return run(conn)
+        except psycopg.OperationalError:
+            # Again on a new connection only if the old one was dead before ``fn`` ran: once
+            # it has, a lost COMMIT may have been applied.
+            if started or not _lost(conn):
+                raise
+        return run(self._point_conn())
 
     def execute_once(self, name: str, params: tuple[Any, ...]) -> int | None:
         """Always None: one statement alone is not serialized against the others here (READ
@@ -393,24 +450,36 @@ class PostgresBackend:
         return await self.read(fn)
 
     def _point_conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._connect()
-            self._local.conn = conn
-            with self._lock:
-                self._point_conns.append(conn)
+        old = getattr(self._local, "conn", None)
+        if old is not None and not _lost(old):
+            return old
+        conn = self._connect()
+        self._local.conn = conn
+        with self._lock:
+            if old is not None:
+                self._point_conns.remove(old)
+                old.close()
+            self._point_conns.append(conn)
         return conn
+
+    def _point_query(self, sql: str, params: tuple[Any, ...]) -> Any:
+        conn = self._point_conn()
+        try:
+            return conn.execute(pg_dialect.query(sql), params)
+        except psycopg.OperationalError:
+            if not _lost(conn):
+                raise
+        # The server cut this thread's connection (a restart, say): a read, safe to repeat.
+        return self._point_conn().execute(pg_dialect.query(sql), params)
 
     def point_read(self, name: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of a named query, on this thread's connection."""
-        row: tuple[Any, ...] | None = (
-            self._point_conn().execute(pg_dialect.query(Q[name]), params).fetchone()
-        )
+        row: tuple[Any, ...] | None = self._point_query(Q[name], params).fetchone()
         return row
 
     def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Every row of a query (a named one, lists expanded), on this thread's connection."""
-        return list(self._point_conn().execute(pg_dialect.query(sql), params).fetchall())
+        return list(self._point_query(sql, params).fetchall())
 
     def close(self) -> None:
         """Close the idle read connections and the point-read ones of every thread."""
@@ -428,6 +497,25 @@ class PostgresBackend:
 
 # The advisory lock that serializes ``transact`` calls (an arbitrary constant of ours).
 _TRANSACT_LOCK = 0x4D696C6C5354
+
+
+def _lost(conn: Any) -> bool:
+    """Whether psycopg found ``conn`` closed or cut by the server."""
+    return bool(conn.closed or conn.broken)
+
+
+def _replace_nul(batch: Batch) -> bool:
+    """Replace each NUL of the batch's row texts by U+FFFD; whether there was one."""
+    found = False
+    for field in ("flows", "flow_runs", "task_runs", "logs", "caches", "heartbeats"):
+        rows: list[tuple[Any, ...]] = getattr(batch, field)
+        for i, row in enumerate(rows):
+            if any(isinstance(v, str) and "\x00" in v for v in row):
+                found = True
+                rows[i] = tuple(
+                    v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row
+                )
+    return found
 
 
 def _rows_of(batch: Batch) -> list[tuple[str, list[tuple[Any, ...]]]]:
