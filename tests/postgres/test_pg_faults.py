@@ -124,3 +124,50 @@ def test_concurrency_slots_work_after_the_connections_are_cut(pg_url):
         pass
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name("cut").active_slots == 0
+
+
+@pytest.mark.slow
+def test_runs_made_while_the_server_restarts_are_recorded_once_it_is_back(
+    db_path, monkeypatch, tmp_path
+):
+    # A server of its own: the session's is shared by the other tests.
+    import logging
+    import threading
+
+    import pg_server
+
+    if pg_server.binaries() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    failed = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "failed" in record.getMessage():
+                failed.set()
+
+    seen = Seen()
+    logging.getLogger("millstream.store").addHandler(seen)
+    monkeypatch.setenv("MILLSTREAM_STORE_WRITE_RETRY_SECONDS", "60")
+    try:
+        with pg_server.running() as server:
+            monkeypatch.setenv("MILLSTREAM_DATABASE_URL", server.fresh_url())
+            store = get_store(db_path)
+            assert doubling(2) == 2
+            store.flush_sync()
+            server.pause()
+            # Runs started while the server is down wait for the writer (a run's lease is
+            # written before it starts) and go on once it is back.
+            results: list[int] = []
+            runs = threading.Thread(target=lambda: results.extend([doubling(3), doubling(4)]))
+            runs.start()
+            assert failed.wait(30)  # the writer met the outage
+            server.resume()
+            runs.join(60)
+            assert results == [6, 12]
+            store.flush_sync(timeout=60)
+            states = rows_of(db_path, "SELECT state_type, count(*) FROM flow_run GROUP BY 1")
+            assert states == [("COMPLETED", 3)]
+            assert rows_of(db_path, "SELECT count(*) FROM task_run") == [(2 + 3 + 4,)]
+            store.close()
+    finally:
+        logging.getLogger("millstream.store").removeHandler(seen)
