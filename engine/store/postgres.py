@@ -172,7 +172,8 @@ class PostgresBackend:
             try:
                 return await self._read_on(conn, fn)
             except psycopg.OperationalError:
-                if not is_lost(conn):
+                # ``broken``, not ``closed``: a failed read's connection is closed anyway.
+                if not conn.broken:
                     raise
             # An idle connection the server cut (a restart, say): the others are likely dead
             # too; read again on a new one.
@@ -229,10 +230,11 @@ class PostgresBackend:
         conn = self._connect()
         self._local.conn = conn
         with self._lock:
-            if old is not None:
+            if old in self._point_conns:  # not when ``close`` has closed them all
                 self._point_conns.remove(old)
-                old.close()
             self._point_conns.append(conn)
+        if old is not None:
+            old.close()
         return conn
 
     def _point_query(self, sql: str, params: tuple[Any, ...]) -> Any:
