@@ -11,26 +11,32 @@ schema.sql's, translated by ``pg_dialect``; rows read back index by position and
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from millstream._engine.exceptions import StoreError
 from millstream._engine.store import pg_dialect
 from millstream._engine.store.backend import Batch, ErrorKind
 from millstream._engine.store.migrations import MIGRATIONS, SCHEMA_VERSION, Q, statements
+from millstream._engine.store.pg_conn import (
+    AsyncConnection,
+    ReadPool,
+    SyncConnection,
+    connect_kwargs,
+    is_lost,
+)
 
 try:
     import psycopg
-    from psycopg.adapt import AdaptersMap, Dumper, Loader
-    from psycopg.pq import TransactionStatus
-
-    _IDLE = TransactionStatus.IDLE
 except ImportError:  # pragma: no cover - depends on the installed extras
     psycopg = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("millstream.store")
 
 # Any fixed number: the key of the advisory lock that lets one process migrate at a time.
 _MIGRATION_LOCK = 7_316_221_012
@@ -39,229 +45,6 @@ _MIGRATION_LOCK = 7_316_221_012
 def mask_url(url: str) -> str:
     """The URL with its password (if any) replaced by ``***``."""
     return re.sub(r"^(\w[\w+.-]*://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
-def _require_psycopg() -> None:
-    if psycopg is None:
-        raise StoreError(
-            "MILLSTREAM_DATABASE_URL names a PostgreSQL database, which needs the 'postgres' "
-            "extra: pip install 'millstream[postgres]'"
-        )
-
-
-# -- rows and parameters ----------------------------------------------------------------------
-class Row(tuple[Any, ...]):
-    """A row like ``sqlite3.Row``: by position, or by column name (``row["id"]``)."""
-
-    _names: dict[str, int] = {}  # noqa: RUF012 - each row class sets its own
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, str):
-            return tuple.__getitem__(self, self._names[key])
-        return tuple.__getitem__(self, key)
-
-    def keys(self) -> list[str]:
-        """The column names, in order (as ``sqlite3.Row.keys``)."""
-        return list(self._names)
-
-
-_row_classes: dict[tuple[str, ...], type[Row]] = {}
-
-
-def _row_class(names: tuple[str, ...]) -> type[Row]:
-    cls = _row_classes.get(names)
-    if cls is None:
-        positions: dict[str, int] = {}
-        for i, name in enumerate(names):
-            positions.setdefault(name, i)
-        cls = _row_classes[names] = type("Row", (Row,), {"_names": positions})
-    return cls
-
-
-def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Any]:
-    description = cursor.description
-    if description is None:
-        return tuple
-    cls = _row_class(tuple(d.name for d in description))
-    return cls
-
-
-def _adapters() -> Any:
-    class BoolAsInt(Dumper):
-        # SQLite stores booleans as integers, and so do the translated tables.
-        oid = psycopg.adapters.types["int8"].oid
-
-        def dump(self, obj: Any) -> bytes:
-            return b"1" if obj else b"0"
-
-    class NumericAsNumber(Loader):
-        # SQLite's sums and averages are ints or floats; PostgreSQL's sum() of a bigint is a
-        # numeric, which would arrive as a Decimal that float arithmetic refuses.
-        def load(self, data: Any) -> Any:
-            text = bytes(data).decode()
-            return int(text) if text.lstrip("-").isdigit() else float(text)
-
-    adapters = AdaptersMap(psycopg.adapters)
-    adapters.register_dumper(bool, BoolAsInt)
-    adapters.register_loader("numeric", NumericAsNumber)
-    return adapters
-
-
-_ADAPTERS: Any = None
-
-
-def _connect_kwargs() -> dict[str, Any]:
-    global _ADAPTERS
-    _require_psycopg()
-    if _ADAPTERS is None:
-        _ADAPTERS = _adapters()
-
-    return {"autocommit": True, "context": _Context(), "row_factory": _row_factory}
-
-
-class _Context:
-    """The adapters every connection starts from (psycopg's ``AdaptContext``)."""
-
-    connection = None
-
-    @property
-    def adapters(self) -> Any:
-        return _ADAPTERS
-
-
-# -- sqlite3-shaped connections over psycopg ---------------------------------------------------
-class _SyncCursor:
-    """What ``sqlite3.Connection.execute`` returns, over a psycopg cursor."""
-
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
-        self.rowcount = cursor.rowcount
-        self.lastrowid = None
-        self.description = cursor.description
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description is not None else None
-
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall() if self._cursor.description is not None else []
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
-
-    def close(self) -> None:
-        self._cursor.close()
-
-
-class SyncConnection:
-    """The surface of ``sqlite3.Connection`` that queued calls use, on a psycopg connection:
-    SQLite statements are translated, rows are ``Row``."""
-
-    row_factory: Any = None  # accepted and ignored: rows always index by name too
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _SyncCursor:
-        return _SyncCursor(self.conn.execute(pg_dialect.query(sql), tuple(params)))
-
-    def executemany(self, sql: str, params: Any) -> _SyncCursor:
-        cursor = self.conn.cursor()
-        cursor.executemany(pg_dialect.query(sql), [tuple(p) for p in params])
-        return _SyncCursor(cursor)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class _AsyncCursor:
-    """What aiosqlite's ``execute`` gives: awaitable, and an async context manager. The
-    statement runs on a worker thread of the loop, its rows fetched there in the same hop."""
-
-    def __init__(self, conn: Any, sql: str, params: Sequence[Any]) -> None:
-        self._conn, self._sql, self._params = conn, sql, tuple(params)
-        self._rows: list[Any] | None = None
-        self._done = False
-        self.rowcount = -1
-
-    def _execute(self) -> tuple[int, list[Any] | None]:
-        cursor = self._conn.execute(pg_dialect.query(self._sql), self._params)
-        rows = cursor.fetchall() if cursor.description is not None else None
-        return cursor.rowcount, rows
-
-    async def _run(self) -> _AsyncCursor:
-        if not self._done:
-            loop = asyncio.get_running_loop()
-            self.rowcount, self._rows = await loop.run_in_executor(None, self._execute)
-            self._done = True
-        return self
-
-    def __await__(self) -> Any:
-        return self._run().__await__()
-
-    async def __aenter__(self) -> _AsyncCursor:
-        return await self._run()
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def fetchone(self) -> Any:
-        await self._run()
-        return self._rows.pop(0) if self._rows else None
-
-    async def fetchall(self) -> list[Any]:
-        await self._run()
-        rows, self._rows = self._rows or [], []
-        return rows
-
-
-class AsyncConnection:
-    """The surface of an aiosqlite connection that readers use, over a pooled blocking
-    psycopg connection (as aiosqlite runs sqlite3 on a thread)."""
-
-    row_factory: Any = None
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _AsyncCursor:
-        return _AsyncCursor(self.conn, sql, params)
-
-    async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return await _AsyncCursor(self.conn, sql, params).fetchall()
-
-
-class _Pool:
-    """Idle read connections, shared by every thread and event loop of the process (a new
-    connection costs milliseconds; a read, a fraction of one)."""
-
-    def __init__(self, connect: Callable[[], Any], max_idle: int = 8) -> None:
-        self._connect = connect
-        self._idle: list[Any] = []
-        self._lock = threading.Lock()
-        self._max_idle = max_idle
-        self._closed = False
-
-    def take_idle(self) -> Any:
-        with self._lock:
-            return self._idle.pop() if self._idle else None
-
-    def new(self) -> Any:
-        return self._connect()
-
-    def give_back(self, conn: Any) -> None:
-        idle = not conn.closed and conn.info.transaction_status == _IDLE
-        with self._lock:
-            if idle and not self._closed and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            conns, self._idle = self._idle, []
-        for conn in conns:
-            conn.close()
 
 
 # -- the backend ----------------------------------------------------------------------------------
@@ -281,10 +64,10 @@ class PostgresBackend:
         self._local = threading.local()
         self._point_conns: list[Any] = []
         self._lock = threading.Lock()
-        self._pool = _Pool(self._connect)
+        self._pool = ReadPool(self._connect)
 
     def _connect(self) -> Any:
-        kwargs = _connect_kwargs()
+        kwargs = connect_kwargs()
         try:
             return psycopg.connect(self.url, **kwargs)
         except psycopg.Error as exc:
@@ -319,7 +102,25 @@ class PostgresBackend:
         return f"{type(exc).__name__}: {exc}"
 
     def write_batch(self, facade: SyncConnection, batch: Batch) -> list[Any]:
-        """Write one batch in one transaction (on the writer thread)."""
+        """Write one batch in one transaction (on the writer thread).
+
+        A connection the server cut (a restart, ``pg_terminate_backend``, a network blip)
+        is replaced first: the writer's retries of a batch whose connection was lost go to a
+        new one (a failed connect is an ``OperationalError``: transient, retried in turn).
+        PostgreSQL text cannot hold NUL: a batch refused for one is written with each NUL of
+        its rows' text replaced by U+FFFD (only then: the usual batch is not scanned)."""
+        if is_lost(facade.conn):
+            facade.conn.close()
+            facade.conn = psycopg.connect(self.url, **connect_kwargs())
+            logger.warning("Reconnected the store's writer to %s", self.location)
+        try:
+            return self._write(facade, batch)
+        except psycopg.DataError:
+            if not _replace_nul(batch):
+                raise
+        return self._write(facade, batch)
+
+    def _write(self, facade: SyncConnection, batch: Batch) -> list[Any]:
         from millstream._engine.store.sqlite import _run_call, apply_fences
 
         conn = facade.conn
@@ -330,6 +131,8 @@ class PostgresBackend:
                 with conn.transaction():
                     results.append(_run_call(batch.calls[0], cast(Any, facade)))
             except Exception as exc:
+                if is_lost(conn):
+                    raise  # not the call's failure: the batch is retried on a new connection
                 results.append(exc)
             return results
         if not batch.fences and not batch.calls:
@@ -357,14 +160,28 @@ class PostgresBackend:
                     with conn.transaction():
                         results.append(_run_call(fn, cast(Any, facade)))
                 except Exception as exc:
+                    if is_lost(conn):
+                        raise
                     results.append(exc)
         return results
 
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``fn`` on a read connection of its own (rows are ``Row``)."""
         conn = self._pool.take_idle()
-        if conn is None:
-            conn = await asyncio.get_running_loop().run_in_executor(None, self._pool.new)
+        if conn is not None:
+            try:
+                return await self._read_on(conn, fn)
+            except psycopg.OperationalError:
+                # ``broken``, not ``closed``: a failed read's connection is closed anyway.
+                if not conn.broken:
+                    raise
+            # An idle connection the server cut (a restart, say): the others are likely dead
+            # too; read again on a new one.
+            self._pool.discard_idle()
+        conn = await asyncio.get_running_loop().run_in_executor(None, self._pool.new)
+        return await self._read_on(conn, fn)
+
+    async def _read_on(self, conn: Any, fn: Callable[[Any], Awaitable[T]]) -> T:
         try:
             result = await fn(AsyncConnection(conn))
         except BaseException:
@@ -378,10 +195,24 @@ class PostgresBackend:
         before it returns. Such transactions (flow control's slots) take one advisory lock
         first: they follow each other as SQLite's ``BEGIN IMMEDIATE`` writers do, so a check
         of free slots and the lease it grants cannot interleave with another's."""
+        started = False
+
+        def run(conn: Any) -> T:
+            nonlocal started
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_TRANSACT_LOCK,))
+                started = True
+                return fn(SyncConnection(conn))
+
         conn = self._point_conn()
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_TRANSACT_LOCK,))
-            return fn(SyncConnection(conn))
+        try:
+            return run(conn)
+        except psycopg.OperationalError:
+            # Again on a new connection only if the old one was dead before ``fn`` ran: once
+            # it has, a lost COMMIT may have been applied.
+            if started or not is_lost(conn):
+                raise
+        return run(self._point_conn())
 
     def execute_once(self, name: str, params: tuple[Any, ...]) -> int | None:
         """Always None: one statement alone is not serialized against the others here (READ
@@ -393,24 +224,37 @@ class PostgresBackend:
         return await self.read(fn)
 
     def _point_conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._connect()
-            self._local.conn = conn
-            with self._lock:
-                self._point_conns.append(conn)
+        old = getattr(self._local, "conn", None)
+        if old is not None and not is_lost(old):
+            return old
+        conn = self._connect()
+        self._local.conn = conn
+        with self._lock:
+            if old in self._point_conns:  # not when ``close`` has closed them all
+                self._point_conns.remove(old)
+            self._point_conns.append(conn)
+        if old is not None:
+            old.close()
         return conn
+
+    def _point_query(self, sql: str, params: tuple[Any, ...]) -> Any:
+        conn = self._point_conn()
+        try:
+            return conn.execute(pg_dialect.query(sql), params)
+        except psycopg.OperationalError:
+            if not is_lost(conn):
+                raise
+        # The server cut this thread's connection (a restart, say): a read, safe to repeat.
+        return self._point_conn().execute(pg_dialect.query(sql), params)
 
     def point_read(self, name: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of a named query, on this thread's connection."""
-        row: tuple[Any, ...] | None = (
-            self._point_conn().execute(pg_dialect.query(Q[name]), params).fetchone()
-        )
+        row: tuple[Any, ...] | None = self._point_query(Q[name], params).fetchone()
         return row
 
     def point_read_all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Every row of a query (a named one, lists expanded), on this thread's connection."""
-        return list(self._point_conn().execute(pg_dialect.query(sql), params).fetchall())
+        return list(self._point_query(sql, params).fetchall())
 
     def close(self) -> None:
         """Close the idle read connections and the point-read ones of every thread."""
@@ -428,6 +272,20 @@ class PostgresBackend:
 
 # The advisory lock that serializes ``transact`` calls (an arbitrary constant of ours).
 _TRANSACT_LOCK = 0x4D696C6C5354
+
+
+def _replace_nul(batch: Batch) -> bool:
+    """Replace each NUL of the batch's row texts by U+FFFD; whether there was one."""
+    found = False
+    for field in ("flows", "flow_runs", "task_runs", "logs", "caches", "heartbeats"):
+        rows: list[tuple[Any, ...]] = getattr(batch, field)
+        for i, row in enumerate(rows):
+            if any(isinstance(v, str) and "\x00" in v for v in row):
+                found = True
+                rows[i] = tuple(
+                    v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row
+                )
+    return found
 
 
 def _rows_of(batch: Batch) -> list[tuple[str, list[tuple[Any, ...]]]]:

@@ -97,30 +97,41 @@ class Server:
         )
         for _ in range(5):
             self.port = _free_port()
-            options = (
-                f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-                "-c synchronous_commit=off -c max_connections=300"
-            )
-            if self.fast:
-                options += " -c fsync=off -c full_page_writes=off"
             try:
-                self._run(
-                    "pg_ctl",
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.root / "server.log"),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                )
+                self._pg_start()
                 return
             except RuntimeError:
                 if "could not bind" not in (self.root / "server.log").read_text():
                     raise
+
+    def _pg_start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
+            "-c synchronous_commit=off -c max_connections=300"
+        )
+        if self.fast:
+            options += " -c fsync=off -c full_page_writes=off"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def pause(self) -> None:
+        """Shut the server down (every connection cut), keeping its data and port."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port."""
+        self._pg_start()
 
     def stop(self) -> None:
         if not self.root.exists():
