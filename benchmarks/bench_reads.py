@@ -80,8 +80,10 @@ def build(path: Path, runs: int, flows: int = 20) -> None:
                 for fid, name in zip(flow_ids, flow_names, strict=True)
             ],
         )
-        marks = ", ".join("?" * len(rows[0]))
-        conn.executemany(f"INSERT INTO flow_run VALUES ({marks})", rows)
+        # The writer's own statement: the row and the schema's columns always agree.
+        from millstream._engine.store.migrations import Q
+
+        conn.executemany(Q["upsert_flow_run"], rows)
 
 
 def timed(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:

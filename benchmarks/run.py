@@ -318,6 +318,7 @@ def observability(reps: int) -> list[dict]:
     from millstream._engine.model.states import Completed, Failed
     from millstream._engine.settings import get_current_settings
     from millstream._engine.store import get_store
+    from millstream._engine.store.migrations import Q
     from millstream._engine.store.rows import encode_history, history_entry
     from millstream._engine.store.rows import flow_run_row as _flow_run_row
     from millstream.client.schemas.filters import (
@@ -349,8 +350,8 @@ def observability(reps: int) -> list[dict]:
         history = encode_history([history_entry(state, run.id, "flow_run_id")])
         rows.append(_flow_run_row(run, state, history, None))
     with sqlite3.connect(store.path) as conn:
-        marks = ", ".join("?" * len(rows[0]))
-        conn.executemany(f"INSERT INTO flow_run VALUES ({marks})", rows)
+        # The writer's own statement: the row and the schema's columns always agree.
+        conn.executemany(Q["upsert_flow_run"], rows)
     failed = FlowRunFilter(
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED]))
     )
