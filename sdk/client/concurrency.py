@@ -219,3 +219,6 @@ class SyncConcurrencyClientMixin:
     reset_concurrency_limit_by_tag = _blocking(
         ConcurrencyClientMixin.reset_concurrency_limit_by_tag
     )
+
+
+__all__ = ["ConcurrencyClientMixin", "SyncConcurrencyClientMixin"]

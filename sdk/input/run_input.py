@@ -205,3 +205,14 @@ def load(type_: Any, given: Any) -> Any:
     if not (isinstance(given, dict) and set(given) == {"value"}):
         given = {"value": given}
     return model.model_validate(given).value  # type: ignore[attr-defined]
+
+
+__all__ = [
+    "AutomaticRunInput",
+    "InputReceiver",
+    "RunInput",
+    "RunInputMetadata",
+    "receive_input",
+    "run_input_subclass_from_type",
+    "send_input",
+]
