@@ -218,7 +218,9 @@ async def read_upstream_runs(store: Store, run: TaskRun) -> list[dict[str, Any]]
     parameter that came from upstream task runs (``"parameter"``), how many (``"count"``) and
     the first ``UPSTREAM_SHOWN`` of them (``"runs"``: ``{"id", "name"}``, ``name`` None for a
     run no longer recorded)."""
-    links = {k: v for k, v in (run.input_links or {}).items() if v}
+    found_links = run.input_links or {}
+    # In the order of task_inputs: the parameters', then wait_for.
+    links = {k: found_links[k] for k in [*run.parameters, "wait_for"] if found_links.get(k)}
     ids = list(dict.fromkeys(i for found in links.values() for i in found[:UPSTREAM_SHOWN]))
     names: dict[uuid.UUID, str] = {}
     for at in range(0, len(ids), _NAMES_AT_ONCE):
