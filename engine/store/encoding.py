@@ -156,10 +156,25 @@ def unpack_links(blob: bytes | None) -> dict[str, list[uuid.UUID]] | None:
         return None
 
 
-def encode_extra(extra: Mapping[str, Any]) -> str:
+def encode_extra(extra: Mapping[str, Any], cap: int = MAX_LINE_CHARS) -> str:
     """A log line's extra fields as stored: a JSON object with text keys (a value JSON cannot
-    hold is kept as its repr; never raises)."""
-    return encode_json({clean_text(str(k)): v for k, v in extra.items()})
+    hold is kept as its repr; never raises). Past ``cap`` characters in all, each long value
+    is kept as the head of its JSON text, marked as truncated (the line's message is capped
+    alike)."""
+    fields = {clean_text(str(k)): v for k, v in extra.items()}
+    text = encode_json(fields)
+    if len(text) <= cap:
+        return text
+    share = max(cap // len(fields), 100)
+    cut = {}
+    for key, value in fields.items():
+        one = encode_json(value)
+        if len(one) > share:
+            # A short text and the marker in place of the value: still one JSON object.
+            cut[key] = log_message(one, share)
+        else:
+            cut[key] = value
+    return encode_json(cut)
 
 
 def decode_extra(text: str | None) -> dict[str, Any] | None:

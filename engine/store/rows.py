@@ -303,7 +303,7 @@ def log_line_row(
         clean_text(name),
         message,
         round(created * 1_000_000),
-        encode_extra(extra) if extra else None,
+        encode_extra(extra, cap) if extra else None,
     )
 
 
@@ -317,7 +317,7 @@ def log_row(item: LogRecord, cap: int = MAX_LINE_CHARS) -> tuple[Any, ...]:
         clean_text(item.name),
         log_message(item.message, cap),
         (item.timestamp - _EPOCH) // _MICROSECOND,
-        encode_extra(item.extra) if item.extra else None,
+        encode_extra(item.extra, cap) if item.extra else None,
     )
 
 

@@ -71,3 +71,19 @@ def test_runs_logs_shows_the_extra_fields(capsys, backend):
     assert step_line.endswith(": step 7 stage=load user=1 tags=['a', 'b']")
     (plain,) = [line for line in text if "plain line" in line]
     assert plain.endswith(": plain line")
+
+
+@flow
+def loud() -> uuid.UUID:
+    get_run_logger().info("big fields", extra={"blob": "x" * 5_000, "small": 1})
+    from millstream.context import get_run_context
+
+    return get_run_context().flow_run.id
+
+
+def test_extra_fields_are_capped_like_messages(monkeypatch):
+    monkeypatch.setenv("MILLSTREAM_LOGGING_MAX_LINE_CHARS", "1000")
+    extra = _lines(loud())["big fields"]
+    assert isinstance(extra, dict) and extra["small"] == 1
+    blob = extra["blob"]
+    assert blob.startswith('"xxx') and "truncated" in blob and len(blob) < 1_200
