@@ -68,3 +68,26 @@ def test_only_task_runs_with_upstream_runs_store_them(backend, db_path):
     }
     assert len(stored) == 5
     assert {i for i, blob in stored.items() if blob is not None} == {ids["c"], ids["from_state"]}
+
+
+def test_the_dashboards_read_names_the_upstream_runs(backend, db_path):
+    import asyncio
+
+    from millstream._engine.store import dashboard as reads
+    from millstream._engine.store import get_store
+
+    ids = pipeline()
+    store = get_store(db_path)
+
+    async def read() -> list[dict[str, object]]:
+        return await reads.read_upstream_runs(store, await store.read_task_run(ids["c"]))
+
+    upstream = asyncio.run(read())
+    # In task_inputs order (the parameters, then wait_for); names as recorded.
+    assert [(u["parameter"], u["count"]) for u in upstream] == [
+        ("x", 1),
+        ("y", 1),
+        ("wait_for", 1),
+    ]
+    assert upstream[0]["runs"] == [{"id": ids["a"], "name": "add-0"}]
+    assert upstream[1]["runs"] == [{"id": ids["b"], "name": "add-1"}]
