@@ -179,7 +179,7 @@ def build(path: Path, runs: int, per_run: int, flows: int = 20) -> tuple[uuid.UU
             )
         detailed = made[-DETAILED:]
         logs = [
-            (run_id.bytes, None, 20, "millstream.flow_runs", f"line {k} of the run", stamp)
+            (run_id.bytes, None, 20, "millstream.flow_runs", f"line {k} of the run", stamp, None)
             for run_id, _ in detailed
             for k in range(20)
         ]

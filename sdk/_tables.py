@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -36,3 +37,11 @@ def duration(start: dt.datetime | None, end: dt.datetime | None) -> str:
         return "running"
     seconds = (end - start).total_seconds()
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def fields_text(fields: Mapping[str, Any] | None) -> str:
+    """A log line's extra fields as the console shows them: ``key=value`` (text as it is,
+    other values as their repr), space separated ('' when there are none)."""
+    if not fields:
+        return ""
+    return " ".join(f"{k}={v}" if type(v) is str else f"{k}={v!r}" for k, v in fields.items())

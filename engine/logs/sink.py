@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import Any
 
 from millstream._engine.logs.render import Renderer, _render_line, _state
 from millstream._engine.logs.targets import (
@@ -75,8 +76,9 @@ def _dropped_message(dropped: int, limit: int) -> str:
     )
 
 
-# A stored line: flow run id, task run id, level, logger name, message, created (epoch seconds).
-Row = tuple[uuid.UUID | None, uuid.UUID | None, int, str, str, float]
+# A stored line: flow run id, task run id, level, logger name, message, created (epoch
+# seconds), extra fields (None: none).
+Row = tuple[uuid.UUID | None, uuid.UUID | None, int, str, str, float, dict[str, Any] | None]
 
 
 class _Sink:
@@ -149,7 +151,7 @@ class _Sink:
         kept: list[Row] = []
         flow_id: uuid.UUID | None = None
         for entry in batch:
-            target, level, name, message, created, exc_text, _, where = entry
+            target, level, name, message, created, exc_text, extra, where = entry
             if where & _SHOW:
                 try:
                     text.append(_render_line(renderer, json_lines, entry))
@@ -184,6 +186,7 @@ class _Sink:
                         CAP_LOGGER,
                         _dropped_message(1, cap.limit),
                         created,
+                        None,
                     )
                 )
                 continue
@@ -196,6 +199,7 @@ class _Sink:
                     name,
                     f"{message}\n{exc_text}" if exc_text else message,
                     created,
+                    extra,
                 )
             )
         for store, store_rows in rows.items():

@@ -100,7 +100,7 @@ class TaskRun(msgspec.Struct, _RunTimes, kw_only=True):
     # A digest of the task function's code (recovery reuses the result only for the same code).
     code_fingerprint: str | None = None
     # Upstream task runs whose futures or states were passed, by parameter ("wait_for" for
-    # those waited for); kept in memory with the run, not in the database.
+    # those waited for); stored with the run's row (None: no upstream runs, the usual case).
     input_links: dict[str, list[uuid.UUID]] | None = None
 
     @property
@@ -132,3 +132,6 @@ class LogRecord(msgspec.Struct, kw_only=True, array_like=True):
     message: str
     timestamp: dt.datetime
     id: int | None = None
+    # The line's extra fields (``logger.info(..., extra={...})``, ``get_run_logger(**extra)``);
+    # None when it has none.
+    extra: dict[str, Any] | None = None

@@ -230,10 +230,14 @@ class Store(StoreOperations, LimitOperations, TaskQueueOperations, SuspendOperat
             self._put(LogWrite(batch))
 
     def put_log_lines(
-        self, lines: Iterable[tuple[uuid.UUID | None, uuid.UUID | None, int, str, str, float]]
+        self,
+        lines: Iterable[
+            tuple[uuid.UUID | None, uuid.UUID | None, int, str, str, float, dict[str, Any] | None]
+        ],
     ) -> None:
         """Queue log lines given as ``(flow run id, task run id, level, logger name, message,
-        created)`` with ``created`` in seconds since the epoch (the log thread's form)."""
+        created, extra)`` with ``created`` in seconds since the epoch (the log thread's form)
+        and ``extra`` the line's extra fields (None: none)."""
         cap = self.line_cap
         batch = [rows.log_line_row(*line, cap) for line in lines]
         if batch:

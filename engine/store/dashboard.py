@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from millstream._engine.model.records import FlowRun, LogRecord, TaskRun
 from millstream._engine.store import reads, rows
+from millstream._engine.store.migrations import expand
 
 if TYPE_CHECKING:
     from millstream._engine.store.core import Store
@@ -203,4 +204,35 @@ async def read_leases(store: Store, limit: int = 200) -> list[dict[str, Any]]:
             "state_type": r["state_type"],
         }
         for r in found
+    ]
+
+
+# At most this many upstream runs are listed per parameter (a task given a list of thousands
+# of futures); their names are read this many at a time (within SQLite's parameter limit).
+UPSTREAM_SHOWN = 200
+_NAMES_AT_ONCE = 500
+
+
+async def read_upstream_runs(store: Store, run: TaskRun) -> list[dict[str, Any]]:
+    """A task run's inputs (Prefect's ``task_inputs``) as the task run page lists them: each
+    parameter that came from upstream task runs (``"parameter"``), how many (``"count"``) and
+    the first ``UPSTREAM_SHOWN`` of them (``"runs"``: ``{"id", "name"}``, ``name`` None for a
+    run no longer recorded)."""
+    found_links = run.input_links or {}
+    # In the order of task_inputs: the parameters', then wait_for.
+    links = {k: found_links[k] for k in [*run.parameters, "wait_for"] if found_links.get(k)}
+    ids = list(dict.fromkeys(i for found in links.values() for i in found[:UPSTREAM_SHOWN]))
+    names: dict[uuid.UUID, str] = {}
+    for at in range(0, len(ids), _NAMES_AT_ONCE):
+        chunk = ids[at : at + _NAMES_AT_ONCE]
+        sql = expand("select_task_run_names", len(chunk))
+        for r in await store.fetchall_sql(sql, tuple(i.bytes for i in chunk)):
+            names[uuid.UUID(bytes=r["id"])] = r["name"]
+    return [
+        {
+            "parameter": name,
+            "count": len(found),
+            "runs": [{"id": i, "name": names.get(i)} for i in found[:UPSTREAM_SHOWN]],
+        }
+        for name, found in links.items()
     ]

@@ -7,6 +7,8 @@ made safe here (``encode_json``, ``clean_text``, ``log_message``).
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -16,10 +18,14 @@ __all__ = [
     "check_parameters",
     "check_text",
     "clean_text",
+    "decode_extra",
+    "encode_extra",
     "encode_json",
     "log_message",
+    "pack_links",
     "safe_repr",
     "sanitize_row",
+    "unpack_links",
 ]
 
 
@@ -128,3 +134,55 @@ def sanitize_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """``row`` with every text made valid UTF-8 (the writer's fallback when a batch holding a
     row made elsewhere fails to bind)."""
     return tuple(clean_text(v) if isinstance(v, str) else v for v in row)
+
+
+# -- a task run's upstream runs, a log line's extra fields --------------------------------------
+_links_encoder = msgspec.msgpack.Encoder(uuid_format="bytes")
+_links_decoder = msgspec.msgpack.Decoder(dict[str, list[uuid.UUID]])
+
+
+def pack_links(links: dict[str, list[uuid.UUID]]) -> bytes | None:
+    """A task run's upstream run ids by parameter as stored: msgpack, ids as 16 bytes."""
+    return _links_encoder.encode(links) if links else None
+
+
+def unpack_links(blob: bytes | None) -> dict[str, list[uuid.UUID]] | None:
+    """``pack_links`` undone (a value it cannot read counts as no links)."""
+    if not blob:
+        return None
+    try:
+        return _links_decoder.decode(blob)
+    except msgspec.DecodeError:
+        return None
+
+
+def encode_extra(extra: Mapping[str, Any], cap: int = MAX_LINE_CHARS) -> str:
+    """A log line's extra fields as stored: a JSON object with text keys (a value JSON cannot
+    hold is kept as its repr; never raises). Past ``cap`` characters in all, each long value
+    is kept as the head of its JSON text, marked as truncated (the line's message is capped
+    alike)."""
+    fields = {clean_text(str(k)): v for k, v in extra.items()}
+    text = encode_json(fields)
+    if len(text) <= cap:
+        return text
+    share = max(cap // len(fields), 100)
+    cut = {}
+    for key, value in fields.items():
+        one = encode_json(value)
+        if len(one) > share:
+            # A short text and the marker in place of the value: still one JSON object.
+            cut[key] = log_message(one, share)
+        else:
+            cut[key] = value
+    return encode_json(cut)
+
+
+def decode_extra(text: str | None) -> dict[str, Any] | None:
+    """``encode_extra`` undone (NULL, or text that is not a JSON object, gives None)."""
+    if not text:
+        return None
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -23,7 +23,11 @@ from millstream._engine.model.states import State, StateDetails, StateType
 from millstream._engine.store.encoding import (
     MAX_LINE_CHARS,
     clean_text,
+    decode_extra,
+    encode_extra,
     log_message,
+    pack_links,
+    unpack_links,
 )
 from millstream._engine.store.encoding import encode_json as encode_json
 
@@ -272,6 +276,8 @@ def task_run_row(
         history,
         result,
         run.code_fingerprint,
+        # Most task runs have no upstream runs: they bind a NULL and pay nothing more.
+        None if run.input_links is None else pack_links(run.input_links),
     )
 
 
@@ -282,10 +288,12 @@ def log_line_row(
     name: str,
     message: str,
     created: float,
+    extra: dict[str, Any] | None = None,
     cap: int = MAX_LINE_CHARS,
 ) -> tuple[Any, ...]:
     """The ``insert_log`` parameters of a log line created at ``created`` (epoch seconds):
-    the log thread's form, with no ``datetime`` built per line."""
+    the log thread's form, with no ``datetime`` built per line. ``extra``: the line's extra
+    fields (stored as a JSON object; None or empty: NULL)."""
     if len(message) > cap or not message.isascii():
         message = log_message(message, cap)
     return (
@@ -295,6 +303,7 @@ def log_line_row(
         clean_text(name),
         message,
         round(created * 1_000_000),
+        encode_extra(extra, cap) if extra else None,
     )
 
 
@@ -308,6 +317,7 @@ def log_row(item: LogRecord, cap: int = MAX_LINE_CHARS) -> tuple[Any, ...]:
         clean_text(item.name),
         log_message(item.message, cap),
         (item.timestamp - _EPOCH) // _MICROSECOND,
+        encode_extra(item.extra, cap) if item.extra else None,
     )
 
 
@@ -407,6 +417,7 @@ def task_run_from_row(row: sqlite3.Row) -> TaskRun:
         expected_start_time=parse_ts(row["expected_start_time"]),
         created=parse_ts(row["created"]),
         code_fingerprint=row["code_fingerprint"],
+        input_links=unpack_links(row["task_inputs"]),
     )
 
 
@@ -429,6 +440,7 @@ def log_from_row(row: sqlite3.Row) -> LogRecord:
         name=row["name"],
         message=row["message"],
         timestamp=timestamp,
+        extra=decode_extra(row["extra"]),
     )
 
 

@@ -328,19 +328,21 @@ ON CONFLICT (id) DO UPDATE SET
 INSERT INTO task_run (
     id, flow_run_id, name, task_key, task_name, dynamic_key, task_version, cache_key,
     cache_expiration, parameters, tags, run_count, state_type, state_name, state_message,
-    start_time, end_time, expected_start_time, created, history, result, code_fingerprint
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    start_time, end_time, expected_start_time, created, history, result, code_fingerprint,
+    task_inputs
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     name = excluded.name, cache_key = excluded.cache_key,
     cache_expiration = excluded.cache_expiration, run_count = excluded.run_count,
     state_type = excluded.state_type, state_name = excluded.state_name,
     state_message = excluded.state_message, start_time = excluded.start_time, end_time = excluded.end_time,
     history = CAST(task_run.history || excluded.history AS BLOB),
-    result = coalesce(excluded.result, task_run.result);
+    result = coalesce(excluded.result, task_run.result),
+    task_inputs = coalesce(excluded.task_inputs, task_run.task_inputs);
 
 -- name: insert_log
-INSERT INTO log (flow_run_id, task_run_id, level, name, message, timestamp)
-VALUES (?, ?, ?, ?, ?, ?);
+INSERT INTO log (flow_run_id, task_run_id, level, name, message, timestamp, extra)
+VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: select_flow_run
 SELECT * FROM flow_run WHERE id = ?;
@@ -869,3 +871,16 @@ WHERE name = ? AND active = 1 AND slot_decay_per_second = 0 AND slot_limit >= ? 
 
 -- name: delete_concurrency_lease_of
 DELETE FROM concurrency_lease WHERE limit_name = ? AND id = ?;
+
+-- migration: 8
+-- A task run's inputs (Prefect's task_inputs): for each parameter, the upstream task runs its
+-- value came from ("wait_for" for those waited for), as msgpack of {parameter: [16-byte ids]};
+-- NULL when none did (most task runs: they pay one NULL).
+ALTER TABLE task_run ADD COLUMN task_inputs BLOB;
+-- The extra fields of a log line (logger.info(..., extra={...}) and get_run_logger(**extra)),
+-- as a JSON object; NULL when it has none.
+ALTER TABLE log ADD COLUMN extra TEXT;
+
+-- name: select_task_run_names
+-- Names of these task runs ("/*ids*/": one "?" per id): the dashboard's links to upstream runs.
+SELECT id, name FROM task_run WHERE id IN (/*ids*/);

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from millstream._engine.model.records import LogRecord
-from millstream._tables import when
+from millstream._tables import fields_text, when
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -130,11 +130,13 @@ def _ms(value: dt.datetime) -> str:
 
 def log_line(line: LogRecord, label: str | None = None) -> str:
     """One stored log line as the commands print it: time (ms), level, logger, the task run's
-    name when it came from one, message."""
+    name when it came from one, message, then its extra fields (``key=value``)."""
     level = logging.getLevelName(line.level)
     shown = _paint(f"{level:<8}", _LEVEL_COLOURS.get(level))
     where = f"{line.name} [{label}]" if label else line.name
-    return f"{_ms(line.timestamp)} {shown} {where}: {line.message}"
+    text = f"{_ms(line.timestamp)} {shown} {where}: {line.message}"
+    # The line's extra fields follow the message, as the console showed them.
+    return f"{text} {fields_text(line.extra)}" if line.extra else text
 
 
 def log_line_dict(line: LogRecord, label: str | None = None) -> dict[str, Any]:
@@ -147,4 +149,5 @@ def log_line_dict(line: LogRecord, label: str | None = None) -> dict[str, Any]:
         "task_run_id": line.task_run_id,
         "task_run_name": label,
         "message": line.message,
+        "extra": line.extra,
     }

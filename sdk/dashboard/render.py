@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from millstream._engine.model.records import FlowRun, TaskRun
 from millstream._engine.results.faithful import _TAG_MSGPACK
+from millstream._tables import fields_text as fields_text
 
 __all__ = [
     "LEVELS",

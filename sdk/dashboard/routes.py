@@ -58,6 +58,7 @@ def _environment() -> jinja2.Environment:
         when=render.when,
         duration=render.duration,
         pretty=render.pretty_json,
+        fields=render.fields_text,
         markdown=render.markdown,
         colour=lambda state: render.STATE_COLOURS.get(str(state or ""), "#999"),
         level_name=lambda level: _level_name(int(level)),
@@ -176,6 +177,7 @@ class Dashboard:
                         "level": _level_name(line.level),
                         "name": line.name,
                         "message": line.message,
+                        "extra": render.fields_text(line.extra),
                     }
                     for line in logs
                 ],
@@ -183,7 +185,8 @@ class Dashboard:
         )
 
     async def task_run(self, request: Request) -> Response:
-        """One task run: inputs, states, cache key, result, logs, artifacts."""
+        """One task run: inputs (parameter values, and the upstream task runs they came
+        from), states, cache key, result, logs, artifacts."""
         try:
             run = await self.store.read_task_run(as_uuid(request.path_params["id"]))
         except ObjectNotFound:
@@ -194,6 +197,7 @@ class Dashboard:
             request,
             "task_run.html",
             run=run,
+            upstream=await reads.read_upstream_runs(self.store, run),
             states=list(reversed(await self.store.read_task_run_states(run.id))),
             result=render.result_preview(found[0] if found is not None else None),
             logs=logs,

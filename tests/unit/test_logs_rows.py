@@ -34,6 +34,7 @@ def test_a_line_stored_from_its_creation_time_matches_one_stored_from_a_datetime
 
 def test_ids_are_stored_as_bytes_and_missing_ids_as_null():
     row = log_line_row(None, None, 30, "x", "y", 1.5)
-    assert row == (None, None, 30, "x", "y", 1_500_000)
+    # The last column: the extra fields (NULL: the line has none).
+    assert row == (None, None, 30, "x", "y", 1_500_000, None)
     run_id = uuid.uuid4()
     assert log_line_row(run_id, None, 30, "x", "y", 0.0)[0] == run_id.bytes

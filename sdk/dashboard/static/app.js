@@ -66,6 +66,13 @@
           [["t", line.time], ["l", line.level], ["n", line.name], ["m", line.message]].forEach(function (c) {
             tr.appendChild(cell(c[1], c[0]));
           });
+          if (line.extra) {
+            // The line's extra fields, under its message (as the page first renders them).
+            var extra = document.createElement("div");
+            extra.className = "extra";
+            extra.textContent = line.extra;
+            tr.lastChild.appendChild(extra);
+          }
           body.appendChild(tr);
           last = Math.max(last, line.id);
           if (none) none.remove();
