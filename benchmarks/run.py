@@ -27,21 +27,13 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 ROOT = HERE.parent
 
-
-def _median_time(fn: Callable[[], object], reps: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+from _common import alternating_medians, async_chain  # noqa: E402
 
 
 def _line(name: str, n: int, ms_time: float, bare_time: float, target_us: float) -> dict:
@@ -60,25 +52,7 @@ def scenarios(reps: int) -> list[dict]:
     """S1-S4 in this process."""
     from millstream import flow, task
 
-    @task
-    async def anoop(x: int) -> int:
-        return x
-
-    @flow
-    async def s1(n: int) -> int:
-        total = 0
-        for i in range(n):
-            total += await anoop(i)
-        return total
-
-    async def s1_bare(n: int) -> int:
-        async def noop(x: int) -> int:
-            return x
-
-        total = 0
-        for i in range(n):
-            total += await noop(i)
-        return total
+    anoop, s1, s1_bare = async_chain()
 
     @flow
     async def s2(n: int) -> int:
@@ -138,14 +112,7 @@ def scenarios(reps: int) -> list[dict]:
         ("S3", 1_000, lambda: s3(1_000), lambda: s3_bare(1_000), 150),
         ("S4", 200, lambda: s4(200), lambda: s4_bare(200), 1_000),
     ]:
-        ms_times: list[float] = []
-        bare_times: list[float] = []
-        for _ in range(reps):  # alternate so both see the same machine noise
-            ms_times.append(_median_time(run, 1)[0])
-            bare_times.append(_median_time(bare, 1)[0])
-        results.append(
-            _line(name, n, statistics.median(ms_times), statistics.median(bare_times), target)
-        )
+        results.append(_line(name, n, *alternating_medians(reps, run, bare), target))
     return results
 
 
@@ -189,16 +156,15 @@ def results_scenarios(reps: int) -> list[dict]:
 
     asyncio.run(s_cache(2))
     asyncio.run(s1_persisted(2))
-    cache_t, bare_t, plain_t, persist_t = [], [], [], []
-    for _ in range(reps):
-        cache_t.append(_median_time(lambda: asyncio.run(s_cache(1_000)), 1)[0])
-        bare_t.append(_median_time(lambda: asyncio.run(bare(1_000)), 1)[0])
-        plain_t.append(_median_time(lambda: asyncio.run(s1_plain(1_000)), 1)[0])
-        persist_t.append(_median_time(lambda: asyncio.run(s1_persisted(1_000)), 1)[0])
-    results = [
-        _line("Sc", 1_000, statistics.median(cache_t), statistics.median(bare_t), 20),
-    ]
-    extra = (statistics.median(persist_t) - statistics.median(plain_t)) / 1_000 * 1e6
+    cache_t, bare_t, plain_t, persist_t = alternating_medians(
+        reps,
+        lambda: asyncio.run(s_cache(1_000)),
+        lambda: asyncio.run(bare(1_000)),
+        lambda: asyncio.run(s1_plain(1_000)),
+        lambda: asyncio.run(s1_persisted(1_000)),
+    )
+    results = [_line("Sc", 1_000, cache_t, bare_t, 20)]
+    extra = (persist_t - plain_t) / 1_000 * 1e6
     print(
         f"Sp   persisted small results add {extra:6.1f} us/task over S1 (target <= 15) | "
         f"{'ok' if extra <= 15 else f'MISSED by {extra - 15:.1f} us'}"
@@ -233,11 +199,7 @@ def durability(reps: int, n: int = 1_000) -> dict:
 
     steps(2)
     every_task()
-    batched_t, every_t = [], []
-    for _ in range(reps):
-        batched_t.append(_median_time(lambda: steps(n), 1)[0])
-        every_t.append(_median_time(every_task, 1)[0])
-    batched, every = statistics.median(batched_t), statistics.median(every_t)
+    batched, every = alternating_medians(reps, lambda: steps(n), every_task)
     extra = (every - batched) / n * 1e6
     print(
         f"Sd   durability every_task {every * 1e3:8.2f} ms | batched {batched * 1e3:8.2f} ms | "
@@ -387,11 +349,8 @@ def observability(reps: int) -> list[dict]:
         quiet(n)
 
     talk(10)
-    loud_t, quiet_t = [], []
-    for _ in range(reps):
-        loud_t.append(_median_time(lambda: talk(10_000), 1)[0])
-        quiet_t.append(_median_time(lambda: silent(10_000), 1)[0])
-    per_line = (statistics.median(loud_t) - statistics.median(quiet_t)) / 10_000 * 1e6
+    loud, quiet_t = alternating_medians(reps, lambda: talk(10_000), lambda: silent(10_000))
+    per_line = (loud - quiet_t) / 10_000 * 1e6
     print(
         f"Sg   logging adds {per_line:6.1f} us/line (target <= 10; console output silenced) | "
         f"{'ok' if per_line <= 10 else f'MISSED by {per_line - 10:.1f} us'}"
