@@ -1,4 +1,4 @@
-"""Plumbing shared by the benchmark scripts: timing, and the S1 workload.
+"""Plumbing shared by the benchmark scripts: timing, the S1 workload, synthetic flow runs.
 
 The scripts are run as ``python benchmarks/<name>.py``, so this folder is on ``sys.path`` and
 they import this module as ``_common``.
@@ -6,10 +6,16 @@ they import this module as ``_common``.
 
 from __future__ import annotations
 
+import datetime as dt
+import random
 import statistics
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+# Roughly what a busy database looks like: mostly completed, some failures.
+STATE_MIX = [("COMPLETED", 0.85), ("FAILED", 0.08), ("CRASHED", 0.02), ("CANCELLED", 0.05)]
 
 
 def seconds(fn: Callable[[], object]) -> float:
@@ -55,3 +61,64 @@ def async_chain() -> tuple[Any, Any, Callable[[int], Coroutine[Any, Any, int]]]:
         return total
 
     return anoop, chain, bare
+
+
+def flow_names_and_ids(flows: int) -> list[tuple[str, uuid.UUID]]:
+    """The synthetic flows ``etl-0`` ... with the ids the store gives flows of those names."""
+    names = [f"etl-{i}" for i in range(flows)]
+    return [(n, uuid.uuid5(uuid.NAMESPACE_URL, f"millstream:flow:{n}")) for n in names]
+
+
+def synthetic_flow_runs(
+    runs: int,
+    flows: int,
+    now: dt.datetime,
+    deployment_of: Callable[[int], uuid.UUID | None] = lambda i: None,
+    running: int = 0,
+) -> tuple[list[tuple[Any, ...]], list[tuple[uuid.UUID, dt.datetime]]]:
+    """Rows of ``runs`` flow runs of ``flows`` flows, one a second up to ``now``, in the
+    ``STATE_MIX`` (seeded: the same every time); the newest ``running`` are still Running, held
+    by a live-looking worker. Also (id, start time) of each run, oldest first."""
+    from millstream._engine.model.records import FlowRun
+    from millstream._engine.model.states import State, StateType
+    from millstream._engine.store.rows import encode_history, flow_run_row, history_entry
+
+    rng = random.Random(7)
+    identities = flow_names_and_ids(flows)
+    types = [StateType(t) for t, _ in STATE_MIX]
+    weights = [w for _, w in STATE_MIX]
+    rows, made = [], []
+    for i in range(runs):
+        name, flow_id = identities[rng.randrange(flows)]
+        created = now - dt.timedelta(seconds=runs - i)
+        start = created + dt.timedelta(milliseconds=5)
+        end: dt.datetime | None = start + dt.timedelta(milliseconds=rng.randrange(10, 5000))
+        final = rng.choices(types, weights)[0]
+        if i >= runs - running:
+            final, end = StateType.RUNNING, None
+        states = [
+            State(type=StateType.PENDING, timestamp=created),
+            State(type=StateType.RUNNING, timestamp=start),
+        ]
+        if end is not None:
+            states.append(State(type=final, timestamp=end))
+        run = FlowRun(
+            id=uuid.uuid4(),
+            name=f"{name}-run-{i}",
+            flow_id=flow_id,
+            flow_name=name,
+            parameters={"day": i % 365, "source": "s3://bucket/key"},
+            tags=["nightly"] if i % 3 == 0 else [],
+            deployment_id=deployment_of(i),
+            run_count=1,
+            start_time=start,
+            end_time=end,
+            created=created,
+            pid=4242 if end is None else None,
+            hostname="worker-1" if end is None else None,
+            heartbeat=now if end is None else None,
+        )
+        history = encode_history([history_entry(s, run.id, "flow_run_id") for s in states])
+        rows.append(flow_run_row(run, states[-1], history, None))
+        made.append((run.id, start))
+    return rows, made
