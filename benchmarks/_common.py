@@ -63,6 +63,22 @@ def async_chain() -> tuple[Any, Any, Callable[[int], Coroutine[Any, Any, int]]]:
     return anoop, chain, bare
 
 
+def sync_chain() -> tuple[Any, Any]:
+    """A sync flow calling ``n`` sync no-op tasks one after another (S3, and the durability
+    scenario's work): the task and the flow."""
+    from millstream import flow, task
+
+    @task
+    def step(x: int) -> int:
+        return x
+
+    @flow
+    def steps(n: int) -> int:
+        return sum(step(i) for i in range(n))
+
+    return step, steps
+
+
 def flow_names_and_ids(flows: int) -> list[tuple[str, uuid.UUID]]:
     """The synthetic flows ``etl-0`` ... with the ids the store gives flows of those names."""
     names = [f"etl-{i}" for i in range(flows)]

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 ROOT = HERE.parent
 
-from _common import alternating_medians, async_chain  # noqa: E402
+from _common import alternating_medians, async_chain, sync_chain  # noqa: E402
 
 
 def _line(name: str, n: int, ms_time: float, bare_time: float, target_us: float) -> dict:
@@ -50,7 +50,7 @@ def _line(name: str, n: int, ms_time: float, bare_time: float, target_us: float)
 
 def scenarios(reps: int) -> list[dict]:
     """S1-S4 in this process."""
-    from millstream import flow, task
+    from millstream import flow
 
     anoop, s1, s1_bare = async_chain()
 
@@ -64,13 +64,7 @@ def scenarios(reps: int) -> list[dict]:
 
         return len(await asyncio.gather(*(asyncio.ensure_future(noop(i)) for i in range(n))))
 
-    @task
-    def snoop(x: int) -> int:
-        return x
-
-    @flow
-    def s3(n: int) -> int:
-        return sum(snoop(i) for i in range(n))
+    _, s3 = sync_chain()
 
     def s3_bare(n: int) -> int:
         def noop(x: int) -> int:
@@ -176,16 +170,7 @@ def results_scenarios(reps: int) -> list[dict]:
 def durability(reps: int, n: int = 1_000) -> dict:
     """Issue 11: the cost of MILLSTREAM_DURABILITY=every_task (one commit per task) over the
     default batched commits, per task of a sync flow of ``n`` tasks."""
-    from millstream import flow, task
-
-    @task
-    def step(x: int) -> int:
-        return x
-
-    @flow
-    def steps(k: int) -> int:
-        return sum(step(i) for i in range(k))
-
+    _, steps = sync_chain()
     home = Path(os.environ["MILLSTREAM_HOME"])
 
     def every_task() -> None:
