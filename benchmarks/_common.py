@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import sqlite3
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 # Roughly what a busy database looks like: mostly completed, some failures.
@@ -138,3 +140,12 @@ def synthetic_flow_runs(
         rows.append(flow_run_row(run, states[-1], history, None))
         made.append((run.id, start))
     return rows, made
+
+
+def insert_flow_runs(path: Path, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Bulk-write flow run rows (``flow_run_row`` tuples) straight into the SQLite file, with
+    the store's own statement (so the columns follow the schema)."""
+    from millstream._engine.store.migrations import Q
+
+    with sqlite3.connect(path) as conn:
+        conn.executemany(Q["upsert_flow_run"], rows)

@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import flow_names_and_ids, synthetic_flow_runs  # noqa: E402
+from _common import flow_names_and_ids, insert_flow_runs, synthetic_flow_runs  # noqa: E402
 
 TARGET_MS = 20.0
 
@@ -45,8 +45,7 @@ def build(path: Path, runs: int, flows: int = 20) -> None:
                 for name, flow_id in flow_names_and_ids(flows)
             ],
         )
-        marks = ", ".join("?" * len(rows[0]))
-        conn.executemany(f"INSERT INTO flow_run VALUES ({marks})", rows)
+    insert_flow_runs(path, rows)
 
 
 def timed(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:

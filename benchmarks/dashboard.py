@@ -115,6 +115,8 @@ def build(path: Path, runs: int, per_run: int, flows: int = 20) -> tuple[uuid.UU
                     schedules,
                     stamp,
                     stamp,
+                    None,  # concurrency_limit
+                    None,  # collision_strategy
                 )
                 for i, d in enumerate(deployments)
             ],

@@ -33,7 +33,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 ROOT = HERE.parent
 
-from _common import alternating_medians, async_chain, sync_chain  # noqa: E402
+from _common import (  # noqa: E402
+    alternating_medians,
+    async_chain,
+    insert_flow_runs,
+    sync_chain,
+)
 
 
 def _line(name: str, n: int, ms_time: float, bare_time: float, target_us: float) -> dict:
@@ -257,7 +262,6 @@ def recovery(reps: int) -> dict:
 def observability(reps: int) -> list[dict]:
     """Issue 4: list the 100 newest of 100,000 runs with a state filter; log line cost."""
     import logging
-    import sqlite3
 
     from millstream import flow, get_client, get_run_logger, task
     from millstream._engine.model.records import FlowRun
@@ -294,9 +298,7 @@ def observability(reps: int) -> list[dict]:
         )
         history = encode_history([history_entry(state, run.id, "flow_run_id")])
         rows.append(_flow_run_row(run, state, history, None))
-    with sqlite3.connect(store.path) as conn:
-        marks = ", ".join("?" * len(rows[0]))
-        conn.executemany(f"INSERT INTO flow_run VALUES ({marks})", rows)
+    insert_flow_runs(store.path, rows)
     failed = FlowRunFilter(
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED]))
     )
