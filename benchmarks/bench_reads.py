@@ -13,13 +13,11 @@ import asyncio
 import datetime as dt
 import itertools
 import os
-import random
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,63 +25,27 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import flow_names_and_ids, insert_flow_runs, synthetic_flow_runs  # noqa: E402
+
 TARGET_MS = 20.0
-# Roughly what a busy database looks like: mostly completed, some failures.
-STATE_MIX = [("COMPLETED", 0.85), ("FAILED", 0.08), ("CRASHED", 0.02), ("CANCELLED", 0.05)]
 
 
 def build(path: Path, runs: int, flows: int = 20) -> None:
     """Write ``runs`` finished flow runs of ``flows`` flows, one a second up to now."""
-    from millstream._engine.model.records import FlowRun
-    from millstream._engine.model.states import State, StateType
-    from millstream._engine.store.rows import encode_history, flow_run_row, history_entry
     from millstream._engine.store.sqlite import open_for_writing
 
     open_for_writing(path).close()  # creates and migrates the file, as the store would
-    rng = random.Random(7)
     now = dt.datetime.now(dt.UTC)
-    flow_names = [f"etl-{i}" for i in range(flows)]
-    flow_ids = [uuid.uuid5(uuid.NAMESPACE_URL, f"millstream:flow:{n}") for n in flow_names]
-    types = [StateType(t) for t, _ in STATE_MIX]
-    weights = [w for _, w in STATE_MIX]
-    rows = []
-    for i in range(runs):
-        f = rng.randrange(flows)
-        created = now - dt.timedelta(seconds=runs - i)
-        start = created + dt.timedelta(milliseconds=5)
-        end = start + dt.timedelta(milliseconds=rng.randrange(10, 5000))
-        final_type = rng.choices(types, weights)[0]
-        history = [
-            State(type=StateType.PENDING, name="Pending", timestamp=created),
-            State(type=StateType.RUNNING, name="Running", timestamp=start),
-            State(type=final_type, name=final_type.value.title(), timestamp=end),
-        ]
-        run = FlowRun(
-            id=uuid.uuid4(),
-            name=f"{flow_names[f]}-run-{i}",
-            flow_id=flow_ids[f],
-            flow_name=flow_names[f],
-            parameters={"day": i % 365, "source": "s3://bucket/key"},
-            tags=["nightly"] if i % 3 == 0 else [],
-            run_count=1,
-            start_time=start,
-            end_time=end,
-            created=created,
-        )
-        lines = encode_history([history_entry(s, run.id, "flow_run_id") for s in history])
-        rows.append(flow_run_row(run, history[-1], lines, None))
+    rows, _ = synthetic_flow_runs(runs, flows, now)
     with sqlite3.connect(path) as conn:
         conn.executemany(
             "INSERT INTO flow (id, name, created) VALUES (?, ?, ?)",
             [
-                (fid.bytes, name, int(now.timestamp() * 1_000_000))
-                for fid, name in zip(flow_ids, flow_names, strict=True)
+                (flow_id.bytes, name, int(now.timestamp() * 1_000_000))
+                for name, flow_id in flow_names_and_ids(flows)
             ],
         )
-        # The writer's own statement: the row and the schema's columns always agree.
-        from millstream._engine.store.migrations import Q
-
-        conn.executemany(Q["upsert_flow_run"], rows)
+    insert_flow_runs(path, rows)
 
 
 def timed(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import random
 import sqlite3
 import statistics
 import sys
@@ -27,8 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import flow_names_and_ids, synthetic_flow_runs  # noqa: E402
+
 TARGET_MS = 100.0
-STATE_MIX = [("COMPLETED", 0.85), ("FAILED", 0.08), ("CRASHED", 0.02), ("CANCELLED", 0.05)]
 DETAILED = 2_000  # the newest runs get log lines and artifacts
 
 
@@ -40,55 +40,6 @@ def _deployment_of(i: int, deployments: list[uuid.UUID]) -> uuid.UUID | None:
     if i % 10 == 1:
         return deployments[1 + (i // 10) % (len(deployments) - 1)]
     return None
-
-
-def _flow_runs(
-    runs: int, flows: int, deployments: list[uuid.UUID], now: dt.datetime
-) -> tuple[list[tuple[Any, ...]], list[tuple[uuid.UUID, dt.datetime]]]:
-    from millstream._engine.model.records import FlowRun
-    from millstream._engine.model.states import State, StateType
-    from millstream._engine.store.rows import encode_history, flow_run_row, history_entry
-
-    rng = random.Random(7)
-    names = [f"etl-{i}" for i in range(flows)]
-    ids = [uuid.uuid5(uuid.NAMESPACE_URL, f"millstream:flow:{n}") for n in names]
-    types = [StateType(t) for t, _ in STATE_MIX]
-    weights = [w for _, w in STATE_MIX]
-    rows, made = [], []
-    for i in range(runs):
-        f = rng.randrange(flows)
-        created = now - dt.timedelta(seconds=runs - i)
-        start = created + dt.timedelta(milliseconds=5)
-        end = start + dt.timedelta(milliseconds=rng.randrange(10, 5000))
-        final = rng.choices(types, weights)[0]
-        if i >= runs - 5:
-            final, end = StateType.RUNNING, None
-        states = [
-            State(type=StateType.PENDING, timestamp=created),
-            State(type=StateType.RUNNING, timestamp=start),
-        ]
-        if end is not None:
-            states.append(State(type=final, timestamp=end))
-        run = FlowRun(
-            id=uuid.uuid4(),
-            name=f"{names[f]}-run-{i}",
-            flow_id=ids[f],
-            flow_name=names[f],
-            parameters={"day": i % 365, "source": "s3://bucket/key"},
-            tags=["nightly"] if i % 3 == 0 else [],
-            deployment_id=_deployment_of(i, deployments),
-            run_count=1,
-            start_time=start,
-            end_time=end,
-            created=created,
-            pid=4242 if end is None else None,
-            hostname="worker-1" if end is None else None,
-            heartbeat=now if end is None else None,
-        )
-        history = encode_history([history_entry(s, run.id, "flow_run_id") for s in states])
-        rows.append(flow_run_row(run, states[-1], history, None))
-        made.append((run.id, start))
-    return rows, made
 
 
 def _task_runs(made: list[tuple[uuid.UUID, dt.datetime]], per_run: int) -> list[tuple[Any, ...]]:
@@ -134,19 +85,14 @@ def build(path: Path, runs: int, per_run: int, flows: int = 20) -> tuple[uuid.UU
     open_for_writing(path).close()  # creates and migrates the file, as the store would
     now = dt.datetime.now(dt.UTC)
     deployments = [uuid.uuid4() for _ in range(10)]
-    flow_rows, made = _flow_runs(runs, flows, deployments, now)
+    flow_rows, made = synthetic_flow_runs(
+        runs, flows, now, deployment_of=lambda i: _deployment_of(i, deployments), running=5
+    )
     stamp = ts(now)
     with sqlite3.connect(path) as conn:
         conn.executemany(
             Q["upsert_flow"],
-            [
-                (
-                    uuid.uuid5(uuid.NAMESPACE_URL, f"millstream:flow:etl-{i}").bytes,
-                    f"etl-{i}",
-                    stamp,
-                )
-                for i in range(flows)
-            ],
+            [(flow_id.bytes, name, stamp) for name, flow_id in flow_names_and_ids(flows)],
         )
         conn.executemany(Q["upsert_flow_run"], flow_rows)
         schedules = encode_json([{"cron": "0 3 * * *"}])
@@ -169,6 +115,8 @@ def build(path: Path, runs: int, per_run: int, flows: int = 20) -> tuple[uuid.UU
                     schedules,
                     stamp,
                     stamp,
+                    None,  # concurrency_limit
+                    None,  # collision_strategy
                 )
                 for i, d in enumerate(deployments)
             ],

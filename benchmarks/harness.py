@@ -19,18 +19,27 @@ import textwrap
 import time
 from pathlib import Path
 
+from millstream import flow, task
+
+HERE = Path(__file__).resolve().parent
+
+
+@task
+def add(x: int, y: int) -> int:
+    """The one task of the measured flow."""
+    return x + y
+
+
+@flow
+def one(n: int) -> int:
+    """The measured flow (here and, imported from this module, in the xdist suite)."""
+    return add(n, 1)
+
+
 SUITE = textwrap.dedent(
     """
     import pytest
-    from millstream import flow, task
-
-    @task
-    def add(x: int, y: int) -> int:
-        return x + y
-
-    @flow
-    def one(n: int) -> int:
-        return add(n, 1)
+    from harness import one
 
     @pytest.mark.parametrize("n", range(100))
     def test_fresh(n, millstream_harness, millstream_runs):
@@ -42,16 +51,7 @@ SUITE = textwrap.dedent(
 
 def harness_and_one_flow(reps: int) -> list[float]:
     """Milliseconds for each harness start + one flow + harness exit."""
-    from millstream import flow, task
     from millstream.testing import millstream_test_harness
-
-    @task
-    def add(x: int, y: int) -> int:
-        return x + y
-
-    @flow
-    def one(n: int) -> int:
-        return add(n, 1)
 
     with millstream_test_harness():  # imports, the engine's process-wide threads
         one(0)
@@ -69,6 +69,7 @@ def xdist_suite(workers: int) -> tuple[float, str]:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "test_fresh.py").write_text(SUITE)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MILLSTREAM_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers)],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,10 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "serve_http"))
+
+from serve_http_tools import free_port, wait_until_up
 
 WORKER = textwrap.dedent(
     """
@@ -32,12 +35,6 @@ WORKER = textwrap.dedent(
     noop.serve("bench", webserver=True, print_starting_message=False)
     """
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _completed(db: Path) -> int:
@@ -81,12 +78,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    import httpx
 
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp, "worker.py")
         script.write_text(WORKER)
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MILLSTREAM_")}
         env.update(MILLSTREAM_HOME=tmp, MILLSTREAM_SERVE_WEBSERVER_PORT=str(port))
         env["MILLSTREAM_LOGGING_LEVEL"] = "WARNING"
@@ -96,15 +92,8 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("the worker did not come up")
-                time.sleep(0.05)
+            if not wait_until_up(base, proc, deadline):
+                raise SystemExit("the worker did not come up")
             made, refused, elapsed = asyncio.run(_hammer(base, args.seconds, args.concurrency))
             db = Path(tmp, "millstream.db")
             while _completed(db) < made and time.monotonic() < deadline + 600:

@@ -31,8 +31,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "postgres"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import pg_server  # noqa: E402
+from _common import async_chain  # noqa: E402
 
 WORKER = textwrap.dedent(
     """
@@ -75,28 +77,7 @@ def _use(url: str | None, home: Path) -> None:
 
 # -- P1: per-task overhead ----------------------------------------------------------------------
 def per_task(server: pg_server.Server, n: int, reps: int) -> dict[str, float]:
-    from millstream import flow, task
-
-    @task
-    async def anoop(x: int) -> int:
-        return x
-
-    @flow
-    async def chain(n: int) -> int:
-        total = 0
-        for i in range(n):
-            total += await anoop(i)
-        return total
-
-    async def bare(n: int) -> int:
-        async def noop(x: int) -> int:
-            return x
-
-        total = 0
-        for i in range(n):
-            total += await noop(i)
-        return total
-
+    _, chain, bare = async_chain()
     backends = {"sqlite": None, "postgres": server.fresh_url()}
     times: dict[str, list[float]] = {name: [] for name in [*backends, "bare"]}
     homes = {name: Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) for name in backends}

@@ -6,8 +6,7 @@ median of the repetitions, the per-task overhead and the ratio. Every run is per
 fresh SQLite file in a temporary MILLSTREAM_HOME.
 
 Targets (issue 2): S1 <= 25 us/task overhead, S2 <= 30 us/task and <= 2 KB/task peak memory
-growth, S3 <= 150 us/task, S4 <= 1 ms/flow run, S5 import <= 150 ms and first call <= 100 ms
-(issue 15: `millstream --help` <= 150 ms).
+growth, S3 <= 150 us/task, S4 <= 1 ms/flow run, S5 import <= 150 ms and first call <= 100 ms.
 Targets (issue 3): a cache hit <= 20 us/task (Sc), persisted small results <= 15 us/task over
 S1 (Sp), recovery of a 1,000-task flow killed after 900 tasks reaches task 901 <= 0.5 s (Sr).
 Targets (issue 4): the 100 newest of 100,000 runs with a state filter <= 20 ms (Sl), logging
@@ -28,21 +27,18 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 ROOT = HERE.parent
 
-
-def _median_time(fn: Callable[[], object], reps: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+from _common import (  # noqa: E402
+    alternating_medians,
+    async_chain,
+    insert_flow_runs,
+    sync_chain,
+)
 
 
 def _line(name: str, n: int, ms_time: float, bare_time: float, target_us: float) -> dict:
@@ -59,27 +55,9 @@ def _line(name: str, n: int, ms_time: float, bare_time: float, target_us: float)
 
 def scenarios(reps: int) -> list[dict]:
     """S1-S4 in this process."""
-    from millstream import flow, task
+    from millstream import flow
 
-    @task
-    async def anoop(x: int) -> int:
-        return x
-
-    @flow
-    async def s1(n: int) -> int:
-        total = 0
-        for i in range(n):
-            total += await anoop(i)
-        return total
-
-    async def s1_bare(n: int) -> int:
-        async def noop(x: int) -> int:
-            return x
-
-        total = 0
-        for i in range(n):
-            total += await noop(i)
-        return total
+    anoop, s1, s1_bare = async_chain()
 
     @flow
     async def s2(n: int) -> int:
@@ -91,13 +69,7 @@ def scenarios(reps: int) -> list[dict]:
 
         return len(await asyncio.gather(*(asyncio.ensure_future(noop(i)) for i in range(n))))
 
-    @task
-    def snoop(x: int) -> int:
-        return x
-
-    @flow
-    def s3(n: int) -> int:
-        return sum(snoop(i) for i in range(n))
+    _, s3 = sync_chain()
 
     def s3_bare(n: int) -> int:
         def noop(x: int) -> int:
@@ -139,14 +111,7 @@ def scenarios(reps: int) -> list[dict]:
         ("S3", 1_000, lambda: s3(1_000), lambda: s3_bare(1_000), 150),
         ("S4", 200, lambda: s4(200), lambda: s4_bare(200), 1_000),
     ]:
-        ms_times: list[float] = []
-        bare_times: list[float] = []
-        for _ in range(reps):  # alternate so both see the same machine noise
-            ms_times.append(_median_time(run, 1)[0])
-            bare_times.append(_median_time(bare, 1)[0])
-        results.append(
-            _line(name, n, statistics.median(ms_times), statistics.median(bare_times), target)
-        )
+        results.append(_line(name, n, *alternating_medians(reps, run, bare), target))
     return results
 
 
@@ -190,16 +155,15 @@ def results_scenarios(reps: int) -> list[dict]:
 
     asyncio.run(s_cache(2))
     asyncio.run(s1_persisted(2))
-    cache_t, bare_t, plain_t, persist_t = [], [], [], []
-    for _ in range(reps):
-        cache_t.append(_median_time(lambda: asyncio.run(s_cache(1_000)), 1)[0])
-        bare_t.append(_median_time(lambda: asyncio.run(bare(1_000)), 1)[0])
-        plain_t.append(_median_time(lambda: asyncio.run(s1_plain(1_000)), 1)[0])
-        persist_t.append(_median_time(lambda: asyncio.run(s1_persisted(1_000)), 1)[0])
-    results = [
-        _line("Sc", 1_000, statistics.median(cache_t), statistics.median(bare_t), 20),
-    ]
-    extra = (statistics.median(persist_t) - statistics.median(plain_t)) / 1_000 * 1e6
+    cache_t, bare_t, plain_t, persist_t = alternating_medians(
+        reps,
+        lambda: asyncio.run(s_cache(1_000)),
+        lambda: asyncio.run(bare(1_000)),
+        lambda: asyncio.run(s1_plain(1_000)),
+        lambda: asyncio.run(s1_persisted(1_000)),
+    )
+    results = [_line("Sc", 1_000, cache_t, bare_t, 20)]
+    extra = (persist_t - plain_t) / 1_000 * 1e6
     print(
         f"Sp   persisted small results add {extra:6.1f} us/task over S1 (target <= 15) | "
         f"{'ok' if extra <= 15 else f'MISSED by {extra - 15:.1f} us'}"
@@ -211,16 +175,7 @@ def results_scenarios(reps: int) -> list[dict]:
 def durability(reps: int, n: int = 1_000) -> dict:
     """Issue 11: the cost of MILLSTREAM_DURABILITY=every_task (one commit per task) over the
     default batched commits, per task of a sync flow of ``n`` tasks."""
-    from millstream import flow, task
-
-    @task
-    def step(x: int) -> int:
-        return x
-
-    @flow
-    def steps(k: int) -> int:
-        return sum(step(i) for i in range(k))
-
+    _, steps = sync_chain()
     home = Path(os.environ["MILLSTREAM_HOME"])
 
     def every_task() -> None:
@@ -234,11 +189,7 @@ def durability(reps: int, n: int = 1_000) -> dict:
 
     steps(2)
     every_task()
-    batched_t, every_t = [], []
-    for _ in range(reps):
-        batched_t.append(_median_time(lambda: steps(n), 1)[0])
-        every_t.append(_median_time(every_task, 1)[0])
-    batched, every = statistics.median(batched_t), statistics.median(every_t)
+    batched, every = alternating_medians(reps, lambda: steps(n), every_task)
     extra = (every - batched) / n * 1e6
     print(
         f"Sd   durability every_task {every * 1e3:8.2f} ms | batched {batched * 1e3:8.2f} ms | "
@@ -311,14 +262,12 @@ def recovery(reps: int) -> dict:
 def observability(reps: int) -> list[dict]:
     """Issue 4: list the 100 newest of 100,000 runs with a state filter; log line cost."""
     import logging
-    import sqlite3
 
     from millstream import flow, get_client, get_run_logger, task
     from millstream._engine.model.records import FlowRun
     from millstream._engine.model.states import Completed, Failed
     from millstream._engine.settings import get_current_settings
     from millstream._engine.store import get_store
-    from millstream._engine.store.migrations import Q
     from millstream._engine.store.rows import encode_history, history_entry
     from millstream._engine.store.rows import flow_run_row as _flow_run_row
     from millstream.client.schemas.filters import (
@@ -349,9 +298,7 @@ def observability(reps: int) -> list[dict]:
         )
         history = encode_history([history_entry(state, run.id, "flow_run_id")])
         rows.append(_flow_run_row(run, state, history, None))
-    with sqlite3.connect(store.path) as conn:
-        # The writer's own statement: the row and the schema's columns always agree.
-        conn.executemany(Q["upsert_flow_run"], rows)
+    insert_flow_runs(store.path, rows)
     failed = FlowRunFilter(
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED]))
     )
@@ -389,11 +336,8 @@ def observability(reps: int) -> list[dict]:
         quiet(n)
 
     talk(10)
-    loud_t, quiet_t = [], []
-    for _ in range(reps):
-        loud_t.append(_median_time(lambda: talk(10_000), 1)[0])
-        quiet_t.append(_median_time(lambda: silent(10_000), 1)[0])
-    per_line = (statistics.median(loud_t) - statistics.median(quiet_t)) / 10_000 * 1e6
+    loud, quiet_t = alternating_medians(reps, lambda: talk(10_000), lambda: silent(10_000))
+    per_line = (loud - quiet_t) / 10_000 * 1e6
     print(
         f"Sg   logging adds {per_line:6.1f} us/line (target <= 10; console output silenced) | "
         f"{'ok' if per_line <= 10 else f'MISSED by {per_line - 10:.1f} us'}"
@@ -488,17 +432,11 @@ def startup(reps: int) -> dict:
         imports.append(data["import_ms"])
         firsts.append(data["first_call_ms"])
     imp, first = statistics.median(imports), statistics.median(firsts)
-    # `millstream --help`, the whole process (interpreter start included): benchmarks/cli_start.py.
-    from cli_start import help_ms
-
-    cli = help_ms(ROOT, reps)
-    ok = imp <= 150 and first <= 100 and cli <= 150
     print(
         f"S5   import millstream {imp:6.1f} ms (target <= 150) | first flow call {first:6.1f} ms "
-        f"(target <= 100) | millstream --help {cli:6.1f} ms (target <= 150) | "
-        f"{'ok' if ok else 'MISSED'}"
+        f"(target <= 100) | {'ok' if imp <= 150 and first <= 100 else 'MISSED'}"
     )
-    return {"scenario": "S5", "import_ms": imp, "first_call_ms": first, "help_ms": cli}
+    return {"scenario": "S5", "import_ms": imp, "first_call_ms": first}
 
 
 def database_bytes(n: int = 10_000) -> dict:

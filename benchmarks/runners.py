@@ -18,24 +18,14 @@ import argparse
 import concurrent.futures
 import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # workers inherit the path: they import runner_tasks by name
 
-
-def _median(fn: Callable[[], object], reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from _common import alternating_medians  # noqa: E402
 
 
 def dask_figures(count: int, reps: int) -> tuple[float, float]:
@@ -65,12 +55,9 @@ def dask_figures(count: int, reps: int) -> tuple[float, float]:
 
         bare()  # warm the workers (imports) for both
         ours()
-        mine, theirs = [], []
-        for _ in range(reps):
-            mine.append(_median(ours, 1))
-            theirs.append(_median(bare, 1))
+        mine, theirs = alternating_medians(reps, ours, bare)
         client.close()
-        return statistics.median(mine), statistics.median(theirs)
+        return mine, theirs
     finally:
         cluster.close()
 
@@ -103,11 +90,8 @@ def process_figures(count: int, reps: int, cpu: bool = False) -> tuple[float, fl
     def ours() -> None:
         assert mapped() == list(range(count))
 
-    mine, theirs = [], []
-    for _ in range(reps):
-        mine.append(_median(ours, 1))
-        theirs.append(_median(bare, 1))
-    return statistics.median(mine), statistics.median(theirs)
+    mine, theirs = alternating_medians(reps, ours, bare)
+    return mine, theirs
 
 
 def main() -> None:

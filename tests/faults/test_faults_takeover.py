@@ -10,6 +10,7 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fault_tools import Processes, ledger_lines, query, wait_until
@@ -81,6 +82,30 @@ def _two_workers(procs: Processes, tmp_path: Path, db_path: Path, **env: str):  
     return workers
 
 
+def _started_run(workers: list[Any], ledger: Path) -> tuple[Any, Any, Any]:
+    """Trigger the guarded deployment and wait until one worker started its body: the run,
+    that worker (the owner) and the other one."""
+    run = run_deployment("guarded/g", timeout=0)
+    wait_until(lambda: len(_starts(ledger)) == 1, timeout=60)
+    (owner_pid,) = _starts(ledger)
+    owner = next(w for w in workers if w.pid == owner_pid)
+    other = next(w for w in workers if w.pid != owner_pid)
+    return run, owner, other
+
+
+def _release_until_completed(tmp_path: Path, db_path: Path, run_id: uuid.UUID) -> None:
+    """Let the waiting body return, and wait until the run is recorded Completed."""
+    (tmp_path / "release").write_text("go")
+    wait_until(lambda: _row(db_path, run_id)[0] == "COMPLETED", timeout=60)
+
+
+def _assert_completed_once_by(db_path: Path, run_id: uuid.UUID, pid: int) -> None:
+    """The run is Completed by process ``pid``, and its history holds one Completed state."""
+    state, owner, history = _row(db_path, run_id)
+    assert (state, owner) == ("COMPLETED", pid)
+    assert _completed_count(history, run_id) == 1
+
+
 def test_a_stopped_worker_past_its_lease_is_fenced_after_another_takes_over(
     procs: Processes, tmp_path: Path, db_path: Path, ledger: Path
 ) -> None:
@@ -91,24 +116,17 @@ def test_a_stopped_worker_past_its_lease_is_fenced_after_another_takes_over(
         MILLSTREAM_SERVE_HEARTBEAT_SECONDS="0.2",
         MILLSTREAM_SERVE_LEASE_SECONDS="1.0",
     )
-    run = run_deployment("guarded/g", timeout=0)
-    wait_until(lambda: len(_starts(ledger)) == 1, timeout=60)
-    (owner_pid,) = _starts(ledger)
-    owner = next(w for w in workers if w.pid == owner_pid)
-    other = next(w for w in workers if w.pid != owner_pid)
+    run, owner, other = _started_run(workers, ledger)
     os.kill(owner.pid, signal.SIGSTOP)
     try:
         wait_until(lambda: other.pid in _starts(ledger), timeout=60)  # taken over
-        (tmp_path / "release").write_text("go")
-        wait_until(lambda: _row(db_path, run.id)[0] == "COMPLETED", timeout=60)
+        _release_until_completed(tmp_path, db_path, run.id)
     finally:
         os.kill(owner.pid, signal.SIGCONT)
     # The stale owner's body finishes too (it was mid-body) but none of its writes count.
     wait_until(lambda: "taken over by another process" in procs.output(owner), timeout=60)
     assert f"end {owner.pid}" in ledger_lines(ledger)
-    state, pid, history = _row(db_path, run.id)
-    assert (state, pid) == ("COMPLETED", other.pid)
-    assert _completed_count(history, run.id) == 1
+    _assert_completed_once_by(db_path, run.id, other.pid)
 
 
 def test_a_killed_worker_s_run_is_taken_over_by_a_running_worker_within_the_lease(
@@ -122,21 +140,14 @@ def test_a_killed_worker_s_run_is_taken_over_by_a_running_worker_within_the_leas
         MILLSTREAM_SERVE_HEARTBEAT_SECONDS="0.5",
         MILLSTREAM_SERVE_LEASE_SECONDS=str(lease),
     )
-    run = run_deployment("guarded/g", timeout=0)
-    wait_until(lambda: len(_starts(ledger)) == 1, timeout=60)
-    (owner_pid,) = _starts(ledger)
-    owner = next(w for w in workers if w.pid == owner_pid)
-    other = next(w for w in workers if w.pid != owner_pid)
+    run, owner, other = _started_run(workers, ledger)
     owner.send_signal(signal.SIGKILL)
     owner.wait(30)
     killed = time.monotonic()
     wait_until(lambda: other.pid in _starts(ledger), timeout=60)
     taken_after = time.monotonic() - killed
-    (tmp_path / "release").write_text("go")
-    wait_until(lambda: _row(db_path, run.id)[0] == "COMPLETED", timeout=60)
-    state, pid, history = _row(db_path, run.id)
-    assert (state, pid) == ("COMPLETED", other.pid)
-    assert _completed_count(history, run.id) == 1
+    _release_until_completed(tmp_path, db_path, run.id)
+    _assert_completed_once_by(db_path, run.id, other.pid)
     assert taken_after < 3 * lease, taken_after
 
 
@@ -161,8 +172,7 @@ def test_heartbeats_follow_the_setting_so_a_short_lease_keeps_a_healthy_run(
         return time.monotonic() - began > 4.0
 
     wait_until(lived_four_leases, timeout=60)
-    (tmp_path / "release").write_text("go")
-    wait_until(lambda: _row(db_path, run.id)[0] == "COMPLETED", timeout=60)
+    _release_until_completed(tmp_path, db_path, run.id)
     assert len(_starts(ledger)) == 1  # never stolen: one body ran
     assert len(beats) >= 8  # about every 0.2 s over 4 s, not every 10 s
 

@@ -5,6 +5,7 @@ nothing the ledger says finished is missing from the database once writing can r
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,15 @@ while not release.exists() and time.monotonic() < deadline:
 conn.execute("ROLLBACK")
 """
 
+# The task both scripts run: it notes each run in the ledger (the oracle) and returns ``i``.
+LEDGER_STEP = """
+@task
+def step(label: str, i: int) -> int:
+    with LEDGER.open("a") as f:
+        f.write(f"{label} {i}\\n")
+    return i
+"""
+
 STEPS = """
 import os, sys, time
 from pathlib import Path
@@ -34,13 +44,9 @@ from millstream import flow, task
 from millstream.exceptions import StoreError
 
 LEDGER = Path(os.environ["LEDGER"])
-
-@task
-def step(label: str, i: int) -> int:
-    with LEDGER.open("a") as f:
-        f.write(f"{label} {i}\\n")
-    return i
-
+"""
+STEPS += LEDGER_STEP
+STEPS += """
 @flow
 def steps(label: str, n: int) -> int:
     return sum(step(label, i) for i in range(n))
@@ -77,13 +83,37 @@ def _ledger_set(ledger: Path) -> set[tuple[str, str]]:
     return {(a, str(int(b))) for a, b in (line.split() for line in ledger_lines(ledger))}
 
 
-def test_a_lock_held_past_the_busy_timeout_is_retried_and_nothing_is_lost(
-    procs: Processes, db_path: Path, ledger: Path, tmp_path: Path
-) -> None:
+def _assert_on_disk_as_in_ledger(db_path: Path, ledger: Path, tasks: int) -> None:
+    """The ledger lists ``tasks`` finished tasks, and those are what the database holds."""
+    assert len(_ledger_set(ledger)) == tasks
+    assert _completed_on_disk(db_path) == _ledger_set(ledger)
+
+
+def _hold_the_lock(
+    procs: Processes, db_path: Path, tmp_path: Path
+) -> tuple[subprocess.Popen[str], Path]:
+    """A process holding BEGIN IMMEDIATE on the database until the returned file exists."""
     _make_database(db_path)
     held, release = tmp_path / "held", tmp_path / "release"
     locker = procs.start(procs.script("locker.py", LOCKER), str(db_path), str(held), str(release))
     wait_until(held.exists)
+    return locker, release
+
+
+def _let_go(
+    procs: Processes, locker: subprocess.Popen[str], release: Path, main: subprocess.Popen[str]
+) -> str:
+    """Release the lock; both processes end well; the output of ``main``."""
+    release.write_text("go")
+    assert locker.wait(30) == 0
+    assert main.wait(60) == 0, procs.output(main)
+    return procs.output(main)
+
+
+def test_a_lock_held_past_the_busy_timeout_is_retried_and_nothing_is_lost(
+    procs: Processes, db_path: Path, ledger: Path, tmp_path: Path
+) -> None:
+    locker, release = _hold_the_lock(procs, db_path, tmp_path)
     main = procs.start(
         procs.script("steps.py", STEPS),
         str(tmp_path / "unused"),
@@ -92,22 +122,15 @@ def test_a_lock_held_past_the_busy_timeout_is_retried_and_nothing_is_lost(
     )
     # The writer met the lock (and said so) before it is released: a real retry, not luck.
     wait_until(lambda: "retrying" in procs.output(main))
-    release.write_text("go")
-    assert locker.wait(30) == 0
-    assert main.wait(60) == 0, procs.output(main)
-    assert "result 10" in procs.output(main)
-    assert len(_ledger_set(ledger)) == 5
-    assert _completed_on_disk(db_path) == _ledger_set(ledger)
+    assert "result 10" in _let_go(procs, locker, release, main)
+    _assert_on_disk_as_in_ledger(db_path, ledger, 5)
     assert query(db_path, "SELECT state_type FROM flow_run") == [("COMPLETED",)]
 
 
 def test_a_lock_that_outlasts_the_retries_fails_the_flow_call_then_writing_resumes(
     procs: Processes, db_path: Path, ledger: Path, tmp_path: Path
 ) -> None:
-    _make_database(db_path)
-    held, release = tmp_path / "held", tmp_path / "release"
-    locker = procs.start(procs.script("locker.py", LOCKER), str(db_path), str(held), str(release))
-    wait_until(held.exists)
+    locker, release = _hold_the_lock(procs, db_path, tmp_path)
     main = procs.start(
         procs.script("steps.py", STEPS),
         str(release),
@@ -117,13 +140,9 @@ def test_a_lock_that_outlasts_the_retries_fails_the_flow_call_then_writing_resum
     wait_until(lambda: "raised:" in procs.output(main))
     out = procs.output(main)
     assert str(db_path) in out and "locked" in out  # names the database and the cause
-    release.write_text("go")
-    assert locker.wait(30) == 0
-    assert main.wait(60) == 0, procs.output(main)
-    assert "result 3" in procs.output(main)
+    assert "result 3" in _let_go(procs, locker, release, main)
     # What the failed call's tasks finished was kept and written once the lock went.
-    assert len(_ledger_set(ledger)) == 8
-    assert _completed_on_disk(db_path) == _ledger_set(ledger)
+    _assert_on_disk_as_in_ledger(db_path, ledger, 8)
     assert sorted(r[0] for r in query(db_path, "SELECT state_type FROM flow_run")) == [
         "COMPLETED",
         "COMPLETED",
@@ -140,13 +159,9 @@ from millstream._engine.store import get_store
 
 LEDGER = Path(os.environ["LEDGER"])
 mode = sys.argv[1]
-
-@task
-def step(label: str, i: int) -> int:
-    with LEDGER.open("a") as f:
-        f.write(f"{label} {i}\\n")
-    return i
-
+"""
+FSIZE += LEDGER_STEP
+FSIZE += """
 @flow(log_prints=True)
 def steps(label: str, n: int) -> int:
     for i in range(200):
@@ -193,35 +208,33 @@ else:
 """
 
 
-def test_a_one_off_disk_error_is_retried_and_the_flow_returns_with_everything_on_disk(
-    procs: Processes, db_path: Path, ledger: Path
-) -> None:
+def _run_fsize(procs: Processes, mode: str, retry_seconds: str) -> str:
+    """Run the file-size script in ``mode`` to a good end; its output."""
     code, out = procs.run(
         procs.script("fsize.py", FSIZE),
-        "once",
-        MILLSTREAM_STORE_WRITE_RETRY_SECONDS="60",
+        mode,
+        MILLSTREAM_STORE_WRITE_RETRY_SECONDS=retry_seconds,
         timeout=90,
     )
     assert code == 0, out
+    return out
+
+
+def test_a_one_off_disk_error_is_retried_and_the_flow_returns_with_everything_on_disk(
+    procs: Processes, db_path: Path, ledger: Path
+) -> None:
+    out = _run_fsize(procs, "once", retry_seconds="60")
     assert "result 10" in out and "retrying" in out
-    assert _completed_on_disk(db_path) == _ledger_set(ledger)
-    assert len(_ledger_set(ledger)) == 5
+    _assert_on_disk_as_in_ledger(db_path, ledger, 5)
 
 
 def test_a_file_size_limit_fails_the_call_naming_the_cause_and_writing_resumes(
     procs: Processes, db_path: Path, ledger: Path
 ) -> None:
-    code, out = procs.run(
-        procs.script("fsize.py", FSIZE),
-        "lasting",
-        MILLSTREAM_STORE_WRITE_RETRY_SECONDS="0.3",
-        timeout=90,
-    )
-    assert code == 0, out
+    out = _run_fsize(procs, "lasting", retry_seconds="0.3")
     (line,) = [x for x in out.splitlines() if x.startswith("raised:")]
     assert str(db_path) in line
     assert "disk I/O error" in line or "database or disk is full" in line
     assert "cannot rollback" not in line
     assert "result 3" in out
-    assert _completed_on_disk(db_path) == _ledger_set(ledger)
-    assert len(_ledger_set(ledger)) == 8
+    _assert_on_disk_as_in_ledger(db_path, ledger, 8)

@@ -7,8 +7,9 @@ import asyncio
 import threading
 
 import pytest
+from serving_tools import with_worker
 
-from millstream import aserve, flow
+from millstream import flow
 from millstream.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from millstream.deployments import arun_deployment
 
@@ -26,17 +27,6 @@ async def guarded(i: int) -> int:
     with _lock:
         _running[0] -= 1
     return i
-
-
-async def _serving(deployment, body):
-    await deployment.aapply()
-    worker = asyncio.ensure_future(aserve(deployment, print_starting_message=False))
-    try:
-        return await body()
-    finally:
-        worker.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await worker
 
 
 async def _until(predicate, timeout: float = 20.0) -> None:
@@ -71,7 +61,7 @@ def test_enqueue_keeps_runs_scheduled_until_a_slot_frees() -> None:
             finals = [await arun_deployment_wait(client, r.id) for r in runs]
         return finals
 
-    finals = asyncio.run(_serving(deployment, body))
+    finals = asyncio.run(with_worker([deployment], body))
     assert finals == ["COMPLETED"] * 4
     assert _running[1] == 2
 
@@ -106,7 +96,7 @@ def test_cancel_new_cancels_runs_that_find_the_limit_full() -> None:
             first_state = await arun_deployment_wait(client, first.id)
         return first_state, second_state
 
-    assert asyncio.run(_serving(deployment, body)) == ("COMPLETED", "CANCELLED")
+    assert asyncio.run(with_worker([deployment], body)) == ("COMPLETED", "CANCELLED")
 
 
 def test_bad_concurrency_limit_values_are_refused() -> None:
@@ -149,7 +139,7 @@ def test_a_suspended_deployment_run_is_continued_by_its_worker_once_resumed() ->
             assert await arun_deployment_wait(client, run.id) == "COMPLETED"
             return await (await client.read_flow_run(run.id)).state.result()
 
-    assert asyncio.run(_serving(deployment, body)) == "yes"
+    assert asyncio.run(with_worker([deployment], body)) == "yes"
     # The body ran twice (suspended, then continued); "before" has no task, so it ran again,
     # and the suspend call returned the input the second time.
     assert _steps == ["before", "before", "after"]

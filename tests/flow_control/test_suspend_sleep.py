@@ -3,13 +3,16 @@ survive their process; durable sleep; waiting for a flow run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,42 +72,67 @@ if __name__ == "__main__":
 """
 
 
-def _script(tmp_path: Path) -> tuple[Path, Path]:
+@contextlib.contextmanager
+def _child(tmp_path: Path, home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """Run one of the script's flows (``args``) in a child process sharing ``home``, and the
+    ledger its tasks write to; the child is killed with SIGKILL when the block ends."""
     ledger = tmp_path / "ledger.txt"
     script = tmp_path / "approval_flows.py"
     script.write_text(_APPROVAL.format(ledger=str(ledger)))
-    return script, ledger
-
-
-def _run_script(script: Path, home: Path, *args: str) -> subprocess.Popen[str]:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "MILLSTREAM_HOME": str(home), "PYTHONPATH": str(root)}
-    return subprocess.Popen(
+    child = subprocess.Popen(
         [sys.executable, str(script), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    try:
+        yield child, ledger
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=10)
 
 
 def _ledger(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
+def _wait_for_runs(
+    in_state: Callable[[Any], bool], timeout: float = 30, interval: float = 0.01
+) -> list[Any]:
+    """Poll the flow runs until some have a state ``in_state`` accepts; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            found = [r for r in client.read_flow_runs() if r.state and in_state(r.state)]
+        if found:
+            return found
+        assert time.monotonic() < deadline, "no flow run reached the awaited state in time"
+        time.sleep(interval)
+
+
+def _resume_once_paused(paused_flow: Callable[[], None], run_input: dict[str, Any]) -> float:
+    """Call ``paused_flow`` in a thread, resume its run with ``run_input`` once it is paused and
+    wait for it: the seconds from the resume until the flow returned."""
+    thread = threading.Thread(target=paused_flow)
+    thread.start()
+    paused = _wait_for_runs(lambda state: state.is_paused())
+    resumed_at = time.monotonic()
+    resume_flow_run(paused[0].id, run_input=run_input)
+    thread.join(30)
+    return time.monotonic() - resumed_at
+
+
 @pytest.mark.slow
 def test_suspend_kill_resume_elsewhere_completes_without_rerunning_tasks(
     tmp_path: Path, millstream_home: Path
 ) -> None:
-    script, ledger = _script(tmp_path)
-    child = _run_script(script, millstream_home, "approval")
-    try:
+    with _child(tmp_path, millstream_home, "approval") as (child, ledger):
         assert child.stdout is not None
         run_id, state_name = child.stdout.readline().split()
         assert state_name == "Suspended"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=10)
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
         assert (run.state.type.value, run.state.name) == ("PAUSED", "Suspended")
@@ -127,21 +155,8 @@ def test_suspend_kill_resume_elsewhere_completes_without_rerunning_tasks(
 def test_a_paused_run_whose_process_died_is_recovered_once_resumed(
     tmp_path: Path, millstream_home: Path
 ) -> None:
-    script, ledger = _script(tmp_path)
-    child = _run_script(script, millstream_home, "waiting")
-    try:
-        deadline = time.monotonic() + 60
-        run_id = None
-        while run_id is None:
-            assert time.monotonic() < deadline, "the flow never paused"
-            with get_client(sync_client=True) as client:
-                runs = client.read_flow_runs()
-            paused = [r for r in runs if r.state is not None and r.state.is_paused()]
-            run_id = paused[0].id if paused else None
-            time.sleep(0.05)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=10)
+    with _child(tmp_path, millstream_home, "waiting") as (_, ledger):
+        run_id = _wait_for_runs(lambda state: state.is_paused(), timeout=60, interval=0.05)[0].id
     resume_flow_run(run_id, run_input={"ok": "later"})
     report = recover()
     assert report.resumed == [run_id]
@@ -154,9 +169,7 @@ def test_a_paused_run_whose_process_died_is_recovered_once_resumed(
 def test_durable_sleep_after_a_crash_waits_only_the_time_left(
     tmp_path: Path, millstream_home: Path
 ) -> None:
-    script, ledger = _script(tmp_path)
-    child = _run_script(script, millstream_home, "napping", "3")
-    try:
+    with _child(tmp_path, millstream_home, "napping", "3") as (child, ledger):
         deadline = time.monotonic() + 60
         while not _ledger(ledger):
             assert time.monotonic() < deadline
@@ -172,9 +185,6 @@ def test_durable_sleep_after_a_crash_waits_only_the_time_left(
                 time.sleep(0.02)
         # Let half of the 3 s sleep pass before the crash.
         time.sleep(1.5)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=10)
     started = time.monotonic()
     report = recover(lease_seconds=0)
     took = time.monotonic() - started
@@ -192,20 +202,7 @@ def test_pause_is_woken_at_once_by_a_resume_in_the_same_process() -> None:
         # A poll every minute: only the in-process wake-up can finish this quickly.
         answers.append(pause_flow_run(wait_for_input=dict, timeout=60, poll_interval=60))
 
-    thread = threading.Thread(target=waits)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while True:
-        with get_client(sync_client=True) as client:
-            paused = [r for r in client.read_flow_runs() if r.state and r.state.is_paused()]
-        if paused:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    resumed_at = time.monotonic()
-    resume_flow_run(paused[0].id, run_input={"value": {"go": 1}})
-    thread.join(30)
-    assert time.monotonic() - resumed_at < 5
+    assert _resume_once_paused(waits, {"value": {"go": 1}}) < 5
     assert answers == [{"go": 1}]
 
 
@@ -264,18 +261,7 @@ def test_run_input_models_need_the_pydantic_extra_and_validate() -> None:
     def review() -> None:
         got.append(pause_flow_run(wait_for_input=Approval, timeout=60, poll_interval=0.02))
 
-    thread = threading.Thread(target=review)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while True:
-        with get_client(sync_client=True) as client:
-            paused = [r for r in client.read_flow_runs() if r.state and r.state.is_paused()]
-        if paused:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    resume_flow_run(paused[0].id, run_input={"approved": True})
-    thread.join(30)
+    _resume_once_paused(review, {"approved": True})
     assert got == [Approval(approved=True)]
     with pytest.raises(pydantic.ValidationError):
         Approval(approved=True, extra=1)
@@ -312,14 +298,7 @@ def test_send_input_and_receive_input_between_runs() -> None:
     thread = threading.Thread(target=run_receiver)
     thread.start()
     assert ready.wait(30)
-    deadline = time.monotonic() + 30
-    while True:
-        with get_client(sync_client=True) as client:
-            running = [r for r in client.read_flow_runs() if r.state and r.state.is_running()]
-        if running:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    running = _wait_for_runs(lambda state: state.is_running())
     target = running[0].id
     Number(n=7).send_to(target)
     for value in (1, 2, 3):

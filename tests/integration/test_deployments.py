@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
+from serving_tools import with_worker
 
-from millstream import aserve, flow, get_client
+from millstream import flow, get_client
 from millstream.cli import main
 from millstream.deployments import arun_deployment, run_deployment
 from millstream.states import StateType
@@ -47,18 +48,6 @@ async def triggers_a_child_async(x: int) -> dict[str, Any]:
     awaitable = inspect.isawaitable(pending)
     child = await pending
     return {"is_awaitable": awaitable, "child_state": child.state_name}
-
-
-async def with_worker(deployments: list[Any], body: Callable[[], Any]) -> Any:
-    for dep in deployments:
-        await dep.aapply()
-    worker = asyncio.ensure_future(aserve(*deployments, print_starting_message=False))
-    try:
-        return await body()
-    finally:
-        worker.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await worker
 
 
 # -- run_deployment is sync-compatible --------------------------------------------------------

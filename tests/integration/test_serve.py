@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 from pg_fixtures import database_ready, rows_of
+from serving_tools import with_worker
 
-from millstream import aserve, flow, get_client, task
+from millstream import flow, get_client, task
 from millstream.deployments import arun_deployment, run_deployment
 from millstream.exceptions import NotSupportedError, ObjectNotFound, ParameterTypeError
 from millstream.runtime import deployment as runtime_deployment
@@ -53,21 +54,6 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.02)
-
-
-async def with_worker(deployments, body, **serve_options):
-    for dep in deployments:
-        await dep.aapply()  # so that the body can trigger runs before the worker has started
-    worker = asyncio.ensure_future(
-        aserve(*deployments, print_starting_message=False, **serve_options)
-    )
-    try:
-        await asyncio.sleep(0)
-        return await body()
-    finally:
-        worker.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await worker
 
 
 def test_to_deployment_apply_and_read_back():

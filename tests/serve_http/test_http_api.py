@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from serve_http_tools import free_port, wait_until_up
 
 from millstream import aserve, flow
 from millstream._engine.serve.guard import RequestGuard
@@ -271,12 +271,6 @@ def test_mounted_into_an_application_of_ones_own():
     asyncio.run(main())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 SERVE = textwrap.dedent(
     """
     from millstream import flow
@@ -309,7 +303,7 @@ def test_a_public_bind_without_a_token_is_refused_at_start_with_one_line(tmp_pat
 
 @pytest.mark.slow
 def test_a_real_uvicorn_server_serves_the_api(tmp_path):
-    port = _free_port()
+    port = free_port()
     script = tmp_path / "serve_it.py"
     script.write_text(SERVE)
     env = dict(os.environ, MILLSTREAM_SERVE_WEBSERVER_PORT=str(port))
@@ -318,14 +312,7 @@ def test_a_real_uvicorn_server_serves_the_api(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
+        assert wait_until_up(base, proc, deadline)
         made = httpx.post(f"{base}/deployments/hello/web/run", json={})
         url = base + made.json()["url"]
         while httpx.get(url).json()["state"]["type"] != "COMPLETED":
