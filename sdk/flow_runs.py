@@ -25,7 +25,7 @@ from millstream._engine.orchestrate import pauses
 from millstream._engine.serve import control
 from millstream._engine.settings import get_current_settings
 from millstream._engine.store import Store, get_store
-from millstream._sync import dispatch, in_async_context, run_sync
+from millstream._sync import dispatch
 
 
 def _current_flow_run(what: str) -> ctxmod.FlowRunContext:
@@ -93,16 +93,8 @@ async def apause_flow_run(
     return _loaded_input(wait_for_input, state)
 
 
-def pause_flow_run(
-    wait_for_input: Any = None,
-    timeout: float = 3600,
-    poll_interval: float = 10,
-    key: str | None = None,
-) -> Any:
-    """Pause the current flow run (in async code, returns a coroutine to await)."""
-    if in_async_context():
-        return apause_flow_run(wait_for_input, timeout, poll_interval, key)
-    return run_sync(lambda _executor: apause_flow_run(wait_for_input, timeout, poll_interval, key))
+# Sync-compatible (the one bridge, ``dispatch``): awaitable in async code, blocking in sync code.
+pause_flow_run = dispatch(apause_flow_run)
 
 
 # -- suspend ------------------------------------------------------------------------------------
@@ -133,19 +125,7 @@ async def asuspend_flow_run(
     return _loaded_input(wait_for_input, state)
 
 
-def suspend_flow_run(
-    wait_for_input: Any = None,
-    flow_run_id: uuid.UUID | None = None,
-    timeout: float | None = 3600,
-    key: str | None = None,
-    client: Any = None,
-) -> Any:
-    """Suspend the current flow run (in async code, returns a coroutine to await)."""
-    if in_async_context():
-        return asuspend_flow_run(wait_for_input, flow_run_id, timeout, key, client)
-    return run_sync(
-        lambda _executor: asuspend_flow_run(wait_for_input, flow_run_id, timeout, key, client)
-    )
+suspend_flow_run = dispatch(asuspend_flow_run)
 
 
 # -- resume -------------------------------------------------------------------------------------
@@ -259,11 +239,7 @@ async def asleep(seconds: float) -> None:
     await asyncio.sleep(max(0.0, wake - time.time()))
 
 
-def sleep(seconds: float) -> Any:
-    """Durable sleep (in async code, returns a coroutine to await); see ``asleep``."""
-    if in_async_context():
-        return asleep(seconds)
-    return run_sync(lambda _executor: asleep(seconds))
+sleep = dispatch(asleep)
 
 
 __all__ = [
