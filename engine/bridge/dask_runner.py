@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +23,8 @@ from millstream._engine.bridge.task_runners import RemoteBase, TaskRunner
 from millstream._engine.bridge.threads import run_in_worker
 from millstream._engine.exceptions import MissingExtraError
 from millstream._engine.model.ids import new_id
+
+logger = logging.getLogger("millstream.task_runners")
 
 _NO_DASK = (
     "DaskTaskRunner needs dask.distributed, which is not installed: pip install 'millstream[dask]'"
@@ -138,6 +142,7 @@ class DaskClient(RemoteBase):
         self.client: Any = None
         self.cluster: Any = None
         self._report: Any = None
+        self._report_path: str | None = None
         self._gatherer: _Gatherer
         self._batch: list[tuple[bytes, str, asyncio.AbstractEventLoop, asyncio.Future[bytes]]] = []
 
@@ -163,7 +168,10 @@ class DaskClient(RemoteBase):
                 self._report = distributed.performance_report(
                     filename=runner.performance_report_path
                 )
-                self._report.__enter__()
+                # The report finds its client as the current one; ours is not the default.
+                with client.as_current():
+                    self._report.__enter__()
+                self._report_path = runner.performance_report_path
             self._gatherer = _Gatherer(distributed, client)
             self.client = client
             return client
@@ -208,10 +216,17 @@ class DaskClient(RemoteBase):
     def close(self) -> None:
         """Close the client, and the cluster if this flow run started it."""
         client, self.client = self.client, None
-        if self._report is not None:
-            with contextlib.suppress(Exception):
-                self._report.__exit__(None, None, None)
-            self._report = None
+        if self._report is not None and client is not None:
+            try:
+                with client.as_current():
+                    self._report.__exit__(None, None, None)
+            except Exception as exc:  # the runs are done: say why the report is missing
+                logger.warning(
+                    "Dask's performance report could not be written to %s: %s",
+                    self._report_path,
+                    exc,
+                )
+        self._report = None
         if client is not None:
             self._gatherer.stop()
             client.close()
@@ -255,6 +270,13 @@ class DaskTaskRunner(TaskRunner):
             )
         if cluster is not None and (cluster_class or cluster_kwargs):
             raise ValueError("Cannot specify `cluster` and `cluster_class`/`cluster_kwargs`")
+        if performance_report_path is not None and importlib.util.find_spec("bokeh") is None:
+            # Said now, not after every run when the report cannot be rendered.
+            raise MissingExtraError(
+                f"DaskTaskRunner(performance_report_path={performance_report_path!r}) needs "
+                "bokeh, which renders Dask's performance report: "
+                "pip install 'millstream[dask]' (or bokeh itself)"
+            )
         client_kwargs = dict(client_kwargs or {})
         for name, given in (("client_kwargs", client_kwargs), ("cluster_kwargs", cluster_kwargs)):
             if given and "asynchronous" in given:

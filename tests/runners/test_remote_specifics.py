@@ -131,6 +131,45 @@ def test_dask_ships_functions_it_cannot_import_by_name(dask_cluster, tmp_path: P
         time.sleep(0.02)
 
 
+@task
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+def test_dask_writes_its_performance_report_of_the_flow_run(dask_cluster, tmp_path: Path):
+    # The runner's client is not Dask's default one: the report must still find it (before,
+    # the flow failed with "No global client found and no address provided").
+    report = tmp_path / "dask-report.html"
+    runner = DaskTaskRunner(
+        address=dask_cluster.scheduler_address, performance_report_path=str(report)
+    )
+
+    @flow(task_runner=runner)
+    def reported() -> list[int]:
+        return plus_one.map([1, 2]).result()
+
+    assert reported() == [2, 3]
+    assert "Dask Performance Report" in report.read_text()
+
+
+def test_a_performance_report_without_bokeh_is_refused_when_the_runner_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import importlib.util
+
+    from millstream.exceptions import MissingExtraError
+
+    real_find_spec = importlib.util.find_spec
+    # As on a machine where bokeh is not installed (the one import the report needs).
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bokeh" else real_find_spec(name, *a),
+    )
+    with pytest.raises(MissingExtraError, match=r"performance_report_path='r.html'.*bokeh"):
+        DaskTaskRunner(performance_report_path="r.html")
+
+
 @pytest.mark.slow
 def test_dask_runner_starts_and_closes_a_temporary_cluster():
     pytest.importorskip("distributed")
