@@ -205,9 +205,10 @@ class Store(StoreOperations, LimitOperations, TaskQueueOperations, SuspendOperat
         """
         if state.type is StateType.PENDING:
             check_flow_run(run)
+        fence: tuple[bytes, int] | None
         if run.parent_flow_run_id is None:
-            fence: tuple[bytes, int] | None = (run.id.bytes, run.epoch)
-            self._fences[run.id] = fence  # type: ignore[assignment]
+            fence = (run.id.bytes, run.epoch)
+            self._fences[run.id] = fence
         else:
             fence = self._fences.get(run.id) or self._fences.get(run.parent_flow_run_id)
             if fence is not None:
